@@ -1,0 +1,33 @@
+"""Parse + normalise throughput on a generated 10^5-gate .bench (not a timed test: this machine's timings drift)."""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.gen import random_circuit
+from grammar.netlist import load_netlist, write_bench
+from grammar.normalize import normalize
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--gates", type=int, default=100_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "big.bench"
+        path.write_text(write_bench(random_circuit(64, args.gates, seed=1)))
+        best = float("inf")
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            nc = normalize(load_netlist(path))
+            best = min(best, time.perf_counter() - start)
+    print(json.dumps({"gates": args.gates, "normalized_gates": nc.n_gates, "best_seconds": round(best, 3),
+                      "gates_per_second": round(args.gates / best)}))
+
+
+if __name__ == "__main__":
+    main()

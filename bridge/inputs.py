@@ -1,0 +1,53 @@
+"""Loading what users pass on the command line: circuits (netlist or spec), bit strings, overrides."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from grammar.errors import InputError, SourceLoc
+from grammar.ir import Circuit, NormCircuit
+
+
+def load_circuit(path: str) -> Circuit:
+    """A .bench/.aag netlist, or a spec file whose 'circuit' section names one."""
+    if Path(path).suffix == ".lark":
+        from grammar.spec import parse_spec
+
+        spec = parse_spec(path)
+        if spec.circuit is None:
+            raise InputError("this spec has no circuit", SourceLoc(path), expected="a spec with a 'circuit' section")
+        return spec.circuit
+    from grammar.netlist import load_netlist
+
+    return load_netlist(path)
+
+
+def load_norm_circuit(path: str) -> NormCircuit:
+    from grammar.normalize import normalize
+
+    return normalize(load_circuit(path))
+
+
+def parse_bits(text: str, count: int, flag: str) -> np.ndarray:
+    """'10110' (spaces, commas and underscores allowed) -> uint8 array of exactly ``count`` bits."""
+    cleaned = text.replace(",", "").replace(" ", "").replace("_", "")
+    bad = next((ch for ch in cleaned if ch not in "01"), None)
+    if bad is not None:
+        raise InputError(f"{flag} must be a string of 0s and 1s", SourceLoc(flag), text=text,
+                         expected=f"{count} bits such as {'01' * (count // 2) + '0' * (count % 2)}")
+    if len(cleaned) != count:
+        raise InputError(f"{flag} has {len(cleaned)} bits but {count} are needed", SourceLoc(flag), text=text,
+                         expected=f"exactly {count} bits")
+    return np.frombuffer(cleaned.encode(), dtype=np.uint8) - ord("0")
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise InputError("--override needs KEY=VALUE", SourceLoc("--override"), text=item,
+                             expected="for example key_scale=1")
+        out[key.strip()] = value.strip()
+    return out

@@ -1,0 +1,1 @@
+"""Parsing: the spec language and netlists (.bench, .aag) into a frozen-dataclass IR. Imports neither torch nor z3."""

@@ -1,0 +1,45 @@
+"""One error type for every kind of bad input, so the CLI has one place that turns it into exit status 2.
+
+An InputError knows where the problem is (file:line:column), the offending text, and what was expected in human
+words. Its ``str`` is the message users see; golden tests pin it down.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SourceLoc:
+    """A place in a user's file. ``line`` and ``column`` count from 1; 0 means unknown."""
+
+    path: str
+    line: int = 0
+    column: int = 0
+
+    def __str__(self) -> str:
+        if self.line and self.column:
+            return f"{self.path}:{self.line}:{self.column}"
+        if self.line:
+            return f"{self.path}:{self.line}"
+        return self.path
+
+
+class InputError(Exception):
+    """Malformed spec, netlist, checkpoint or flag. Always reported as one message and exit status 2."""
+
+    def __init__(self, message: str, loc: SourceLoc | None = None, text: str | None = None,
+                 expected: str | None = None):
+        self.message = message
+        self.loc = loc
+        self.text = text
+        self.expected = expected
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        head = f"{self.loc}: error: {self.message}" if self.loc else f"error: {self.message}"
+        parts = [head]
+        if self.text is not None:
+            parts.append(f"  found: {self.text!r}")
+        if self.expected:
+            parts.append(f"  expected: {self.expected}")
+        return "\n".join(parts)

@@ -1,0 +1,196 @@
+"""The frozen-dataclass IR that every layer of cotproof speaks.
+
+Two circuit forms exist on purpose:
+- ``Circuit`` is what the user wrote: named gates of any fan-in, in any order, with source locations.
+- ``NormCircuit`` is what the construction, the provers and the checkers consume: 2-input gates in topological
+  order, nodes addressed by index (inputs first, then gates), and a map back to the user's gate names.
+
+Every gate is described by one mechanism: a 4-entry truth table indexed by ``2*a + b``. Unary gates read ``b = a``,
+constants ignore both, so the evaluator, the trace checker, the FFN builder and the SAT encoder need no special cases.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from grammar.errors import SourceLoc
+
+# op -> (f(0,0), f(0,1), f(1,0), f(1,1)); the order of this tuple is the op's code everywhere.
+TRUTH_TABLES: dict[str, tuple[int, int, int, int]] = {
+    "AND": (0, 0, 0, 1),
+    "OR": (0, 1, 1, 1),
+    "NAND": (1, 1, 1, 0),
+    "NOR": (1, 0, 0, 0),
+    "XOR": (0, 1, 1, 0),
+    "XNOR": (1, 0, 0, 1),
+    "NOT": (1, 1, 0, 0),
+    "BUF": (0, 0, 1, 1),
+    "CONST0": (0, 0, 0, 0),
+    "CONST1": (1, 1, 1, 1),
+}
+GATE_OPS: tuple[str, ...] = tuple(TRUTH_TABLES)
+OP_CODE: dict[str, int] = {op: i for i, op in enumerate(GATE_OPS)}
+TRUTH_TABLE_ARRAY = np.array([TRUTH_TABLES[op] for op in GATE_OPS], dtype=np.uint8)
+UNARY_OPS = frozenset({"NOT", "BUF"})
+CONST_OPS = frozenset({"CONST0", "CONST1"})
+# For a fan-in > 2 gate, the associative op that folds all but the last input.
+FOLD_OP = {"AND": "AND", "NAND": "AND", "OR": "OR", "NOR": "OR", "XOR": "XOR", "XNOR": "XOR"}
+
+
+def arity_ok(op: str, fan_in: int) -> bool:
+    if op in CONST_OPS:
+        return fan_in == 0
+    if op in UNARY_OPS:
+        return fan_in == 1
+    return fan_in >= 1
+
+
+def arity_words(op: str) -> str:
+    if op in CONST_OPS:
+        return "no inputs"
+    if op in UNARY_OPS:
+        return "exactly 1 input"
+    return "at least 1 input"
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A gate as the user wrote it."""
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    loc: SourceLoc | None = None
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """A netlist as written: any fan-in, any order. ``normalize`` turns it into a NormCircuit."""
+
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    gates: tuple[Gate, ...]
+    input_locs: tuple[SourceLoc | None, ...] = ()
+    output_locs: tuple[SourceLoc | None, ...] = ()
+
+
+@dataclass(frozen=True)
+class NormGate:
+    """A 2-input gate over node indices. ``origin`` is the user's gate (or output) this gate implements part of."""
+
+    op: str
+    a: int
+    b: int
+    name: str
+    origin: str
+    used: bool = True
+
+
+@dataclass(frozen=True)
+class NormCircuit:
+    """Inputs are nodes 0..n-1 and gate t is node n+t; gates are in topological order (a, b < own node)."""
+
+    name: str
+    input_names: tuple[str, ...]
+    gates: tuple[NormGate, ...]
+    outputs: tuple[int, ...]
+    output_names: tuple[str, ...]
+
+    @property
+    def n_inputs(self) -> int:
+        return len(self.input_names)
+
+    @property
+    def n_gates(self) -> int:
+        return len(self.gates)
+
+    @property
+    def n_nodes(self) -> int:
+        return self.n_inputs + self.n_gates
+
+    @cached_property
+    def op_codes(self) -> np.ndarray:
+        return np.fromiter((OP_CODE[g.op] for g in self.gates), dtype=np.int64, count=self.n_gates)
+
+    @cached_property
+    def arg_a(self) -> np.ndarray:
+        return np.fromiter((g.a for g in self.gates), dtype=np.int64, count=self.n_gates)
+
+    @cached_property
+    def arg_b(self) -> np.ndarray:
+        return np.fromiter((g.b for g in self.gates), dtype=np.int64, count=self.n_gates)
+
+    @cached_property
+    def levels(self) -> np.ndarray:
+        """Level of each node (inputs 0); gates of one level can be evaluated together."""
+        level = np.zeros(self.n_nodes, dtype=np.int64)
+        n = self.n_inputs
+        for t, g in enumerate(self.gates):
+            level[n + t] = 0 if g.op in CONST_OPS else 1 + max(level[g.a], level[g.b])
+        return level
+
+    def gate_type_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for g in self.gates:
+            counts[g.op] = counts.get(g.op, 0) + 1
+        return counts
+
+
+# ---- specs -------------------------------------------------------------------------------------------------
+
+Value = int | float | str
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The finite-precision format F(ebits, sbits); sbits counts the hidden bit, as Z3's FPSort does."""
+
+    ebits: int
+    sbits: int
+
+
+@dataclass(frozen=True)
+class Task:
+    kind: str  # cvp | s5 | modadd | isq
+    params: tuple[tuple[str, Value], ...] = ()
+
+    def get(self, key: str, default: Value | None = None) -> Value | None:
+        return dict(self.params).get(key, default)
+
+
+@dataclass(frozen=True)
+class Construction:
+    mode: str  # thm33 | cvp
+    precision: Precision
+    key_scale: float | None  # None: the provable default chosen by the construction
+    max_gates: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    lemma: str
+    params: tuple[tuple[str, Value], ...] = ()
+
+    def get(self, key: str, default: Value | None = None) -> Value | None:
+        return dict(self.params).get(key, default)
+
+
+@dataclass(frozen=True)
+class RandomCheck:
+    instances: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    path: str
+    construction: Construction
+    claims: tuple[Claim, ...]
+    random: RandomCheck
+    circuit: Circuit | None = None
+    task: Task | None = None
+    parameters: tuple[tuple[str, Value], ...] = field(default=(), compare=False)

@@ -1,0 +1,49 @@
+"""Turn Lark's exceptions into one InputError with file:line:column and expectations in human words."""
+from __future__ import annotations
+
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from grammar.errors import InputError, SourceLoc
+
+# Terminal name -> how a person would say it. Terminals not listed fall back to their lowercase name.
+HUMAN_TERMINALS = {
+    "NAME": "a name", "NUMBER": "a number", "STRING": 'a quoted string like "file.bench"',
+    "LBRACE": "'{'", "RBRACE": "'}'", "LPAR": "'('", "RPAR": "')'", "EQUAL": "'='", "COMMA": "','",
+    "$END": "end of file", "NL": "end of line", "_NL": "end of line", "INT": "an integer",
+    "SYMBOL": "a symbol line such as 'i0 name'", "COMMENT_SECTION": "a comment section 'c'",
+}
+
+
+def human_terminal(name: str) -> str:
+    if name in HUMAN_TERMINALS:
+        return HUMAN_TERMINALS[name]
+    if name.startswith("KW_"):
+        return f"'{name[3:].lower()}'"
+    return name.lower()
+
+
+def _expected_words(names) -> str:
+    words = sorted({human_terminal(n) for n in names})
+    if len(words) <= 1:
+        return "".join(words)
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def from_lark(err: UnexpectedInput, path: str, source: str) -> InputError:
+    """Translate a Lark parse failure; the offending text is the token (or character) where parsing stopped."""
+    line = getattr(err, "line", 0) or 0
+    column = getattr(err, "column", 0) or 0
+    if isinstance(err, UnexpectedEOF) or (isinstance(err, UnexpectedToken) and err.token.type == "$END"):
+        lines = source.splitlines() or [""]
+        line, column = len(lines), len(lines[-1]) + 1
+        return InputError("unexpected end of file", SourceLoc(path, line, column),
+                          expected=_expected_words(err.expected))
+    if isinstance(err, UnexpectedToken):
+        text = str(err.token)
+        what = "unexpected end of line" if err.token.type in ("_NL", "NL") else f"unexpected {text!r}"
+        return InputError(what, SourceLoc(path, line, column), text=text, expected=_expected_words(err.expected))
+    if isinstance(err, UnexpectedCharacters):
+        char = source[err.pos_in_stream] if 0 <= err.pos_in_stream < len(source) else ""
+        return InputError(f"unexpected character {char!r}", SourceLoc(path, line, column), text=char,
+                          expected=_expected_words(err.allowed or ()))
+    return InputError(str(err), SourceLoc(path, line, column))

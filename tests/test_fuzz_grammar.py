@@ -1,0 +1,69 @@
+"""Hypothesis fuzzing: corrupted specs and netlists either parse or raise InputError, never anything else."""
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from grammar.aiger import parse_aag, write_aag
+from grammar.errors import InputError
+from grammar.netlist import parse_bench, write_bench
+from grammar.spec import parse_spec
+from helpers import ROOT, circuits
+
+SPEC_TEXTS = [p.read_text() for p in sorted((ROOT / "specs").glob("*.lark")) if "from" not in p.read_text()]
+ALPHABET = st.sampled_from(list("(){}=,#\n \t\"aANDOR01xyz9-._") + ["INPUT", "OUTPUT", "aag", "prove", "spec"])
+
+
+@st.composite
+def corrupted(draw, base_texts):
+    text = draw(base_texts)
+    for _ in range(draw(st.integers(1, 4))):
+        if not text:
+            break
+        pos = draw(st.integers(0, len(text)))
+        kind = draw(st.sampled_from(["insert", "delete", "replace", "duplicate_line"]))
+        if kind == "insert":
+            text = text[:pos] + draw(ALPHABET) + text[pos:]
+        elif kind == "delete":
+            text = text[:pos] + text[pos + draw(st.integers(1, 5)):]
+        elif kind == "replace":
+            text = text[:pos] + draw(ALPHABET) + text[pos + 1:]
+        else:
+            lines = text.splitlines(True)
+            i = draw(st.integers(0, max(0, len(lines) - 1)))
+            text = "".join(lines[:i + 1] + lines[i:i + 1] + lines[i + 1:])
+    return text
+
+
+def _parses_or_input_error(fn):
+    try:
+        fn()
+    except InputError as err:
+        assert err.loc is not None and "__ANON" not in str(err)
+
+
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@FUZZ
+@given(corrupted(st.sampled_from(SPEC_TEXTS)))
+def test_corrupted_specs(text):
+    _parses_or_input_error(lambda: parse_spec("fuzz.lark", text=text))
+
+
+@FUZZ
+@given(corrupted(circuits().map(write_bench)))
+def test_corrupted_bench(text):
+    _parses_or_input_error(lambda: parse_bench(text, "fuzz.bench"))
+
+
+@FUZZ
+@given(corrupted(circuits().map(write_aag)))
+def test_corrupted_aag(text):
+    _parses_or_input_error(lambda: parse_aag(text, "fuzz.aag"))
+
+
+@FUZZ
+@given(st.text(max_size=200))
+def test_arbitrary_text(text):
+    for fn in (lambda: parse_spec("f.lark", text=text), lambda: parse_bench(text, "f.bench"),
+               lambda: parse_aag(text, "f.aag")):
+        _parses_or_input_error(fn)
