@@ -1,0 +1,168 @@
+"""``cotproof run`` and ``cotproof compile``: the constructed transformer executing a circuit, and its checkpoint."""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from grammar.errors import InputError, SourceLoc
+from grammar.ir import NormCircuit, Spec
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a FILE argument means for execution: a circuit and the construction settings to build for it."""
+
+    circuit: NormCircuit | None
+    mode: str
+    ebits: int
+    sbits: int
+    key_scale: float | None
+    max_gates: int | None
+    spec: Spec | None = None
+
+
+def load_target(path: str, overrides: dict[str, str] | None = None) -> Target:
+    from grammar.normalize import normalize
+
+    if Path(path).suffix == ".lark":
+        from grammar.spec import parse_spec
+
+        spec = parse_spec(path, overrides)
+        c = spec.construction
+        nc = None if spec.circuit is None else normalize(spec.circuit)
+        return Target(nc, c.mode, c.precision.ebits, c.precision.sbits, c.key_scale,
+                      c.max_gates if c.mode == "cvp" else None, spec)
+    from bridge.inputs import load_norm_circuit
+
+    return Target(load_norm_circuit(path), "thm33", 5, 11, None, None)
+
+
+def parse_precision(text: str) -> tuple[int, int]:
+    from neural.fp import FPFormat
+
+    parts = text.split(",")
+    try:
+        e, s = (int(p) for p in parts)
+        FPFormat(e, s)
+    except ValueError as err:
+        detail = str(err) if len(parts) == 2 and all(p.strip().isdigit() for p in parts) else "not two integers"
+        raise InputError(f"--precision: {detail}", SourceLoc("--precision"), text=text,
+                         expected="EBITS,SBITS such as 5,11 (ebits 2..10, sbits 2..25)") from None
+    return e, s
+
+
+def exec_mode(args, target: Target):
+    from neural.execute import ExecMode, IEEE_DTYPES
+    from neural.fp import FPFormat
+
+    if args.ieee and args.precision:
+        raise InputError("--precision and --ieee exclude each other", SourceLoc("--ieee"),
+                         expected="one execution mode")
+    if args.ieee:
+        if args.ieee not in IEEE_DTYPES:
+            raise InputError(f"--ieee {args.ieee} is not a supported dtype", SourceLoc("--ieee"), text=args.ieee,
+                             expected=", ".join(IEEE_DTYPES))
+        return ExecMode("ieee", FPFormat(target.ebits, target.sbits), args.ieee)
+    e, s = parse_precision(args.precision) if args.precision else (target.ebits, target.sbits)
+    return ExecMode("finite", FPFormat(e, s))
+
+
+def cmd_run(args) -> int:
+    from bridge.cli import emit
+    from bridge.inputs import parse_bits, parse_overrides
+    from neural.execute import build, run_cvp, run_thm33
+
+    target = load_target(args.file, parse_overrides(getattr(args, "override", None)))
+    if target.circuit is None:
+        raise InputError("this spec has no circuit to run", SourceLoc(args.file),
+                         expected="a netlist, or a spec with a 'circuit' section")
+    nc = target.circuit
+    bits = parse_bits(args.inputs, nc.n_inputs, "--inputs")
+    mode = exec_mode(args, target)
+    construction = args.construction or target.mode
+    fmt = mode.fmt
+    try:
+        model = build(construction, nc, fmt, target.key_scale, None, bits)
+    except ValueError as err:
+        raise InputError(str(err), SourceLoc(args.file), expected="a circuit this construction supports") from None
+    steps = model.meta.get("n_gates") or model.meta.get("max_gates")
+    progress = _progress(steps, args.json)
+    runner = run_thm33 if construction == "thm33" else run_cvp
+    result = runner(model, nc, bits, mode, progress.update_to if progress else None)
+    if progress:
+        progress.close()
+    payload = {"outputs": result.outputs, "trace": [int(b) for b in result.trace], "sound": result.sound,
+               "construction": construction, "mode": str(mode)}
+    emit(payload, args.json, lambda p: "\n".join(
+        [f"{k} = {v}" for k, v in p["outputs"].items()]
+        + [f"trace ({len(p['trace'])} CoT steps, {p['mode']}, {construction}): "
+           + "".join(map(str, p["trace"][:200])) + (" ..." if len(p["trace"]) > 200 else ""),
+           f"sound: {'yes' if p['sound'] else 'NO'}"]))
+    return 0
+
+
+def _progress(total: int, quiet: bool):
+    """A tqdm bar on stderr for long generations; None when short or when stderr is not a terminal."""
+    if quiet or total < 2000 or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="step", desc="CoT", file=sys.stderr)
+    bar.update_to = lambda n: bar.update(n - bar.n)
+    return bar
+
+
+def construction_meta(model) -> dict:
+    return {"kind": "construction", "vocab": list(model.vocab),
+            "construction": {"mode": model.mode, "ebits": model.fmt.ebits, "sbits": model.fmt.sbits,
+                             "key_scale": model.key_scale, "code_bits": model.code_bits,
+                             "layout": model.layout.to_dict(), **model.meta}}
+
+
+def cmd_compile(args) -> int:
+    from bridge.cli import emit
+    from bridge.inputs import parse_overrides
+    from neural import checkpoint
+    from neural.construct import build_cvp, build_thm33
+    from neural.fp import FPFormat
+
+    target = load_target(args.file, parse_overrides(args.override))
+    fmt = FPFormat(target.ebits, target.sbits)
+    try:
+        if target.mode == "cvp":
+            model = build_cvp(target.max_gates, fmt, target.key_scale)
+        elif target.circuit is None:
+            raise InputError("thm33 mode needs a circuit", SourceLoc(args.file), expected="a 'circuit' section")
+        else:
+            model = build_thm33(target.circuit, fmt, target.key_scale)
+    except ValueError as err:
+        raise InputError(str(err), SourceLoc(args.file), expected="a circuit this construction supports") from None
+    out = checkpoint.save(args.out, model.config, model.weights, construction_meta(model))
+    cfg = model.config
+    payload = {"out": str(out), "mode": model.mode, "layers": cfg.n_layers, "heads": cfg.n_heads,
+               "d_model": cfg.d_model, "vocab_size": cfg.vocab_size, "max_len": cfg.max_len}
+    emit(payload, args.json, lambda p: f"wrote {p['out']}: {p['mode']} construction, {p['layers']} layer(s), "
+                                       f"{p['heads']} heads, d_model {p['d_model']}, vocab {p['vocab_size']}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run a circuit through the constructed transformer, with CoT")
+    p.add_argument("file", help="a netlist (.bench/.aag) or a spec with a circuit")
+    p.add_argument("--inputs", required=True, help="bits in the order of the circuit's inputs")
+    p.add_argument("--precision", metavar="E,S", help="finite mode F(E,S) (default: the spec's, or 5,11)")
+    p.add_argument("--ieee", metavar="DTYPE", help="IEEE mode with torch's kernels: float32, float16, bfloat16")
+    p.add_argument("--construction", choices=("thm33", "cvp"))
+    p.add_argument("--override", action="append", metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compile", help="write the construction as a checkpoint directory")
+    p.add_argument("file", help="a spec or a netlist")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--override", action="append", metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compile)

@@ -1,0 +1,288 @@
+"""The constructions of Theorem 3.3, as named weight arrays plus a layout of named residual coordinates.
+
+This module is the single source of truth for the weights: the torch module loads them, ``neural.fp`` runs them,
+and ``formal`` proves them, always these exact arrays. It imports neither torch nor z3.
+
+Shared mechanisms:
+- ``sbin(j) = 2*bin_k(j) - 1`` codes positions and gate ids with +-1 entries.
+- A *retrieval head* puts ``interleave(code, 1)`` in the query and ``c * interleave(sbin(j), -1)`` in the key, so the
+  score is 0 on a match and reaches -B after the first mismatched bit pair (c in [B/2, B] makes [c + c] = B).
+- A *minterm FFN* computes any gate from (a, b, type): one ReLU unit relu(+-a +- b + t_op + beta) per true row of
+  the op's truth table, each exactly 0 or 1, so the sum is the gate value.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from grammar.ir import GATE_OPS, TRUTH_TABLES, NormCircuit
+from neural.config import ModelConfig, weight_shapes
+from neural.fp import FPFormat
+
+CVP_TYPES = ("TRUE", "FALSE", "AND", "OR", "NOT")
+CVP_TYPE_OP = {"TRUE": "CONST1", "FALSE": "CONST0", "AND": "AND", "OR": "OR", "NOT": "NOT"}
+CVP_SPECIAL = ("NA", "SEP")
+
+
+def sbin(j, k: int) -> np.ndarray:
+    """Signed binary code, least significant bit first: (..., k) array of +-1."""
+    j = np.asarray(j, dtype=np.int64)
+    bits = (j[..., None] >> np.arange(k)) & 1
+    return (2 * bits - 1).astype(np.float64)
+
+
+def code_width(count: int) -> int:
+    """Bits needed for codes 0..count-1 (at least 1)."""
+    return max(1, math.ceil(math.log2(max(count, 2))))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Named residual coordinates, in order: field name -> (start, size)."""
+
+    fields: tuple[tuple[str, int, int], ...]
+
+    @classmethod
+    def of(cls, sizes: list[tuple[str, int]]) -> "Layout":
+        out, start = [], 0
+        for name, size in sizes:
+            out.append((name, start, size))
+            start += size
+        return cls(tuple(out))
+
+    @property
+    def width(self) -> int:
+        return sum(size for _, _, size in self.fields)
+
+    def cols(self, name: str) -> np.ndarray:
+        for n, start, size in self.fields:
+            if n == name:
+                return np.arange(start, start + size)
+        raise KeyError(name)
+
+    def col(self, name: str) -> int:
+        cols = self.cols(name)
+        assert cols.size == 1, name
+        return int(cols[0])
+
+    def to_dict(self) -> dict:
+        return {name: [start, size] for name, start, size in self.fields}
+
+
+@dataclass(frozen=True)
+class HeadPlan:
+    """What one attention head is built to do; the proofs check the weights against it."""
+
+    layer: int
+    head: int
+    query_field: str | None  # residual field holding the query code; None for an idle head
+    key_field: str | None  # residual field holding the key code (sbin of position or id)
+    value_field: str | None
+    output_field: str | None
+
+
+@dataclass(frozen=True)
+class FFNPlan:
+    layer: int
+    a_field: str
+    b_field: str
+    type_field: str
+    type_ops: tuple[str, ...]  # op of each coordinate of the type field
+    output_field: str
+
+
+@dataclass(frozen=True)
+class ConstructedModel:
+    mode: str  # thm33 | cvp
+    config: ModelConfig
+    weights: dict[str, np.ndarray] = field(compare=False)
+    layout: Layout
+    fmt: FPFormat
+    key_scale: float
+    code_bits: int
+    heads: tuple[HeadPlan, ...]
+    ffn: FFNPlan
+    vocab: tuple[str, ...]
+    meta: dict = field(default_factory=dict, compare=False)
+
+
+def default_key_scale(fmt: FPFormat) -> float:
+    """B/2: the smallest c with [c + c] = B, leaving the most headroom when the same weights run in IEEE floats."""
+    return fmt.max_value / 2
+
+
+def _empty(cfg: ModelConfig) -> dict[str, np.ndarray]:
+    return {name: np.zeros(shape) for name, shape in weight_shapes(cfg).items()}
+
+
+def _retrieval_head(w: dict, layout: Layout, plan: HeadPlan, d_head: int, k: int, c: float) -> None:
+    p = f"blocks.{plan.layer}.attn."
+    base = plan.head * d_head
+    if plan.query_field is None:
+        return  # idle head: q = k = v = 0, and its output columns in attn.o stay zero
+    q_cols, k_cols = layout.cols(plan.query_field), layout.cols(plan.key_field)
+    for bit in range(k):
+        w[p + "q.weight"][base + 2 * bit, q_cols[bit]] = 1.0
+        w[p + "q.bias"][base + 2 * bit + 1] = 1.0
+        w[p + "k.weight"][base + 2 * bit, k_cols[bit]] = c
+        w[p + "k.bias"][base + 2 * bit + 1] = -c
+    v_cols, o_cols = layout.cols(plan.value_field), layout.cols(plan.output_field)
+    for i, (vc, oc) in enumerate(zip(v_cols, o_cols)):
+        w[p + "v.weight"][base + i, vc] = 1.0
+        w[p + "o.weight"][oc, base + i] = 1.0
+
+
+def minterm_units(ops: tuple[str, ...]) -> list[tuple[int, int, int]]:
+    """(type index, a bit, b bit) for every true row of every op's truth table: one ReLU unit each."""
+    return [(t, u, v) for t, op in enumerate(ops) for u in (0, 1) for v in (0, 1) if TRUTH_TABLES[op][2 * u + v]]
+
+
+def _minterm_ffn(w: dict, layout: Layout, plan: FFNPlan) -> None:
+    p = f"blocks.{plan.layer}.ffn."
+    a, b, out = layout.col(plan.a_field), layout.col(plan.b_field), layout.col(plan.output_field)
+    types = layout.cols(plan.type_field)
+    for unit, (t, u, v) in enumerate(minterm_units(plan.type_ops)):
+        w[p + "fc1.weight"][unit, a] = 1.0 if u else -1.0
+        w[p + "fc1.weight"][unit, b] = 1.0 if v else -1.0
+        w[p + "fc1.weight"][unit, types[t]] = 1.0
+        w[p + "fc1.bias"][unit] = (2 - u - v) - 2.0  # fires (=1) iff a == u, b == v and the type bit is set
+        w[p + "fc2.weight"][out, unit] = 1.0
+
+
+def _check_representable(model: ConstructedModel) -> None:
+    for name, arr in model.weights.items():
+        if not model.fmt.is_representable(arr).all():
+            bad = arr[~model.fmt.is_representable(arr)][0]
+            raise ValueError(f"weight {name} holds {bad!r}, which F({model.fmt.ebits},{model.fmt.sbits}) cannot "
+                             f"represent; choose another key_scale or format")
+
+
+# ---- Theorem 3.3 mode ------------------------------------------------------------------------------------------
+
+def build_thm33(nc: NormCircuit, fmt: FPFormat, key_scale: float | None = None) -> ConstructedModel:
+    """One circuit compiled into a 1-layer, 2-head transformer over the bit vocabulary {0, 1}.
+
+    Position i holds node i (inputs, then gate values as CoT); its embedding announces node i+1: its type
+    (one-hot), sbin of its two inputs, and sbin(i). Width 3k + 14 with k = ceil(log2(n + T + 1)).
+    """
+    if nc.n_inputs == 0:
+        raise ValueError("Theorem 3.3 mode needs at least one input to start the chain of thought from")
+    n, T = nc.n_inputs, nc.n_gates
+    length = n + T
+    k = code_width(length + 1)
+    c = default_key_scale(fmt) if key_scale is None else float(key_scale)
+    layout = Layout.of([("tok", 1), ("type", len(GATE_OPS)), ("pred1", k), ("pred2", k), ("pos", k),
+                        ("a", 1), ("b", 1), ("out", 1)])
+    d_head = 2 * k
+    units = minterm_units(GATE_OPS)
+    cfg = ModelConfig(vocab_size=2, max_len=length, d_model=layout.width, n_layers=1, n_heads=2, d_head=d_head,
+                      d_ff=len(units), activation="relu", layernorm=False, bias=True, attn_scale=1.0)
+    w = _empty(cfg)
+    w["tok_emb.weight"][1, layout.col("tok")] = 1.0
+    pos = w["pos_emb.weight"]
+    pos[:, layout.cols("pos")] = sbin(np.arange(length), k)
+    for t, g in enumerate(nc.gates):  # position n+t-1 announces gate t
+        row = n + t - 1
+        pos[row, layout.cols("type")[GATE_OPS.index(g.op)]] = 1.0
+        pos[row, layout.cols("pred1")] = sbin(g.a, k)
+        pos[row, layout.cols("pred2")] = sbin(g.b, k)
+    heads = (HeadPlan(0, 0, "pred1", "pos", "tok", "a"), HeadPlan(0, 1, "pred2", "pos", "tok", "b"))
+    for plan in heads:
+        _retrieval_head(w, layout, plan, d_head, k, c)
+    ffn = FFNPlan(0, "a", "b", "type", GATE_OPS, "out")
+    _minterm_ffn(w, layout, ffn)
+    w["head.weight"][1, layout.col("out")] = 1.0  # logit(1) = ans
+    w["head.weight"][0, layout.col("out")] = -1.0  # logit(0) = 1 - ans
+    w["head.bias"][0] = 1.0
+    model = ConstructedModel("thm33", cfg, w, layout, fmt, c, k, heads, ffn, ("0", "1"),
+                             {"circuit": nc.name, "n_inputs": n, "n_gates": T})
+    _check_representable(model)
+    return model
+
+
+# ---- CVP mode ----------------------------------------------------------------------------------------------------
+
+def cvp_vocab(max_gates: int) -> tuple[str, ...]:
+    ids = tuple(str(j) for j in range(1, max_gates + 1))
+    cot = tuple(f"g{j}={v}" for j in range(1, max_gates + 1) for v in (0, 1))
+    return CVP_SPECIAL + CVP_TYPES + ids + cot
+
+
+def cvp_id_token(j: int) -> int:
+    return len(CVP_SPECIAL) + len(CVP_TYPES) + j - 1
+
+
+def cvp_cot_token(j: int, v: int, max_gates: int) -> int:
+    return len(CVP_SPECIAL) + len(CVP_TYPES) + max_gates + 2 * (j - 1) + v
+
+
+def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> ConstructedModel:
+    """One 2-layer transformer for every circuit of <= max_gates gates over {TRUE, FALSE, AND, OR, NOT}.
+
+    Input: 4 tokens per gate ``type in1 in2 id`` (NA in unused slots), SEP, then CoT tokens ``g{j}={v}``. Each CoT
+    token names its gate (DESIGN option (a)), so its embedding can hold sbin(j+1) and the absolute positions of gate
+    j+1's type/in1/in2 tokens: finding the next gate is a table lookup, with no counter carried across steps.
+    Layer 1 (3 heads) fetches gate j+1's type and input ids by position; layer 2 (2 heads, 1 idle) fetches the
+    input values by matching sbin(id) against the CoT tokens' own ids; its FFN computes the gate.
+    """
+    N = max_gates
+    length = 5 * N + 1
+    k = code_width(max(length, N + 2))
+    c = default_key_scale(fmt) if key_scale is None else float(key_scale)
+    layout = Layout.of([("type", len(CVP_TYPES)), ("in_code", k), ("self_code", k), ("value", 1), ("next_code", k),
+                        ("addr_type", k), ("addr_in1", k), ("addr_in2", k), ("pos", k),
+                        ("g_type", len(CVP_TYPES)), ("g_in1", k), ("g_in2", k), ("a", 1), ("b", 1), ("out", 1)])
+    vocab = cvp_vocab(N)
+    d_head = 2 * k
+    ops = tuple(CVP_TYPE_OP[t] for t in CVP_TYPES)
+    units = minterm_units(ops)
+    cfg = ModelConfig(vocab_size=len(vocab), max_len=length, d_model=layout.width, n_layers=2, n_heads=3,
+                      d_head=d_head, d_ff=len(units), activation="relu", layernorm=False, bias=True, attn_scale=1.0)
+    w = _empty(cfg)
+    tok = w["tok_emb.weight"]
+    tok[:, layout.cols("self_code")] = sbin(0, k)  # every token that is not a CoT value carries id 0
+    tok[0, layout.cols("in_code")] = sbin(0, k)  # NA fetches id 0: only non-CoT tokens match, and their value is 0
+    sep = 1
+    for i, t in enumerate(CVP_TYPES):
+        tok[len(CVP_SPECIAL) + i, layout.cols("type")[i]] = 1.0
+    ids = np.arange(1, N + 1)
+    tok[cvp_id_token(1):cvp_id_token(N) + 1, layout.cols("in_code")] = sbin(ids, k)
+
+    def announce(rows, next_gate):
+        """Rows whose next step computes gate ``next_gate`` (1-based): its id and the positions of its tokens."""
+        slot = 4 * (next_gate - 1)
+        tok[np.ix_(rows, layout.cols("next_code"))] = sbin(next_gate, k)
+        for name, offset in (("addr_type", 0), ("addr_in1", 1), ("addr_in2", 2)):
+            tok[np.ix_(rows, layout.cols(name))] = sbin(slot + offset, k)
+
+    announce(np.array([sep]), np.array([1]))
+    for v in (0, 1):
+        rows = np.array([cvp_cot_token(j, v, N) for j in ids])
+        tok[np.ix_(rows, layout.cols("self_code"))] = sbin(ids, k)
+        tok[rows, layout.col("value")] = float(v)
+        announce(rows, ids + 1)
+    w["pos_emb.weight"][:, layout.cols("pos")] = sbin(np.arange(length), k)
+
+    heads = (HeadPlan(0, 0, "addr_type", "pos", "type", "g_type"),
+             HeadPlan(0, 1, "addr_in1", "pos", "in_code", "g_in1"),
+             HeadPlan(0, 2, "addr_in2", "pos", "in_code", "g_in2"),
+             HeadPlan(1, 0, "g_in1", "self_code", "value", "a"),
+             HeadPlan(1, 1, "g_in2", "self_code", "value", "b"),
+             HeadPlan(1, 2, None, None, None, None))
+    for plan in heads:
+        _retrieval_head(w, layout, plan, d_head, k, c)
+    ffn = FFNPlan(1, "a", "b", "g_type", ops, "out")
+    _minterm_ffn(w, layout, ffn)
+    # logit(g_j = v) = <sbin(j), next_code> + 2 * [v ? out : 1 - out]: k + 2 exactly for the right token, <= k else.
+    head_w, head_b = w["head.weight"], w["head.bias"]
+    out = layout.col("out")
+    for v in (0, 1):
+        rows = np.array([cvp_cot_token(j, v, N) for j in ids])
+        head_w[np.ix_(rows, layout.cols("next_code"))] = sbin(ids, k)
+        head_w[rows, out] = 2.0 if v else -2.0
+        head_b[rows] = 0.0 if v else 2.0
+    model = ConstructedModel("cvp", cfg, w, layout, fmt, c, k, heads, ffn, vocab, {"max_gates": N})
+    _check_representable(model)
+    return model

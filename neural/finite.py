@@ -1,0 +1,78 @@
+"""The decoder of ``neural.model`` executed bit-exactly in F(ebits, sbits), on the same named arrays.
+
+Every operation rounds as DESIGN.md says, so what this computes is what ``formal`` proves about. It needs no torch:
+the arrays are numpy, and the architecture is ``ModelConfig``. LayerNorm and GELU have no F semantics here yet and
+are refused with a clear error rather than approximated.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from neural.config import ModelConfig
+from neural.fp import FPFormat
+
+
+class UnsupportedInFinite(ValueError):
+    pass
+
+
+@dataclass
+class FiniteCache:
+    """Per layer, per head: the keys and values of every position so far."""
+
+    keys: list[list[np.ndarray]] = field(default_factory=list)
+    values: list[list[np.ndarray]] = field(default_factory=list)
+    length: int = 0
+
+
+class FiniteDecoder:
+    def __init__(self, cfg: ModelConfig, weights: dict[str, np.ndarray], fmt: FPFormat):
+        if cfg.layernorm:
+            raise UnsupportedInFinite("finite-precision execution of LayerNorm is not supported yet")
+        if cfg.activation != "relu":
+            raise UnsupportedInFinite(f"finite-precision execution of {cfg.activation} is not supported yet")
+        self.cfg, self.fmt = cfg, fmt
+        self.w = {name: fmt.round(np.asarray(a, dtype=np.float64)) for name, a in weights.items()}
+
+    def _b(self, name: str):
+        return self.w.get(name)
+
+    def _linear(self, x, name: str):
+        return self.fmt.linear(x, self.w[name + ".weight"], self._b(name + ".bias"))
+
+    def forward(self, tokens, cache: FiniteCache | None = None, need_weights: bool = False):
+        """tokens (T,) continuing ``cache`` (or from position 0) -> logits (T, V) [, attention weights per layer]."""
+        fmt, cfg = self.fmt, self.cfg
+        tokens = np.asarray(tokens, dtype=np.int64)
+        start = 0 if cache is None else cache.length
+        if start + len(tokens) > cfg.max_len:
+            raise ValueError(f"sequence of {start + len(tokens)} tokens exceeds max_len {cfg.max_len}")
+        x = fmt.add(self.w["tok_emb.weight"][tokens], self.w["pos_emb.weight"][start:start + len(tokens)])
+        if cache is not None and not cache.keys:
+            cache.keys.extend([None] * cfg.n_heads for _ in range(cfg.n_layers))
+            cache.values.extend([None] * cfg.n_heads for _ in range(cfg.n_layers))
+        all_weights = []
+        for layer in range(cfg.n_layers):
+            p = f"blocks.{layer}."
+            q, k, v = (self._linear(x, p + f"attn.{n}") for n in "qkv")
+            heads, layer_weights = [], []
+            for h in range(cfg.n_heads):
+                sl = slice(h * cfg.d_head, (h + 1) * cfg.d_head)
+                kh, vh = k[:, sl], v[:, sl]
+                if cache is not None:
+                    if cache.keys[layer][h] is not None:
+                        kh = np.concatenate([cache.keys[layer][h], kh])
+                        vh = np.concatenate([cache.values[layer][h], vh])
+                    cache.keys[layer][h], cache.values[layer][h] = kh, vh
+                out, w = fmt.attention(q[:, sl], kh, vh, cfg.scale, causal_offset=kh.shape[0] - q.shape[0])
+                heads.append(out)
+                layer_weights.append(w)
+            x = fmt.add(x, self._linear(np.concatenate(heads, axis=1), p + "attn.o"))
+            x = fmt.add(x, self._linear(fmt.relu(self._linear(x, p + "ffn.fc1")), p + "ffn.fc2"))
+            all_weights.append(np.stack(layer_weights))
+        if cache is not None:
+            cache.length += len(tokens)
+        logits = self._linear(x, "head")
+        return (logits, all_weights) if need_weights else logits

@@ -1,0 +1,156 @@
+"""The one GPT-style decoder that constructed and trained weights both load into.
+
+Its state-dict names and shapes are ``neural.config.weight_shapes``; the construction fills exactly those arrays, so
+a compiled circuit is an ordinary instance of this module, not a separate code path. Attention is written out
+(scores, mask, softmax, weighted sum) rather than fused, because the audit reads the attention weights.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from neural.config import ModelConfig
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        hd = cfg.n_heads * cfg.d_head
+        self.cfg = cfg
+        self.q = nn.Linear(cfg.d_model, hd, bias=cfg.bias)
+        self.k = nn.Linear(cfg.d_model, hd, bias=cfg.bias)
+        self.v = nn.Linear(cfg.d_model, hd, bias=cfg.bias)
+        self.o = nn.Linear(hd, cfg.d_model, bias=cfg.bias)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.cfg.n_heads, self.cfg.d_head).transpose(1, 2)  # (B, H, T, dh)
+
+    def forward(self, x: torch.Tensor, cache: "LayerCache | None" = None, need_weights: bool = False):
+        q, k, v = self._split(self.q(x)), self._split(self.k(x)), self._split(self.v(x))
+        if cache is not None:
+            k, v = cache.append(k, v)
+        scores = (q @ k.transpose(-1, -2)) * self.cfg.scale
+        t_q, t_k = q.shape[2], k.shape[2]
+        # query i (counted from the end of the cache) sees keys j <= i + (t_k - t_q)
+        causal = torch.ones(t_q, t_k, dtype=torch.bool, device=x.device).tril(t_k - t_q)
+        scores = scores.masked_fill(~causal, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        out = (weights @ v).transpose(1, 2).reshape(x.shape[0], t_q, -1)
+        return self.o(out), (weights if need_weights else None)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias)
+        self.fc2 = nn.Linear(cfg.d_ff, cfg.d_model, bias=cfg.bias)
+        self.act = nn.ReLU() if cfg.activation == "relu" else nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.attn = Attention(cfg)
+        self.ffn = FeedForward(cfg)
+        self.ln1 = nn.LayerNorm(cfg.d_model) if cfg.layernorm else nn.Identity()
+        self.ln2 = nn.LayerNorm(cfg.d_model) if cfg.layernorm else nn.Identity()
+
+    def forward(self, x, cache=None, need_weights=False):
+        a, w = self.attn(self.ln1(x), cache, need_weights)
+        x = x + a
+        return x + self.ffn(self.ln2(x)), w
+
+
+@dataclass
+class LayerCache:
+    """Keys and values of the positions seen so far: generation costs O(L*d) per step and memory O(L*d)."""
+
+    k: torch.Tensor | None = None
+    v: torch.Tensor | None = None
+
+    def append(self, k: torch.Tensor, v: torch.Tensor):
+        self.k = k if self.k is None else torch.cat([self.k, k], dim=2)
+        self.v = v if self.v is None else torch.cat([self.v, v], dim=2)
+        return self.k, self.v
+
+
+@dataclass
+class KVCache:
+    layers: list[LayerCache] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return 0 if not self.layers or self.layers[0].k is None else self.layers[0].k.shape[2]
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model) if cfg.layernorm else nn.Identity()
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=cfg.bias)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, need_weights: bool = False):
+        """tokens (B, T) -> logits (B, T, V). With a cache, the tokens continue the cached positions.
+        Returns (logits, per-layer attention weights or None)."""
+        start = 0 if cache is None else cache.length
+        if start + tokens.shape[1] > self.cfg.max_len:
+            raise ValueError(f"sequence of {start + tokens.shape[1]} tokens exceeds max_len {self.cfg.max_len}")
+        pos = torch.arange(start, start + tokens.shape[1], device=tokens.device)
+        x = self.tok_emb(tokens) + self.pos_emb(pos)[None]
+        if cache is not None and not cache.layers:
+            cache.layers.extend(LayerCache() for _ in self.blocks)
+        weights = []
+        for i, block in enumerate(self.blocks):
+            x, w = block(x, None if cache is None else cache.layers[i], need_weights)
+            weights.append(w)
+        return self.head(self.ln_f(x)), (weights if need_weights else None)
+
+    # ---- weights as named numpy arrays (the construction's currency) -------------------------------------
+
+    @classmethod
+    def from_arrays(cls, cfg: ModelConfig, arrays: dict[str, np.ndarray], dtype=torch.float32) -> "Decoder":
+        model = cls(cfg)
+        expected = model.state_dict()
+        missing = sorted(set(expected) - set(arrays))
+        extra = sorted(set(arrays) - set(expected))
+        if missing or extra:
+            raise ValueError(f"weights do not match the architecture: missing {missing[:5]}, unexpected {extra[:5]}")
+        for name, tensor in expected.items():
+            if tuple(arrays[name].shape) != tuple(tensor.shape):
+                raise ValueError(f"weight {name} has shape {tuple(arrays[name].shape)}, "
+                                 f"the architecture needs {tuple(tensor.shape)}")
+        model.load_state_dict({name: torch.as_tensor(np.asarray(a)) for name, a in arrays.items()})
+        return model.to(dtype).eval()
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: t.detach().to(torch.float64).cpu().numpy() for name, t in self.state_dict().items()}
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def flops_per_token(cfg: ModelConfig, context: int) -> float:
+    """Multiply-adds x2 for one new token against ``context`` cached positions (for throughput figures)."""
+    hd = cfg.n_heads * cfg.d_head
+    per_layer = 2 * (3 * cfg.d_model * hd + hd * cfg.d_model + 2 * cfg.d_model * cfg.d_ff) + 4 * context * hd
+    return cfg.n_layers * per_layer + 2 * cfg.d_model * cfg.vocab_size

@@ -1,0 +1,184 @@
+"""The constructions against direct circuit evaluation, step by step, in the finite mode, IEEE float32 and CVP mode."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from grammar.evaluate import evaluate
+from grammar.netlist import load_netlist
+from grammar.normalize import normalize
+from helpers import ROOT, circuits, cli, cli_json
+from neural import checkpoint
+from neural.construct import build_cvp, build_thm33, code_width
+from neural.encode import CVPCircuit, lower_to_cvp
+from neural.execute import (ExecMode, build, check_cvp_teacher_forced, check_thm33_teacher_forced, run_cvp,
+                            run_thm33)
+from neural.fp import FPFormat
+
+F511 = FPFormat(5, 11)
+MODES = {"finite": ExecMode("finite", F511), "float32": ExecMode("ieee", F511, "float32")}
+
+
+def truth(nc, bits):
+    return evaluate(nc, np.asarray(bits, dtype=np.uint8)[None])[0][nc.n_inputs:]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(circuits(max_inputs=4, max_gates=8), st.data())
+def test_thm33_every_step_equals_reference(circuit, data):
+    nc = normalize(circuit)
+    bits = np.array(data.draw(st.lists(st.integers(0, 1), min_size=nc.n_inputs, max_size=nc.n_inputs)))
+    model = build_thm33(nc, F511)
+    for name, mode in MODES.items():
+        result = run_thm33(model, nc, bits, mode)
+        assert np.array_equal(result.trace, truth(nc, bits)), name
+        assert result.sound
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(circuits(max_inputs=3, max_gates=4, max_fan_in=3), st.data())
+def test_cvp_every_step_equals_reference(circuit, data):
+    nc = normalize(circuit)
+    bits = np.array(data.draw(st.lists(st.integers(0, 1), min_size=nc.n_inputs, max_size=nc.n_inputs)))
+    lowered = lower_to_cvp(nc, bits)
+    model = build_cvp(lowered.size + data.draw(st.integers(0, 3)), F511)  # spare capacity must not matter
+    for name, mode in MODES.items():
+        result = run_cvp(model, nc, bits, mode)
+        assert np.array_equal(result.trace, truth(nc, bits)), name
+        assert result.sound
+
+
+def test_width_is_logarithmic_and_depth_constant():
+    for n_gates in (8, 64, 512):
+        c17 = normalize(load_netlist(ROOT / "circuits/c17.bench"))
+        model = build_cvp(n_gates, F511)
+        assert model.config.n_layers == 2 and model.config.n_heads == 3
+        assert model.config.d_model == 14 + 9 * code_width(5 * n_gates + 1)  # 9 code fields, 14 flags
+    m = build_thm33(c17, F511)
+    assert (m.config.n_layers, m.config.n_heads) == (1, 2)
+
+
+def test_teacher_forced_checks_every_step_at_once():
+    nc = normalize(load_netlist(ROOT / "circuits/rca4.bench"))
+    bits = np.array([1, 0, 1, 1, 0, 1, 1, 1, 0])
+    model = build_thm33(nc, F511)
+    assert check_thm33_teacher_forced(model, nc, bits, MODES["finite"]).all()
+    c = lower_to_cvp(nc, bits)
+    assert check_cvp_teacher_forced(build_cvp(c.size, F511), c, MODES["float32"]).all()
+
+
+def test_bfloat16_runs_both_constructions_exactly():
+    nc = normalize(load_netlist(ROOT / "circuits/c17.bench"))
+    bits = np.array([1, 0, 1, 1, 0])
+    mode = ExecMode("ieee", F511, "bfloat16")
+    assert np.array_equal(run_thm33(build("thm33", nc, F511), nc, bits, mode).trace, truth(nc, bits))
+    assert np.array_equal(run_cvp(build("cvp", nc, F511, bits=bits), nc, bits, mode).trace, truth(nc, bits))
+
+
+def test_float16_breaks_cvp_exactly_where_a_query_matches_no_key():
+    """float16's largest value is 65504 = 2c. A position whose query code is all zero (a gate-description token:
+    it fetches nothing) scores -c per bit pair against every key; k pairs overflow to -inf, softmax of an all -inf
+    row is NaN, and in the 2-layer CVP model that NaN reaches layer 2's keys, so every CoT step is lost.
+    The 1-layer Theorem 3.3 model never feeds a layer's output into another layer's keys, and stays exact."""
+    import torch
+
+    from neural.encode import cvp_cot_tokens, cvp_prompt
+    from neural.model import Decoder
+
+    nc = normalize(load_netlist(ROOT / "circuits/c17.bench"))
+    bits = np.array([1, 0, 1, 1, 0])
+    c = lower_to_cvp(nc, bits)
+    model = build_cvp(c.size, F511)
+    dec = Decoder.from_arrays(model.config, model.weights, torch.float16)
+    toks = torch.as_tensor(np.concatenate([cvp_prompt(c), cvp_cot_tokens(c.evaluate(), c.size)]))[None]
+    x = dec.tok_emb(toks) + dec.pos_emb(torch.arange(toks.shape[1]))[None]
+    attn = dec.blocks[0].attn
+    q, k = attn._split(attn.q(x)), attn._split(attn.k(x))
+    scores = q @ k.transpose(-1, -2)
+    first_gate_token = 0  # position 0 holds gate 1's type token; its query code is all zero
+    assert torch.isinf(scores[0, 0, first_gate_token, :1]).all()
+    out, _ = attn(x)
+    assert torch.isnan(out[0, first_gate_token]).any()
+    assert not np.array_equal(run_cvp(model, nc, bits, ExecMode("ieee", F511, "float16")).trace, truth(nc, bits))
+    assert np.array_equal(run_thm33(build_thm33(nc, F511), nc, bits, ExecMode("ieee", F511, "float16")).trace,
+                          truth(nc, bits))
+
+
+def test_key_scale_one_breaks_retrieval():
+    nc = normalize(load_netlist(ROOT / "circuits/rca4.bench"))
+    bits = np.array([1, 0, 1, 1, 0, 1, 1, 1, 0])
+    result = run_thm33(build_thm33(nc, F511, key_scale=1.0), nc, bits, MODES["finite"])
+    assert not np.array_equal(result.trace, truth(nc, bits))
+
+
+def test_lowering_preserves_the_function():
+    nc = normalize(load_netlist(ROOT / "circuits/rca4.bench"))
+    rng = np.random.default_rng(0)
+    for bits in rng.integers(0, 2, (20, nc.n_inputs)):
+        c = lower_to_cvp(nc, bits)
+        assert set(c.kinds) <= {"TRUE", "FALSE", "AND", "OR", "NOT"}
+        assert np.array_equal(c.evaluate()[np.array(c.node_gate) - 1], evaluate(nc, bits[None])[0])
+        assert c.check(c.evaluate()).all()
+
+
+def test_cvp_check_catches_a_flipped_step():
+    c = CVPCircuit(("TRUE", "NOT", "AND"), (0, 1, 1), (0, 0, 2))
+    trace = c.evaluate()
+    trace[1] ^= 1
+    assert c.check(trace).tolist() == [True, False, False]  # step 3 no longer follows from the trace
+
+
+# ---- CLI and checkpoints ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("extra", [[], ["--ieee", "float32"], ["--construction", "cvp"], ["--precision", "8,24"]])
+def test_cli_run_matches_reference(extra):
+    out = cli_json("run", "circuits/c17.bench", "--inputs", "10110", *extra)
+    nc = normalize(load_netlist(ROOT / "circuits/c17.bench"))
+    assert out["trace"] == truth(nc, [1, 0, 1, 1, 0]).tolist() and out["sound"] is True
+    assert out["outputs"] == {"22": 1, "23": 0}
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--inputs", "1011"], "--inputs has 4 bits but 5 are needed"),
+    (["--inputs", "10110", "--precision", "5,x"], "--precision"),
+    (["--inputs", "10110", "--ieee", "float8"], "not a supported dtype"),
+    (["--inputs", "10110", "--ieee", "float32", "--precision", "5,11"], "exclude each other"),
+])
+def test_cli_run_rejects_bad_flags(args, message):
+    proc = cli("run", "circuits/c17.bench", *args)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_compile_writes_a_checkpoint_the_module_loads(tmp_path):
+    import torch
+
+    from neural.model import Decoder
+
+    out = cli_json("compile", "specs/c17.lark", "--out", str(tmp_path / "ck"))
+    assert out["layers"] == 1
+    ck = checkpoint.load(tmp_path / "ck")
+    model = build_thm33(normalize(load_netlist(ROOT / "circuits/c17.bench")), F511)
+    assert all(np.array_equal(ck.weights[k], v) for k, v in model.weights.items())
+    dec = Decoder.from_arrays(ck.config, ck.weights)
+    assert isinstance(dec, torch.nn.Module) and ck.meta["construction"]["mode"] == "thm33"
+
+
+def test_checkpoint_rejects_pickles_and_mismatches(tmp_path):
+    model = build_cvp(4, F511)
+    d = tmp_path / "ck"
+    checkpoint.save(d, model.config, model.weights, {"kind": "construction"})
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["model"]["d_model"] += 1
+    cfg.pop("weights_sha256")
+    (d / "config.json").write_text(json.dumps(cfg))
+    proc = cli("run", "circuits/c17.bench", "--inputs", "10110")  # unrelated command still fine
+    assert proc.returncode == 0
+    with pytest.raises(Exception, match="shape"):
+        checkpoint.load(d)
+    (d / "evil.pkl").write_bytes(b"cos\nsystem\n(S'touch /tmp/pwned'\ntR.")
+    with pytest.raises(Exception, match="pickle"):
+        checkpoint.load(d)
