@@ -12,11 +12,11 @@ Shared mechanisms:
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from grammar.codes import code_width, sbin
 from grammar.ir import GATE_OPS, TRUTH_TABLES, NormCircuit
 from neural.config import ModelConfig, weight_shapes
 from neural.fp import FPFormat
@@ -24,18 +24,6 @@ from neural.fp import FPFormat
 CVP_TYPES = ("TRUE", "FALSE", "AND", "OR", "NOT")
 CVP_TYPE_OP = {"TRUE": "CONST1", "FALSE": "CONST0", "AND": "AND", "OR": "OR", "NOT": "NOT"}
 CVP_SPECIAL = ("NA", "SEP")
-
-
-def sbin(j, k: int) -> np.ndarray:
-    """Signed binary code, least significant bit first: (..., k) array of +-1."""
-    j = np.asarray(j, dtype=np.int64)
-    bits = (j[..., None] >> np.arange(k)) & 1
-    return (2 * bits - 1).astype(np.float64)
-
-
-def code_width(count: int) -> int:
-    """Bits needed for codes 0..count-1 (at least 1)."""
-    return max(1, math.ceil(math.log2(max(count, 2))))
 
 
 @dataclass(frozen=True)

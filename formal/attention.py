@@ -1,0 +1,228 @@
+"""``retrieval``: every constructed head returns exactly the value at the position whose code equals its query.
+
+The argument, each step a query over the head's actual weights:
+1. *projection shape* (read off the arrays): query dim 2b and 2b+1 read only bit b of the query field, key dims
+   only bit b of the key field, value dim d only column d of the value field.
+2. *score induction* over bit pairs of the sequential dot product, with invariant
+   I(S, m) = (m -> S = 0) and (not m -> S <= U), m = "every bit so far matched".
+   U = min(T, the score right after a first mismatched pair), T from ``exp_table``, so [exp(S)] = 0 below U.
+   (S <= T alone is not inductive: from S = -24, [[S + c] - c] can round back up to -16 when c is large; rounding
+   is monotone, so bounding by the first-mismatch value is.) Base: I(+0, true). Step: one query per distinct
+   tuple of per-pair weights, so its cost does not grow with k or the context length. Hence score = 0 iff the
+   codes are equal, and [exp] maps it to 1, else to 0.
+3. *softmax induction* over key positions: Z and the numerator stay (0, 0) before the match and (1, v) after it,
+   whatever the other values; so the output [num / Z] = v. For a query that matches many keys that all hold value
+   0 (the CVP 'NA' id), the numerator stays 0, and so does the output.
+4. *value path*: [[x w_v] + b_v] = x on the value domain, and the output projection copies each head dim to its
+   output field and adds exactly 0 to every other residual coordinate.
+An unrolled query over the first ``unrolled_k`` bit pairs (symbolic positions, the full sequential sum) cross-checks
+the induction.
+"""
+from __future__ import annotations
+
+import numpy as np
+import z3
+
+from formal.exp_table import exp_facts
+from formal.fp import Z3Format
+from formal.query import Query, Violation
+
+DOMAIN = (-1.0, 0.0, 1.0)  # every residual coordinate of a constructed model holds one of these
+
+
+def _head_rows(model, plan, proj: str):
+    cfg = model.config
+    p = f"blocks.{plan.layer}.attn.{proj}"
+    sl = slice(plan.head * cfg.d_head, (plan.head + 1) * cfg.d_head)
+    return model.weights[p + ".weight"][sl], model.weights[p + ".bias"][sl], p
+
+
+def _dim_maps(model, plan, proj: str, field: str):
+    """Per head dim d: (weight on bit d//2 of ``field``, bias), or a Violation if the row reads anything else."""
+    rows, bias, name = _head_rows(model, plan, proj)
+    cols = model.layout.cols(field)
+    k = model.code_bits
+    out = []
+    for d in range(rows.shape[0]):
+        allowed = {int(cols[d // 2])} if d < 2 * k else set()
+        stray = [int(c) for c in np.flatnonzero(rows[d]) if int(c) not in allowed]
+        if stray:
+            c = stray[0]
+            return Violation(f"retrieval.shape[L{plan.layer}H{plan.head}]", "retrieval",
+                             f"{name}.weight[{plan.head * model.config.d_head + d}, {c}] = {rows[d, c]:g} makes "
+                             f"{proj} dim {d} read residual column {c}, outside '{field}' bit {d // 2}",
+                             {"layer": plan.layer, "head": plan.head, "weight": f"{name}.weight",
+                              "index": [plan.head * model.config.d_head + d, c], "value": float(rows[d, c])})
+        w = float(rows[d, cols[d // 2]]) if d < 2 * k else 0.0
+        out.append((w, float(bias[d])))
+    return out
+
+
+def retrieval_queries(model, unrolled_k: int = 4) -> list:
+    fmt = Z3Format(model.fmt.ebits, model.fmt.sbits)
+    facts = exp_facts(model.fmt.ebits, model.fmt.sbits)
+    items: list = []
+    if model.config.scale != 1.0:
+        return [Violation("retrieval.scale", "retrieval", f"attention scale is {model.config.scale}, not 1",
+                          {"scale": model.config.scale})]
+    if facts.threshold is None:
+        return [Violation("retrieval.exp", "retrieval", facts.margin_note, {})]
+    T = fmt.val(facts.threshold)
+    k = model.code_bits
+    live = [p for p in model.heads if p.query_field is not None]
+    for plan in live:
+        tag = f"L{plan.layer}H{plan.head}"
+        qmap = _dim_maps(model, plan, "q", plan.query_field)
+        kmap = _dim_maps(model, plan, "k", plan.key_field)
+        bad = [m for m in (qmap, kmap) if isinstance(m, Violation)]
+        if bad:
+            items.append(bad[0])
+            continue
+        extra = [d for d in range(2 * k, len(qmap)) if qmap[d][1] * kmap[d][1] != 0]
+        if extra:
+            items.append(Violation(f"retrieval.shape[{tag}]", "retrieval",
+                                   f"unused dim {extra[0]} adds the constant {qmap[extra[0]][1] * kmap[extra[0]][1]:g}",
+                                   {"layer": plan.layer, "head": plan.head}))
+            continue
+        groups: dict[tuple, list[int]] = {}
+        for b in range(k):
+            groups.setdefault((qmap[2 * b], qmap[2 * b + 1], kmap[2 * b], kmap[2 * b + 1]), []).append(b)
+        U = min([facts.threshold] + [fmt.simplify_value(_pair(fmt, fmt.zero, fmt.val(a), fmt.val(-a), *g))
+                                     for g in groups for a in (1.0, -1.0)])
+        for (q0, q1, k0, k1), bits in groups.items():
+            items.append(_score_step(fmt, fmt.val(U), plan, tag, bits, q0, q1, k0, k1))
+        items.append(_unrolled(fmt, T, plan, tag, qmap, kmap, min(unrolled_k, k)))
+    items.append(_score_base(fmt, T))
+    items += _softmax(fmt)
+    items += _value_paths(model, fmt, live)
+    return items
+
+
+def _pm1(fmt: Z3Format, name: str):
+    s = fmt.var(name)
+    return s, fmt.in_set(s, (-1.0, 1.0))
+
+
+def _pair(fmt: Z3Format, S, sp, sj, q0, q1, k0, k1):
+    """The running score after one more bit pair: [[S + [q_2b k_2b]] + [q_2b+1 k_2b+1]]."""
+    def proj(s, wb):
+        return fmt.dot([s], [wb[0]], wb[1])
+
+    S = fmt.add(S, fmt.mul(proj(sp, q0), proj(sj, k0)))
+    return fmt.add(S, fmt.mul(proj(sp, q1), proj(sj, k1)))
+
+
+def _invariant(fmt: Z3Format, T, S, matched):
+    return z3.And(fmt.finite(S), z3.Implies(matched, fmt.eq(S, fmt.zero)), z3.Implies(z3.Not(matched), z3.fpLEQ(S, T)))
+
+
+def _score_base(fmt: Z3Format, T) -> Query:
+    return Query("retrieval.score_base", "retrieval", z3.Not(_invariant(fmt, T, fmt.zero, z3.BoolVal(True))))
+
+
+def _score_step(fmt, U, plan, tag, bits, q0, q1, k0, k1) -> Query:
+    sp, dp = _pm1(fmt, "query_bit")
+    sj, dj = _pm1(fmt, "key_bit")
+    S = fmt.var("score_so_far")
+    m = z3.Bool("matched_so_far")
+    S2 = _pair(fmt, S, sp, sj, q0, q1, k0, k1)
+    m2 = z3.And(m, sp == sj)
+    formula = z3.And(dp, dj, _invariant(fmt, U, S, m), z3.Not(_invariant(fmt, U, S2, m2)))
+    span = f"bit {bits[0]}" if len(bits) == 1 else f"bits {bits[0]}..{bits[-1]}" if bits == list(
+        range(bits[0], bits[-1] + 1)) else f"{len(bits)} bits"
+    return Query(f"retrieval.score_step[{tag} {span}]", "retrieval", formula,
+                 {"query_bit": sp, "key_bit": sj, "score_so_far": S, "matched_so_far": m, "score_after": S2},
+                 {"kind": "score_step", "layer": plan.layer, "head": plan.head, "bit": bits[0], "bits": bits,
+                  "bound_after_mismatch": fmt.to_float(U)})
+
+
+def _unrolled(fmt, T, plan, tag, qmap, kmap, u) -> Query:
+    sps, spd = zip(*[_pm1(fmt, f"query_bit{b}") for b in range(u)])
+    sjs, sjd = zip(*[_pm1(fmt, f"key_bit{b}") for b in range(u)])
+    S = fmt.zero
+    for b in range(u):
+        S = _pair(fmt, S, sps[b], sjs[b], qmap[2 * b], qmap[2 * b + 1], kmap[2 * b], kmap[2 * b + 1])
+    equal = z3.And(*[a == b for a, b in zip(sps, sjs)])
+    claim = z3.If(equal, fmt.eq(S, fmt.zero), z3.fpLEQ(S, T))
+    witness = {f"query_bit{b}": sps[b] for b in range(u)} | {f"key_bit{b}": sjs[b] for b in range(u)} | {"score": S}
+    return Query(f"retrieval.unrolled[{tag} k={u}]", "retrieval", z3.And(*spd, *sjd, z3.Not(claim)), witness,
+                 {"kind": "unrolled", "layer": plan.layer, "head": plan.head, "bits": list(range(u))})
+
+
+def _softmax(fmt: Z3Format) -> list[Query]:
+    """Format-only lemmas: they hold for any weights once every w_j is [exp(0)] = 1 or 0."""
+    Z, num, vp, vj = (fmt.var(n) for n in ("Z", "numerator", "matched_value", "other_value"))
+    seen = z3.Bool("matched_seen")
+    fin = z3.And(*[fmt.finite(x) for x in (Z, num, vp, vj)])
+
+    def inv(Z, num, seen):
+        return z3.If(seen, z3.And(fmt.eq(Z, fmt.one), fmt.eq(num, vp)),
+                     z3.And(fmt.eq(Z, fmt.zero), fmt.eq(num, fmt.zero)))
+
+    def step(w, v):
+        return fmt.add(Z, w), fmt.add(num, fmt.mul(w, v))
+
+    z0, n0 = step(fmt.zero, vj)
+    z1, n1 = step(fmt.one, vp)
+    items = [
+        Query("retrieval.softmax_skip", "retrieval", z3.And(fin, inv(Z, num, seen), z3.Not(inv(z0, n0, seen)))),
+        Query("retrieval.softmax_match", "retrieval",
+              z3.And(fin, inv(Z, num, seen), z3.Not(seen), z3.Not(inv(z1, n1, z3.BoolVal(True))))),
+        Query("retrieval.softmax_output", "retrieval",
+              z3.And(fin, inv(Z, num, z3.BoolVal(True)), z3.Not(fmt.eq(fmt.div(num, Z), vp)))),
+    ]
+    # many matches, all of value 0 (CVP's NA id): the numerator stays 0, so the output is 0
+    w = fmt.var("weight")
+    zz, nz = fmt.add(Z, w), fmt.add(num, fmt.mul(w, fmt.zero))
+    inv0 = z3.And(fmt.eq(num, fmt.zero), z3.fpGEQ(Z, fmt.zero), fmt.finite(Z))
+    items.append(Query("retrieval.softmax_zero_values", "retrieval",
+                       z3.And(inv0, fmt.in_set(w, (0.0, 1.0)),
+                              z3.Not(z3.And(fmt.eq(nz, fmt.zero), z3.fpGEQ(zz, fmt.zero), fmt.finite(zz)))),
+                       ))
+    items.append(Query("retrieval.softmax_zero_output", "retrieval",
+                       z3.And(inv0, z3.Not(fmt.eq(fmt.div(num, Z), fmt.zero)))))
+    return items
+
+
+def _value_paths(model, fmt: Z3Format, live) -> list:
+    """Value dims copy their column; attn.o copies each head dim to its output field and adds 0 elsewhere."""
+    cfg = model.config
+    items: list = []
+    x = fmt.var("value_in")
+    for plan in live:
+        rows, bias, name = _head_rows(model, plan, "v")
+        vcols = model.layout.cols(plan.value_field)
+        for d in range(rows.shape[0]):
+            allowed = {int(vcols[d])} if d < len(vcols) else set()
+            stray = [int(c) for c in np.flatnonzero(rows[d]) if int(c) not in allowed]
+            if stray:
+                items.append(Violation(f"retrieval.value[L{plan.layer}H{plan.head}]", "retrieval",
+                                       f"{name}.weight row {plan.head * cfg.d_head + d} reads column {stray[0]}",
+                                       {"layer": plan.layer, "head": plan.head}))
+                break
+        else:
+            n = len(vcols)
+            got = [fmt.dot([x], [float(rows[d, vcols[d]])], float(bias[d])) for d in range(n)]
+            bad = z3.Or(*[z3.Not(fmt.eq(g, x)) for g in got])
+            items.append(Query(f"retrieval.value[L{plan.layer}H{plan.head}]", "retrieval",
+                               z3.And(fmt.in_set(x, DOMAIN), bad), {"value_in": x},
+                               {"kind": "value", "layer": plan.layer, "head": plan.head}))
+    for layer in sorted({p.layer for p in model.heads}):
+        W = model.weights[f"blocks.{layer}.attn.o.weight"]
+        b = model.weights[f"blocks.{layer}.attn.o.bias"]
+        source = {}  # residual column -> head dim it must receive
+        for plan in (p for p in live if p.layer == layer):
+            for d, col in enumerate(model.layout.cols(plan.output_field)):
+                source[int(col)] = plan.head * cfg.d_head + d
+        h = [fmt.var(f"head_dim{j}") for j in range(W.shape[1])]
+        dom = z3.And(*[fmt.in_set(v, DOMAIN) for v in h])
+        claims = []
+        for r in range(W.shape[0]):
+            if not W[r].any() and b[r] == 0 and r not in source:
+                continue  # adds +0 exactly
+            out = fmt.dot(h, [float(w) for w in W[r]], float(b[r]))
+            claims.append(fmt.eq(out, h[source[r]] if r in source else fmt.zero))
+        items.append(Query(f"retrieval.output[L{layer}]", "retrieval", z3.And(dom, z3.Not(z3.And(*claims))),
+                           {f"head_dim{j}": v for j, v in enumerate(h) if W[:, j].any()},
+                           {"kind": "output", "layer": layer}))
+    return items

@@ -1,0 +1,101 @@
+"""F(ebits, sbits) in Z3's floating-point theory: the semantics of ``neural.fp``, for proofs.
+
+- RNE after every operation, then +-inf clamps to +-B; 0/0 (the only NaN that can arise) is +0.
+- Sums are left to right from +0. A term whose weight is the constant 0 adds +-0 and changes no sum, so it is left
+  out (``neural.fp`` skips the same terms); only the sign of a zero can differ, and every claim compares with
+  IEEE equality, where -0 = +0.
+"""
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Iterable, Sequence
+
+import z3
+
+TACTIC = ("simplify", "fpa2bv", "simplify", "bit-blast", "sat")
+
+
+class Z3Format:
+    def __init__(self, ebits: int, sbits: int):
+        if ebits < 3 or sbits < 3:
+            raise ValueError(f"Z3 needs ebits >= 3 and sbits >= 3; F({ebits},{sbits}) is too small")
+        self.ebits, self.sbits = ebits, sbits
+        self.sort = z3.FPSort(ebits, sbits)
+        self.rm = z3.RNE()
+        bias = (1 << (ebits - 1)) - 1
+        self.max_value = float((2 - Fraction(1, 1 << (sbits - 1))) * Fraction(2) ** bias)
+        self.B = self.val(self.max_value)
+        self.zero = self.val(0.0)
+        self.one = self.val(1.0)
+
+    # ---- values -------------------------------------------------------------------------------------------
+
+    def val(self, x: float) -> z3.FPNumRef:
+        return z3.FPVal(float(x), self.sort)
+
+    def var(self, name: str) -> z3.FPRef:
+        return z3.FP(name, self.sort)
+
+    def in_set(self, x, values: Iterable[float]) -> z3.BoolRef:
+        """x is exactly one of the values (structural equality: +0 and -0 differ here, on purpose)."""
+        return z3.Or(*[x == self.val(v) for v in values])
+
+    @staticmethod
+    def eq(a, b) -> z3.BoolRef:
+        """IEEE equality (-0 = +0): what every claim about a computed value uses."""
+        return z3.fpEQ(a, b)
+
+    def finite(self, x) -> z3.BoolRef:
+        return z3.Not(z3.Or(z3.fpIsNaN(x), z3.fpIsInf(x)))
+
+    @staticmethod
+    def to_fraction(ref) -> Fraction | None:
+        """An FP numeral (from a model or ``simplify``) as an exact rational; None for NaN/inf."""
+        ref = z3.simplify(ref)
+        if z3.is_fp_value(ref) and (ref.isNaN() or ref.isInf()):
+            return None
+        r = z3.simplify(z3.fpToReal(ref))
+        return Fraction(r.numerator_as_long(), r.denominator_as_long())
+
+    def to_float(self, ref) -> float:
+        f = self.to_fraction(ref)
+        return float("nan") if f is None else float(f)
+
+    # ---- operations, each rounded and clamped ------------------------------------------------------------
+
+    def clamp(self, r):
+        return z3.If(z3.fpIsInf(r), z3.If(z3.fpIsPositive(r), self.B, -self.B), r)
+
+    def add(self, a, b):
+        return self.clamp(z3.fpAdd(self.rm, a, b))
+
+    def mul(self, a, b):
+        return self.clamp(z3.fpMul(self.rm, a, b))
+
+    def div(self, a, b):
+        r = z3.fpDiv(self.rm, a, b)
+        return z3.If(z3.fpIsNaN(r), self.zero, self.clamp(r))
+
+    def relu(self, x):
+        return z3.If(z3.fpGT(x, self.zero), x, self.zero)
+
+    def seq_sum(self, terms: Sequence):
+        acc = self.zero
+        for t in terms:
+            acc = self.add(acc, t)
+        return acc
+
+    def dot(self, xs: Sequence, weights: Sequence[float], bias: float | None = None):
+        """[...[[0 + [x0 w0]] + [x1 w1]] ... + bias], skipping constant-zero weights (see module doc)."""
+        acc = self.seq_sum([self.mul(x, self.val(w)) for x, w in zip(xs, weights) if w != 0])
+        return acc if bias is None else self.add(acc, self.val(bias))
+
+    def simplify_value(self, expr) -> float:
+        return self.to_float(z3.simplify(expr))
+
+
+def make_solver(timeout_s: float):
+    """The DESIGN.md tactic as a solver; plain bit-blast answers unknown on FP terms."""
+    solver = z3.Then(*TACTIC).solver()
+    solver.set("timeout", max(1, int(timeout_s * 1000)))
+    return solver

@@ -1,0 +1,95 @@
+"""The proof obligations of a constructed model, run lemma by lemma, and the composition argument over them."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from formal.attention import retrieval_queries
+from formal.ffn import gate_ffn_queries, readout_queries
+from formal.query import PROVED, REFUTED, UNKNOWN, Outcome, Query, Violation, solve
+from formal.tables import embedding_violations
+
+SOLVER_LEMMAS = ("embedding", "retrieval", "gate_ffn", "readout")
+
+COMPOSITION = (
+    "Induction on CoT steps. Assume the positions before step t hold the prompt and the correct values of the "
+    "earlier steps. [embedding] every position carries the codes its layout promises, and [tok + pos] is exact. "
+    "[retrieval] each head's score is 0 exactly at the unique position whose code equals its query and <= U < T "
+    "elsewhere, so [exp] gives weights 1 and 0, the softmax returns that position's value exactly, and the value "
+    "and output projections copy it to the head's field: the gate's type and input values reach the FFN. "
+    "[gate_ffn] the FFN writes exactly the gate's value to 'out' and adds 0 to every other coordinate. "
+    "[readout] the argmax of the logits is the token of that value. So step t is correct, and by induction every "
+    "CoT step is.")
+
+
+@dataclass
+class LemmaResult:
+    name: str
+    status: str
+    seconds: float
+    method: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    detail: str | None = None
+
+    @property
+    def counterexample(self) -> Outcome | None:
+        return next((o for o in self.outcomes if o.status == REFUTED), None)
+
+    def to_json(self) -> dict:
+        out = {"name": self.name, "status": self.status, "seconds": round(self.seconds, 4), "method": self.method,
+               "queries": len(self.outcomes)}
+        if self.detail:
+            out["detail"] = self.detail
+        unknown = [o.name for o in self.outcomes if o.status == UNKNOWN]
+        if unknown:
+            out["unknown_queries"] = unknown
+        return out
+
+
+def combine(statuses) -> str:
+    statuses = list(statuses)
+    if REFUTED in statuses:
+        return REFUTED
+    if UNKNOWN in statuses or not statuses:
+        return UNKNOWN
+    return PROVED
+
+
+def lemma_items(model, circuit, name: str, unrolled_k: int = 4) -> list[Query | Violation]:
+    if name == "retrieval":
+        return retrieval_queries(model, unrolled_k)
+    if name == "gate_ffn":
+        return gate_ffn_queries(model)
+    if name == "readout":
+        return readout_queries(model)
+    raise KeyError(name)
+
+
+def prove_lemma(model, circuit, name: str, timeout_s: float, unrolled_k: int = 4,
+                on_query: Callable[[Outcome], None] | None = None) -> LemmaResult:
+    start = time.perf_counter()
+    if name == "embedding":
+        violations = embedding_violations(model, circuit)
+        outcomes = [solve(v, timeout_s) for v in violations] or [Outcome("embedding", "embedding", PROVED, 0.0)]
+        return LemmaResult(name, combine(o.status for o in outcomes), time.perf_counter() - start,
+                           "exhaustive table check", outcomes)
+    outcomes = []
+    for item in lemma_items(model, circuit, name, unrolled_k):
+        outcome = solve(item, timeout_s)
+        outcomes.append(outcome)
+        if on_query:
+            on_query(outcome)
+    return LemmaResult(name, combine(o.status for o in outcomes), time.perf_counter() - start, "z3 (QF_FP)",
+                       outcomes)
+
+
+def composition(results: dict[str, LemmaResult]) -> LemmaResult:
+    status = combine(results[n].status for n in SOLVER_LEMMAS)
+    return LemmaResult("composition", status, 0.0, "induction over CoT steps from: " + ", ".join(SOLVER_LEMMAS),
+                       detail=COMPOSITION)
+
+
+def all_queries(model, circuit, unrolled_k: int = 4) -> list[Query]:
+    """Every solver query, for SMT-LIB2 export."""
+    return [q for n in SOLVER_LEMMAS[1:] for q in lemma_items(model, circuit, n, unrolled_k) if isinstance(q, Query)]

@@ -1,0 +1,88 @@
+"""Proof queries and their outcomes.
+
+A ``Query`` holds the *negation* of a claim: UNSAT means the claim holds (PROVED), SAT gives a model that is a
+counterexample (REFUTED), and a solver that gives up or runs out of time is UNKNOWN, never PROVED.
+A ``Violation`` is a claim refuted without a solver: a weight outside the shape the lemma's argument needs, found by
+reading the arrays. Both carry a ``context`` of concrete facts (layer, head, bit, gate type ...) for replay.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import z3
+
+from formal.fp import make_solver
+
+PROVED, REFUTED, UNKNOWN = "proved", "refuted", "unknown"
+
+
+@dataclass(frozen=True)
+class Query:
+    name: str
+    lemma: str
+    formula: z3.BoolRef  # SAT <=> the claim fails
+    witness: dict = field(default_factory=dict)  # label -> z3 term, read from a model as a counterexample
+    context: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Violation:
+    name: str
+    lemma: str
+    reason: str
+    context: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str
+    lemma: str
+    status: str
+    seconds: float
+    counterexample: dict | None = None
+    reason: str | None = None
+
+
+def _read(model: z3.ModelRef, term):
+    value = model.eval(term, model_completion=True)
+    if z3.is_fp_value(value) or isinstance(value, z3.FPRef):
+        from formal.fp import Z3Format
+
+        return float(Z3Format.to_fraction(value)) if Z3Format.to_fraction(value) is not None else str(value)
+    if z3.is_true(value) or z3.is_false(value):
+        return bool(z3.is_true(value))
+    if z3.is_bv_value(value) or z3.is_int_value(value):
+        return value.as_long()
+    return str(value)
+
+
+def solve(item: Query | Violation, timeout_s: float) -> Outcome:
+    if isinstance(item, Violation):
+        return Outcome(item.name, item.lemma, REFUTED, 0.0, {**item.context, "violation": item.reason}, item.reason)
+    solver = make_solver(timeout_s)
+    solver.add(item.formula)
+    start = time.perf_counter()
+    answer = solver.check()
+    seconds = time.perf_counter() - start
+    if answer == z3.unsat:
+        return Outcome(item.name, item.lemma, PROVED, seconds)
+    if answer == z3.sat:
+        model = solver.model()
+        cex = {**item.context, **{label: _read(model, term) for label, term in item.witness.items()}}
+        return Outcome(item.name, item.lemma, REFUTED, seconds, cex)
+    return Outcome(item.name, item.lemma, UNKNOWN, seconds, reason=f"solver: {solver.reason_unknown()}")
+
+
+def to_smt2(query: Query) -> str:
+    solver = z3.Solver()
+    solver.add(query.formula)
+    header = f"; cotproof lemma {query.name}\n; unsat means the claim holds (the formula is its negation)\n"
+    text = solver.to_smt2()
+    return header + text.replace("(check-sat)", "").rstrip() + "\n(check-sat)\n"
+
+
+def smt2_filename(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") + ".smt2"

@@ -1,0 +1,151 @@
+"""``embedding``: the token and position tables hold exactly the codes the layout promises.
+
+This lemma is an exhaustive comparison of finite tables, entry by entry; no solver is needed for a concrete
+table. It is what lets the symbolic lemmas speak of "the query field holds sbin(p)" instead of concrete rows, so
+the solver's work depends on the code width k and never on the circuit or context size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from formal.query import Violation
+from grammar.codes import sbin
+
+CVP_TYPE_NAMES = ("TRUE", "FALSE", "AND", "OR", "NOT")
+
+
+@dataclass(frozen=True)
+class CVPRows:
+    na: int
+    sep: int
+    types: dict[str, int]
+    ids: dict[int, int]
+    cot: dict[int, dict[int, int]]  # gate id -> value -> row
+    non_cot: list[int]
+
+
+def cvp_rows(model) -> CVPRows:
+    index = {tok: i for i, tok in enumerate(model.vocab)}
+    N = model.meta["max_gates"]
+    cot = {j: {v: index[f"g{j}={v}"] for v in (0, 1)} for j in range(1, N + 1)}
+    cot_rows = {r for d in cot.values() for r in d.values()}
+    return CVPRows(index["NA"], index["SEP"], {t: index[t] for t in CVP_TYPE_NAMES},
+                   {j: index[str(j)] for j in range(1, N + 1)}, cot,
+                   [r for r in range(len(model.vocab)) if r not in cot_rows])
+
+
+class _Checker:
+    def __init__(self, model):
+        self.model = model
+        self.violations: list[Violation] = []
+
+    def expect(self, table: str, rows, field: str, want, what: str, token=None) -> None:
+        if self.violations:
+            return  # the first violation is the counterexample; the rest would repeat it
+        arr = self.model.weights[table]
+        cols = self.model.layout.cols(field)
+        got = arr[np.ix_(np.atleast_1d(rows), cols)]
+        want = np.broadcast_to(np.asarray(want, dtype=np.float64), got.shape)
+        bad = np.argwhere(got != want)
+        if bad.size:
+            i, c = bad[0]
+            row = int(np.atleast_1d(rows)[i])
+            self.violations.append(Violation(
+                "embedding", "embedding",
+                f"{table}[{row}, {int(cols[c])}] = {got[i, c]:g}, but {what} needs {want[i, c]:g} "
+                f"(field '{field}', entry {int(c)})",
+                {"table": table, "row": row, "column": int(cols[c]), "field": field, "got": float(got[i, c]),
+                 "expected": float(want[i, c]), **({"token": token(row)} if token else {})}))
+
+
+def _common(model, ck: _Checker) -> None:
+    tok, pos = model.weights["tok_emb.weight"], model.weights["pos_emb.weight"]
+    both = np.flatnonzero(np.any(tok != 0, axis=0) & np.any(pos != 0, axis=0))
+    if both.size:
+        ck.violations.append(Violation("embedding", "embedding",
+                                       f"column {int(both[0])} is set in both embedding tables, so [tok + pos] "
+                                       f"may round", {"column": int(both[0])}))
+    written = [p.output_field for p in model.heads if p.output_field] + [model.ffn.output_field]
+    for field in written:
+        ck.expect("tok_emb.weight", np.arange(tok.shape[0]), field, 0.0, "a field a layer writes to")
+        ck.expect("pos_emb.weight", np.arange(pos.shape[0]), field, 0.0, "a field a layer writes to")
+    k = model.code_bits
+    if model.config.max_len > 2 ** k:
+        ck.violations.append(Violation("embedding", "embedding", f"{model.config.max_len} positions need more "
+                                       f"than {k} code bits", {"max_len": model.config.max_len, "code_bits": k}))
+    ck.expect("pos_emb.weight", np.arange(pos.shape[0]), "pos", sbin(np.arange(pos.shape[0]), k), "sbin(position)")
+
+
+def embedding_violations(model, circuit=None) -> list[Violation]:
+    """``circuit``: the NormCircuit a Theorem 3.3 model was compiled from (CVP models need none)."""
+    ck = _Checker(model)
+    _common(model, ck)
+    k = model.code_bits
+    if model.mode == "thm33":
+        n = circuit.n_inputs
+        ck.expect("tok_emb.weight", [0, 1], "tok", [[0.0], [1.0]], "the token's bit")
+        for t, g in enumerate(circuit.gates):
+            row = n + t - 1
+            onehot = np.array([op == g.op for op in model.ffn.type_ops], dtype=np.float64)
+            ck.expect("pos_emb.weight", row, "type", onehot, f"gate {t} ({g.op}) announced at position {row}")
+            ck.expect("pos_emb.weight", row, "pred1", sbin(g.a, k), f"sbin(first input of gate {t})")
+            ck.expect("pos_emb.weight", row, "pred2", sbin(g.b, k), f"sbin(second input of gate {t})")
+        return ck.violations
+    rows = cvp_rows(model)
+    N = model.meta["max_gates"]
+    name = lambda r: model.vocab[r]  # noqa: E731
+    if N + 1 >= 2 ** k:
+        ck.violations.append(Violation("embedding", "embedding", f"gate ids up to {N + 1} need more than {k} bits",
+                                       {"max_gates": N, "code_bits": k}))
+    T = "tok_emb.weight"
+    for i, t in enumerate(CVP_TYPE_NAMES):
+        ck.expect(T, rows.types[t], "type", np.eye(len(CVP_TYPE_NAMES))[i], f"the one-hot of {t}", name)
+    others = [r for r in range(len(model.vocab)) if r not in rows.types.values()]
+    ck.expect(T, others, "type", 0.0, "a token that is no gate type", name)
+    ck.expect(T, rows.na, "in_code", sbin(0, k), "NA's id 0", name)
+    ids = np.arange(1, N + 1)
+    ck.expect(T, [rows.ids[j] for j in ids], "in_code", sbin(ids, k), "sbin(gate id)", name)
+    ck.expect(T, rows.non_cot, "self_code", sbin(0, k), "id 0 on every non-CoT token", name)
+    ck.expect(T, rows.non_cot, "value", 0.0, "value 0 on every non-CoT token", name)
+    announce = [(rows.sep, 0)] + [(rows.cot[j][v], j) for j in ids for v in (0, 1)]
+    r_ann = [r for r, _ in announce]
+    j_ann = np.array([j for _, j in announce])
+    ck.expect(T, r_ann, "next_code", sbin(j_ann + 1, k), "sbin(next gate id)", name)
+    for field, off in (("addr_type", 0), ("addr_in1", 1), ("addr_in2", 2)):
+        ck.expect(T, r_ann, field, sbin(4 * j_ann + off, k), f"the position of the next gate's {field[5:]} token",
+                  name)
+    for v in (0, 1):
+        cot_rows = [rows.cot[j][v] for j in ids]
+        ck.expect(T, cot_rows, "self_code", sbin(ids, k), "sbin(own gate id)", name)
+        ck.expect(T, cot_rows, "value", float(v), "the token's value", name)
+    _check_head_rows(model, rows, ck)
+    return ck.violations
+
+
+def _check_head_rows(model, rows: CVPRows, ck: _Checker) -> None:
+    """CoT logits: row g_j=v is sbin(j) on next_code, one weight w_v on out, bias b_v, zero elsewhere."""
+    if ck.violations:
+        return
+    W, b = model.weights["head.weight"], model.weights["head.bias"]
+    lay = model.layout
+    next_cols, out_col = lay.cols("next_code"), lay.col(model.ffn.output_field)
+    k, N = model.code_bits, model.meta["max_gates"]
+    for v in (0, 1):
+        r = np.array([rows.cot[j][v] for j in range(1, N + 1)])
+        mask = np.ones(W.shape[1], dtype=bool)
+        mask[next_cols] = False
+        mask[out_col] = False
+        checks = [(W[np.ix_(r, next_cols)] != sbin(np.arange(1, N + 1), k), "sbin(j) on next_code"),
+                  (W[np.ix_(r, mask.nonzero()[0])] != 0, "zero outside next_code and out"),
+                  ((W[r, out_col] != W[r[0], out_col])[:, None], "one out weight for every gate"),
+                  ((b[r] != b[r[0]])[:, None], "one bias for every gate")]
+        for bad, what in checks:
+            if bad.any():
+                i = int(np.argwhere(bad)[0][0])
+                ck.violations.append(Violation("embedding", "embedding",
+                                               f"head row {int(r[i])} ({model.vocab[int(r[i])]}) breaks the readout "
+                                               f"shape: {what}", {"table": "head.weight", "row": int(r[i]),
+                                                                  "token": model.vocab[int(r[i])]}))
+                return
