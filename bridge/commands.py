@@ -3,10 +3,11 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    from bridge import execution
+    from bridge import checking, execution
     from bridge.verify import add_verify_arguments, run_verify
 
     p = sub.add_parser("verify", help="prove a spec or netlist (same as python -m bridge.verify)")
     add_verify_arguments(p)
     p.set_defaults(func=run_verify)
     execution.register(sub)
+    checking.register(sub)

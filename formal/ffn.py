@@ -44,25 +44,31 @@ def gate_ffn_queries(model) -> list[Query]:
     written = [r for r in range(W2.shape[0]) if W2[r].any() or b2[r] != 0 or r == out_col]
     queries = []
     for t, op in enumerate(plan.type_ops):
-        a, b = fmt.var("a"), fmt.var("b")
-        fixed = {a_col: a, b_col: b} | {c: fmt.val(1.0 if i == t else 0.0) for i, c in enumerate(type_cols)}
-        xs, dom, free = _residual(fmt, read, fixed)
-        hidden = [fmt.relu(fmt.dot([xs[c] for c in read], [float(W1[u, c]) for c in read], float(b1[u])))
-                  for u in range(W1.shape[0])]
-        table = TRUTH[op]
-        want = z3.If(fmt.eq(a, fmt.one), z3.If(fmt.eq(b, fmt.one), fmt.val(table[3]), fmt.val(table[2])),
-                     z3.If(fmt.eq(b, fmt.one), fmt.val(table[1]), fmt.val(table[0])))
-        claims = []
-        outs = {}
-        for r in written:
-            y = fmt.dot(hidden, [float(w) for w in W2[r]], float(b2[r]))
-            # the residual: the output field is 0 before the FFN (checked by 'embedding'), so [0 + y] = y
-            outs[f"ffn_out{r}"] = y
-            claims.append(fmt.eq(fmt.add(fmt.zero, y), want) if r == out_col else fmt.eq(y, fmt.zero))
-        formula = z3.And(fmt.in_set(a, (0.0, 1.0)), fmt.in_set(b, (0.0, 1.0)), *dom, z3.Not(z3.And(*claims)))
-        queries.append(Query(f"gate_ffn[{op}]", "gate_ffn", formula, {"a": a, "b": b, **free, **outs},
-                             {"kind": "gate_ffn", "op": op, "type_index": t, "output_column": out_col}))
+        for a_val in (0, 1):
+            for b_val in (0, 1):
+                queries.append(_gate_case(fmt, W1, b1, W2, b2, read, written, a_col, b_col, out_col, type_cols,
+                                          t, op, a_val, b_val))
     return queries
+
+
+def _gate_case(fmt, W1, b1, W2, b2, read, written, a_col, b_col, out_col, type_cols, t, op, a_val, b_val) -> Query:
+    """One row of the gate's truth table. a and b are concrete (the domain has four points, and a solver asked to
+    split them itself inside 20 ReLU units is 20x slower); every other coordinate the weights read stays symbolic."""
+    fixed = {a_col: fmt.val(a_val), b_col: fmt.val(b_val)} | {
+        c: fmt.val(1.0 if i == t else 0.0) for i, c in enumerate(type_cols)}
+    xs, dom, free = _residual(fmt, read, fixed)
+    hidden = [fmt.relu(fmt.dot([xs[c] for c in read], [float(W1[u, c]) for c in read], float(b1[u])))
+              for u in range(W1.shape[0])]
+    want = fmt.val(TRUTH[op][2 * a_val + b_val])
+    claims, outs = [], {}
+    for r in written:
+        y = fmt.dot(hidden, [float(w) for w in W2[r]], float(b2[r]))
+        # the residual: the output field is 0 before the FFN (checked by 'embedding'), so [0 + y] = y
+        outs[f"ffn_out{r}"] = y
+        claims.append(fmt.eq(fmt.add(fmt.zero, y), want) if r == out_col else fmt.eq(y, fmt.zero))
+    return Query(f"gate_ffn[{op} a={a_val} b={b_val}]", "gate_ffn", z3.And(*dom, z3.Not(z3.And(*claims))),
+                 {**free, **outs}, {"kind": "gate_ffn", "op": op, "type_index": t, "a": a_val, "b": b_val,
+                                    "output_column": out_col})
 
 
 def readout_queries(model) -> list[Query]:
@@ -128,8 +134,9 @@ def _readout_cvp(model) -> list:
                          {"next_gate": J, "ans": ans, "competitor_gate": Jc, "competitor_value": vc},
                          {"kind": "readout"})]
     # every distinct non-CoT row (NA, SEP, types, ids ...) once
-    others = sorted({tuple(np.r_[W[r], b[r]]) for r in rows.non_cot})
-    read = sorted(set(next_cols) | {out_col} | {int(c) for r in rows.non_cot for c in np.flatnonzero(W[r])})
+    non_cot = np.array(rows.non_cot)
+    others = np.unique(np.c_[W[non_cot], b[non_cot]], axis=0)
+    read = sorted(set(next_cols) | {out_col} | {int(c) for c in np.flatnonzero(np.any(W[non_cot] != 0, axis=0))})
     fixed = {c: n for c, n in zip(next_cols, nxt)} | {out_col: ans}
     xs, rdom, free = _residual(fmt, read, fixed)
     for i, row in enumerate(others):

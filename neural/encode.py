@@ -102,3 +102,39 @@ def cvp_decode(tokens, max_gates: int) -> tuple[np.ndarray, np.ndarray]:
     t = np.asarray(tokens, dtype=np.int64) - cvp_cot_token(1, 0, max_gates)
     ok = (t >= 0) & (t < 2 * max_gates)
     return np.where(ok, t // 2 + 1, -1), np.where(ok, t % 2, 0).astype(np.uint8)
+
+
+def random_cvp_circuit(rng: np.random.Generator, n_gates: int, p_const: float = 0.2, p_not: float = 0.2) -> CVPCircuit:
+    """The paper's CVP distribution: gates 1 and 2 are constants; later gates are constants with p_const, NOT with
+    p_not, AND or OR otherwise, with inputs drawn uniformly from earlier gates (NA in unused slots)."""
+    kinds, in1, in2 = [], [], []
+    for j in range(1, n_gates + 1):
+        u = rng.random()
+        if j <= 2 or u < p_const:
+            kinds.append("TRUE" if rng.random() < 0.5 else "FALSE")
+            in1.append(0)
+            in2.append(0)
+        elif u < p_const + p_not:
+            kinds.append("NOT")
+            in1.append(int(rng.integers(1, j)))
+            in2.append(0)
+        else:
+            kinds.append("AND" if rng.random() < 0.5 else "OR")
+            in1.append(int(rng.integers(1, j)))
+            in2.append(int(rng.integers(1, j)))
+    return CVPCircuit(tuple(kinds), tuple(in1), tuple(in2))
+
+
+def all_cvp_circuits(max_gates: int):
+    """Every circuit of 1..max_gates gates: any type, each input NA or any earlier gate (5 * j^2 choices for gate j)."""
+    def extend(prefix):
+        j = len(prefix[0]) + 1
+        for kind in ("TRUE", "FALSE", "AND", "OR", "NOT"):
+            for a in range(j):
+                for b in range(j):
+                    yield (prefix[0] + (kind,), prefix[1] + (a,), prefix[2] + (b,))
+
+    level = [((), (), ())]
+    for _ in range(max_gates):
+        level = list(c for p in level for c in extend(p))
+        yield from (CVPCircuit(*c) for c in level)

@@ -1,0 +1,49 @@
+"""pytest helpers for SMT-checked regression tests::
+
+    from bridge.testing import assert_proved, assert_refuted
+
+    def test_cvp_construction_is_exact():
+        assert_proved("specs/cvp.lark")
+
+    def test_cold_keys_are_caught():
+        assert_refuted("specs/cvp.lark", key_scale=1)
+
+Keyword arguments are ``--override`` keys (``key_scale``, ``construction.ebits``, ``claims.retrieval.unrolled_k``...).
+"""
+from __future__ import annotations
+
+import json
+
+
+def _overrides(kwargs: dict) -> dict[str, str]:
+    return {key.replace("__", "."): str(value) for key, value in kwargs.items()}
+
+
+def _run(spec: str, timeout: float, kwargs: dict):
+    from bridge.verify import verify
+
+    return verify(str(spec), _overrides(kwargs), timeout)
+
+
+def assert_proved(spec, timeout: float = 60.0, **overrides):
+    """Every lemma of ``spec`` is proved by a solver (or checked exhaustively); returns the report."""
+    report = _run(spec, timeout, overrides)
+    if report.status != "proved":
+        raise AssertionError(f"{spec} is {report.status.upper()}, not PROVED:\n"
+                             + json.dumps(report.to_json()["lemmas"], indent=1)
+                             + (f"\ncounterexample: {json.dumps(report.counterexample)}" if report.counterexample
+                                else ""))
+    return report
+
+
+def assert_refuted(spec, timeout: float = 60.0, lemma: str | None = None, replayed: bool = True, **overrides):
+    """The spec is refuted (by ``lemma`` if given) and the counterexample replays in neural.fp."""
+    report = _run(spec, timeout, overrides)
+    if report.status != "refuted":
+        raise AssertionError(f"{spec} with {overrides} is {report.status.upper()}, not REFUTED")
+    cex = report.counterexample or {}
+    if lemma is not None and cex.get("lemma") != lemma:
+        raise AssertionError(f"refuted by {cex.get('lemma')}, not {lemma}: {json.dumps(cex)}")
+    if replayed and not cex.get("replayed"):
+        raise AssertionError(f"the counterexample did not replay: {json.dumps(cex)}")
+    return report

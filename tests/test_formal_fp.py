@@ -1,0 +1,70 @@
+"""The Z3 encoding of F(e,s) against neural.fp, bit for bit: table-driven, >= 10,000 operations per format."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import z3
+
+from formal.exp_table import exp_facts
+from formal.fp import Z3Format
+from neural.fp import FPFormat
+
+FORMATS = [(4, 4), (5, 5), (5, 11), (8, 8)]
+
+
+def random_values(fmt: FPFormat, rng, n: int) -> np.ndarray:
+    """Values spread over the whole format: random exponents (subnormals included), plus 0, +-B and tiny values."""
+    mant = rng.random(n) + 1.0
+    exps = rng.integers(fmt.emin - fmt.sbits, fmt.bias + 1, n)
+    x = fmt.round(np.where(rng.random(n) < 0.5, -1, 1) * mant * np.exp2(exps.astype(float)))
+    specials = np.array([0.0, fmt.max_value, -fmt.max_value, fmt.min_subnormal, 1.0, -1.0])
+    x[rng.integers(0, n, n // 20)] = rng.choice(specials, n // 20)
+    return x
+
+
+@pytest.mark.parametrize("ebits,sbits", FORMATS)
+def test_z3_matches_neural_fp_bit_for_bit(ebits, sbits):
+    fmt, zf = FPFormat(ebits, sbits), Z3Format(ebits, sbits)
+    rng = np.random.default_rng(ebits * 100 + sbits)
+    n_binary, n_dot = 2400, 400  # 3 ops x 2400 + relu 600 + 400 dot products of 4 (8 ops each) = 11,000 ops
+    a, b = random_values(fmt, rng, n_binary), random_values(fmt, rng, n_binary)
+    table = [("add", fmt.add, zf.add), ("mul", fmt.mul, zf.mul), ("div", fmt.div, zf.div)]
+    mismatches = []
+    for name, ours, theirs in table:
+        want = ours(a, b)
+        for x, y, w in zip(a, b, want):
+            got = zf.simplify_value(theirs(zf.val(x), zf.val(y)))
+            if got != w:
+                mismatches.append((name, x, y, w, got))
+    for x in a[:600]:
+        if zf.simplify_value(zf.relu(zf.val(x))) != fmt.relu(x):
+            mismatches.append(("relu", x))
+    xs, ws = random_values(fmt, rng, (n_dot * 4)).reshape(n_dot, 4), random_values(fmt, rng, n_dot * 4).reshape(
+        n_dot, 4)
+    bias = random_values(fmt, rng, n_dot)
+    for x, w, bb in zip(xs, ws, bias):
+        want = fmt.linear(x[None], w[None], np.array([bb]))[0, 0]
+        got = zf.simplify_value(zf.dot([zf.val(v) for v in x], list(w), float(bb)))
+        if got != want:
+            mismatches.append(("dot", x, w, bb, want, got))
+    assert not mismatches, mismatches[:5]
+
+
+@pytest.mark.parametrize("ebits,sbits", FORMATS)
+def test_exp_threshold_matches_neural_exp(ebits, sbits):
+    fmt = FPFormat(ebits, sbits)
+    T = exp_facts(ebits, sbits).threshold
+    above = fmt.round(T + abs(T) * 2.0 ** -(sbits - 1))  # the next value up
+    assert fmt.exp(T) == 0.0 and fmt.exp(-fmt.max_value) == 0.0
+    assert fmt.exp(above) > 0.0 and above > T
+
+
+def test_saturation_and_zero_over_zero():
+    zf = Z3Format(5, 11)
+    assert zf.simplify_value(zf.add(zf.B, zf.B)) == zf.max_value
+    assert zf.simplify_value(zf.mul(-zf.B, zf.B)) == -zf.max_value
+    assert zf.simplify_value(zf.div(zf.zero, zf.zero)) == 0.0
+    s = z3.Solver()
+    x = zf.var("x")
+    s.add(zf.finite(x), z3.Or(z3.fpIsInf(zf.add(x, zf.B)), z3.fpIsNaN(zf.add(x, zf.B))))
+    assert s.check() == z3.unsat  # no finite input reaches inf or NaN through add

@@ -1,0 +1,135 @@
+"""bridge.verify: every spec proves; every sabotage is refuted with a counterexample that replays in neural.fp."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import z3
+
+from bridge.testing import assert_proved, assert_refuted
+from bridge.verify import prove_model
+from grammar.netlist import load_netlist
+from grammar.normalize import normalize
+from helpers import ROOT, cli
+from neural.construct import build_cvp, build_thm33
+from neural.fp import FPFormat
+
+F511 = FPFormat(5, 11)
+CLAIMS = {"retrieval": {"unrolled_k": 3}, "gate_ffn": {}, "readout": {}, "composition": {}}
+SPECS = sorted(p.name for p in (ROOT / "specs").glob("*.lark"))
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_every_shipped_spec_is_proved(spec):
+    report = assert_proved(ROOT / "specs" / spec, random__instances=20)
+    assert {r.name for r in report.lemmas} >= {"embedding", "retrieval", "gate_ffn", "readout", "composition"}
+
+
+def test_cold_keys_are_refuted_and_replayed():
+    report = assert_refuted(ROOT / "specs/cvp.lark", lemma="retrieval", key_scale=1)
+    cex = report.counterexample
+    assert cex["replay"]["head_output"] != 1.0 and cex["model_failure"] is not None
+
+
+def test_a_smaller_but_still_cold_key_scale_is_proved():
+    """c = 20 in F(5,11): a mismatch scores -40 <= T = -17.34, so the weights are still exact and must prove."""
+    assert_proved(ROOT / "specs/cvp.lark", key_scale=20, random__instances=10)
+
+
+def _c17():
+    return normalize(load_netlist(ROOT / "circuits/c17.bench"))
+
+
+def _mutate(model, name, index, fn):
+    weights = {k: v.copy() for k, v in model.weights.items()}
+    weights[name][index] = fn(weights[name][index])
+    return dataclasses.replace(model, weights=weights)
+
+
+SABOTAGE = [
+    # (description, mode, tensor, index, mutation, lemma expected to refute)
+    ("FFN unit bias off by one", "thm33", "blocks.0.ffn.fc1.bias", (0,), lambda x: x + 1, "gate_ffn"),
+    ("FFN output weight doubled", "cvp", "blocks.1.ffn.fc2.weight", None, lambda x: 2 * x, "gate_ffn"),
+    ("readout sign flipped", "thm33", "head.weight", (1,), lambda x: -x, "readout"),
+    ("value weight halved", "thm33", "blocks.0.attn.v.weight", (0,), lambda x: x * 0.5, "retrieval"),
+    ("key scale entry dropped", "cvp", "blocks.1.attn.k.weight", (0,), lambda x: 0 * x, "retrieval"),
+    ("query bias doubled", "thm33", "blocks.0.attn.q.bias", (1,), lambda x: 2 * x, "retrieval"),
+    ("position code flipped", "thm33", "pos_emb.weight", (3,), lambda x: -x, "embedding"),
+    ("CoT announcement wrong", "cvp", "tok_emb.weight", (7 + 8,), lambda x: -x, "embedding"),  # g1=0
+]
+
+
+@pytest.mark.parametrize("what,mode,name,index,fn,lemma", SABOTAGE, ids=[s[0] for s in SABOTAGE])
+def test_sabotage_is_refuted_with_replayed_counterexample(what, mode, name, index, fn, lemma):
+    nc = _c17()
+    model = build_thm33(nc, F511) if mode == "thm33" else build_cvp(8, F511)
+    if index is None:  # the output unit's row of fc2
+        index = (model.layout.col(model.ffn.output_field),)
+    bad = _mutate(model, name, index, fn)
+    report = prove_model(bad, nc if mode == "thm33" else None, CLAIMS)
+    assert report.status == "refuted", report.to_json()
+    assert report.counterexample["lemma"] == lemma, report.counterexample
+    assert report.counterexample["replayed"], report.counterexample
+
+
+def test_a_harmless_mutant_is_refuted_but_not_replayed():
+    """Dropping a query bias makes the match score +c, not 0: the lemma's invariant is false, but [exp(c)] = B,
+    and B*v/B = v exactly for v in {-1, 0, 1}, so the model is still exact. The report must say the replay did
+    not reproduce a failure rather than claim one."""
+    nc = _c17()
+    bad = _mutate(build_thm33(nc, F511), "blocks.0.attn.q.bias", (1,), lambda x: 0 * x)
+    report = prove_model(bad, nc, CLAIMS)
+    assert report.status == "refuted"
+    assert report.counterexample["replayed"] is False and report.counterexample["model_failure"] is None
+
+
+def test_cli_contract_proved_refuted_bad_input_unknown(tmp_path):
+    ok = cli("verify", "specs/c17.lark", "--json", "--override", "random.instances=5")
+    assert ok.returncode == 0, ok.stderr
+    payload = json.loads(ok.stdout)
+    assert payload["status"] == "proved" and payload["counterexample"] is None
+    assert all(set(lem) >= {"name", "status", "seconds"} for lem in payload["lemmas"])
+
+    bad = cli("verify", "specs/c17.lark", "--json", "--override", "key_scale=1", "--override", "random.instances=5")
+    assert bad.returncode == 1
+    assert json.loads(bad.stdout)["counterexample"]["replayed"] is True
+
+    missing = cli("verify", "specs/nope.lark")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+    slow = cli("verify", "specs/c17.lark", "--timeout", "0.001", "--json", "--override", "random.instances=0")
+    assert slow.returncode == 3 and json.loads(slow.stdout)["status"] == "unknown"
+
+
+def test_verify_module_entry_point_and_netlist_argument():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "bridge.verify", "circuits/rca4.bench", "--json"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["status"] == "proved"
+
+
+def test_proof_path_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from bridge.verify import main; rc = main(['specs/c17.lark', '--json', '--override', "
+            "'random.instances=2']); assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_emitted_smt2_resolves_unsat(tmp_path):
+    proc = cli("verify", "specs/c17.lark", "--emit-smt2", str(tmp_path), "--override", "random.instances=0")
+    assert proc.returncode == 0, proc.stderr
+    files = sorted(Path(tmp_path).glob("*.smt2"))
+    assert len(files) >= 10
+    for f in files[:6]:
+        s = z3.Solver()
+        s.from_file(str(f))
+        assert s.check() == z3.unsat, f.name
