@@ -19,7 +19,7 @@ def test_cvp_spec_contents():
     assert (c.mode, c.precision.ebits, c.precision.sbits, c.key_scale, c.max_gates) == ("cvp", 5, 11, None, 16)
     assert [cl.lemma for cl in spec.claims] == ["retrieval", "gate_ffn", "readout", "composition", "end_to_end"]
     assert spec.claims[-1].get("max_gates") == 2
-    assert (spec.random.instances, spec.random.seed) == (200, 0)
+    assert (spec.random.instances, spec.random.seed) == (100, 0)
     assert spec.task.kind == "cvp" and spec.task.get("gates") == 16
 
 
