@@ -133,3 +133,13 @@ def test_emitted_smt2_resolves_unsat(tmp_path):
         s = z3.Solver()
         s.from_file(str(f))
         assert s.check() == z3.unsat, f.name
+
+
+def test_cross_check_with_cvc5_finds_no_disagreement():
+    pytest.importorskip("cvc5")
+    proc = cli("verify", "specs/c17.lark", "--cross-check", "--timeout", "5", "--json",
+               "--override", "random.instances=0")
+    assert proc.returncode == 0, proc.stderr
+    cc = json.loads(proc.stdout)["cross_check"]
+    assert cc["disagreements"] == [] and cc["queries"] >= 10
+    assert sum(a == "unsat" for a in cc["answers"].values()) >= cc["queries"] - len(cc["unanswered"]) > 0
