@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    from bridge import checking, execution
+    from bridge import audit, checking, execution, training
     from bridge.verify import add_verify_arguments, run_verify
 
     p = sub.add_parser("verify", help="prove a spec or netlist (same as python -m bridge.verify)")
@@ -11,3 +11,5 @@ def register(sub) -> None:
     p.set_defaults(func=run_verify)
     execution.register(sub)
     checking.register(sub)
+    training.register(sub)
+    audit.register(sub)

@@ -8,6 +8,8 @@
     def test_cold_keys_are_caught():
         assert_refuted("specs/cvp.lark", key_scale=1)
 
+``assert_sound(checkpoint_dir, samples=..., seed=...)`` audits a checkpoint's CoT traces step by step.
+
 Keyword arguments are ``--override`` keys (``key_scale``, ``construction.ebits``, ``claims.retrieval.unrolled_k``...).
 """
 from __future__ import annotations
@@ -46,4 +48,17 @@ def assert_refuted(spec, timeout: float = 60.0, lemma: str | None = None, replay
         raise AssertionError(f"refuted by {cex.get('lemma')}, not {lemma}: {json.dumps(cex)}")
     if replayed and not cex.get("replayed"):
         raise AssertionError(f"the counterexample did not replay: {json.dumps(cex)}")
+    return report
+
+
+def assert_sound(checkpoint_dir, samples: int = 200, seed: int = 0, min_accuracy: float | None = None) -> dict:
+    """Every CoT step of ``samples`` greedy traces of the checkpoint is sound (and, optionally, accurate enough)."""
+    from bridge.audit import audit
+
+    report = audit(str(checkpoint_dir), samples, seed)
+    if report["unsound_steps"]:
+        raise AssertionError(f"{checkpoint_dir}: {report['unsound_steps']} unsound steps of {report['steps_checked']};"
+                             f" first: {json.dumps(report['first_unsound'])}")
+    if min_accuracy is not None and report["accuracy"] < min_accuracy:
+        raise AssertionError(f"{checkpoint_dir}: accuracy {report['accuracy']:.4f} < {min_accuracy}")
     return report

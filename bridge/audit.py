@@ -1,0 +1,256 @@
+"""``cotproof audit DIR``: check every CoT step of a checkpoint and show where it departs from the construction.
+
+Works on trained checkpoints and on compiled CVP constructions (which are audited as the ``cvp`` task of their
+``max_gates``). The model runs greedily in IEEE float32; each generated trace is then:
+- checked step by step by the task's step circuit (each token against the step applied to the trace's *own*
+  previous state), so a wrong step is caught even when the final answer is right;
+- read for attention: at each step, the attention mass every head puts on the positions the construction reads;
+- replayed with the weights cast to bfloat16 and float16, to show how the traces move.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from grammar.errors import InputError, SourceLoc
+
+ALIGNMENT_OK = 0.99
+
+
+def load_auditable(directory: str):
+    """(Decoder, task, setting, meta) for a trained checkpoint or a compiled CVP construction."""
+    from neural import checkpoint
+    from neural.model import Decoder
+    from neural.tasks import make_task
+    from neural.train import load_trained
+
+    ck = checkpoint.load(directory)
+    if ck.meta.get("kind") == "construction":
+        c = ck.meta.get("construction", {})
+        if c.get("mode") != "cvp":
+            raise InputError("auditing a Theorem 3.3 construction is not supported yet (its checkpoint is one "
+                             "circuit, not a task); use 'cotproof verify' for it",
+                             SourceLoc(str(Path(directory) / checkpoint.CONFIG)), expected="a CVP construction "
+                             "or a trained checkpoint")
+        task = make_task("cvp", gates=int(c["max_gates"]))
+        if list(task.vocab) != list(ck.meta["vocab"]):
+            raise InputError("the construction's vocabulary is not the cvp task's", SourceLoc(str(directory)),
+                             expected="a checkpoint written by cotproof compile")
+        return Decoder.from_arrays(ck.config, ck.weights), task, "cot", ck.meta
+    return load_trained(directory)
+
+
+def _greedy(model, task, prompts_with_sep):
+    import torch
+
+    from neural.train import generate
+
+    return generate(model, torch.as_tensor(prompts_with_sep), task.n_steps).cpu().numpy()
+
+
+def _attention(model, tokens: np.ndarray) -> list[np.ndarray]:
+    """Per layer (B, H, T, T) attention weights of a teacher-forced pass over the model's own trace."""
+    import torch
+
+    with torch.inference_mode():
+        _, weights = model(torch.as_tensor(tokens), need_weights=True)
+    return [w.float().cpu().numpy() for w in weights]
+
+
+def _trace_report(task, prompts, gen, answer, truth) -> dict:
+    ok = task.check_steps(prompts, gen)
+    right = gen[:, -1] == answer
+    report = {"accuracy": float(right.mean()),
+              "accuracy_by_position": [round(float(x), 4) for x in (gen == truth).mean(axis=0)], "steps_checked": int(ok.size), "unsound_steps": int((~ok).sum()),
+              "samples_with_unsound_steps": int((~ok).any(axis=1).sum()),
+              "right_for_wrong_reason": int((right & (~ok).any(axis=1)).sum()),
+              "errors_by_position": [int(x) for x in (~ok).sum(axis=0)], "first_unsound": None}
+    bad = np.argwhere(~ok)
+    if bad.size:
+        b, i = (int(x) for x in bad[0])
+        report["first_unsound"] = {"sample": b, "step": i, "got": task.vocab[int(gen[b, i])],
+                                   "expected": task.vocab[int(_expected(task, prompts[b], gen[b], i))],
+                                   "context": _context(task, prompts[b], gen[b], i)}
+    if task.name == "cvp":
+        kinds = task.gate_kinds(prompts)
+        report["errors_by_gate_type"] = {k: int(((~ok) & (kinds == k)).sum()) for k in
+                                         ("TRUE", "FALSE", "AND", "OR", "NOT")}
+    return report
+
+
+def _expected(task, prompt, trace, i) -> int:
+    """The step applied to the trace's own previous state: what a sound step i would have written."""
+    if task.name == "cvp":
+        from neural.encode import cvp_decode
+
+        _, vals = cvp_decode(trace, task.N)
+        kind = task.vocab[prompt[4 * i]]
+        ref = [0 if task.vocab[prompt[4 * i + o]] == "NA" else int(task.vocab[prompt[4 * i + o]]) for o in (1, 2)]
+        x, y = (int(vals[r - 1]) if r else 0 for r in ref)
+        v = {"TRUE": 1, "FALSE": 0, "AND": x & y, "OR": x | y, "NOT": 1 - x}[kind]
+        return task.index[f"g{i + 1}={v}"]
+    table = task.step_table()
+    if task.name == "isq":
+        prev = prompt[0] if i == 0 else trace[i - 1]
+        return table[(int(prev), task.index["^2"])]
+    prev = task.index[task.start] if i == 0 else trace[i - 1]
+    return table[(int(prev), int(prompt[task.step_inputs[i]]))]
+
+
+def _context(task, prompt, trace, i) -> dict:
+    if task.name == "cvp":
+        from neural.encode import cvp_decode
+
+        _, vals = cvp_decode(trace, task.N)
+        refs = [task.vocab[prompt[4 * i + o]] for o in (1, 2)]
+        return {"gate": i + 1, "type": task.vocab[prompt[4 * i]], "inputs": refs,
+                "input_values_in_trace": [None if r == "NA" else int(vals[int(r) - 1]) for r in refs]}
+    prev = "start" if i == 0 else task.vocab[int(trace[i - 1])]
+    if task.name == "isq":
+        return {"previous_state": task.vocab[int(prompt[0])] if i == 0 else prev, "operation": "square mod p"}
+    return {"previous_state": prev, "input": task.vocab[int(prompt[task.step_inputs[i]])]}
+
+
+def _alignment(task, prompts, attn) -> dict:
+    """Mass each head puts, at step i's query position, on each position the construction reads then."""
+    reads = task.read_positions(prompts)
+    q = task.n_prompt + np.arange(task.n_steps)
+    B = prompts.shape[0]
+    heads = {}
+    for layer, w in enumerate(attn):
+        for h in range(w.shape[1]):
+            at_q = w[:, h, q, :]  # (B, n, T)
+            masses = {}
+            for name, pos in reads.items():
+                valid = pos >= 0
+                m = np.take_along_axis(at_q, np.clip(pos, 0, None)[..., None], axis=-1)[..., 0]
+                masses[name] = float(m[valid].mean()) if valid.any() else None
+            union = np.zeros(at_q.shape[:2])
+            seen = np.zeros((B, task.n_steps, at_q.shape[-1]), dtype=bool)
+            for pos in reads.values():
+                b, i = np.nonzero(pos >= 0)
+                seen[b, i, pos[b, i]] = True
+            union = (at_q * seen).sum(-1)
+            heads[f"L{layer}H{h}"] = {"mass_on_construction_reads": float(union.mean()), "per_read": masses}
+    closest = {}
+    for name in reads:
+        best = max(heads, key=lambda k: -1 if heads[k]["per_read"][name] is None else heads[k]["per_read"][name])
+        closest[name] = {"head": best, "mass": heads[best]["per_read"][name]}
+    scores = [c["mass"] for c in closest.values() if c["mass"] is not None]
+    return {"heads": heads, "closest_head": closest, "alignment": float(np.mean(scores)) if scores else None}
+
+
+def audit(directory: str, samples: int = 500, seed: int = 0, plots: str | None = None) -> dict:
+    import torch
+
+    model, task, setting, meta = load_auditable(directory)
+    if setting != "cot":
+        raise InputError(f"this checkpoint was trained in the '{setting}' setting: it writes no chain of thought to "
+                         f"audit; use 'cotproof eval' for its accuracy", SourceLoc(str(directory)),
+                         expected="a cot checkpoint or a compiled construction")
+    b = task.batch(np.random.default_rng(seed), samples, "cot")
+    prompts = b.tokens[:, :b.prompt_len]
+    gen = _greedy(model, task, prompts)
+    out = {"checkpoint": str(directory), "task": task.name, "samples": samples, "seed": seed,
+           **_trace_report(task, prompts[:, :task.n_prompt], gen, b.answer, b.cot)}
+    full = np.concatenate([prompts, gen[:, :-1]], axis=1)
+    attn = _attention(model, full[:min(samples, 200)])
+    out["attention"] = _alignment(task, prompts[:min(samples, 200), :task.n_prompt], attn)
+    precision = {}
+    for dtype in ("bfloat16", "float16"):
+        cast = model.to(getattr(torch, dtype))
+        g = _greedy(cast, task, prompts)
+        rep = _trace_report(task, prompts[:, :task.n_prompt], g, b.answer, b.cot)
+        precision[dtype] = {"accuracy": rep["accuracy"], "unsound_steps": rep["unsound_steps"],
+                            "traces_changed": int((g != gen).any(axis=1).sum())}
+    model.to(torch.float32)
+    out["precision"] = precision
+    if meta.get("kind") == "construction":
+        out["exhaustive"] = _exhaustive_cvp(model, task, max_gates=3)
+    if plots:
+        from bridge.audit_plots import write_plots
+
+        out["plots"] = write_plots(Path(plots), task, prompts, gen, out, attn)
+    return out
+
+
+def _exhaustive_cvp(model, task, max_gates: int) -> dict:
+    """Every circuit of <= max_gates gates (4,605 for 3) through the CVP construction, greedily."""
+    import torch
+
+    from neural.encode import all_cvp_circuits, cvp_cot_tokens, cvp_prompt
+    from neural.train import generate
+
+    by_size: dict[int, list] = {}
+    for c in all_cvp_circuits(max_gates):
+        by_size.setdefault(c.size, []).append(c)
+    circuits, wrong = 0, 0
+    for m, group in by_size.items():
+        prompts = torch.as_tensor(np.array([cvp_prompt(c) for c in group]))
+        gen = generate(model, prompts, m).cpu().numpy()
+        want = np.array([cvp_cot_tokens(c.evaluate(), task.N) for c in group])
+        wrong += int((gen != want).any(axis=1).sum())
+        circuits += len(group)
+    return {"circuits": circuits, "max_gates": max_gates, "wrong": wrong}
+
+
+def cmd_audit(args) -> int:
+    from bridge.cli import emit
+
+    report = audit(args.dir, args.samples, args.seed, args.plots)
+    departures = []
+    if report["unsound_steps"]:
+        departures.append(f"{report['unsound_steps']} unsound steps")
+    al = report["attention"]["alignment"]
+    if al is not None and al < ALIGNMENT_OK:
+        departures.append(f"attention alignment {al:.3f} < {ALIGNMENT_OK}")
+    for dtype, p in report["precision"].items():
+        if p["traces_changed"]:
+            departures.append(f"{p['traces_changed']} traces change in {dtype}")
+    if report.get("exhaustive", {}).get("wrong"):
+        departures.append(f"{report['exhaustive']['wrong']} small circuits wrong")
+    report["departures"] = departures
+    emit(report, args.json, human)
+    if report["unsound_steps"] or report.get("exhaustive", {}).get("wrong"):
+        return 1
+    return 1 if (args.strict and departures) else 0
+
+
+def human(r: dict) -> str:
+    lines = [f"{r['checkpoint']}: {r['task']}, {r['samples']} samples (seed {r['seed']})",
+             f"  accuracy            {r['accuracy']:.4f}",
+             f"  steps checked       {r['steps_checked']}, unsound {r['unsound_steps']} "
+             f"(in {r['samples_with_unsound_steps']} samples)",
+             f"  right answer, unsound steps: {r['right_for_wrong_reason']}",
+             f"  errors by position  {r['errors_by_position']}"]
+    if "errors_by_gate_type" in r:
+        lines.append(f"  errors by gate type {r['errors_by_gate_type']}")
+    if r["first_unsound"]:
+        lines.append(f"  first unsound       {json.dumps(r['first_unsound'])}")
+    a = r["attention"]
+    lines.append(f"  attention alignment {a['alignment']:.3f}" if a["alignment"] is not None else
+                 "  attention alignment n/a")
+    for name, c in a["closest_head"].items():
+        lines.append(f"    {name:<10} closest head {c['head']} (mass {c['mass'] if c['mass'] is None else round(c['mass'], 3)})")
+    for dtype, p in r["precision"].items():
+        lines.append(f"  {dtype:<9} accuracy {p['accuracy']:.4f}, unsound {p['unsound_steps']}, "
+                     f"traces changed {p['traces_changed']}")
+    if "exhaustive" in r:
+        e = r["exhaustive"]
+        lines.append(f"  exhaustive: {e['circuits']} circuits of <= {e['max_gates']} gates, {e['wrong']} wrong")
+    lines.append("  departures: " + ("; ".join(r["departures"]) if r["departures"] else "none"))
+    return "\n".join(lines)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("audit", help="check every CoT step of a checkpoint against the construction")
+    p.add_argument("dir")
+    p.add_argument("--samples", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plots", metavar="DIR")
+    p.add_argument("--strict", action="store_true", help="exit 1 on any departure, not only on unsound steps")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit)

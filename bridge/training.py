@@ -1,0 +1,123 @@
+"""``cotproof train``, ``cotproof eval`` and ``cotproof reproduce``: the paper's experiments from the command line."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from grammar.errors import InputError, SourceLoc
+
+
+def _task_from(args) -> tuple[str, dict]:
+    if args.spec and args.task:
+        raise InputError("give a spec or --task, not both", SourceLoc("--task"), expected="one task source")
+    if args.spec:
+        from bridge.inputs import parse_overrides
+        from grammar.spec import parse_spec
+
+        spec = parse_spec(args.spec, parse_overrides(args.override))
+        if spec.task is None:
+            raise InputError("this spec has no task", SourceLoc(args.spec), expected="a 'task' section")
+        return spec.task.kind, dict(spec.task.params)
+    if not args.task:
+        raise InputError("no task given", SourceLoc("--task"), expected="SPEC or --task modadd|s5|isq|cvp")
+    from bridge.inputs import parse_overrides
+    from grammar.spec import TASK_DEFAULTS, parse_scalar
+
+    if args.task not in TASK_DEFAULTS:
+        raise InputError(f"unknown task {args.task!r}", SourceLoc("--task"), text=args.task,
+                         expected=", ".join(sorted(TASK_DEFAULTS)))
+    params = dict(TASK_DEFAULTS[args.task])
+    for key, value in parse_overrides(args.param).items():
+        if key not in params:
+            raise InputError(f"task {args.task} has no parameter {key!r}", SourceLoc("--param"), text=key,
+                             expected=", ".join(sorted(params)))
+        params[key] = parse_scalar(value)
+    return args.task, params
+
+
+def cmd_train(args) -> int:
+    from bridge.cli import emit
+    from neural.train import TrainConfig, train
+
+    kind, params = _task_from(args)
+    if params.get("modulus") is not None and kind == "modadd":
+        params = {"length": int(params["length"]), "modulus": int(params["modulus"])}
+    cfg = TrainConfig(task=kind, task_params=tuple(sorted((k, int(v)) for k, v in params.items())),
+                      setting=args.setting, layers=args.layers, d_model=args.d_model, heads=args.heads,
+                      d_ff=args.d_ff or 4 * args.d_model, activation=args.activation,
+                      layernorm=not args.no_layernorm, lr=args.lr, weight_decay=args.weight_decay,
+                      batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
+                      time_limit=args.time_limit, seed=args.seed, device=args.device, save_every=args.save_every)
+    try:
+        last = train(cfg, args.out, resume=args.resume, progress=not args.json)
+    except ValueError as err:
+        raise InputError(str(err), SourceLoc(args.out), expected="consistent training settings") from None
+    emit({"out": args.out, **last}, args.json,
+         lambda p: f"wrote {p['out']} after {p['step']} steps (loss {p.get('loss', float('nan')):.4f})")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from bridge.cli import emit
+    from neural.train import evaluate_model, load_trained
+
+    model, task, setting, meta = load_trained(args.dir)
+    out = evaluate_model(model, task, setting, args.samples, args.seed)
+    emit(out, args.json, lambda p: f"{p['task']}/{p['setting']}: accuracy {p['accuracy']:.4f} on {p['samples']} "
+                                   f"fresh samples (seed {p['seed']})" + (
+        f"\nper CoT position: {p['cot_position_accuracy']}" if "cot_position_accuracy" in p else ""))
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from neural.reproduce import run_grid
+
+    table = run_grid("full" if args.full else "quick", Path(args.out), Path(args.results), args.seed,
+                     progress=sys.stderr.isatty())
+    print(table)
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a decoder on a task (base, cot or hint)")
+    p.add_argument("spec", nargs="?", help="a spec with a 'task' section (or use --task)")
+    p.add_argument("--task", choices=("modadd", "s5", "isq", "cvp"))
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="task parameter, with --task")
+    p.add_argument("--override", action="append", metavar="KEY=VALUE", help="spec override, with SPEC")
+    p.add_argument("--setting", choices=("base", "cot", "hint"), default="cot")
+    p.add_argument("--layers", type=int, default=1)
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--d-ff", type=int, default=None, help="default 4 * d_model")
+    p.add_argument("--activation", choices=("gelu", "relu"), default="gelu")
+    p.add_argument("--no-layernorm", action="store_true")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--save-every", type=int, default=500)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="greedy-decoding accuracy of a trained checkpoint on fresh samples")
+    p.add_argument("dir")
+    p.add_argument("--samples", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("reproduce", help="the paper's grid: 4 tasks x {base, cot, hint} x depths")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="reduced sizes, about 30 minutes on a CPU (default)")
+    mode.add_argument("--full", action="store_true", help="paper-scale settings, for a GPU")
+    p.add_argument("--out", default="runs/reproduce", help="checkpoints of every run")
+    p.add_argument("--results", default="results", help="table.md and accuracy_vs_depth.png")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_reproduce)

@@ -1,0 +1,175 @@
+"""Tasks, training, exact resume, DDP (2 CPU processes over gloo), eval and audit; the long runs are marked slow."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import ROOT, cli, cli_json
+from neural import checkpoint
+from neural.tasks import IGNORE, SETTINGS, make_task
+from neural.train import TrainConfig, evaluate_model, load_trained, train
+
+TASKS = [("modadd", {"length": 6}), ("s5", {"length": 5}), ("isq", {"steps": 4}), ("cvp", {"gates": 5})]
+
+
+@pytest.mark.parametrize("kind,params", TASKS)
+def test_task_formats_and_step_circuits(kind, params):
+    task = make_task(kind, **params)
+    rng = np.random.default_rng(0)
+    for setting in SETTINGS:
+        b = task.batch(rng, 8, setting)
+        assert b.tokens.shape == b.labels.shape == (8, task.seq_len(setting))
+        supervised = (b.labels != IGNORE).sum(axis=1)
+        assert (supervised == {"base": 1, "cot": task.n_steps, "hint": task.n_steps + 1}[setting]).all()
+        assert (b.tokens[:, b.prompt_len - 1] == task.eq).all()
+    prompts, states = task.sample(rng, 16)
+    assert task.check_steps(prompts, states).all()
+    for i in range(task.n_steps):  # a wrong token is caught at exactly its step
+        bad = states.copy()
+        bad[:, i] = states[:, (i + 1) % task.n_steps] if kind != "cvp" else states[:, i] ^ 1
+        changed = bad[:, i] != states[:, i]
+        assert not task.check_steps(prompts, bad)[changed, i].any()
+        assert task.check_steps(prompts, bad)[:, :i].all()
+
+
+def _tiny(**kw):
+    base = dict(task="modadd", task_params=(("length", 4), ("modulus", 7)), setting="cot", layers=1, d_model=32,
+                heads=2, d_ff=64, batch_size=16, steps=30, warmup=5, log_every=5, save_every=10, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_train_writes_checkpoint_and_metrics(tmp_path):
+    last = train(_tiny(), tmp_path / "run", progress=False)
+    assert last["step"] == 30
+    names = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"model.safetensors", "optimizer.safetensors", "config.json", "metrics.jsonl"} <= names
+    meta = json.loads((tmp_path / "run/config.json").read_text())
+    assert meta["task"]["kind"] == "modadd" and meta["setting"] == "cot" and meta["seed"] == 3 and meta["vocab"]
+    assert [m["step"] for m in checkpoint.read_metrics(tmp_path / "run")] == [5, 10, 15, 20, 25, 30]
+    model, task, setting, _ = load_trained(tmp_path / "run")
+    out = evaluate_model(model, task, setting, samples=50)
+    assert 0 <= out["accuracy"] <= 1 and len(out["cot_position_accuracy"]) == 4
+
+
+def test_resume_continues_exactly(tmp_path):
+    cfg = _tiny()
+    train(cfg, tmp_path / "straight", progress=False)
+    train(cfg, tmp_path / "split", progress=False, stop_after=17)  # stops mid-way; last save at step 10
+    (tmp_path / "split/metrics.jsonl").open("a").write('{"step": 99, "trunc')  # a crash mid-append
+    train(cfg, tmp_path / "split", resume=True, progress=False)
+    a, b = checkpoint.load(tmp_path / "straight"), checkpoint.load(tmp_path / "split")
+    assert all(np.array_equal(a.weights[k], b.weights[k]) for k in a.weights)
+    strip = lambda ms: [{k: v for k, v in m.items() if k != "seconds"} for m in ms]  # noqa: E731  (wall time)
+    assert strip(checkpoint.read_metrics(tmp_path / "straight")) == strip(checkpoint.read_metrics(tmp_path / "split"))
+
+
+def test_two_process_ddp_over_gloo(tmp_path):
+    out = tmp_path / "ddp"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29517", "-m", "bridge.cli", "train", "--task", "modadd", "--param",
+                           "length=4", "--d-model", "32", "--heads", "2", "--steps", "6", "--batch-size", "8",
+                           "--device", "cpu", "--out", str(out), "--json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((out / "config.json").read_text())["step"] == 6
+
+
+def test_cli_train_eval_and_bad_flags(tmp_path):
+    out = cli_json("train", "--task", "isq", "--param", "steps=3", "--d-model", "32", "--heads", "2", "--steps", "8",
+                   "--out", str(tmp_path / "r"))
+    assert out["step"] == 8
+    ev = cli_json("eval", str(tmp_path / "r"), "--samples", "20")
+    assert set(ev) >= {"accuracy", "cot_position_accuracy", "samples", "seed"}
+    bad = cli("train", "--task", "isq", "--param", "nope=1", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "has no parameter 'nope'" in bad.stderr
+    spec = cli_json("train", "specs/modadd.lark", "--override", "task.length=3", "--d-model", "16", "--heads", "2",
+                    "--steps", "3", "--out", str(tmp_path / "s"))
+    assert json.loads((tmp_path / "s/config.json").read_text())["task"]["length"] == 3 and spec["step"] == 3
+
+
+# ---- audit ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def compiled_cvp(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cvp") / "ck"
+    cli_json("compile", "specs/cvp.lark", "--override", "max_gates=6", "--out", str(d))
+    return d
+
+
+def test_audit_of_the_compiled_construction_is_sound_and_aligned(compiled_cvp, tmp_path):
+    from bridge.testing import assert_sound
+
+    proc = cli("audit", str(compiled_cvp), "--samples", "100", "--json", "--plots", str(tmp_path / "plots"))
+    assert proc.returncode == 0, proc.stderr
+    r = json.loads(proc.stdout)
+    assert r["accuracy"] == 1.0 and r["unsound_steps"] == 0 and r["steps_checked"] == 600
+    assert r["attention"]["alignment"] == pytest.approx(1.0)
+    assert r["exhaustive"] == {"circuits": 4605, "max_gates": 3, "wrong": 0}
+    assert r["precision"]["bfloat16"]["traces_changed"] == 0
+    assert r["precision"]["float16"]["traces_changed"] > 0  # the NaN of README's float16 note
+    assert (tmp_path / "plots/attention.png").stat().st_size > 1000
+    assert_sound(compiled_cvp, samples=20)
+
+
+def test_audit_flags_a_noisy_copy(compiled_cvp, tmp_path):
+    ck = checkpoint.load(compiled_cvp)
+    rng = np.random.default_rng(0)
+    noisy = {k: v + (rng.normal(0, 0.3, v.shape) if k.endswith("ffn.fc1.weight") else 0) for k, v in ck.weights.items()}
+    checkpoint.save(tmp_path / "noisy", ck.config, noisy, ck.meta)
+    proc = cli("audit", str(tmp_path / "noisy"), "--samples", "100", "--json")
+    assert proc.returncode == 1
+    r = json.loads(proc.stdout)
+    assert r["unsound_steps"] > 0 and r["first_unsound"]["context"]["type"] in ("TRUE", "FALSE", "AND", "OR", "NOT")
+
+
+def test_audit_refuses_pickles_without_running_them(compiled_cvp, tmp_path):
+    import pickle
+    import shutil
+
+    d = tmp_path / "evil"
+    shutil.copytree(compiled_cvp, d)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (d / "model.pt").write_bytes(pickle.dumps(Payload()))
+    proc = cli("audit", str(d))
+    assert proc.returncode == 2 and "pickle" in proc.stderr and "Traceback" not in proc.stderr
+    assert not marker.exists()
+    missing = cli("audit", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2
+
+
+def test_smoke_s5_cot_learns_something(tmp_path):
+    """CI-sized version of the slow test below: 1 layer, short S5, a few seconds."""
+    cfg = TrainConfig(task="s5", task_params=(("length", 3),), setting="cot", layers=1, d_model=64, heads=4,
+                      d_ff=256, steps=150, batch_size=64, seed=0, log_every=50)
+    train(cfg, tmp_path / "s5", progress=False)
+    model, task, setting, _ = load_trained(tmp_path / "s5")
+    acc = evaluate_model(model, task, setting, samples=200)["cot_position_accuracy"]
+    assert acc[0] > 0.9  # the first state is a copy of the first input
+
+
+@pytest.mark.slow
+def test_s5_cot_one_layer_reaches_99_percent(tmp_path):
+    out = tmp_path / "s5cot"
+    proc = cli("train", "--task", "s5", "--setting", "cot", "--layers", "1", "--time-limit", "240", "--seed", "0",
+               "--out", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert cli_json("eval", str(out))["accuracy"] >= 0.99
+
+
+@pytest.mark.slow
+def test_s5_base_one_layer_stays_near_chance(tmp_path):
+    out = tmp_path / "s5base"
+    proc = cli("train", "--task", "s5", "--setting", "base", "--layers", "1", "--time-limit", "120", "--seed", "0",
+               "--out", str(out), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert cli_json("eval", str(out))["accuracy"] < 0.2
