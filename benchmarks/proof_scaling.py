@@ -37,7 +37,7 @@ def main() -> None:
         rows[n] = {"proof_seconds": round(proof, 2), "build_seconds": round(built, 2), "status": status}
     base = rows[args.sizes[0]]["proof_seconds"]
     print(json.dumps({"sizes": rows,
-                      "proof_ratio_largest_to_smallest": round(rows[args.sizes[-1]]["proof_seconds"] / base, 2),
+                      "proof_time_largest_to_smallest_ratio": round(rows[args.sizes[-1]]["proof_seconds"] / base, 2),
                       "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 
 

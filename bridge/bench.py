@@ -1,0 +1,53 @@
+"""``cotproof bench [--quick] [--json]``: every benchmark in its own process, as ratios measured in one run.
+
+This machine's absolute timings drift by up to 10x, so the figures that matter are ratios taken in the same run
+(keys ending in ``_ratio``); seconds and rates are reported beside them for context. Each benchmark runs in a
+fresh process, so its ``peak_rss_mib`` is its own.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+PLANS = {
+    "quick": {"parse": ["--gates", "20000", "--repeats", "1"], "execution": ["--gates", "2000", "--check-gates", "160"],
+              "proof_scaling": ["--sizes", "16", "4096"], "trace_check": ["--gates", "20000"],
+              "training": ["--steps", "10"]},
+    "full": {"parse": ["--gates", "100000"], "execution": ["--gates", "10000"],
+             "proof_scaling": ["--sizes", "16", "256", "4096", "65536"], "trace_check": ["--gates", "100000"],
+             "training": ["--steps", "50"]},
+}
+
+
+def run_benchmarks(plan: str) -> dict:
+    results = {}
+    for name, argv in PLANS[plan].items():
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *argv], capture_output=True, text=True)
+        if proc.returncode != 0:
+            results[name] = {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+            continue
+        results[name] = {**json.loads(proc.stdout.strip().splitlines()[-1]),
+                         "wall_seconds": round(time.perf_counter() - start, 1)}
+    ratios = {f"{name}.{k}": v for name, r in results.items() for k, v in r.items() if k.endswith("_ratio")}
+    return {"plan": plan, "ratios": ratios, "benchmarks": results}
+
+
+def cmd_bench(args) -> int:
+    from bridge.cli import emit
+
+    report = run_benchmarks("quick" if args.quick else "full")
+    failed = [n for n, r in report["benchmarks"].items() if "error" in r]
+    emit(report, args.json, lambda r: "\n".join(
+        [f"cotproof bench ({r['plan']})"] + [f"  {k:<55} {v}" for k, v in r["ratios"].items()]
+        + [f"  {n}: FAILED ({report['benchmarks'][n]['error']})" for n in failed]))
+    return 1 if failed else 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="benchmarks, reported as ratios measured in one run")
+    p.add_argument("--quick", action="store_true", help="smaller sizes (a few minutes, fits CI)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
