@@ -10,7 +10,6 @@ Works on trained checkpoints and on compiled CVP constructions (which are audite
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -21,7 +21,7 @@ from neural.execute import ExecMode, session, teacher_forced
 SKIPPED = "skipped"
 
 
-def _thm33_wrong(model, nc, bits) -> dict | None:
+def thm33_wrong(model, nc, bits) -> dict | None:
     values = evaluate(nc, bits[None])[0]
     n = nc.n_inputs
     pred = teacher_forced(session(model.config, model.weights, ExecMode("finite", model.fmt)), values[:-1])[n - 1:]
@@ -33,7 +33,7 @@ def _thm33_wrong(model, nc, bits) -> dict | None:
             "expected": int(values[n + t]), "got": int(pred[t])}
 
 
-def _cvp_wrong(model, c: CVPCircuit) -> dict | None:
+def cvp_wrong(model, c: CVPCircuit) -> dict | None:
     N = model.meta["max_gates"]
     cot = cvp_cot_tokens(c.evaluate(), N)
     prompt = cvp_prompt(c)
@@ -68,10 +68,10 @@ def end_to_end(model, nc, max_inputs: int = 6, max_gates: int = 2) -> LemmaResul
                                detail=f"{n} inputs > max_inputs = {max_inputs}")
         cases = (np.array([(i >> b) & 1 for b in range(n)], dtype=np.uint8) for i in range(2 ** n))
         return _result("end_to_end", f"exhaustive simulation in F(e,s): all {2 ** n} inputs", cases,
-                       lambda bits: _thm33_wrong(model, nc, bits), start)
+                       lambda bits: thm33_wrong(model, nc, bits), start)
     bound = min(max_gates, model.meta["max_gates"])
     return _result("end_to_end", f"exhaustive simulation in F(e,s): every circuit of <= {bound} gates",
-                   all_cvp_circuits(bound), lambda c: _cvp_wrong(model, c), start)
+                   all_cvp_circuits(bound), lambda c: cvp_wrong(model, c), start)
 
 
 def random_instances(model, nc, instances: int, seed: int) -> LemmaResult:
@@ -80,8 +80,8 @@ def random_instances(model, nc, instances: int, seed: int) -> LemmaResult:
     if model.mode == "thm33":
         cases = (rng.integers(0, 2, nc.n_inputs).astype(np.uint8) for _ in range(instances))
         return _result("random", f"seeded simulation in F(e,s) (seed {seed})", cases,
-                       lambda bits: _thm33_wrong(model, nc, bits), start)
+                       lambda bits: thm33_wrong(model, nc, bits), start)
     N = model.meta["max_gates"]
     cases = (random_cvp_circuit(rng, int(rng.integers(1, N + 1))) for _ in range(instances))
-    return _result("random", f"seeded simulation in F(e,s) (seed {seed})", cases, lambda c: _cvp_wrong(model, c),
+    return _result("random", f"seeded simulation in F(e,s) (seed {seed})", cases, lambda c: cvp_wrong(model, c),
                    start)

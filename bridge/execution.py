@@ -5,7 +5,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from grammar.errors import InputError, SourceLoc
 from grammar.ir import NormCircuit, Spec

@@ -11,9 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from grammar.codes import sbin
-from grammar.evaluate import evaluate
-from neural.encode import cvp_cot_tokens, cvp_prompt, random_cvp_circuit
-from neural.execute import ExecMode, session, teacher_forced
+from neural.encode import random_cvp_circuit
 
 
 def _bit(x: float) -> int:
@@ -116,35 +114,19 @@ def replay_component(model, cex: dict) -> dict | None:
 
 
 def replay_model(model, circuit, instances: int = 64, seed: int = 0) -> dict | None:
-    """The first seeded instance whose teacher-forced CoT has a wrong step, or None."""
-    mode = ExecMode("finite", model.fmt)
+    """The first seeded instance whose teacher-forced CoT has a wrong step, or None: every input of a small
+    Theorem 3.3 circuit (else ``instances`` random ones), or ``instances`` random CVP circuits."""
+    from bridge.bounded import cvp_wrong, thm33_wrong
+
     rng = np.random.default_rng(seed)
     if model.mode == "thm33":
         n = circuit.n_inputs
         cases = (np.array([(i >> b) & 1 for b in range(n)], dtype=np.uint8) for i in range(2 ** n)) if n <= 6 else (
             rng.integers(0, 2, n).astype(np.uint8) for _ in range(instances))
-        for bits in cases:
-            values = evaluate(circuit, bits[None])[0]
-            pred = teacher_forced(session(model.config, model.weights, mode), values[:-1])[n - 1:]
-            wrong = np.flatnonzero(pred != values[n:])
-            if wrong.size:
-                t = int(wrong[0])
-                return {"inputs": "".join(map(str, bits)), "first_wrong_step": t,
-                        "gate": circuit.gates[t].name, "expected": int(values[n + t]), "got": int(pred[t])}
-        return None
+        return next((w for w in (thm33_wrong(model, circuit, bits) for bits in cases) if w), None)
     N = model.meta["max_gates"]
-    for i in range(instances):
-        c = random_cvp_circuit(rng, int(rng.integers(1, N + 1)))
-        cot = cvp_cot_tokens(c.evaluate(), N)
-        prompt = cvp_prompt(c)
-        pred = teacher_forced(session(model.config, model.weights, mode), np.concatenate([prompt, cot[:-1]]))
-        wrong = np.flatnonzero(pred[len(prompt) - 1:] != cot)
-        if wrong.size:
-            t = int(wrong[0])
-            return {"circuit": [f"{k} {a or 'NA'} {b or 'NA'}" for k, a, b in zip(c.kinds, c.in1, c.in2)],
-                    "first_wrong_step": t, "expected": model.vocab[int(cot[t])],
-                    "got": model.vocab[int(pred[len(prompt) - 1 + t])]}
-    return None
+    cases = (random_cvp_circuit(rng, int(rng.integers(1, N + 1))) for _ in range(instances))
+    return next((w for w in (cvp_wrong(model, c) for c in cases) if w), None)
 
 
 def replay(model, circuit, outcome) -> dict:

@@ -1,7 +1,6 @@
 """``cotproof train``, ``cotproof eval`` and ``cotproof reproduce``: the paper's experiments from the command line."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 

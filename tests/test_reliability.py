@@ -19,7 +19,7 @@ from bridge.cli import main as cli_main
 from grammar.evaluate import check_trace, evaluate
 from grammar.netlist import load_netlist
 from grammar.normalize import normalize
-from helpers import ROOT, cli, cli_json
+from helpers import ROOT, cli
 from neural import checkpoint
 
 
