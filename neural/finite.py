@@ -6,6 +6,7 @@ are refused with a clear error rather than approximated.
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,12 +19,32 @@ class UnsupportedInFinite(ValueError):
     pass
 
 
+class _Rows:
+    """An array that grows by rows with amortised O(1) appends, so a KV cache costs O(L·d), not O(L²·d), to fill."""
+
+    def __init__(self):
+        self._buf: np.ndarray | None = None
+        self._n = 0
+
+    def extend(self, rows: np.ndarray) -> np.ndarray:
+        """Append ``rows`` and return every row so far (a view)."""
+        need = self._n + rows.shape[0]
+        if self._buf is None or need > self._buf.shape[0]:
+            grown = np.empty((max(need, 2 * self._n, 16),) + rows.shape[1:])
+            if self._buf is not None:
+                grown[:self._n] = self._buf[:self._n]
+            self._buf = grown
+        self._buf[self._n:need] = rows
+        self._n = need
+        return self._buf[:need]
+
+
 @dataclass
 class FiniteCache:
-    """Per layer, per head: the keys and values of every position so far."""
+    """Per (layer, head): the keys and values of every position so far."""
 
-    keys: list[list[np.ndarray]] = field(default_factory=list)
-    values: list[list[np.ndarray]] = field(default_factory=list)
+    keys: dict[tuple[int, int], _Rows] = field(default_factory=lambda: defaultdict(_Rows))
+    values: dict[tuple[int, int], _Rows] = field(default_factory=lambda: defaultdict(_Rows))
     length: int = 0
 
 
@@ -50,9 +71,6 @@ class FiniteDecoder:
         if start + len(tokens) > cfg.max_len:
             raise ValueError(f"sequence of {start + len(tokens)} tokens exceeds max_len {cfg.max_len}")
         x = fmt.add(self.w["tok_emb.weight"][tokens], self.w["pos_emb.weight"][start:start + len(tokens)])
-        if cache is not None and not cache.keys:
-            cache.keys.extend([None] * cfg.n_heads for _ in range(cfg.n_layers))
-            cache.values.extend([None] * cfg.n_heads for _ in range(cfg.n_layers))
         all_weights = []
         for layer in range(cfg.n_layers):
             p = f"blocks.{layer}."
@@ -62,10 +80,7 @@ class FiniteDecoder:
                 sl = slice(h * cfg.d_head, (h + 1) * cfg.d_head)
                 kh, vh = k[:, sl], v[:, sl]
                 if cache is not None:
-                    if cache.keys[layer][h] is not None:
-                        kh = np.concatenate([cache.keys[layer][h], kh])
-                        vh = np.concatenate([cache.values[layer][h], vh])
-                    cache.keys[layer][h], cache.values[layer][h] = kh, vh
+                    kh, vh = cache.keys[layer, h].extend(kh), cache.values[layer, h].extend(vh)
                 out, w = fmt.attention(q[:, sl], kh, vh, cfg.scale, causal_offset=kh.shape[0] - q.shape[0])
                 heads.append(out)
                 layer_weights.append(w)

@@ -88,6 +88,25 @@ def test_rounding_matches_torch_casts_in_range(fmt, dtype):
     assert np.array_equal(fmt.round(x), want)
 
 
+@pytest.mark.parametrize("fmt,grid_dtype", [(FPFormat(5, 11), np.float16), (FPFormat(8, 24), np.float32)])
+def test_native_rounding_path_equals_the_generic_one(fmt, grid_dtype):
+    """Formats that are a numpy dtype round by casting; the generic quantum path is the definition. Inputs: every
+    midpoint between neighbouring values (exact ties, and a hair either side), subnormals, values past B, noise."""
+    rng = np.random.default_rng(3)
+    if grid_dtype is np.float16:
+        grid = np.arange(0, 0x7C00, dtype=np.uint16).view(np.float16).astype(np.float64)  # every finite value >= 0
+    else:
+        grid = np.sort(np.abs(rng.standard_normal(200_000) * 10.0 ** rng.integers(-45, 38, 200_000))
+                       .astype(np.float32)).astype(np.float64)
+    mid = (grid[:-1] + grid[1:]) / 2
+    x = np.concatenate([grid, mid, np.nextafter(mid, 0), np.nextafter(mid, np.inf), fmt.max_value * (1 + 2.0 **
+                        -np.arange(1, 30)), rng.standard_normal(100_000) * 10.0 ** rng.integers(-50, 50, 100_000)])
+    x = np.concatenate([x, -x])
+    assert fmt.native_dtype is grid_dtype
+    want = fmt.round_generic(np.clip(x, -fmt.max_value, fmt.max_value))
+    assert np.array_equal(fmt.round(x), want)
+
+
 def test_sequential_sum_is_left_to_right():
     fmt = FPFormat(5, 4)  # 1 + 1/16 rounds back to 1 in 4 significand bits
     terms = np.array([1.0] + [1 / 16] * 8)
