@@ -91,12 +91,8 @@ def _expected(task, prompt, trace, i) -> int:
         x, y = (int(vals[r - 1]) if r else 0 for r in ref)
         v = {"TRUE": 1, "FALSE": 0, "AND": x & y, "OR": x | y, "NOT": 1 - x}[kind]
         return task.index[f"g{i + 1}={v}"]
-    table = task.step_table()
-    if task.name == "isq":
-        prev = prompt[0] if i == 0 else trace[i - 1]
-        return table[(int(prev), task.index["^2"])]
-    prev = task.index[task.start] if i == 0 else trace[i - 1]
-    return table[(int(prev), int(prompt[task.step_inputs[i]]))]
+    prev = task.initial_states(prompt[None])[0] if i == 0 else trace[i - 1]
+    return task.step_table()[(int(prev), int(prompt[task.step_inputs[i]]))]
 
 
 def _context(task, prompt, trace, i) -> dict:
@@ -107,10 +103,8 @@ def _context(task, prompt, trace, i) -> dict:
         refs = [task.vocab[prompt[4 * i + o]] for o in (1, 2)]
         return {"gate": i + 1, "type": task.vocab[prompt[4 * i]], "inputs": refs,
                 "input_values_in_trace": [None if r == "NA" else int(vals[int(r) - 1]) for r in refs]}
-    prev = "start" if i == 0 else task.vocab[int(trace[i - 1])]
-    if task.name == "isq":
-        return {"previous_state": task.vocab[int(prompt[0])] if i == 0 else prev, "operation": "square mod p"}
-    return {"previous_state": prev, "input": task.vocab[int(prompt[task.step_inputs[i]])]}
+    prev = task.initial_states(prompt[None])[0] if i == 0 else trace[i - 1]
+    return {"previous_state": task.vocab[int(prev)], "input": task.vocab[int(prompt[task.step_inputs[i]])]}
 
 
 def _alignment(task, prompts, attn) -> dict:

@@ -24,7 +24,7 @@ TASK_DEFAULTS: dict[str, dict[str, Value]] = {
     "cvp": {"gates": 16},
     "s5": {"length": 16},
     "modadd": {"length": 16, "modulus": 7},
-    "isq": {"steps": 8, "prime": 97},
+    "isq": {"steps": 8, "min_prime": 2, "max_prime": 397},
 }
 CONSTRUCTION_DEFAULTS: dict[str, Value] = {"ebits": 5, "sbits": 11, "key_scale": "auto", "max_gates": 16}
 CLAIM_PARAMS: dict[str, dict[str, Value]] = {

@@ -9,7 +9,7 @@ state. The three settings share one sequence layout, ``prompt`` then ``=`` then 
                                           (intermediate supervision, never fed back)
 
 Tasks: ``modadd`` (x_i in Z_7, sum mod 7), ``s5`` (x_i a permutation of 5 elements, prefix compositions),
-``isq`` (the prompt is r followed by k ``^2`` tokens; s_i = r^(2^i) mod p) and ``cvp`` (4 tokens per gate, one CoT
+``isq`` (the prompt is a prime p, r and k ``^2`` tokens; s_i = r^(2^i) mod p) and ``cvp`` (4 tokens per gate, one CoT
 token per gate value, the construction's own format). States have tokens of their own (``s3``, ``s01234``), as the CVP
 CoT tokens do: with shared tokens, the query at step i must pick x_{i+1} out of i look-alike state tokens by
 position alone, and a 240 s S5 run left the last step, which has the most look-alikes, at chance. The CoT step of
@@ -96,11 +96,15 @@ class FoldTask:
     def step_circuit(self) -> NormCircuit:
         return lookup_circuit(f"{self.name}_step", self.code_bits, self.step_table())
 
+    def initial_states(self, prompts: np.ndarray) -> np.ndarray:
+        """(B,) the state token before step 1: a fixed start, unless the prompt supplies it."""
+        return np.full(prompts.shape[0], self.index[self.start])
+
     def check_steps(self, prompts: np.ndarray, states: np.ndarray) -> np.ndarray:
         """(B, n) bool: state i equals step(state i-1 *as written*, x_i), evaluated by the step circuit."""
         from grammar.evaluate import evaluate
 
-        prev = np.concatenate([np.full((states.shape[0], 1), self.index[self.start]), states[:, :-1]], axis=1)
+        prev = np.concatenate([self.initial_states(prompts)[:, None], states[:, :-1]], axis=1)
         xs = prompts[:, self.step_inputs]
         k = self.code_bits
         bits = np.concatenate([(prev[..., None] >> np.arange(k)) & 1, (xs[..., None] >> np.arange(k)) & 1], axis=-1)
@@ -229,53 +233,62 @@ class S5(FoldTask):
         return {(a + os_, b + ox): int(self.table[a, b]) + os_ for a in range(120) for b in range(120)}
 
 
+def primes_between(lo: int, hi: int) -> tuple[int, ...]:
+    return tuple(p for p in range(max(lo, 2), hi + 1) if all(p % d for d in range(2, int(p ** 0.5) + 1)))
+
+
 class ISq(FoldTask):
-    def __init__(self, steps: int = 8, prime: int = 97):
-        self.name, self.params = "isq", {"steps": steps, "prime": prime}
-        self.p, self.n_steps = prime, steps
-        self.n_prompt = steps + 1  # r, then one '^2' per squaring
-        self.prompt_tokens = tuple(str(i) for i in range(prime)) + ("^2",)
-        self.state_tokens = tuple(f"s{i}" for i in range(prime))
+    """Iterated squaring as the paper poses it: the prompt is a prime p, a number r < p and k ``^2`` tokens, and
+    the answer is r^(2^k) mod p. p is drawn uniformly from the primes in [min_prime, max_prime] (equal bounds fix
+    it). With p in the prompt, a model without CoT must compute, or memorise every (p, r) pair; with one fixed p,
+    base could memorise a p-entry table and the task would say nothing about seriality. r is state 0 of the fold,
+    so it is written as a state token: every step, the first included, is then the one map (s, p) -> s^2 mod p."""
+
+    def __init__(self, steps: int = 8, min_prime: int = 2, max_prime: int = 397):
+        self.primes = primes_between(min_prime, max_prime)
+        if not self.primes:
+            raise ValueError(f"isq: no prime between min_prime = {min_prime} and max_prime = {max_prime}")
+        self.name, self.params = "isq", {"steps": steps, "min_prime": min_prime, "max_prime": max_prime}
+        self.n_steps = steps
+        self.n_prompt = steps + 2  # p, r, then one '^2' per squaring
+        self.prompt_tokens = tuple(f"p{p}" for p in self.primes) + ("^2",)
+        self.state_tokens = tuple(f"s{i}" for i in range(self.primes[-1]))
         self.start = None
 
     def sample(self, rng, size):
-        r = rng.integers(0, self.p, size)
+        which = rng.integers(0, len(self.primes), size)
+        p = np.array(self.primes)[which]
+        r = rng.integers(0, p)
         s = np.empty((size, self.n_steps), dtype=np.int64)
         acc = r.copy()
         for i in range(self.n_steps):
-            acc = acc * acc % self.p
+            acc = acc * acc % p
             s[:, i] = acc
-        prompt = np.concatenate([(r + self.index["0"])[:, None], np.full((size, self.n_steps), self.index["^2"])],
-                                axis=1)
+        prompt = np.concatenate([(which + self.index[self.prompt_tokens[0]])[:, None], (r + self.index["s0"])[:, None],
+                                 np.full((size, self.n_steps), self.index["^2"])], axis=1)
         return prompt, s + self.index["s0"]
 
     @property
+    def step_inputs(self):
+        return np.zeros(self.n_steps, dtype=np.int64)  # every step reads p
+
+    def initial_states(self, prompts):
+        return prompts[:, 1]  # r
+
+    @property
     def hint_positions(self):
-        return np.arange(1, self.n_steps + 1)  # the output at the i-th '^2' is labelled r^(2^i)
+        return np.arange(2, self.n_steps + 2)  # the output at the i-th '^2' is labelled r^(2^i)
 
     def read_positions(self, prompts):
-        """Squaring reads only the previous state: r (position 0) for the first step, then its own position."""
-        B = prompts.shape[0]
-        q = self.n_prompt + np.arange(self.n_steps)
-        q[0] = 0
-        return {"state": np.broadcast_to(q, (B, self.n_steps)).copy()}
-
-    def check_steps(self, prompts, states):
-        """The state before step 1 is r itself (prompt position 0), not a fixed start."""
-        prev = np.concatenate([prompts[:, :1], states[:, :-1]], axis=1)
-        from grammar.evaluate import evaluate
-
-        k = self.code_bits
-        sq = np.full_like(prev, self.index["^2"])
-        bits = np.concatenate([(prev[..., None] >> np.arange(k)) & 1, (sq[..., None] >> np.arange(k)) & 1], axis=-1)
-        values = evaluate(self.step_circuit, bits.reshape(-1, 2 * k).astype(np.uint8))
-        got = (values[:, list(self.step_circuit.outputs)] * (1 << np.arange(k))).sum(axis=1).reshape(states.shape)
-        return got == states
+        """Squaring reads p and the previous state: r (position 1) for the first step, then its own position."""
+        reads = super().read_positions(prompts)
+        reads["state"][:, 0] = 1
+        return reads
 
     def step_table(self):
-        """The first step squares r (an input token), later steps square a state token."""
-        ox, os_, sq = self.index["0"], self.index["s0"], self.index["^2"]
-        return {(a + o, sq): a * a % self.p + os_ for a in range(self.p) for o in (ox, os_)}
+        """(state, p) -> state."""
+        os_ = self.index["s0"]
+        return {(a + os_, self.index[f"p{p}"]): a * a % p + os_ for p in self.primes for a in range(p)}
 
 
 class CVPTask(FoldTask):

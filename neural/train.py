@@ -273,7 +273,12 @@ def load_trained(directory) -> tuple[Decoder, FoldTask, str, dict]:
                          SourceLoc(str(Path(directory) / checkpoint.CONFIG)),
                          expected='"task" and "setting" in config.json')
     spec = dict(ck.meta["task"])
-    task = make_task(spec.pop("kind"), **spec)
+    try:
+        task = make_task(spec.pop("kind", None), **spec)
+    except (TypeError, ValueError) as err:  # a config from another version, or edited by hand
+        raise InputError(f"config.json names a task this version cannot build: {err}",
+                         SourceLoc(str(Path(directory) / checkpoint.CONFIG)),
+                         expected="a task written by this version of cotproof train") from None
     if list(task.vocab) != list(ck.meta.get("vocab", task.vocab)):
         raise InputError("the checkpoint's vocabulary differs from its task's", SourceLoc(str(directory)),
                          expected="a checkpoint written by cotproof train")

@@ -90,6 +90,16 @@ def test_cli_train_eval_and_bad_flags(tmp_path):
     spec = cli_json("train", "specs/modadd.lark", "--override", "task.length=3", "--d-model", "16", "--heads", "2",
                     "--steps", "3", "--out", str(tmp_path / "s"))
     assert json.loads((tmp_path / "s/config.json").read_text())["task"]["length"] == 3 and spec["step"] == 3
+    no_prime = cli("train", "--task", "isq", "--param", "min_prime=24", "--param", "max_prime=28", "--out",
+                   str(tmp_path / "np"))
+    assert no_prime.returncode == 2 and "no prime between" in no_prime.stderr and "Traceback" not in no_prime.stderr
+    config = tmp_path / "r/config.json"  # a checkpoint whose task parameters this version does not know
+    meta = json.loads(config.read_text())
+    meta["task"] = {"kind": "isq", "steps": 3, "prime": 97}
+    config.write_text(json.dumps(meta))
+    stale = cli("eval", str(tmp_path / "r"))
+    assert stale.returncode == 2 and "config.json" in stale.stderr and "'prime'" in stale.stderr
+    assert "Traceback" not in stale.stderr
 
 
 # ---- audit ------------------------------------------------------------------------------------------------
