@@ -2,14 +2,16 @@
 
 - Loading never unpickles: weights are safetensors (numpy flavour, so the proof path needs no torch), and a
   directory holding a pickle file is refused before anything in it is read.
-- Writes are atomic per file (temp file, fsync, ``os.replace``). ``config.json`` is written last and records the
-  SHA-256 of the weights file, so a crash between the two replaces is caught on load as a mismatch, never used.
+- Writes are atomic per checkpoint: every file is staged and sealed before any is moved in (``commit``), and a
+  load finishes or discards an interrupted write. ``config.json`` records the SHA-256 of the weights, so files
+  from different checkpoints are caught on load as a mismatch, never used.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from grammar.errors import InputError, SourceLoc
 from neural.config import ModelConfig, weight_shapes
 
 WEIGHTS, CONFIG, METRICS = "model.safetensors", "config.json", "metrics.jsonl"
+STAGING, COMPLETE = ".next", "COMPLETE"  # see commit()
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 FORMAT_VERSION = 1
 
@@ -51,18 +54,60 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def save(directory: str | os.PathLike, config: ModelConfig, weights: dict[str, np.ndarray], meta: dict) -> Path:
+def save(directory: str | os.PathLike, config: ModelConfig, weights: dict[str, np.ndarray], meta: dict,
+         extra_files: dict[str, bytes] | None = None) -> Path:
+    """Write a checkpoint (plus ``extra_files``, such as optimizer state) as one unit: see ``commit``."""
     from safetensors.numpy import save as st_save
 
     out = Path(directory)
     exact32 = all(np.array_equal(np.asarray(a, dtype=np.float32), a) for a in weights.values())
     dtype = np.float32 if exact32 else np.float64  # never round a constructed weight on its way to disk
     payload = st_save({name: np.ascontiguousarray(a, dtype=dtype) for name, a in weights.items()})
-    atomic_write_bytes(out / WEIGHTS, payload)
     doc = {"format": FORMAT_VERSION, "model": config.to_dict(), **meta,
            "weights_sha256": hashlib.sha256(payload).hexdigest()}
-    atomic_write_text(out / CONFIG, json.dumps(doc, indent=2, default=_jsonable) + "\n")
+    commit(out, {**(extra_files or {}), WEIGHTS: payload,
+                 CONFIG: (json.dumps(doc, indent=2, default=_jsonable) + "\n").encode()})
     return out
+
+
+def commit(out: Path, files: dict[str, bytes]) -> None:
+    """Replace several files as one. Each file alone is replaced atomically, but a kill between two of them would
+    leave weights that the config's hashes do not match; so every file is first written to ``out/.next``, a
+    COMPLETE marker seals the set, and only then are they moved in (config last). ``recover`` finishes a sealed
+    set that a kill interrupted, and discards an unsealed one, so the directory always holds one whole checkpoint."""
+    stage = out / STAGING
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    for name, data in files.items():
+        atomic_write_bytes(stage / name, data)
+    atomic_write_bytes(stage / COMPLETE, b"")
+    _move_in(out)
+
+
+def _move_in(out: Path) -> None:
+    stage = out / STAGING
+    names = sorted((p.name for p in stage.iterdir() if p.name != COMPLETE and not p.name.startswith(".")),
+                   key=lambda n: n == CONFIG)
+    for name in names:
+        try:
+            os.replace(stage / name, out / name)
+        except FileNotFoundError:  # another process finishing the same recovery moved it already
+            pass
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def recover(directory: str | os.PathLike) -> None:
+    """Finish or discard a ``commit`` that was interrupted (see there)."""
+    stage = Path(directory) / STAGING
+    if not stage.is_dir():
+        return
+    try:
+        if (stage / COMPLETE).exists():
+            _move_in(Path(directory))
+        else:
+            shutil.rmtree(stage, ignore_errors=True)
+    except OSError:  # a read-only directory: leave it; load() then reports any mismatch it finds
+        pass
 
 
 def _jsonable(x):
@@ -97,6 +142,7 @@ def load(directory: str | os.PathLike) -> Checkpoint:
     if not d.is_dir():
         raise InputError("no such checkpoint directory", SourceLoc(str(d)),
                          expected=f"a directory with {WEIGHTS} and {CONFIG}")
+    recover(d)
     refuse_pickles(d)
     for name in (CONFIG, WEIGHTS):
         if not (d / name).is_file():

@@ -146,19 +146,18 @@ def save_training(out: Path, model: Decoder, opt, cfg: TrainConfig, task: FoldTa
 
     tensors, scalars = _optimizer_tensors(opt)
     payload = st_save({k: np.ascontiguousarray(v) for k, v in tensors.items()}) if tensors else st_save({})
-    checkpoint.atomic_write_bytes(out / OPTIMIZER, payload)
     meta = {"kind": "trained", "task": {"kind": task.name, **task.params}, "setting": cfg.setting,
             "vocab": list(task.vocab), "seed": cfg.seed, "train": cfg.to_dict(), "step": step,
             "elapsed_seconds": round(elapsed, 3), "optimizer_scalars": scalars, "metrics_window": list(window),
             "optimizer_sha256": hashlib.sha256(payload).hexdigest()}
     raw = {k: v.detach().to(torch.float32).cpu().numpy() for k, v in model.state_dict().items()}
-    checkpoint.save(out, model.cfg, raw, meta)
+    checkpoint.save(out, model.cfg, raw, meta, extra_files={OPTIMIZER: payload})
 
 
 def load_training(out: Path):
     from safetensors.numpy import load as st_load
 
-    ck = checkpoint.load(out)
+    ck = checkpoint.load(out)  # finishes a checkpoint write that a kill interrupted
     payload = (out / OPTIMIZER).read_bytes() if (out / OPTIMIZER).exists() else None
     if payload is None or hashlib.sha256(payload).hexdigest() != ck.meta.get("optimizer_sha256"):
         raise ValueError(f"{out / OPTIMIZER} is missing or does not match config.json: cannot resume exactly")
