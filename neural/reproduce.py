@@ -14,11 +14,11 @@ from neural.checkpoint import atomic_write_bytes, atomic_write_text
 from neural.train import TrainConfig, evaluate_model, load_trained, train
 
 GRIDS = {
-    "quick": {"tasks": {"modadd": {"length": 8, "modulus": 7}, "s5": {"length": 8}, "isq": {"steps": 4, "min_prime": 2, "max_prime": 397},
-                        "cvp": {"gates": 8}},
+    "quick": {"tasks": {"modadd": {"length": 8, "modulus": 7}, "s5": {"length": 8},
+                        "isq": {"steps": 4, "min_prime": 2, "max_prime": 397}, "cvp": {"gates": 8}},
               "depths": (1, 2, 4), "time_limit": 48.0, "steps": 100_000, "d_model": 128, "samples": 500},
-    "full": {"tasks": {"modadd": {"length": 16, "modulus": 7}, "s5": {"length": 16}, "isq": {"steps": 8, "min_prime": 2, "max_prime": 397},
-                       "cvp": {"gates": 16}},
+    "full": {"tasks": {"modadd": {"length": 16, "modulus": 7}, "s5": {"length": 16},
+                       "isq": {"steps": 8, "min_prime": 2, "max_prime": 397}, "cvp": {"gates": 16}},
              "depths": (1, 2, 4, 8, 16), "time_limit": None, "steps": 20_000, "d_model": 256, "samples": 2000},
 }
 SETTINGS = ("base", "cot", "hint")
