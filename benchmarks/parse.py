@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 from benchmarks.gen import random_circuit
-from grammar.netlist import load_netlist, write_bench
+from grammar.bench import write_bench
+from grammar.netlist import load_netlist
 from grammar.normalize import normalize
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from lark import Lark, Token
 from lark.exceptions import UnexpectedInput
 
+from grammar.check import check_circuit
 from grammar.errors import InputError, SourceLoc
 from grammar.ir import Circuit, Gate
 from grammar.lark_errors import from_lark
@@ -173,8 +174,6 @@ def parse_aag(text: str, path: str = "<aag>") -> Circuit:
             gates.append(Gate(name, "NOT" if lit % 2 else "BUF", (src,), loc))
         outputs.append(name)
         out_locs.append(loc)
-    from grammar.netlist import check_circuit
-
     circuit = Circuit(Path(path).stem, tuple(var_name[v] for v in in_vars), tuple(outputs), tuple(gates),
                       tuple(var_loc[v] for v in in_vars), tuple(out_locs))
     check_circuit(circuit, path)

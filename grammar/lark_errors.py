@@ -15,6 +15,9 @@ HUMAN_TERMINALS = {
 
 
 def human_terminal(name: str) -> str:
+    """A leading '_' only keeps a terminal out of the parse tree; it says nothing about how to name it."""
+    if name != "_NL":
+        name = name.lstrip("_")
     if name in HUMAN_TERMINALS:
         return HUMAN_TERMINALS[name]
     if name.startswith("KW_"):

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Tree
-from lark.exceptions import UnexpectedInput
+from lark import Lark, Token, Transformer, v_args
+from lark.tree import Meta
+from lark.exceptions import UnexpectedInput, VisitError
 
+from grammar.check import check_circuit
 from grammar.errors import InputError, SourceLoc
 from grammar.ir import Circuit, Claim, Construction, Gate, Precision, RandomCheck, Spec, Task, Value
 from grammar.lark_errors import from_lark
@@ -51,13 +53,6 @@ def _parser() -> Lark:
                      maybe_placeholders=False)
 
 
-def _loc(path: str, node: Token | Tree) -> SourceLoc:
-    if isinstance(node, Token):
-        return SourceLoc(path, node.line or 0, node.column or 0)
-    meta = node.meta
-    return SourceLoc(path, getattr(meta, "line", 0), getattr(meta, "column", 0))
-
-
 def _value(tok: Token) -> Value:
     if tok.type == "STRING":
         return tok[1:-1]
@@ -77,20 +72,111 @@ def parse_scalar(text: str) -> Value:
         return text
 
 
-def _block(path: str, tree: Tree | None) -> list[tuple[str, _Param, Token]]:
-    if tree is None:
-        return []
-    out = []
-    for param in tree.children:
-        if not isinstance(param, Tree):
-            continue
-        name, _eq, value = param.children
-        out.append((str(name), _Param(_value(value), _loc(path, value)), name))
-    return out
+@dataclass(frozen=True)
+class _Section:
+    """One top-level item of a spec: its kind, where it starts, its name token (task kind, lemma) and parameters."""
+
+    kind: str  # task | construction | claims | prove | random | circuit
+    loc: SourceLoc
+    name: tuple[str, SourceLoc] | None = None
+    params: tuple[tuple[str, SourceLoc, _Param], ...] = ()
+    children: tuple["_Section", ...] = ()  # the claims of 'claims'
+    circuit: Circuit | None = None
 
 
-def _child_block(node: Tree) -> Tree | None:
-    return next((c for c in node.children if isinstance(c, Tree) and c.data == "block"), None)
+class _SpecTree(Transformer):
+    """The parse tree, bottom up, into ``_Section``s; keywords and punctuation never reach it."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def _at(self, node: Token | Meta) -> SourceLoc:
+        return SourceLoc(self.path, getattr(node, "line", 0) or 0, getattr(node, "column", 0) or 0)
+
+    def _named(self, tok: Token) -> tuple[str, SourceLoc]:
+        return str(tok), self._at(tok)
+
+    @v_args(inline=True)
+    def param(self, name: Token, value: Token):
+        return str(name), self._at(name), _Param(_value(value), self._at(value))
+
+    def block(self, params):
+        return tuple(params)
+
+    def name_list(self, names):
+        return [(str(t), self._at(t)) for t in names]
+
+    @v_args(meta=True)
+    def task(self, meta, children):
+        name, *block = children
+        return _Section("task", self._at(meta), self._named(name), block[0] if block else ())
+
+    @v_args(meta=True, inline=True)
+    def construction(self, meta, block):
+        return _Section("construction", self._at(meta), None, block)
+
+    @v_args(meta=True)
+    def prove(self, meta, children):
+        name, *block = children
+        return _Section("prove", self._at(meta), self._named(name), block[0] if block else ())
+
+    @v_args(meta=True, inline=True)
+    def random(self, meta, block):
+        return _Section("random", self._at(meta), None, block)
+
+    @v_args(meta=True)
+    def claims(self, meta, children):
+        return _Section("claims", self._at(meta), children=tuple(children))
+
+    @v_args(meta=True, inline=True)
+    def circuit_file(self, meta, name: Token, file_tok: Token):
+        return _Section("circuit", self._at(meta), self._named(name), circuit=self._load(file_tok))
+
+    def _load(self, tok: Token) -> Circuit:
+        from grammar.netlist import load_netlist
+
+        target = Path(self.path).parent / tok[1:-1]
+        try:
+            return load_netlist(target)
+        except InputError as err:
+            if err.loc is None or err.loc.line == 0:
+                raise InputError(f"cannot load circuit {tok[1:-1]!r}: {err.message}", self._at(tok),
+                                 text=tok[1:-1]) from None
+            raise
+
+    def inputs(self, children):
+        return "inputs", children[0]
+
+    def outputs(self, children):
+        return "outputs", children[0]
+
+    def gate(self, children):
+        out_tok, op_tok, *args = children
+        names = tuple(name for name, _ in args[0]) if args else ()
+        return "gate", Gate(str(out_tok), str(op_tok).upper(), names, self._at(out_tok))
+
+    @v_args(meta=True)
+    def circuit_inline(self, meta, children):
+        name, *stmts = children
+        ports = {"inputs": [], "outputs": []}
+        gates: list[Gate] = []
+        for kind, item in stmts:
+            if kind == "gate":
+                gates.append(item)
+            else:
+                ports[kind].extend(item)
+        ins, outs = ports["inputs"], ports["outputs"]
+        circuit = Circuit(str(name), tuple(n for n, _ in ins), tuple(n for n, _ in outs), tuple(gates),
+                          tuple(loc for _, loc in ins), tuple(loc for _, loc in outs))
+        check_circuit(circuit, self.path)
+        return _Section("circuit", self._at(meta), self._named(name), circuit=circuit)
+
+    def spec_header(self, children):
+        return str(children[0])
+
+    def start(self, children):
+        return children[0], children[1:]
 
 
 def parse_spec(path: str | os.PathLike, overrides: dict[str, str] | None = None, text: str | None = None) -> Spec:
@@ -104,113 +190,71 @@ def parse_spec(path: str | os.PathLike, overrides: dict[str, str] | None = None,
         tree = _parser().parse(text)
     except UnexpectedInput as err:
         raise from_lark(err, path, text) from None
-    table, name, circuit, task_kind, lemmas = _collect(path, tree)
+    try:
+        name, sections = _SpecTree(path).transform(tree)
+    except VisitError as err:  # lark wraps what a callback raises; an InputError is the user's message
+        if isinstance(err.orig_exc, InputError):
+            raise err.orig_exc from None
+        raise
+    table, circuit, task_kind, lemmas = _collect(sections)
     for key, raw in (overrides or {}).items():
         _apply_override(table, key, raw, task_kind)
     return _build(path, name, table, circuit, task_kind, lemmas)
 
 
-def _collect(path: str, tree: Tree):
-    header = tree.children[0]
-    name = str(header.children[1])
+def _collect(sections: list[_Section]):
+    """The sections as one flat parameter table, rejecting duplicates and unknown names where they stand."""
     table: dict[str, _Param] = {}
     seen_sections: dict[str, SourceLoc] = {}
     circuit: Circuit | None = None
     task_kind: str | None = None
     lemmas: list[tuple[str, SourceLoc]] = []
 
-    def once(section: str, node) -> None:
-        if section in seen_sections:
-            raise InputError(f"duplicate '{section}' section (first at {seen_sections[section]})", _loc(path, node),
-                             text=section)
-        seen_sections[section] = _loc(path, node)
+    def once(section: _Section) -> None:
+        kind = section.kind
+        if kind in seen_sections:
+            raise InputError(f"duplicate '{kind}' section (first at {seen_sections[kind]})", section.loc, text=kind)
+        seen_sections[kind] = section.loc
 
-    def put(key: str, param: _Param, name_tok: Token, allowed: dict[str, Value]) -> None:
-        short = key.rsplit(".", 1)[1]
-        if short not in allowed:
-            raise InputError(f"unknown parameter '{short}'", _loc(path, name_tok), text=short,
-                             expected=_one_of(allowed) if allowed else "no parameters here")
-        if key in table:
-            raise InputError(f"duplicate parameter '{short}' (first at {table[key].loc})", _loc(path, name_tok),
-                             text=short)
-        table[key] = param
+    def put(prefix: str, section: _Section, allowed: dict[str, Value]) -> None:
+        for short, name_loc, param in section.params:
+            if short not in allowed:
+                raise InputError(f"unknown parameter '{short}'", name_loc, text=short,
+                                 expected=_one_of(allowed) if allowed else "no parameters here")
+            key = f"{prefix}.{short}"
+            if key in table:
+                raise InputError(f"duplicate parameter '{short}' (first at {table[key].loc})", name_loc, text=short)
+            table[key] = param
 
-    for item in tree.children[1:]:
-        kind = item.data
-        if kind == "task":
-            once("task", item)
-            kind_tok = item.children[1]
-            task_kind = str(kind_tok)
+    for section in sections:
+        if section.kind == "task":
+            once(section)
+            task_kind, kind_loc = section.name
             if task_kind not in TASK_DEFAULTS:
-                raise InputError(f"unknown task '{task_kind}'", _loc(path, kind_tok), text=task_kind,
+                raise InputError(f"unknown task '{task_kind}'", kind_loc, text=task_kind,
                                  expected=_one_of(TASK_DEFAULTS))
-            for key, param, tok in _block(path, _child_block(item)):
-                put(f"task.{key}", param, tok, TASK_DEFAULTS[task_kind])
-        elif kind == "construction":
-            once("construction", item)
-            for key, param, tok in _block(path, _child_block(item)):
-                put(f"construction.{key}", param, tok, {"mode": None, **CONSTRUCTION_DEFAULTS})
-        elif kind == "claims":
-            once("claims", item)
-            for claim in item.children:
-                if not isinstance(claim, Tree):
+            put("task", section, TASK_DEFAULTS[task_kind])
+        elif section.kind == "construction":
+            once(section)
+            put("construction", section, {"mode": None, **CONSTRUCTION_DEFAULTS})
+        elif section.kind == "claims":
+            once(section)
+            for claim in section.children:
+                if claim.kind == "random":
+                    once(claim)
+                    put("random", claim, RANDOM_DEFAULTS)
                     continue
-                if claim.data == "random":
-                    once("random", claim)
-                    for key, param, tok in _block(path, _child_block(claim)):
-                        put(f"random.{key}", param, tok, RANDOM_DEFAULTS)
-                    continue
-                lemma_tok = claim.children[1]
-                lemma = str(lemma_tok)
+                lemma, lemma_loc = claim.name
                 if lemma not in CLAIM_PARAMS:
-                    raise InputError(f"unknown lemma '{lemma}'", _loc(path, lemma_tok), text=lemma,
-                                     expected=_one_of(CLAIM_PARAMS))
+                    raise InputError(f"unknown lemma '{lemma}'", lemma_loc, text=lemma, expected=_one_of(CLAIM_PARAMS))
                 if any(lemma == seen for seen, _ in lemmas):
-                    raise InputError(f"lemma '{lemma}' is claimed twice", _loc(path, lemma_tok), text=lemma)
-                lemmas.append((lemma, _loc(path, lemma_tok)))
-                for key, param, tok in _block(path, _child_block(claim)):
-                    put(f"claims.{lemma}.{key}", param, tok, CLAIM_PARAMS[lemma])
-        else:  # circuit_file | circuit_inline
-            once("circuit", item)
-            circuit = _circuit(path, item)
-    return table, name, circuit, task_kind, lemmas
-
-
-def _circuit(path: str, item: Tree) -> Circuit:
-    from grammar.netlist import load_netlist  # local: netlists import this module's neighbours
-
-    name = str(item.children[1])
-    if item.data == "circuit_file":
-        tok = item.children[3]
-        target = Path(path).parent / tok[1:-1]
-        try:
-            return load_netlist(target)
-        except InputError as err:
-            if err.loc is None or err.loc.line == 0:
-                raise InputError(f"cannot load circuit {tok[1:-1]!r}: {err.message}", _loc(path, tok),
-                                 text=tok[1:-1]) from None
-            raise
-    inputs: list[str] = []
-    outputs: list[str] = []
-    in_locs: list[SourceLoc] = []
-    out_locs: list[SourceLoc] = []
-    gates: list[Gate] = []
-    for stmt in item.children[3:-1]:
-        if stmt.data in ("inputs", "outputs"):
-            names = [t for t in stmt.children[1].children if isinstance(t, Token) and t.type == "NAME"]
-            target, locs = (inputs, in_locs) if stmt.data == "inputs" else (outputs, out_locs)
-            target.extend(str(t) for t in names)
-            locs.extend(_loc(path, t) for t in names)
+                    raise InputError(f"lemma '{lemma}' is claimed twice", lemma_loc, text=lemma)
+                lemmas.append((lemma, lemma_loc))
+                put(f"claims.{lemma}", claim, CLAIM_PARAMS[lemma])
         else:
-            out_tok, _eq, op_tok, *rest = stmt.children
-            args = next((c for c in rest if isinstance(c, Tree)), None)
-            arg_names = tuple(str(t) for t in args.children if t.type == "NAME") if args else ()
-            gates.append(Gate(str(out_tok), str(op_tok).upper(), arg_names, _loc(path, out_tok)))
-    from grammar.netlist import check_circuit
-
-    circuit = Circuit(name, tuple(inputs), tuple(outputs), tuple(gates), tuple(in_locs), tuple(out_locs))
-    check_circuit(circuit, path)
-    return circuit
+            once(section)
+            circuit = section.circuit
+    return table, circuit, task_kind, lemmas
 
 
 def _one_of(names) -> str:

@@ -4,7 +4,7 @@ from hypothesis import strategies as st
 
 from grammar.aiger import parse_aag, write_aag
 from grammar.errors import InputError
-from grammar.netlist import parse_bench, write_bench
+from grammar.bench import parse_bench, write_bench
 from grammar.spec import parse_spec
 from helpers import ROOT, circuits
 

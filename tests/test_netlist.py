@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from grammar.aiger import parse_aag, write_aag
 from grammar.errors import InputError
 from grammar.evaluate import check_trace, evaluate, evaluate_outputs
-from grammar.netlist import load_netlist, parse_bench, write_bench
+from grammar.bench import parse_bench, write_bench
+from grammar.netlist import load_netlist
 from grammar.normalize import normalize
 from helpers import ROOT, circuits, naive_eval
 

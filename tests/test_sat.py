@@ -12,7 +12,8 @@ from formal.sat import check_trace, equivalent
 from grammar.aiger import write_aag
 from grammar.evaluate import evaluate, first_unsound
 from grammar.ir import Gate
-from grammar.netlist import load_netlist, write_bench
+from grammar.bench import write_bench
+from grammar.netlist import load_netlist
 from grammar.normalize import normalize
 from helpers import ROOT, circuits, cli, cli_json
 
