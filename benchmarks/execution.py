@@ -61,7 +61,7 @@ def main() -> None:
 
     small = normalize(random_circuit(36, args.check_gates, seed=4))
     start = time.perf_counter()
-    ok = check_thm33_teacher_forced(build_thm33(small, fmt), small, bits[:36], ExecMode("finite", fmt)).all()
+    ok = check_thm33_teacher_forced(build_thm33(small, fmt), small, bits[:36], ExecMode("finite", fmt)).ok.all()
     check_seconds = time.perf_counter() - start
     print(json.dumps({
         "gates": args.gates, "normalized_gates": steps, "d_model": model.config.d_model, "exact": exact,

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from neural.model import Decoder
 from neural.tasks import IGNORE
 from neural.train import TrainConfig
-from neural.model import Decoder
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bridge.output import EXIT_FAILED, EXIT_OK, emit
 from grammar.errors import InputError, SourceLoc
 
 ALIGNMENT_OK = 0.99
@@ -43,11 +44,9 @@ def load_auditable(directory: str):
 
 
 def _greedy(model, task, prompts_with_sep):
-    import torch
-
     from neural.train import generate
 
-    return generate(model, torch.as_tensor(prompts_with_sep), task.n_steps).cpu().numpy()
+    return generate(model, prompts_with_sep, task.n_steps)
 
 
 def _attention(model, tokens: np.ndarray) -> list[np.ndarray]:
@@ -172,8 +171,6 @@ def audit(directory: str, samples: int = 500, seed: int = 0, plots: str | None =
 
 def _exhaustive_cvp(model, task, max_gates: int) -> dict:
     """Every circuit of <= max_gates gates (4,605 for 3) through the CVP construction, greedily."""
-    import torch
-
     from neural.encode import all_cvp_circuits, cvp_cot_tokens, cvp_prompt
     from neural.train import generate
 
@@ -182,8 +179,7 @@ def _exhaustive_cvp(model, task, max_gates: int) -> dict:
         by_size.setdefault(c.size, []).append(c)
     circuits, wrong = 0, 0
     for m, group in by_size.items():
-        prompts = torch.as_tensor(np.array([cvp_prompt(c) for c in group]))
-        gen = generate(model, prompts, m).cpu().numpy()
+        gen = generate(model, np.array([cvp_prompt(c) for c in group]), m)
         want = np.array([cvp_cot_tokens(c.evaluate(), task.N) for c in group])
         wrong += int((gen != want).any(axis=1).sum())
         circuits += len(group)
@@ -191,7 +187,6 @@ def _exhaustive_cvp(model, task, max_gates: int) -> dict:
 
 
 def cmd_audit(args) -> int:
-    from bridge.cli import emit
 
     report = audit(args.dir, args.samples, args.seed, args.plots)
     departures = []
@@ -208,8 +203,8 @@ def cmd_audit(args) -> int:
     report["departures"] = departures
     emit(report, args.json, human)
     if report["unsound_steps"] or report.get("exhaustive", {}).get("wrong"):
-        return 1
-    return 1 if (args.strict and departures) else 0
+        return EXIT_FAILED
+    return EXIT_FAILED if (args.strict and departures) else EXIT_OK
 
 
 def human(r: dict) -> str:

@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+from bridge.output import EXIT_FAILED, EXIT_OK, emit
+
 PLANS = {
     "quick": {"parse": ["--gates", "20000", "--repeats", "1"], "execution": ["--gates", "2000", "--check-gates", "160"],
               "proof_scaling": ["--sizes", "16", "4096"], "trace_check": ["--gates", "20000"],
@@ -36,14 +38,13 @@ def run_benchmarks(plan: str) -> dict:
 
 
 def cmd_bench(args) -> int:
-    from bridge.cli import emit
 
     report = run_benchmarks("quick" if args.quick else "full")
     failed = [n for n, r in report["benchmarks"].items() if "error" in r]
     emit(report, args.json, lambda r: "\n".join(
         [f"cotproof bench ({r['plan']})"] + [f"  {k:<55} {v}" for k, v in r["ratios"].items()]
         + [f"  {n}: FAILED ({report['benchmarks'][n]['error']})" for n in failed]))
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def register(sub) -> None:

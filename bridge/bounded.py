@@ -14,37 +14,30 @@ import numpy as np
 
 from formal.obligations import LemmaResult
 from formal.query import PROVED, REFUTED
-from grammar.evaluate import evaluate
-from neural.encode import CVPCircuit, all_cvp_circuits, cvp_cot_tokens, cvp_prompt, random_cvp_circuit
-from neural.execute import ExecMode, session, teacher_forced
+from neural.constructed import ConstructedModel
+from neural.encode import CVPCircuit, all_cvp_circuits, random_cvp_circuit
+from neural.execute import ExecMode, check_cvp_teacher_forced, check_thm33_teacher_forced
 
 SKIPPED = "skipped"
 
 
-def thm33_wrong(model, nc, bits) -> dict | None:
-    values = evaluate(nc, bits[None])[0]
-    n = nc.n_inputs
-    pred = teacher_forced(session(model.config, model.weights, ExecMode("finite", model.fmt)), values[:-1])[n - 1:]
-    wrong = np.flatnonzero(pred != values[n:])
-    if not wrong.size:
+def thm33_wrong(model: ConstructedModel, nc, bits) -> dict | None:
+    check = check_thm33_teacher_forced(model, nc, bits, ExecMode("finite", model.fmt))
+    t = check.first_wrong
+    if t is None:
         return None
-    t = int(wrong[0])
     return {"inputs": "".join(map(str, bits)), "first_wrong_step": t, "gate": nc.gates[t].name,
-            "expected": int(values[n + t]), "got": int(pred[t])}
+            "expected": int(check.expected[t]), "got": int(check.predicted[t])}
 
 
-def cvp_wrong(model, c: CVPCircuit) -> dict | None:
-    N = model.meta["max_gates"]
-    cot = cvp_cot_tokens(c.evaluate(), N)
-    prompt = cvp_prompt(c)
-    pred = teacher_forced(session(model.config, model.weights, ExecMode("finite", model.fmt)),
-                          np.concatenate([prompt, cot[:-1]]))[len(prompt) - 1:]
-    wrong = np.flatnonzero(pred != cot)
-    if not wrong.size:
+def cvp_wrong(model: ConstructedModel, c: CVPCircuit) -> dict | None:
+    check = check_cvp_teacher_forced(model, c, ExecMode("finite", model.fmt))
+    t = check.first_wrong
+    if t is None:
         return None
-    t = int(wrong[0])
     return {"circuit": [f"{k} {a or 'NA'} {b or 'NA'}" for k, a, b in zip(c.kinds, c.in1, c.in2)],
-            "first_wrong_step": t, "expected": model.vocab[int(cot[t])], "got": model.vocab[int(pred[t])]}
+            "first_wrong_step": t, "expected": model.vocab[int(check.expected[t])],
+            "got": model.vocab[int(check.predicted[t])]}
 
 
 def _result(name: str, method: str, cases, check, start: float) -> LemmaResult:
@@ -53,9 +46,8 @@ def _result(name: str, method: str, cases, check, start: float) -> LemmaResult:
         count += 1
         failure = check(case)
         if failure is not None:
-            r = LemmaResult(name, REFUTED, time.perf_counter() - start, method, detail=f"failed on instance {count}")
-            r.failure = failure
-            return r
+            return LemmaResult(name, REFUTED, time.perf_counter() - start, method,
+                               detail=f"failed on instance {count}", failure=failure)
     return LemmaResult(name, PROVED, time.perf_counter() - start, method, detail=f"{count} instances, all exact")
 
 
@@ -69,7 +61,7 @@ def end_to_end(model, nc, max_inputs: int = 6, max_gates: int = 2) -> LemmaResul
         cases = (np.array([(i >> b) & 1 for b in range(n)], dtype=np.uint8) for i in range(2 ** n))
         return _result("end_to_end", f"exhaustive simulation in F(e,s): all {2 ** n} inputs", cases,
                        lambda bits: thm33_wrong(model, nc, bits), start)
-    bound = min(max_gates, model.meta["max_gates"])
+    bound = min(max_gates, model.max_gates)
     return _result("end_to_end", f"exhaustive simulation in F(e,s): every circuit of <= {bound} gates",
                    all_cvp_circuits(bound), lambda c: cvp_wrong(model, c), start)
 
@@ -81,7 +73,7 @@ def random_instances(model, nc, instances: int, seed: int) -> LemmaResult:
         cases = (rng.integers(0, 2, nc.n_inputs).astype(np.uint8) for _ in range(instances))
         return _result("random", f"seeded simulation in F(e,s) (seed {seed})", cases,
                        lambda bits: thm33_wrong(model, nc, bits), start)
-    N = model.meta["max_gates"]
+    N = model.max_gates
     cases = (random_cvp_circuit(rng, int(rng.integers(1, N + 1))) for _ in range(instances))
     return _result("random", f"seeded simulation in F(e,s) (seed {seed})", cases, lambda c: cvp_wrong(model, c),
                    start)

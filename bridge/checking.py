@@ -5,18 +5,17 @@ import sys
 
 import numpy as np
 
+from bridge.output import EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN, emit
 from grammar.errors import InputError, SourceLoc
-
-EXIT_DIFFERENT, EXIT_UNKNOWN = 1, 3
 
 
 def cmd_check(args) -> int:
-    from bridge.cli import emit
-    from bridge.inputs import load_norm_circuit, parse_bits
+    from bridge.inputs import parse_bits
+    from bridge.target import load_target
     from formal.sat import check_trace as sat_check
     from grammar.evaluate import first_unsound
 
-    nc = load_norm_circuit(args.file)
+    nc = load_target(args.file).circuit
     bits = parse_bits(args.inputs, nc.n_inputs, "--inputs")
     trace = parse_bits(args.trace, nc.n_gates, "--trace")
     fast = first_unsound(nc, bits, trace)
@@ -36,11 +35,10 @@ def cmd_check(args) -> int:
 
 
 def cmd_equiv(args) -> int:
-    from bridge.cli import emit
-    from bridge.inputs import load_norm_circuit
+    from bridge.target import load_target
     from formal.sat import equivalent
 
-    a, b = load_norm_circuit(args.a), load_norm_circuit(args.b)
+    a, b = load_target(args.a).circuit, load_target(args.b).circuit
     try:
         verdict = equivalent(a, b, args.timeout)
     except ValueError as err:
@@ -58,7 +56,7 @@ def cmd_equiv(args) -> int:
     emit(payload, args.json, lambda p: "equivalent" if p["equivalent"] else
          "NOT equivalent; counterexample: " + " ".join(f"{k}={v}" for k, v in p["counterexample"].items())
          + f"\n  outputs of A: {p['outputs']['a']}, of B: {p['outputs']['b']}")
-    return 0 if payload["equivalent"] else EXIT_DIFFERENT
+    return EXIT_OK if payload["equivalent"] else EXIT_FAILED
 
 
 def register(sub) -> None:

@@ -1,37 +1,20 @@
-"""The ``cotproof`` command line. Each subcommand imports what it needs when it runs, so paths that need no torch
-never pay for importing it. Every InputError becomes one message on stderr and exit status 2."""
+"""The ``cotproof`` command line: the root of the bridge, which nothing imports. Each subcommand imports what it
+needs when it runs, so paths that need no torch never pay for importing it. Every InputError becomes one message
+on stderr and exit status 2 (``bridge.output.run_command``)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from typing import Callable
 
-from grammar.errors import InputError
-
-EXIT_BAD_INPUT = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse already exits 2 on bad flags; this keeps its message to one clear line plus usage."""
-
-    def error(self, message: str):  # noqa: D401
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}\n")
-
-
-def emit(payload: dict, as_json: bool, human: Callable[[dict], str]) -> None:
-    print(json.dumps(payload) if as_json else human(payload))
-
+from bridge.output import ArgParser, emit, run_command
 
 # ---- circuit / spec ------------------------------------------------------------------------------------------
 
 def cmd_circuit_info(args) -> int:
-    from bridge.inputs import load_circuit
-    from grammar.normalize import normalize
+    from bridge.target import load_target
 
-    circuit = load_circuit(args.file)
-    nc = normalize(circuit)
+    target = load_target(args.file)
+    circuit, nc = target.raw_circuit(), target.circuit
     payload = {
         "inputs": list(circuit.inputs),
         "outputs": list(circuit.outputs),
@@ -57,10 +40,11 @@ def _count(items) -> dict[str, int]:
 
 
 def cmd_circuit_eval(args) -> int:
-    from bridge.inputs import load_norm_circuit, parse_bits
+    from bridge.inputs import parse_bits
+    from bridge.target import load_target
     from grammar.evaluate import evaluate
 
-    nc = load_norm_circuit(args.file)
+    nc = load_target(args.file).circuit
     bits = parse_bits(args.inputs, nc.n_inputs, "--inputs")
     values = evaluate(nc, bits[None, :])[0]
     payload = {"outputs": {name: int(values[node]) for name, node in zip(nc.output_names, nc.outputs)}}
@@ -93,11 +77,11 @@ def cmd_spec_check(args) -> int:
 # ---- parser --------------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="cotproof", description="Prove, run and audit chain-of-thought transformers.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = ArgParser(prog="cotproof", description="Prove, run and audit chain-of-thought transformers.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgParser)
 
     circuit = sub.add_parser("circuit", help="inspect and evaluate netlists")
-    csub = circuit.add_subparsers(dest="circuit_command", required=True, parser_class=_Parser)
+    csub = circuit.add_subparsers(dest="circuit_command", required=True, parser_class=ArgParser)
     p = csub.add_parser("info", help="inputs, outputs and gate counts")
     p.add_argument("file")
     p.add_argument("--json", action="store_true")
@@ -109,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_circuit_eval)
 
     spec = sub.add_parser("spec", help="check spec files")
-    ssub = spec.add_subparsers(dest="spec_command", required=True, parser_class=_Parser)
+    ssub = spec.add_subparsers(dest="spec_command", required=True, parser_class=ArgParser)
     p = ssub.add_parser("check", help="parse and validate a spec")
     p.add_argument("spec")
     p.add_argument("--override", action="append", metavar="KEY=VALUE")
@@ -125,14 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except InputError as err:
-        print(str(err), file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":

@@ -2,41 +2,10 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 
-
+from bridge.output import emit
+from bridge.target import Target, build, load_target
 from grammar.errors import InputError, SourceLoc
-from grammar.ir import NormCircuit, Spec
-
-
-@dataclass(frozen=True)
-class Target:
-    """What a FILE argument means for execution: a circuit and the construction settings to build for it."""
-
-    circuit: NormCircuit | None
-    mode: str
-    ebits: int
-    sbits: int
-    key_scale: float | None
-    max_gates: int | None
-    spec: Spec | None = None
-
-
-def load_target(path: str, overrides: dict[str, str] | None = None) -> Target:
-    from grammar.normalize import normalize
-
-    if Path(path).suffix == ".lark":
-        from grammar.spec import parse_spec
-
-        spec = parse_spec(path, overrides)
-        c = spec.construction
-        nc = None if spec.circuit is None else normalize(spec.circuit)
-        return Target(nc, c.mode, c.precision.ebits, c.precision.sbits, c.key_scale,
-                      c.max_gates if c.mode == "cvp" else None, spec)
-    from bridge.inputs import load_norm_circuit
-
-    return Target(load_norm_circuit(path), "thm33", 5, 11, None, None)
 
 
 def parse_precision(text: str) -> tuple[int, int]:
@@ -54,7 +23,7 @@ def parse_precision(text: str) -> tuple[int, int]:
 
 
 def exec_mode(args, target: Target):
-    from neural.execute import ExecMode, IEEE_DTYPES
+    from neural.execute import IEEE_DTYPES, ExecMode
     from neural.fp import FPFormat
 
     if args.ieee and args.precision:
@@ -64,31 +33,21 @@ def exec_mode(args, target: Target):
         if args.ieee not in IEEE_DTYPES:
             raise InputError(f"--ieee {args.ieee} is not a supported dtype", SourceLoc("--ieee"), text=args.ieee,
                              expected=", ".join(IEEE_DTYPES))
-        return ExecMode("ieee", FPFormat(target.ebits, target.sbits), args.ieee)
-    e, s = parse_precision(args.precision) if args.precision else (target.ebits, target.sbits)
-    return ExecMode("finite", FPFormat(e, s))
+        return ExecMode("ieee", target.fmt, args.ieee)
+    return ExecMode("finite", FPFormat(*parse_precision(args.precision)) if args.precision else target.fmt)
 
 
 def cmd_run(args) -> int:
-    from bridge.cli import emit
     from bridge.inputs import parse_bits, parse_overrides
-    from neural.execute import build, run_cvp, run_thm33
+    from neural.execute import run_cvp, run_thm33
 
-    target = load_target(args.file, parse_overrides(getattr(args, "override", None)))
-    if target.circuit is None:
-        raise InputError("this spec has no circuit to run", SourceLoc(args.file),
-                         expected="a netlist, or a spec with a 'circuit' section")
+    target = load_target(args.file, parse_overrides(args.override))
     nc = target.circuit
     bits = parse_bits(args.inputs, nc.n_inputs, "--inputs")
     mode = exec_mode(args, target)
-    construction = args.construction or target.mode
-    fmt = mode.fmt
-    try:
-        model = build(construction, nc, fmt, target.key_scale, None, bits)
-    except ValueError as err:
-        raise InputError(str(err), SourceLoc(args.file), expected="a circuit this construction supports") from None
-    steps = model.meta.get("n_gates") or model.meta.get("max_gates")
-    progress = _progress(steps, args.json)
+    construction = args.construction or target.spec.construction.mode
+    model = build(target, construction, bits)
+    progress = _progress(model.cot_steps, args.json)
     runner = run_thm33 if construction == "thm33" else run_cvp
     result = runner(model, nc, bits, mode, progress.update_to if progress else None)
     if progress:
@@ -118,27 +77,14 @@ def construction_meta(model) -> dict:
     return {"kind": "construction", "vocab": list(model.vocab),
             "construction": {"mode": model.mode, "ebits": model.fmt.ebits, "sbits": model.fmt.sbits,
                              "key_scale": model.key_scale, "code_bits": model.code_bits,
-                             "layout": model.layout.to_dict(), **model.meta}}
+                             "layout": model.layout.to_dict(), **model.describe()}}
 
 
 def cmd_compile(args) -> int:
-    from bridge.cli import emit
     from bridge.inputs import parse_overrides
     from neural import checkpoint
-    from neural.construct import build_cvp, build_thm33
-    from neural.fp import FPFormat
 
-    target = load_target(args.file, parse_overrides(args.override))
-    fmt = FPFormat(target.ebits, target.sbits)
-    try:
-        if target.mode == "cvp":
-            model = build_cvp(target.max_gates, fmt, target.key_scale)
-        elif target.circuit is None:
-            raise InputError("thm33 mode needs a circuit", SourceLoc(args.file), expected="a 'circuit' section")
-        else:
-            model = build_thm33(target.circuit, fmt, target.key_scale)
-    except ValueError as err:
-        raise InputError(str(err), SourceLoc(args.file), expected="a circuit this construction supports") from None
+    model = build(load_target(args.file, parse_overrides(args.override)))
     out = checkpoint.save(args.out, model.config, model.weights, construction_meta(model))
     cfg = model.config
     payload = {"out": str(out), "mode": model.mode, "layers": cfg.n_layers, "heads": cfg.n_heads,

@@ -1,32 +1,10 @@
-"""Loading what users pass on the command line: circuits (netlist or spec), bit strings, overrides."""
+"""Flags users pass on the command line: bit strings and ``--override KEY=VALUE``. Files go through
+``bridge.target``."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 
 from grammar.errors import InputError, SourceLoc
-from grammar.ir import Circuit, NormCircuit
-
-
-def load_circuit(path: str) -> Circuit:
-    """A .bench/.aag netlist, or a spec file whose 'circuit' section names one."""
-    if Path(path).suffix == ".lark":
-        from grammar.spec import parse_spec
-
-        spec = parse_spec(path)
-        if spec.circuit is None:
-            raise InputError("this spec has no circuit", SourceLoc(path), expected="a spec with a 'circuit' section")
-        return spec.circuit
-    from grammar.netlist import load_netlist
-
-    return load_netlist(path)
-
-
-def load_norm_circuit(path: str) -> NormCircuit:
-    from grammar.normalize import normalize
-
-    return normalize(load_circuit(path))
 
 
 def parse_bits(text: str, count: int, flag: str) -> np.ndarray:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from grammar.codes import sbin
+from neural.config import Keys
 from neural.encode import random_cvp_circuit
 
 
@@ -34,12 +35,6 @@ def _positions_from(cex: dict, k: int) -> tuple[int, int] | None:
     return p, j
 
 
-def _head(model, layer: int, head: int):
-    cfg = model.config
-    sl = slice(head * cfg.d_head, (head + 1) * cfg.d_head)
-    w = model.weights
-    p = f"blocks.{layer}.attn."
-    return [(w[p + n + ".weight"][sl], w[p + n + ".bias"][sl]) for n in "qkv"]
 
 
 def replay_component(model, cex: dict) -> dict | None:
@@ -57,7 +52,7 @@ def replay_component(model, cex: dict) -> dict | None:
         X[2, lay.cols(plan.key_field)] = sbin(p, model.code_bits)
         X[2, lay.cols(plan.value_field)[0]] = 1.0
         keys = X[1:] if p != j else X[2:]
-        (wq, bq), (wk, bk), (wv, bv) = _head(model, plan.layer, plan.head)
+        (wq, bq), (wk, bk), (wv, bv) = (model.head_slice(plan, proj) for proj in "qkv")
         q, k, v = fmt.linear(X[:1], wq, bq), fmt.linear(keys, wk, bk), fmt.linear(keys, wv, bv)
         out, weights = fmt.attention(q, k, v, model.config.scale, causal_offset=None)
         got = float(out[0, 0])
@@ -73,10 +68,8 @@ def replay_component(model, cex: dict) -> dict | None:
         a, b = int(cex["a"]), int(cex["b"])
         x[0, lay.col(plan.a_field)], x[0, lay.col(plan.b_field)] = a, b
         x[0, lay.cols(plan.type_field)] = np.eye(len(plan.type_ops))[cex["type_index"]]
-        p = f"blocks.{plan.layer}.ffn."
-        w = model.weights
-        y = fmt.linear(fmt.relu(fmt.linear(x, w[p + "fc1.weight"], w[p + "fc1.bias"])), w[p + "fc2.weight"],
-                       w[p + "fc2.bias"])
+        hidden = fmt.relu(fmt.linear(x, *model.linear(Keys.ffn(plan.layer, "fc1"))))
+        y = fmt.linear(hidden, *model.linear(Keys.ffn(plan.layer, "fc2")))
         from grammar.ir import TRUTH_TABLES
 
         want = np.zeros(d)
@@ -98,7 +91,7 @@ def replay_component(model, cex: dict) -> dict | None:
             want = model.vocab.index(f"g{J}={ans}")
         else:
             want = ans
-        logits = fmt.linear(x, model.weights["head.weight"], model.weights["head.bias"])[0]
+        logits = fmt.linear(x, *model.linear(Keys.HEAD))[0]
         got = int(np.argmax(logits))
         return {"replayed": got != want, "expected_token": model.vocab[want], "argmax_token": model.vocab[got],
                 "logits": {model.vocab[want]: float(logits[want]), model.vocab[got]: float(logits[got])}}
@@ -106,7 +99,7 @@ def replay_component(model, cex: dict) -> dict | None:
         plan = next(h for h in model.heads if h.layer == cex["layer"] and h.head == cex["head"])
         x = np.zeros((1, d))
         x[0, lay.cols(plan.value_field)] = cex["value_in"]
-        _, _, (wv, bv) = _head(model, plan.layer, plan.head)
+        wv, bv = model.head_slice(plan, "v")
         v = fmt.linear(x, wv, bv)[0, :len(lay.cols(plan.value_field))]
         return {"replayed": bool((v != cex["value_in"]).any()), "value_in": cex["value_in"],
                 "value_out": [float(t) for t in v]}
@@ -124,7 +117,7 @@ def replay_model(model, circuit, instances: int = 64, seed: int = 0) -> dict | N
         cases = (np.array([(i >> b) & 1 for b in range(n)], dtype=np.uint8) for i in range(2 ** n)) if n <= 6 else (
             rng.integers(0, 2, n).astype(np.uint8) for _ in range(instances))
         return next((w for w in (thm33_wrong(model, circuit, bits) for bits in cases) if w), None)
-    N = model.meta["max_gates"]
+    N = model.max_gates
     cases = (random_cvp_circuit(rng, int(rng.integers(1, N + 1))) for _ in range(instances))
     return next((w for w in (cvp_wrong(model, c) for c in cases) if w), None)
 

@@ -22,7 +22,7 @@ def _overrides(kwargs: dict) -> dict[str, str]:
 
 
 def _run(spec: str, timeout: float, kwargs: dict):
-    from bridge.verify import verify
+    from bridge.proof import verify
 
     return verify(str(spec), _overrides(kwargs), timeout)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from bridge.output import emit
 from grammar.errors import InputError, SourceLoc
 
 
@@ -36,7 +37,6 @@ def _task_from(args) -> tuple[str, dict]:
 
 
 def cmd_train(args) -> int:
-    from bridge.cli import emit
     from neural.train import TrainConfig, train
 
     kind, params = _task_from(args)
@@ -58,7 +58,6 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from bridge.cli import emit
     from neural.train import evaluate_model, load_trained
 
     model, task, setting, meta = load_trained(args.dir)

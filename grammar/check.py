@@ -5,6 +5,7 @@ from __future__ import annotations
 from grammar.errors import InputError, SourceLoc
 from grammar.ir import Circuit, arity_ok, arity_words
 
+
 def check_circuit(circuit: Circuit, path: str) -> None:
     """Reject anything later stages could not handle, pointing at the offending line."""
     loc_or_file = lambda loc: loc or SourceLoc(path)  # noqa: E731

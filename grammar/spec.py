@@ -12,8 +12,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Token, Transformer, v_args
-from lark.tree import Meta
 from lark.exceptions import UnexpectedInput, VisitError
+from lark.tree import Meta
 
 from grammar.check import check_circuit
 from grammar.errors import InputError, SourceLoc
@@ -200,6 +200,20 @@ def parse_spec(path: str | os.PathLike, overrides: dict[str, str] | None = None,
     for key, raw in (overrides or {}).items():
         _apply_override(table, key, raw, task_kind)
     return _build(path, name, table, circuit, task_kind, lemmas)
+
+
+def default_claims() -> dict[str, dict[str, Value]]:
+    """Every lemma with its default parameters: what a spec without a 'claims' section claims."""
+    return {lemma: dict(CLAIM_PARAMS[lemma]) for lemma in LEMMAS}
+
+
+def spec_for_circuit(circuit: Circuit, path: str, overrides: dict[str, str] | None = None) -> Spec:
+    """The spec a bare netlist stands for: this module's defaults for everything (Theorem 3.3 mode, every lemma),
+    with the same ``--override`` keys a spec file takes."""
+    table: dict[str, _Param] = {}
+    for key, raw in (overrides or {}).items():
+        _apply_override(table, key, raw, None)
+    return _build(path, circuit.name, table, circuit, None, [])
 
 
 def _collect(sections: list[_Section]):

@@ -38,25 +38,64 @@ class ModelConfig:
         return json.dumps(self.to_dict(), indent=2)
 
 
+class Keys:
+    """The state-dict name of every weight, defined once. ``neural.model``'s module tree yields exactly these names;
+    the construction fills them, the finite executor runs them and ``formal`` proves them, by these constants only.
+
+    A linear layer is named by its module path; its arrays are ``weight(path)`` and ``bias(path)``."""
+
+    TOK_EMB = "tok_emb.weight"
+    POS_EMB = "pos_emb.weight"
+    HEAD = "head"  # the unembedding: logits = x @ head.weight.T + head.bias
+    LN_F = "ln_f"
+
+    @staticmethod
+    def attn(layer: int, proj: str) -> str:
+        """proj: q, k, v or o."""
+        return f"blocks.{layer}.attn.{proj}"
+
+    @staticmethod
+    def ffn(layer: int, fc: str) -> str:
+        """fc: fc1 or fc2."""
+        return f"blocks.{layer}.ffn.{fc}"
+
+    @staticmethod
+    def ln(layer: int, which: str) -> str:
+        """which: ln1 or ln2."""
+        return f"blocks.{layer}.{which}"
+
+    @staticmethod
+    def weight(module: str) -> str:
+        return module + ".weight"
+
+    @staticmethod
+    def bias(module: str) -> str:
+        return module + ".bias"
+
+
 def weight_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """The state-dict names and shapes of the decoder; the construction fills exactly these."""
+    """The state-dict names and shapes of the decoder, in module order; the construction fills exactly these."""
     d, hd = cfg.d_model, cfg.n_heads * cfg.d_head
-    shapes: dict[str, tuple[int, ...]] = {"tok_emb.weight": (cfg.vocab_size, d), "pos_emb.weight": (cfg.max_len, d)}
-    for i in range(cfg.n_layers):
-        p = f"blocks.{i}."
-        for name, (out_dim, in_dim) in {"attn.q": (hd, d), "attn.k": (hd, d), "attn.v": (hd, d), "attn.o": (d, hd),
-                                        "ffn.fc1": (cfg.d_ff, d), "ffn.fc2": (d, cfg.d_ff)}.items():
-            shapes[p + name + ".weight"] = (out_dim, in_dim)
-            if cfg.bias:
-                shapes[p + name + ".bias"] = (out_dim,)
+    shapes: dict[str, tuple[int, ...]] = {Keys.TOK_EMB: (cfg.vocab_size, d), Keys.POS_EMB: (cfg.max_len, d)}
+
+    def linear(module: str, out_dim: int, in_dim: int) -> None:
+        shapes[Keys.weight(module)] = (out_dim, in_dim)
+        if cfg.bias:
+            shapes[Keys.bias(module)] = (out_dim,)
+
+    def norm(module: str) -> None:
         if cfg.layernorm:
-            for ln in ("ln1", "ln2"):
-                shapes[p + ln + ".weight"] = (d,)
-                shapes[p + ln + ".bias"] = (d,)
-    if cfg.layernorm:
-        shapes["ln_f.weight"] = (d,)
-        shapes["ln_f.bias"] = (d,)
-    shapes["head.weight"] = (cfg.vocab_size, d)
-    if cfg.bias:
-        shapes["head.bias"] = (cfg.vocab_size,)
+            shapes[Keys.weight(module)] = (d,)
+            shapes[Keys.bias(module)] = (d,)
+
+    for i in range(cfg.n_layers):
+        for proj in "qkv":
+            linear(Keys.attn(i, proj), hd, d)
+        linear(Keys.attn(i, "o"), d, hd)
+        linear(Keys.ffn(i, "fc1"), cfg.d_ff, d)
+        linear(Keys.ffn(i, "fc2"), d, cfg.d_ff)
+        norm(Keys.ln(i, "ln1"))
+        norm(Keys.ln(i, "ln2"))
+    norm(Keys.LN_F)
+    linear(Keys.HEAD, cfg.vocab_size, d)
     return shapes

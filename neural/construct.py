@@ -12,88 +12,17 @@ Shared mechanisms:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
 from grammar.codes import code_width, sbin
 from grammar.ir import GATE_OPS, TRUTH_TABLES, NormCircuit
-from neural.config import ModelConfig, weight_shapes
+from neural.config import Keys, ModelConfig, weight_shapes
+from neural.constructed import ConstructedModel, FFNPlan, HeadPlan, Layout
 from neural.fp import FPFormat
 
 CVP_TYPES = ("TRUE", "FALSE", "AND", "OR", "NOT")
 CVP_TYPE_OP = {"TRUE": "CONST1", "FALSE": "CONST0", "AND": "AND", "OR": "OR", "NOT": "NOT"}
 CVP_SPECIAL = ("NA", "SEP")
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Named residual coordinates, in order: field name -> (start, size)."""
-
-    fields: tuple[tuple[str, int, int], ...]
-
-    @classmethod
-    def of(cls, sizes: list[tuple[str, int]]) -> "Layout":
-        out, start = [], 0
-        for name, size in sizes:
-            out.append((name, start, size))
-            start += size
-        return cls(tuple(out))
-
-    @property
-    def width(self) -> int:
-        return sum(size for _, _, size in self.fields)
-
-    def cols(self, name: str) -> np.ndarray:
-        for n, start, size in self.fields:
-            if n == name:
-                return np.arange(start, start + size)
-        raise KeyError(name)
-
-    def col(self, name: str) -> int:
-        cols = self.cols(name)
-        assert cols.size == 1, name
-        return int(cols[0])
-
-    def to_dict(self) -> dict:
-        return {name: [start, size] for name, start, size in self.fields}
-
-
-@dataclass(frozen=True)
-class HeadPlan:
-    """What one attention head is built to do; the proofs check the weights against it."""
-
-    layer: int
-    head: int
-    query_field: str | None  # residual field holding the query code; None for an idle head
-    key_field: str | None  # residual field holding the key code (sbin of position or id)
-    value_field: str | None
-    output_field: str | None
-
-
-@dataclass(frozen=True)
-class FFNPlan:
-    layer: int
-    a_field: str
-    b_field: str
-    type_field: str
-    type_ops: tuple[str, ...]  # op of each coordinate of the type field
-    output_field: str
-
-
-@dataclass(frozen=True)
-class ConstructedModel:
-    mode: str  # thm33 | cvp
-    config: ModelConfig
-    weights: dict[str, np.ndarray] = field(compare=False)
-    layout: Layout
-    fmt: FPFormat
-    key_scale: float
-    code_bits: int
-    heads: tuple[HeadPlan, ...]
-    ffn: FFNPlan
-    vocab: tuple[str, ...]
-    meta: dict = field(default_factory=dict, compare=False)
 
 
 def default_key_scale(fmt: FPFormat) -> float:
@@ -106,20 +35,23 @@ def _empty(cfg: ModelConfig) -> dict[str, np.ndarray]:
 
 
 def _retrieval_head(w: dict, layout: Layout, plan: HeadPlan, d_head: int, k: int, c: float) -> None:
-    p = f"blocks.{plan.layer}.attn."
+    W, B = {}, {}
+    for proj in "qkvo":
+        module = Keys.attn(plan.layer, proj)
+        W[proj], B[proj] = w[Keys.weight(module)], w[Keys.bias(module)]
     base = plan.head * d_head
     if plan.query_field is None:
         return  # idle head: q = k = v = 0, and its output columns in attn.o stay zero
     q_cols, k_cols = layout.cols(plan.query_field), layout.cols(plan.key_field)
     for bit in range(k):
-        w[p + "q.weight"][base + 2 * bit, q_cols[bit]] = 1.0
-        w[p + "q.bias"][base + 2 * bit + 1] = 1.0
-        w[p + "k.weight"][base + 2 * bit, k_cols[bit]] = c
-        w[p + "k.bias"][base + 2 * bit + 1] = -c
+        W["q"][base + 2 * bit, q_cols[bit]] = 1.0
+        B["q"][base + 2 * bit + 1] = 1.0
+        W["k"][base + 2 * bit, k_cols[bit]] = c
+        B["k"][base + 2 * bit + 1] = -c
     v_cols, o_cols = layout.cols(plan.value_field), layout.cols(plan.output_field)
     for i, (vc, oc) in enumerate(zip(v_cols, o_cols)):
-        w[p + "v.weight"][base + i, vc] = 1.0
-        w[p + "o.weight"][oc, base + i] = 1.0
+        W["v"][base + i, vc] = 1.0
+        W["o"][oc, base + i] = 1.0
 
 
 def minterm_units(ops: tuple[str, ...]) -> list[tuple[int, int, int]]:
@@ -128,15 +60,16 @@ def minterm_units(ops: tuple[str, ...]) -> list[tuple[int, int, int]]:
 
 
 def _minterm_ffn(w: dict, layout: Layout, plan: FFNPlan) -> None:
-    p = f"blocks.{plan.layer}.ffn."
+    fc1, fc2 = Keys.ffn(plan.layer, "fc1"), Keys.ffn(plan.layer, "fc2")
+    W1, b1, W2 = w[Keys.weight(fc1)], w[Keys.bias(fc1)], w[Keys.weight(fc2)]
     a, b, out = layout.col(plan.a_field), layout.col(plan.b_field), layout.col(plan.output_field)
     types = layout.cols(plan.type_field)
     for unit, (t, u, v) in enumerate(minterm_units(plan.type_ops)):
-        w[p + "fc1.weight"][unit, a] = 1.0 if u else -1.0
-        w[p + "fc1.weight"][unit, b] = 1.0 if v else -1.0
-        w[p + "fc1.weight"][unit, types[t]] = 1.0
-        w[p + "fc1.bias"][unit] = (2 - u - v) - 2.0  # fires (=1) iff a == u, b == v and the type bit is set
-        w[p + "fc2.weight"][out, unit] = 1.0
+        W1[unit, a] = 1.0 if u else -1.0
+        W1[unit, b] = 1.0 if v else -1.0
+        W1[unit, types[t]] = 1.0
+        b1[unit] = (2 - u - v) - 2.0  # fires (=1) iff a == u, b == v and the type bit is set
+        W2[out, unit] = 1.0
 
 
 def _check_representable(model: ConstructedModel) -> None:
@@ -168,8 +101,8 @@ def build_thm33(nc: NormCircuit, fmt: FPFormat, key_scale: float | None = None) 
     cfg = ModelConfig(vocab_size=2, max_len=length, d_model=layout.width, n_layers=1, n_heads=2, d_head=d_head,
                       d_ff=len(units), activation="relu", layernorm=False, bias=True, attn_scale=1.0)
     w = _empty(cfg)
-    w["tok_emb.weight"][1, layout.col("tok")] = 1.0
-    pos = w["pos_emb.weight"]
+    w[Keys.TOK_EMB][1, layout.col("tok")] = 1.0
+    pos = w[Keys.POS_EMB]
     pos[:, layout.cols("pos")] = sbin(np.arange(length), k)
     for t, g in enumerate(nc.gates):  # position n+t-1 announces gate t
         row = n + t - 1
@@ -181,11 +114,12 @@ def build_thm33(nc: NormCircuit, fmt: FPFormat, key_scale: float | None = None) 
         _retrieval_head(w, layout, plan, d_head, k, c)
     ffn = FFNPlan(0, "a", "b", "type", GATE_OPS, "out")
     _minterm_ffn(w, layout, ffn)
-    w["head.weight"][1, layout.col("out")] = 1.0  # logit(1) = ans
-    w["head.weight"][0, layout.col("out")] = -1.0  # logit(0) = 1 - ans
-    w["head.bias"][0] = 1.0
-    model = ConstructedModel("thm33", cfg, w, layout, fmt, c, k, heads, ffn, ("0", "1"),
-                             {"circuit": nc.name, "n_inputs": n, "n_gates": T})
+    head_w, head_b = w[Keys.weight(Keys.HEAD)], w[Keys.bias(Keys.HEAD)]
+    head_w[1, layout.col("out")] = 1.0  # logit(1) = ans
+    head_w[0, layout.col("out")] = -1.0  # logit(0) = 1 - ans
+    head_b[0] = 1.0
+    model = ConstructedModel("thm33", cfg, w, layout, fmt, c, k, heads, ffn, ("0", "1"), circuit_name=nc.name,
+                             n_inputs=n, n_gates=T)
     _check_representable(model)
     return model
 
@@ -229,7 +163,7 @@ def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> 
     cfg = ModelConfig(vocab_size=len(vocab), max_len=length, d_model=layout.width, n_layers=2, n_heads=3,
                       d_head=d_head, d_ff=len(units), activation="relu", layernorm=False, bias=True, attn_scale=1.0)
     w = _empty(cfg)
-    tok = w["tok_emb.weight"]
+    tok = w[Keys.TOK_EMB]
     tok[:, layout.cols("self_code")] = sbin(0, k)  # every token that is not a CoT value carries id 0
     tok[0, layout.cols("in_code")] = sbin(0, k)  # NA fetches id 0: only non-CoT tokens match, and their value is 0
     sep = 1
@@ -251,7 +185,7 @@ def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> 
         tok[np.ix_(rows, layout.cols("self_code"))] = sbin(ids, k)
         tok[rows, layout.col("value")] = float(v)
         announce(rows, ids + 1)
-    w["pos_emb.weight"][:, layout.cols("pos")] = sbin(np.arange(length), k)
+    w[Keys.POS_EMB][:, layout.cols("pos")] = sbin(np.arange(length), k)
 
     heads = (HeadPlan(0, 0, "addr_type", "pos", "type", "g_type"),
              HeadPlan(0, 1, "addr_in1", "pos", "in_code", "g_in1"),
@@ -264,13 +198,13 @@ def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> 
     ffn = FFNPlan(1, "a", "b", "g_type", ops, "out")
     _minterm_ffn(w, layout, ffn)
     # logit(g_j = v) = <sbin(j), next_code> + 2 * [v ? out : 1 - out]: k + 2 exactly for the right token, <= k else.
-    head_w, head_b = w["head.weight"], w["head.bias"]
+    head_w, head_b = w[Keys.weight(Keys.HEAD)], w[Keys.bias(Keys.HEAD)]
     out = layout.col("out")
     for v in (0, 1):
         rows = np.array([cvp_cot_token(j, v, N) for j in ids])
         head_w[np.ix_(rows, layout.cols("next_code"))] = sbin(ids, k)
         head_w[rows, out] = 2.0 if v else -2.0
         head_b[rows] = 0.0 if v else 2.0
-    model = ConstructedModel("cvp", cfg, w, layout, fmt, c, k, heads, ffn, vocab, {"max_gates": N})
+    model = ConstructedModel("cvp", cfg, w, layout, fmt, c, k, heads, ffn, vocab, max_gates=N)
     _check_representable(model)
     return model

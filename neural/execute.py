@@ -1,7 +1,8 @@
 """Greedy CoT generation with a KV cache and teacher-forced checking, in the finite and the IEEE modes.
 
-A *session* feeds tokens and returns logits, keeping its own cache; the greedy loop and the teacher-forced pass are
-written once, over either session, so both modes are driven by the same code.
+A *session* feeds tokens and returns predictions, keeping its own cache; the greedy loop and the teacher-forced pass
+are written once, over either session, so the finite mode, the IEEE modes and trained models (``neural.train``,
+``bridge.audit``) are all decoded by the same code.
 """
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from grammar.evaluate import check_trace
+from grammar.evaluate import check_trace, evaluate
 from grammar.ir import NormCircuit
 from neural.config import ModelConfig
-from neural.construct import ConstructedModel, build_cvp, build_thm33
+from neural.constructed import ConstructedModel
 from neural.encode import CVPCircuit, cvp_cot_tokens, cvp_decode, cvp_prompt, lower_to_cvp
 from neural.finite import FiniteCache, FiniteDecoder
 from neural.fp import FPFormat
@@ -33,64 +34,114 @@ class ExecMode:
 
 
 class FiniteSession:
+    """The finite-precision executor, one sequence at a time (F(e,s) execution is inherently sequential)."""
+
     def __init__(self, cfg: ModelConfig, weights: dict, fmt: FPFormat):
         self.decoder = FiniteDecoder(cfg, weights, fmt)
         self.cache = FiniteCache()
 
-    def feed(self, tokens) -> np.ndarray:
-        return self.decoder.forward(tokens, self.cache)
+    def next_tokens(self, tokens: np.ndarray) -> np.ndarray:
+        if tokens.shape[0] != 1:
+            raise ValueError("finite-precision execution runs one sequence at a time")
+        return np.argmax(self.decoder.forward(tokens[0], self.cache)[-1:], axis=-1)
 
     def all_logits(self, tokens) -> np.ndarray:
         return self.decoder.forward(tokens)
 
 
 class TorchSession:
-    def __init__(self, cfg: ModelConfig, weights: dict, dtype: str, device: str = "cpu"):
+    """A torch ``Decoder`` (built from arrays in an IEEE dtype, or a trained module) with its KV cache."""
+
+    def __init__(self, model, device=None):
         import torch
 
-        from neural.model import Decoder, KVCache
+        from neural.model import KVCache
 
         self.torch = torch
-        self.device = device
-        self.model = Decoder.from_arrays(cfg, weights, getattr(torch, dtype)).to(device)
+        self.model = model
+        self.device = device if device is not None else next(model.parameters()).device
         self.cache = KVCache()
 
-    def _run(self, tokens, cache):
-        with self.torch.inference_mode():
-            t = self.torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=self.device)[None]
-            logits, _ = self.model(t, cache)
-        return logits[0].to(self.torch.float64).cpu().numpy()
+    @classmethod
+    def from_arrays(cls, cfg: ModelConfig, weights: dict, dtype: str, device: str = "cpu") -> "TorchSession":
+        import torch
 
-    def feed(self, tokens) -> np.ndarray:
-        return self._run(tokens, self.cache)
+        from neural.model import Decoder
+
+        return cls(Decoder.from_arrays(cfg, weights, getattr(torch, dtype)).to(device), device)
+
+    def next_tokens(self, tokens: np.ndarray) -> np.ndarray:
+        """Feed (B, T) tokens after the cached ones; the argmax after the last, taken on the device."""
+        with self.torch.inference_mode():
+            t = self.torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=self.device)
+            logits, _ = self.model(t, self.cache)
+            return logits[:, -1].argmax(-1).cpu().numpy()
 
     def all_logits(self, tokens) -> np.ndarray:
-        return self._run(tokens, None)
+        with self.torch.inference_mode():
+            t = self.torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=self.device)[None]
+            logits, _ = self.model(t)
+        return logits[0].to(self.torch.float64).cpu().numpy()
 
 
 def session(cfg: ModelConfig, weights: dict, mode: ExecMode):
     if mode.kind == "finite":
         return FiniteSession(cfg, weights, mode.fmt)
-    return TorchSession(cfg, weights, mode.dtype)
+    return TorchSession.from_arrays(cfg, weights, mode.dtype)
 
 
-def greedy(sess, prompt, steps: int, progress=None) -> np.ndarray:
-    """Feed the prompt, then ``steps`` times append the argmax token (ties go to the lowest token id)."""
-    out = []
-    logits = sess.feed(prompt)[-1]
+def greedy(sess, prompts, steps: int, progress=None) -> np.ndarray:
+    """Feed the prompts, then ``steps`` times append the argmax token (ties go to the lowest token id).
+
+    ``prompts``: (T,) for one sequence, returning (steps,), or (B, T) for a batch, returning (B, steps)."""
+    prompts = np.asarray(prompts, dtype=np.int64)
+    batch = np.atleast_2d(prompts)
+    out = np.empty((batch.shape[0], steps), dtype=np.int64)
+    tok = sess.next_tokens(batch) if steps else None
     for i in range(steps):
-        tok = int(np.argmax(logits))
-        out.append(tok)
+        out[:, i] = tok
         if progress is not None:
             progress(i + 1)
         if i + 1 < steps:
-            logits = sess.feed([tok])[-1]
-    return np.array(out, dtype=np.int64)
+            tok = sess.next_tokens(out[:, i:i + 1])
+    return out if prompts.ndim == 2 else out[0]
 
 
 def teacher_forced(sess, tokens) -> np.ndarray:
     """One pass over the whole sequence: the argmax prediction after every position."""
     return np.argmax(sess.all_logits(tokens), axis=-1)
+
+
+@dataclass(frozen=True)
+class StepCheck:
+    """Every CoT step of one instance, teacher-forced: what the model predicts after the correct prefix."""
+
+    predicted: np.ndarray
+    expected: np.ndarray
+
+    @property
+    def ok(self) -> np.ndarray:
+        return self.predicted == self.expected
+
+    @property
+    def first_wrong(self) -> int | None:
+        wrong = np.flatnonzero(~self.ok)
+        return int(wrong[0]) if wrong.size else None
+
+
+def check_thm33_teacher_forced(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode) -> StepCheck:
+    """Feed the inputs and the *correct* gate values in one pass; one prediction per gate."""
+    values = evaluate(nc, np.asarray(bits, dtype=np.uint8)[None])[0]
+    pred = teacher_forced(session(model.config, model.weights, mode), values[:-1])
+    return StepCheck(pred[nc.n_inputs - 1:], values[nc.n_inputs:].astype(np.int64))
+
+
+def check_cvp_teacher_forced(model: ConstructedModel, c: CVPCircuit, mode: ExecMode) -> StepCheck:
+    """Feed the prompt and the *correct* CoT in one pass; one prediction per CoT token."""
+    cot = cvp_cot_tokens(c.evaluate(), model.max_gates)
+    prompt = cvp_prompt(c)
+    pred = teacher_forced(session(model.config, model.weights, mode), np.concatenate([prompt, cot[:-1]]))
+    return StepCheck(pred[len(prompt) - 1:], cot)
 
 
 # ---- running circuits through the constructions --------------------------------------------------------------
@@ -119,7 +170,7 @@ def run_thm33(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode, pr
 def run_cvp(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode, progress=None) -> RunResult:
     bits = np.asarray(bits, dtype=np.uint8)
     c = lower_to_cvp(nc, bits)
-    N = model.meta["max_gates"]
+    N = model.max_gates
     if c.size > N:
         raise ValueError(f"the circuit lowers to {c.size} CVP gates but the construction takes at most {N}")
     tokens = greedy(session(model.config, model.weights, mode), cvp_prompt(c), c.size, progress)
@@ -129,30 +180,3 @@ def run_cvp(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode, prog
     trace = cvp_trace[np.asarray(c.node_gate[nc.n_inputs:], dtype=np.int64) - 1].astype(np.uint8)
     result = _result(nc, bits, trace)
     return RunResult(trace, result.outputs, result.sound and bool(c.check(cvp_trace).all()), tokens)
-
-
-def check_cvp_teacher_forced(model: ConstructedModel, c: CVPCircuit, mode: ExecMode) -> np.ndarray:
-    """Feed the prompt and the *correct* CoT in one pass; True where the model predicts the next CoT token."""
-    N = model.meta["max_gates"]
-    cot = cvp_cot_tokens(c.evaluate(), N)
-    prompt = cvp_prompt(c)
-    pred = teacher_forced(session(model.config, model.weights, mode), np.concatenate([prompt, cot[:-1]]))
-    return pred[len(prompt) - 1:] == cot
-
-
-def check_thm33_teacher_forced(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode) -> np.ndarray:
-    from grammar.evaluate import evaluate
-
-    values = evaluate(nc, np.asarray(bits, dtype=np.uint8)[None])[0]
-    pred = teacher_forced(session(model.config, model.weights, mode), values[:-1])
-    return pred[nc.n_inputs - 1:] == values[nc.n_inputs:]
-
-
-def build(mode_name: str, nc: NormCircuit | None, fmt: FPFormat, key_scale=None, max_gates: int | None = None,
-          bits=None) -> ConstructedModel:
-    """The construction for a run: Theorem 3.3 for the circuit, or CVP sized to fit the lowered circuit."""
-    if mode_name == "thm33":
-        return build_thm33(nc, fmt, key_scale)
-    if max_gates is None:
-        max_gates = lower_to_cvp(nc, np.zeros(nc.n_inputs, dtype=np.uint8) if bits is None else bits).size
-    return build_cvp(max_gates, fmt, key_scale)

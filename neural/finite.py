@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from neural.config import ModelConfig
+from neural.config import Keys, ModelConfig
 from neural.fp import FPFormat
 
 
@@ -57,11 +57,8 @@ class FiniteDecoder:
         self.cfg, self.fmt = cfg, fmt
         self.w = {name: fmt.round(np.asarray(a, dtype=np.float64)) for name, a in weights.items()}
 
-    def _b(self, name: str):
-        return self.w.get(name)
-
-    def _linear(self, x, name: str):
-        return self.fmt.linear(x, self.w[name + ".weight"], self._b(name + ".bias"))
+    def _linear(self, x, module: str):
+        return self.fmt.linear(x, self.w[Keys.weight(module)], self.w.get(Keys.bias(module)))
 
     def forward(self, tokens, cache: FiniteCache | None = None, need_weights: bool = False):
         """tokens (T,) continuing ``cache`` (or from position 0) -> logits (T, V) [, attention weights per layer]."""
@@ -70,11 +67,10 @@ class FiniteDecoder:
         start = 0 if cache is None else cache.length
         if start + len(tokens) > cfg.max_len:
             raise ValueError(f"sequence of {start + len(tokens)} tokens exceeds max_len {cfg.max_len}")
-        x = fmt.add(self.w["tok_emb.weight"][tokens], self.w["pos_emb.weight"][start:start + len(tokens)])
+        x = fmt.add(self.w[Keys.TOK_EMB][tokens], self.w[Keys.POS_EMB][start:start + len(tokens)])
         all_weights = []
         for layer in range(cfg.n_layers):
-            p = f"blocks.{layer}."
-            q, k, v = (self._linear(x, p + f"attn.{n}") for n in "qkv")
+            q, k, v = (self._linear(x, Keys.attn(layer, proj)) for proj in "qkv")
             heads, layer_weights = [], []
             for h in range(cfg.n_heads):
                 sl = slice(h * cfg.d_head, (h + 1) * cfg.d_head)
@@ -84,10 +80,10 @@ class FiniteDecoder:
                 out, w = fmt.attention(q[:, sl], kh, vh, cfg.scale, causal_offset=kh.shape[0] - q.shape[0])
                 heads.append(out)
                 layer_weights.append(w)
-            x = fmt.add(x, self._linear(np.concatenate(heads, axis=1), p + "attn.o"))
-            x = fmt.add(x, self._linear(fmt.relu(self._linear(x, p + "ffn.fc1")), p + "ffn.fc2"))
+            x = fmt.add(x, self._linear(np.concatenate(heads, axis=1), Keys.attn(layer, "o")))
+            x = fmt.add(x, self._linear(fmt.relu(self._linear(x, Keys.ffn(layer, "fc1"))), Keys.ffn(layer, "fc2")))
             all_weights.append(np.stack(layer_weights))
         if cache is not None:
             cache.length += len(tokens)
-        logits = self._linear(x, "head")
+        logits = self._linear(x, Keys.HEAD)
         return (logits, all_weights) if need_weights else logits

@@ -16,7 +16,6 @@ from functools import cached_property
 
 import numpy as np
 
-
 PRODUCTS_PER_CHUNK = 1 << 22  # attention rounds its score products a block of queries at a time, within this
 
 

@@ -247,20 +247,11 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = False, pr
 
 # ---- evaluation ------------------------------------------------------------------------------------------------
 
-@torch.inference_mode()
-def generate(model: Decoder, prompts: torch.Tensor, steps: int) -> torch.Tensor:
-    """Batched greedy decoding with the KV cache."""
-    from neural.model import KVCache
+def generate(model: Decoder, prompts, steps: int) -> np.ndarray:
+    """Batched greedy decoding with the KV cache: ``neural.execute.greedy`` over the module."""
+    from neural.execute import TorchSession, greedy
 
-    cache = KVCache()
-    logits, _ = model(prompts, cache)
-    out = []
-    for i in range(steps):
-        tok = logits[:, -1].argmax(-1, keepdim=True)
-        out.append(tok)
-        if i + 1 < steps:
-            logits, _ = model(tok, cache)
-    return torch.cat(out, dim=1)
+    return greedy(TorchSession(model), np.asarray(prompts), steps)
 
 
 def load_trained(directory) -> tuple[Decoder, FoldTask, str, dict]:
@@ -295,9 +286,9 @@ def evaluate_model(model: Decoder, task: FoldTask, setting: str, samples: int = 
     while total < samples:
         n = min(batch_size, samples - total)
         b = task.batch(rng, n, "cot")  # the prompt is the same in every setting
-        prompts = torch.as_tensor(b.tokens[:, :b.prompt_len], device=device)
+        prompts = b.tokens[:, :b.prompt_len]
         if setting == "cot":
-            gen = generate(model, prompts, task.n_steps).cpu().numpy()
+            gen = generate(model, prompts, task.n_steps)
             answer = gen[:, -1]
             hits = gen == b.cot
             per_pos = hits.sum(0) if per_pos is None else per_pos + hits.sum(0)
@@ -305,7 +296,7 @@ def evaluate_model(model: Decoder, task: FoldTask, setting: str, samples: int = 
             sound_steps, steps = sound_steps + int(ok.sum()), steps + ok.size
         else:
             with torch.inference_mode():
-                logits, _ = model(prompts)
+                logits, _ = model(torch.as_tensor(prompts, device=device))
             answer = logits[:, -1].argmax(-1).cpu().numpy()
         correct += int((answer == b.answer).sum())
         total += n

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-from grammar.ir import TRUTH_TABLES, Circuit, Gate, NormCircuit
+from grammar.ir import TRUTH_TABLES, Circuit, Gate
 
 ROOT = Path(__file__).resolve().parents[1]
 ISCAS_OPS = ("AND", "NAND", "OR", "NOR", "XOR", "XNOR", "NOT", "BUF")

@@ -4,11 +4,11 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import ROOT, cli
 
 from grammar.errors import InputError
 from grammar.netlist import load_netlist
 from grammar.spec import parse_spec
-from helpers import ROOT, cli
 
 GOLDEN = Path(__file__).parent / "golden" / "errors"
 CASES = sorted(p for p in GOLDEN.iterdir() if p.suffix in (".bench", ".aag", ".lark"))

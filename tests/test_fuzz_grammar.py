@@ -1,12 +1,12 @@
 """Hypothesis fuzzing: corrupted specs and netlists either parse or raise InputError, never anything else."""
+from helpers import ROOT, circuits
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from grammar.aiger import parse_aag, write_aag
-from grammar.errors import InputError
 from grammar.bench import parse_bench, write_bench
+from grammar.errors import InputError
 from grammar.spec import parse_spec
-from helpers import ROOT, circuits
 
 SPEC_TEXTS = [p.read_text() for p in sorted((ROOT / "specs").glob("*.lark")) if "from" not in p.read_text()]
 ALPHABET = st.sampled_from(list("(){}=,#\n \t\"aANDOR01xyz9-._") + ["INPUT", "OUTPUT", "aag", "prove", "spec"])

@@ -2,16 +2,15 @@ import itertools
 
 import numpy as np
 import pytest
+from helpers import ROOT, circuits, naive_eval
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from grammar.aiger import parse_aag, write_aag
+from grammar.bench import parse_bench, write_bench
 from grammar.errors import InputError
 from grammar.evaluate import check_trace, evaluate, evaluate_outputs
-from grammar.bench import parse_bench, write_bench
 from grammar.netlist import load_netlist
 from grammar.normalize import normalize
-from helpers import ROOT, circuits, naive_eval
 
 
 def all_inputs(n):

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers import ROOT, cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +20,6 @@ from bridge.cli import main as cli_main
 from grammar.evaluate import check_trace, evaluate
 from grammar.netlist import load_netlist
 from grammar.normalize import normalize
-from helpers import ROOT, cli
 from neural import checkpoint
 
 
@@ -95,7 +95,7 @@ def behaviour_changes(model, mutant, nc) -> bool:
 
 
 def kill_report(per_tensor: int, seed: int = 0, kinds=("flip", "double", "drop")) -> dict:
-    from bridge.verify import prove_model
+    from bridge.proof import prove_model
     from neural.construct import build_thm33
     from neural.fp import FPFormat
 

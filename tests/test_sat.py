@@ -4,18 +4,18 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from helpers import ROOT, circuits, cli, cli_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmarks.gen import random_circuit
 from formal.sat import check_trace, equivalent
 from grammar.aiger import write_aag
+from grammar.bench import write_bench
 from grammar.evaluate import evaluate, first_unsound
 from grammar.ir import Gate
-from grammar.bench import write_bench
 from grammar.netlist import load_netlist
 from grammar.normalize import normalize
-from helpers import ROOT, circuits, cli, cli_json
 
 
 @settings(max_examples=60, deadline=None)

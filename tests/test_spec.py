@@ -1,8 +1,8 @@
 import pytest
+from helpers import ROOT, cli_json
 
 from grammar.errors import InputError
 from grammar.spec import parse_spec
-from helpers import ROOT, cli_json
 
 SPECS = sorted((ROOT / "specs").glob("*.lark"))
 

@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from helpers import ROOT, cli, cli_json
+
 from neural import checkpoint
 from neural.tasks import IGNORE, SETTINGS, make_task
 from neural.train import TrainConfig, evaluate_model, load_trained, train

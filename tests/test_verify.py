@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import z3
+from helpers import ROOT, cli
 
+from bridge.proof import prove_model
 from bridge.testing import assert_proved, assert_refuted
-from bridge.verify import prove_model
 from grammar.netlist import load_netlist
 from grammar.normalize import normalize
-from helpers import ROOT, cli
 from neural.construct import build_cvp, build_thm33
 from neural.fp import FPFormat
 

@@ -12,6 +12,8 @@ import numpy as np
 
 from formal.query import Violation
 from grammar.codes import sbin
+from neural.config import Keys
+from neural.constructed import ConstructedModel
 
 CVP_TYPE_NAMES = ("TRUE", "FALSE", "AND", "OR", "NOT")
 
@@ -26,9 +28,9 @@ class CVPRows:
     non_cot: list[int]
 
 
-def cvp_rows(model) -> CVPRows:
+def cvp_rows(model: ConstructedModel) -> CVPRows:
     index = {tok: i for i, tok in enumerate(model.vocab)}
-    N = model.meta["max_gates"]
+    N = model.max_gates
     cot = {j: {v: index[f"g{j}={v}"] for v in (0, 1)} for j in range(1, N + 1)}
     cot_rows = {r for d in cot.values() for r in d.values()}
     return CVPRows(index["NA"], index["SEP"], {t: index[t] for t in CVP_TYPE_NAMES},
@@ -61,7 +63,7 @@ class _Checker:
 
 
 def _common(model, ck: _Checker) -> None:
-    tok, pos = model.weights["tok_emb.weight"], model.weights["pos_emb.weight"]
+    tok, pos = model.weights[Keys.TOK_EMB], model.weights[Keys.POS_EMB]
     both = np.flatnonzero(np.any(tok != 0, axis=0) & np.any(pos != 0, axis=0))
     if both.size:
         ck.violations.append(Violation("embedding", "embedding",
@@ -69,37 +71,37 @@ def _common(model, ck: _Checker) -> None:
                                        f"may round", {"column": int(both[0])}))
     written = [p.output_field for p in model.heads if p.output_field] + [model.ffn.output_field]
     for field in written:
-        ck.expect("tok_emb.weight", np.arange(tok.shape[0]), field, 0.0, "a field a layer writes to")
-        ck.expect("pos_emb.weight", np.arange(pos.shape[0]), field, 0.0, "a field a layer writes to")
+        ck.expect(Keys.TOK_EMB, np.arange(tok.shape[0]), field, 0.0, "a field a layer writes to")
+        ck.expect(Keys.POS_EMB, np.arange(pos.shape[0]), field, 0.0, "a field a layer writes to")
     k = model.code_bits
     if model.config.max_len > 2 ** k:
         ck.violations.append(Violation("embedding", "embedding", f"{model.config.max_len} positions need more "
                                        f"than {k} code bits", {"max_len": model.config.max_len, "code_bits": k}))
-    ck.expect("pos_emb.weight", np.arange(pos.shape[0]), "pos", sbin(np.arange(pos.shape[0]), k), "sbin(position)")
+    ck.expect(Keys.POS_EMB, np.arange(pos.shape[0]), "pos", sbin(np.arange(pos.shape[0]), k), "sbin(position)")
 
 
-def embedding_violations(model, circuit=None) -> list[Violation]:
+def embedding_violations(model: ConstructedModel, circuit=None) -> list[Violation]:
     """``circuit``: the NormCircuit a Theorem 3.3 model was compiled from (CVP models need none)."""
     ck = _Checker(model)
     _common(model, ck)
     k = model.code_bits
     if model.mode == "thm33":
         n = circuit.n_inputs
-        ck.expect("tok_emb.weight", [0, 1], "tok", [[0.0], [1.0]], "the token's bit")
+        ck.expect(Keys.TOK_EMB, [0, 1], "tok", [[0.0], [1.0]], "the token's bit")
         for t, g in enumerate(circuit.gates):
             row = n + t - 1
             onehot = np.array([op == g.op for op in model.ffn.type_ops], dtype=np.float64)
-            ck.expect("pos_emb.weight", row, "type", onehot, f"gate {t} ({g.op}) announced at position {row}")
-            ck.expect("pos_emb.weight", row, "pred1", sbin(g.a, k), f"sbin(first input of gate {t})")
-            ck.expect("pos_emb.weight", row, "pred2", sbin(g.b, k), f"sbin(second input of gate {t})")
+            ck.expect(Keys.POS_EMB, row, "type", onehot, f"gate {t} ({g.op}) announced at position {row}")
+            ck.expect(Keys.POS_EMB, row, "pred1", sbin(g.a, k), f"sbin(first input of gate {t})")
+            ck.expect(Keys.POS_EMB, row, "pred2", sbin(g.b, k), f"sbin(second input of gate {t})")
         return ck.violations
     rows = cvp_rows(model)
-    N = model.meta["max_gates"]
+    N = model.max_gates
     name = lambda r: model.vocab[r]  # noqa: E731
     if N + 1 >= 2 ** k:
         ck.violations.append(Violation("embedding", "embedding", f"gate ids up to {N + 1} need more than {k} bits",
                                        {"max_gates": N, "code_bits": k}))
-    T = "tok_emb.weight"
+    T = Keys.TOK_EMB
     for i, t in enumerate(CVP_TYPE_NAMES):
         ck.expect(T, rows.types[t], "type", np.eye(len(CVP_TYPE_NAMES))[i], f"the one-hot of {t}", name)
     others = [r for r in range(len(model.vocab)) if r not in rows.types.values()]
@@ -128,10 +130,10 @@ def _check_head_rows(model, rows: CVPRows, ck: _Checker) -> None:
     """CoT logits: row g_j=v is sbin(j) on next_code, one weight w_v on out, bias b_v, zero elsewhere."""
     if ck.violations:
         return
-    W, b = model.weights["head.weight"], model.weights["head.bias"]
+    W, b = model.linear(Keys.HEAD)
     lay = model.layout
     next_cols, out_col = lay.cols("next_code"), lay.col(model.ffn.output_field)
-    k, N = model.code_bits, model.meta["max_gates"]
+    k, N = model.code_bits, model.max_gates
     for v in (0, 1):
         r = np.array([rows.cot[j][v] for j in range(1, N + 1)])
         mask = np.ones(W.shape[1], dtype=bool)
@@ -146,6 +148,6 @@ def _check_head_rows(model, rows: CVPRows, ck: _Checker) -> None:
                 i = int(np.argwhere(bad)[0][0])
                 ck.violations.append(Violation("embedding", "embedding",
                                                f"head row {int(r[i])} ({model.vocab[int(r[i])]}) breaks the readout "
-                                               f"shape: {what}", {"table": "head.weight", "row": int(r[i]),
+                                               f"shape: {what}", {"table": Keys.weight(Keys.HEAD), "row": int(r[i]),
                                                                   "token": model.vocab[int(r[i])]}))
                 return

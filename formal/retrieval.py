@@ -26,15 +26,14 @@ import z3
 from formal.exp_table import exp_facts
 from formal.fp import Z3Format
 from formal.query import Query, Violation
+from formal.residual import DOMAIN
+from neural.config import Keys
+from neural.constructed import ConstructedModel, HeadPlan
 
-DOMAIN = (-1.0, 0.0, 1.0)  # every residual coordinate of a constructed model holds one of these
 
-
-def _head_rows(model, plan, proj: str):
-    cfg = model.config
-    p = f"blocks.{plan.layer}.attn.{proj}"
-    sl = slice(plan.head * cfg.d_head, (plan.head + 1) * cfg.d_head)
-    return model.weights[p + ".weight"][sl], model.weights[p + ".bias"][sl], p
+def _head_rows(model: ConstructedModel, plan: HeadPlan, proj: str):
+    rows, bias = model.head_slice(plan, proj)
+    return rows, bias, Keys.attn(plan.layer, proj)
 
 
 def _dim_maps(model, plan, proj: str, field: str):
@@ -49,16 +48,16 @@ def _dim_maps(model, plan, proj: str, field: str):
         if stray:
             c = stray[0]
             return Violation(f"retrieval.shape[L{plan.layer}H{plan.head}]", "retrieval",
-                             f"{name}.weight[{plan.head * model.config.d_head + d}, {c}] = {rows[d, c]:g} makes "
+                             f"{Keys.weight(name)}[{plan.head * model.config.d_head + d}, {c}] = {rows[d, c]:g} makes "
                              f"{proj} dim {d} read residual column {c}, outside '{field}' bit {d // 2}",
-                             {"layer": plan.layer, "head": plan.head, "weight": f"{name}.weight",
+                             {"layer": plan.layer, "head": plan.head, "weight": Keys.weight(name),
                               "index": [plan.head * model.config.d_head + d, c], "value": float(rows[d, c])})
         w = float(rows[d, cols[d // 2]]) if d < 2 * k else 0.0
         out.append((w, float(bias[d])))
     return out
 
 
-def retrieval_queries(model, unrolled_k: int = 4) -> list:
+def retrieval_queries(model: ConstructedModel, unrolled_k: int = 4) -> list:
     fmt = Z3Format(model.fmt.ebits, model.fmt.sbits)
     facts = exp_facts(model.fmt.ebits, model.fmt.sbits)
     items: list = []
@@ -197,7 +196,7 @@ def _value_paths(model, fmt: Z3Format, live) -> list:
             stray = [int(c) for c in np.flatnonzero(rows[d]) if int(c) not in allowed]
             if stray:
                 items.append(Violation(f"retrieval.value[L{plan.layer}H{plan.head}]", "retrieval",
-                                       f"{name}.weight row {plan.head * cfg.d_head + d} reads column {stray[0]}",
+                                       f"{Keys.weight(name)} row {plan.head * cfg.d_head + d} reads column {stray[0]}",
                                        {"layer": plan.layer, "head": plan.head}))
                 break
         else:
@@ -208,8 +207,7 @@ def _value_paths(model, fmt: Z3Format, live) -> list:
                                z3.And(fmt.in_set(x, DOMAIN), bad), {"value_in": x},
                                {"kind": "value", "layer": plan.layer, "head": plan.head}))
     for layer in sorted({p.layer for p in model.heads}):
-        W = model.weights[f"blocks.{layer}.attn.o.weight"]
-        b = model.weights[f"blocks.{layer}.attn.o.bias"]
+        W, b = model.linear(Keys.attn(layer, "o"))
         source = {}  # residual column -> head dim it must receive
         for plan in (p for p in live if p.layer == layer):
             for d, col in enumerate(model.layout.cols(plan.output_field)):

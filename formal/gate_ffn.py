@@ -1,0 +1,62 @@
+"""``gate_ffn``: the feed-forward layer writes exactly the gate's value, and adds 0 to every other coordinate.
+
+The query reads the residual coordinates the weights actually touch. The designated inputs are concrete per truth
+table row (a, b in {0, 1}; the gate type one-hot, one query per type), and every *other* coordinate the weights
+read is symbolic in {-1, 0, 1}, so a stray weight is refuted with a concrete residual rather than assumed away.
+"""
+from __future__ import annotations
+
+import numpy as np
+import z3
+
+from formal.fp import Z3Format
+from formal.query import Query
+from formal.residual import symbolic_residual
+from neural.config import Keys
+from neural.constructed import ConstructedModel
+
+# What each gate name means, restated here on purpose rather than imported from grammar.ir.TRUTH_TABLES: the
+# construction builds its minterm units from that table, so a proof against the same table could not see an error
+# in it. tests/test_formal_fp.py checks that the two agree. Unary gates read a; b is ignored.
+MEANING = {"AND": lambda a, b: a & b, "OR": lambda a, b: a | b, "NAND": lambda a, b: 1 - (a & b),
+           "NOR": lambda a, b: 1 - (a | b), "XOR": lambda a, b: a ^ b, "XNOR": lambda a, b: 1 - (a ^ b),
+           "NOT": lambda a, b: 1 - a, "BUF": lambda a, b: a, "CONST0": lambda a, b: 0, "CONST1": lambda a, b: 1}
+
+
+def gate_ffn_queries(model: ConstructedModel) -> list[Query]:
+    fmt = Z3Format(model.fmt.ebits, model.fmt.sbits)
+    plan = model.ffn
+    W1, b1 = model.linear(Keys.ffn(plan.layer, "fc1"))
+    W2, b2 = model.linear(Keys.ffn(plan.layer, "fc2"))
+    lay = model.layout
+    a_col, b_col, out_col = lay.col(plan.a_field), lay.col(plan.b_field), lay.col(plan.output_field)
+    type_cols = [int(c) for c in lay.cols(plan.type_field)]
+    read = [int(c) for c in np.flatnonzero(np.any(W1 != 0, axis=0))]
+    written = [r for r in range(W2.shape[0]) if W2[r].any() or b2[r] != 0 or r == out_col]
+    queries = []
+    for t, op in enumerate(plan.type_ops):
+        for a_val in (0, 1):
+            for b_val in (0, 1):
+                queries.append(_gate_case(fmt, W1, b1, W2, b2, read, written, a_col, b_col, out_col, type_cols,
+                                          t, op, a_val, b_val))
+    return queries
+
+
+def _gate_case(fmt, W1, b1, W2, b2, read, written, a_col, b_col, out_col, type_cols, t, op, a_val, b_val) -> Query:
+    """One row of the gate's truth table. a and b are concrete (the domain has four points, and a solver asked to
+    split them itself inside 20 ReLU units is 20x slower); every other coordinate the weights read stays symbolic."""
+    fixed = {a_col: fmt.val(a_val), b_col: fmt.val(b_val)} | {
+        c: fmt.val(1.0 if i == t else 0.0) for i, c in enumerate(type_cols)}
+    xs, dom, free = symbolic_residual(fmt, read, fixed)
+    hidden = [fmt.relu(fmt.dot([xs[c] for c in read], [float(W1[u, c]) for c in read], float(b1[u])))
+              for u in range(W1.shape[0])]
+    want = fmt.val(MEANING[op](a_val, b_val))
+    claims, outs = [], {}
+    for r in written:
+        y = fmt.dot(hidden, [float(w) for w in W2[r]], float(b2[r]))
+        # the residual: the output field is 0 before the FFN (checked by 'embedding'), so [0 + y] = y
+        outs[f"ffn_out{r}"] = y
+        claims.append(fmt.eq(fmt.add(fmt.zero, y), want) if r == out_col else fmt.eq(y, fmt.zero))
+    return Query(f"gate_ffn[{op} a={a_val} b={b_val}]", "gate_ffn", z3.And(*dom, z3.Not(z3.And(*claims))),
+                 {**free, **outs}, {"kind": "gate_ffn", "op": op, "type_index": t, "a": a_val, "b": b_val,
+                                    "output_column": out_col})
