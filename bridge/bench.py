@@ -27,7 +27,8 @@ def run_benchmarks(plan: str) -> dict:
     results = {}
     for name, argv in PLANS[plan].items():
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *argv], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-m", f"bridge.benchmarks.{name}", *argv], capture_output=True,
+                              text=True)
         if proc.returncode != 0:
             results[name] = {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
             continue

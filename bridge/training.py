@@ -78,12 +78,15 @@ def cmd_reproduce(args) -> int:
 
 
 def register(sub) -> None:
+    from grammar.spec import TASK_DEFAULTS
+    from neural.tasks import SETTINGS
+
     p = sub.add_parser("train", help="train a decoder on a task (base, cot or hint)")
     p.add_argument("spec", nargs="?", help="a spec with a 'task' section (or use --task)")
-    p.add_argument("--task", choices=("modadd", "s5", "isq", "cvp"))
+    p.add_argument("--task", choices=tuple(TASK_DEFAULTS))
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="task parameter, with --task")
     p.add_argument("--override", action="append", metavar="KEY=VALUE", help="spec override, with SPEC")
-    p.add_argument("--setting", choices=("base", "cot", "hint"), default="cot")
+    p.add_argument("--setting", choices=SETTINGS, default="cot")
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--d-model", type=int, default=128)
     p.add_argument("--heads", type=int, default=4)

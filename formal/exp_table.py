@@ -14,6 +14,8 @@ from fractions import Fraction
 
 import mpmath
 
+from neural.fp import FPFormat
+
 
 @dataclass(frozen=True)
 class ExpFacts:
@@ -22,9 +24,9 @@ class ExpFacts:
     margin_note: str
 
 
-def _ceil_to_format(y: Fraction, ebits: int, sbits: int) -> Fraction | None:
-    bias = (1 << (ebits - 1)) - 1
-    emin = 1 - bias
+def _ceil_to_format(y: Fraction, fmt: FPFormat) -> Fraction | None:
+    """The least value of the format >= y > 0, or None above B."""
+    emin, sbits = fmt.emin, fmt.sbits
     e = math.floor(math.log2(y)) if y > 0 else emin
     while Fraction(2) ** (e + 1) <= y:
         e += 1
@@ -32,20 +34,19 @@ def _ceil_to_format(y: Fraction, ebits: int, sbits: int) -> Fraction | None:
         e -= 1
     q = Fraction(2) ** (max(e, emin) - (sbits - 1))
     v = math.ceil(y / q) * q
-    B = (2 - Fraction(1, 1 << (sbits - 1))) * Fraction(2) ** bias
-    return v if v <= B else None
+    return v if v <= Fraction(fmt.max_value) else None
 
 
 def exp_facts(ebits: int, sbits: int) -> ExpFacts:
-    bias = (1 << (ebits - 1)) - 1
-    min_sub = Fraction(2) ** (1 - bias - (sbits - 1))
+    fmt = FPFormat(ebits, sbits)
+    min_sub = Fraction(fmt.min_subnormal)
     with mpmath.workprec(200):
         limit = mpmath.log(mpmath.mpf(min_sub.numerator) / (2 * min_sub.denominator))  # exp(s) < this -> 0
         y = Fraction(mpmath.nstr(-limit, 60, min_fixed=-1, max_fixed=1))  # |limit| to 60 digits
-        t = _ceil_to_format(y, ebits, sbits)
+        t = _ceil_to_format(y, fmt)
         while t is not None and mpmath.exp(-mpmath.mpf(t.numerator) / t.denominator) >= mpmath.mpf(
                 min_sub.numerator) / (2 * min_sub.denominator):
-            t = _ceil_to_format(t + Fraction(2) ** -(sbits + 200), ebits, sbits)  # next value up in magnitude
+            t = _ceil_to_format(t + Fraction(2) ** -(fmt.sbits + 200), fmt)  # next value up in magnitude
     threshold = None if t is None else -float(t)
     note = (f"[exp(s)] = 0 for every s <= {threshold}" if threshold is not None
             else "no value of the format has [exp] = 0: attention can never ignore a position")

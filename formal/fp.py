@@ -1,4 +1,5 @@
-"""F(ebits, sbits) in Z3's floating-point theory: the semantics of ``neural.fp``, for proofs.
+"""F(ebits, sbits) in Z3's floating-point theory: the semantics of ``neural.fp``, for proofs. The format's
+constants (B, the smallest subnormal) come from ``neural.fp.FPFormat``, so both sides speak of one format.
 
 - RNE after every operation, then +-inf clamps to +-B; 0/0 (the only NaN that can arise) is +0.
 - Sums are left to right from +0. A term whose weight is the constant 0 adds +-0 and changes no sum, so it is left
@@ -12,6 +13,8 @@ from typing import Iterable, Sequence
 
 import z3
 
+from neural.fp import FPFormat
+
 TACTIC = ("simplify", "fpa2bv", "simplify", "bit-blast", "sat")
 
 
@@ -22,8 +25,7 @@ class Z3Format:
         self.ebits, self.sbits = ebits, sbits
         self.sort = z3.FPSort(ebits, sbits)
         self.rm = z3.RNE()
-        bias = (1 << (ebits - 1)) - 1
-        self.max_value = float((2 - Fraction(1, 1 << (sbits - 1))) * Fraction(2) ** bias)
+        self.max_value = FPFormat(ebits, sbits).max_value
         self.B = self.val(self.max_value)
         self.zero = self.val(0.0)
         self.one = self.val(1.0)
@@ -95,7 +97,7 @@ class Z3Format:
 
 
 def make_solver(timeout_s: float):
-    """The DESIGN.md tactic as a solver; plain bit-blast answers unknown on FP terms."""
+    """Z3 decides QF_FP by bit-blasting after fpa2bv; plain bit-blast answers unknown on FP terms."""
     solver = z3.Then(*TACTIC).solver()
     solver.set("timeout", max(1, int(timeout_s * 1000)))
     return solver

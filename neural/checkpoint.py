@@ -169,7 +169,7 @@ def load(directory: str | os.PathLike) -> Checkpoint:
                          f"checkpoints)", SourceLoc(str(d / WEIGHTS)), expected="the weights that config.json records")
     try:
         arrays = {k: v.astype(np.float64) for k, v in st_load(payload).items()}
-    except (SafetensorError, ValueError, Exception) as err:  # the loader's own error types vary by version
+    except (SafetensorError, ValueError, TypeError) as err:  # a bad header, or a dtype float64 cannot hold
         raise InputError(f"{WEIGHTS} is not a valid safetensors file: {err}", SourceLoc(str(d / WEIGHTS)),
                          expected="a safetensors file") from None
     shapes = weight_shapes(cfg)

@@ -144,8 +144,9 @@ def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> 
     """One 2-layer transformer for every circuit of <= max_gates gates over {TRUE, FALSE, AND, OR, NOT}.
 
     Input: 4 tokens per gate ``type in1 in2 id`` (NA in unused slots), SEP, then CoT tokens ``g{j}={v}``. Each CoT
-    token names its gate (DESIGN option (a)), so its embedding can hold sbin(j+1) and the absolute positions of gate
-    j+1's type/in1/in2 tokens: finding the next gate is a table lookup, with no counter carried across steps.
+    token names its gate rather than carrying only its value, so its embedding can hold sbin(j+1) and the absolute
+    positions of gate j+1's type/in1/in2 tokens: finding the next gate is a table lookup, with no counter carried
+    across steps.
     Layer 1 (3 heads) fetches gate j+1's type and input ids by position; layer 2 (2 heads, 1 idle) fetches the
     input values by matching sbin(id) against the CoT tokens' own ids; its FFN computes the gate.
     """

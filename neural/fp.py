@@ -1,4 +1,6 @@
-"""The finite-precision arithmetic F(ebits, sbits) of DESIGN.md, on float64 carriers.
+"""The finite-precision arithmetic F(ebits, sbits) of the paper, on float64 carriers: a binary format with ``ebits``
+exponent bits and ``sbits`` significand bits (hidden bit included, as Z3's ``FPSort`` counts), whose results
+saturate instead of overflowing, because the paper's constant-precision model has no inf or NaN.
 
 Semantics shared with ``formal.fp`` (which encodes the same rules in Z3):
 - round to nearest, ties to even, with IEEE subnormals, after every operation;

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from neural.checkpoint import atomic_write_bytes, atomic_write_text
+from neural.tasks import SETTINGS
 from neural.train import TrainConfig, evaluate_model, load_trained, train
 
 GRIDS = {
@@ -21,7 +22,6 @@ GRIDS = {
                        "isq": {"steps": 8, "min_prime": 2, "max_prime": 397}, "cvp": {"gates": 16}},
              "depths": (1, 2, 4, 8, 16), "time_limit": None, "steps": 20_000, "d_model": 256, "samples": 2000},
 }
-SETTINGS = ("base", "cot", "hint")
 CHANCE = {"modadd": 1 / 7, "s5": 1 / 120, "isq": None, "cvp": 0.5}
 
 

@@ -45,7 +45,9 @@ class FoldTask:
     name: str
     params: dict
 
-    # subclasses define: symbols (prompt vocabulary), states (state vocabulary), start state, step(), sample()
+    # Subclasses set name, params, n_prompt, n_steps, prompt_tokens, state_tokens and start (the state token before
+    # step 1), and define sample(rng, size) -> (prompts, states) as token ids and step_table(); a task whose prompt
+    # supplies the first state overrides initial_states().
     @cached_property
     def vocab(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(("=",) + tuple(self.prompt_tokens) + tuple(self.state_tokens)))
@@ -356,8 +358,12 @@ class CVPTask(FoldTask):
         return out
 
 
+TASK_CLASSES: dict[str, type[FoldTask]] = {"modadd": ModAdd, "s5": S5, "isq": ISq, "cvp": CVPTask}
+# The task names and their parameters are the spec language's (grammar.spec.TASK_DEFAULTS); a test keeps the two
+# tables over the same names.
+
+
 def make_task(kind: str, **params) -> FoldTask:
-    makers = {"modadd": ModAdd, "s5": S5, "isq": ISq, "cvp": CVPTask}
-    if kind not in makers:
-        raise ValueError(f"unknown task {kind!r}; expected one of {sorted(makers)}")
-    return makers[kind](**params)
+    if kind not in TASK_CLASSES:
+        raise ValueError(f"unknown task {kind!r}; expected one of {sorted(TASK_CLASSES)}")
+    return TASK_CLASSES[kind](**params)

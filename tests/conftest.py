@@ -1,7 +1,4 @@
 import os
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# Subprocesses the tests start (the CLI, DDP workers) hash strings the same way on every run.
 os.environ.setdefault("PYTHONHASHSEED", "0")

@@ -68,3 +68,13 @@ def test_saturation_and_zero_over_zero():
     x = zf.var("x")
     s.add(zf.finite(x), z3.Or(z3.fpIsInf(zf.add(x, zf.B)), z3.fpIsNaN(zf.add(x, zf.B))))
     assert s.check() == z3.unsat  # no finite input reaches inf or NaN through add
+
+
+def test_the_proofs_meaning_of_each_gate_agrees_with_the_ir_truth_table():
+    """formal.gate_ffn restates every gate on purpose (the construction is built from grammar.ir's table)."""
+    from formal.gate_ffn import MEANING
+    from grammar.ir import TRUTH_TABLES
+
+    assert set(MEANING) == set(TRUTH_TABLES)
+    for op, table in TRUTH_TABLES.items():
+        assert tuple(MEANING[op](a, b) for a in (0, 1) for b in (0, 1)) == table, op

@@ -15,7 +15,7 @@ from helpers import ROOT, cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmarks.gen import random_circuit
+from bridge.benchmarks.gen import random_circuit
 from bridge.cli import main as cli_main
 from grammar.evaluate import check_trace, evaluate
 from grammar.netlist import load_netlist

@@ -8,7 +8,7 @@ from helpers import ROOT, circuits, cli, cli_json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks.gen import random_circuit
+from bridge.benchmarks.gen import random_circuit
 from formal.sat import check_trace, equivalent
 from grammar.aiger import write_aag
 from grammar.bench import write_bench

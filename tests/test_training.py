@@ -183,3 +183,12 @@ def test_s5_base_one_layer_stays_near_chance(tmp_path):
                "--out", str(out), "--json")
     assert proc.returncode == 0, proc.stderr
     assert cli_json("eval", str(out))["accuracy"] < 0.2
+
+
+def test_the_spec_language_and_the_trainer_know_the_same_tasks():
+    from grammar.spec import TASK_DEFAULTS
+    from neural.tasks import TASK_CLASSES, make_task
+
+    assert set(TASK_DEFAULTS) == set(TASK_CLASSES)
+    for kind, params in TASK_DEFAULTS.items():
+        assert make_task(kind, **params).params == params

@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.gen import random_circuit
+from bridge.benchmarks.gen import random_circuit
 from grammar.bench import write_bench
 from grammar.netlist import load_netlist
 from grammar.normalize import normalize

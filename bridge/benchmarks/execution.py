@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.gen import random_circuit
+from bridge.benchmarks.gen import random_circuit
 from grammar.evaluate import evaluate
 from grammar.normalize import normalize
 from neural.construct import build_thm33

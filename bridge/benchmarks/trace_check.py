@@ -13,7 +13,7 @@ import time
 import numpy as np
 from pysat.solvers import Solver
 
-from benchmarks.gen import random_circuit
+from bridge.benchmarks.gen import random_circuit
 from formal.sat import SOLVER, gate_clauses
 from grammar.evaluate import check_trace, evaluate
 from grammar.normalize import normalize
