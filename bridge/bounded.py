@@ -16,7 +16,11 @@ from formal.obligations import LemmaResult
 from formal.query import PROVED, REFUTED
 from neural.constructed import ConstructedModel
 from neural.encode import CVPCircuit, all_cvp_circuits, random_cvp_circuit
-from neural.execute import ExecMode, check_cvp_teacher_forced, check_thm33_teacher_forced
+from neural.execute import (
+    ExecMode,
+    check_cvp_teacher_forced,
+    check_thm33_teacher_forced,
+)
 
 SKIPPED = "skipped"
 

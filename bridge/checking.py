@@ -15,7 +15,7 @@ def cmd_check(args) -> int:
     from formal.sat import check_trace as sat_check
     from grammar.evaluate import first_unsound
 
-    nc = load_target(args.file).circuit
+    nc = load_target(args.file, fmt=args.format).circuit
     bits = parse_bits(args.inputs, nc.n_inputs, "--inputs")
     trace = parse_bits(args.trace, nc.n_gates, "--trace")
     fast = first_unsound(nc, bits, trace)
@@ -34,41 +34,68 @@ def cmd_check(args) -> int:
     return 0
 
 
+# Up to this many gates in all, the plain CNF miter re-decides every answer, within CROSS_CHECK_SECONDS; past
+# it (a multiplier), a plain miter times out anyway and sweeping alone decides.
+MITER_CROSS_CHECK_GATES = 1_500
+CROSS_CHECK_SECONDS = 10.0
+
+
 def cmd_equiv(args) -> int:
     from bridge.target import load_target
-    from formal.sat import equivalent
+    from formal import aig, sat
 
-    a, b = load_target(args.a).circuit, load_target(args.b).circuit
+    a, b = load_target(args.a, fmt=args.format).circuit, load_target(args.b, fmt=args.format).circuit
     try:
-        verdict = equivalent(a, b, args.timeout)
+        verdict = aig.equivalent(a, b, args.conflicts)
     except ValueError as err:
         raise InputError(str(err), SourceLoc(args.b), expected="two netlists over the same inputs and output count")
-    if verdict.status == "unknown":
-        print(f"equiv: UNKNOWN ({verdict.reason})", file=sys.stderr)
+    status, counterexample, methods = verdict.status, verdict.counterexample, [verdict.method]
+    small = a.n_gates + b.n_gates <= MITER_CROSS_CHECK_GATES
+    if status == "unknown" or (status == "different" and counterexample is None) or small:
+        decisive = status == "unknown" or counterexample is None
+        miter = sat.equivalent(a, b, args.timeout if decisive else min(args.timeout, CROSS_CHECK_SECONDS))
+        methods.append("plain CNF miter (PySAT)")
+        if status != "unknown" and miter.status not in (status, "unknown"):
+            print(f"equiv: the two checkers disagree ({verdict.method}: {status}, CNF miter: {miter.status})",
+                  file=sys.stderr)
+            return EXIT_UNKNOWN
+        if status == "unknown" or counterexample is None:
+            status, counterexample = miter.status, miter.counterexample
+    if status == "unknown":
+        print("equiv: UNKNOWN (neither checker finished: raise --conflicts or --timeout)", file=sys.stderr)
         return EXIT_UNKNOWN
-    payload = {"equivalent": verdict.status == "equivalent", "counterexample": verdict.counterexample}
-    if verdict.counterexample:
+    payload = {"equivalent": status == "equivalent", "counterexample": counterexample, "methods": methods}
+    if counterexample:
         from grammar.evaluate import evaluate
 
-        x = lambda nc: np.array([verdict.counterexample[n] for n in nc.input_names], dtype=np.uint8)  # noqa: E731
+        x = lambda nc: np.array([counterexample[n] for n in nc.input_names], dtype=np.uint8)  # noqa: E731
         payload["outputs"] = {"a": evaluate(a, x(a)[None])[0][list(a.outputs)].tolist(),
                               "b": evaluate(b, x(b)[None])[0][list(b.outputs)].tolist()}
-    emit(payload, args.json, lambda p: "equivalent" if p["equivalent"] else
+        if payload["outputs"]["a"] == payload["outputs"]["b"]:
+            print("equiv: the counterexample does not replay (both circuits agree on it)", file=sys.stderr)
+            return EXIT_UNKNOWN
+    emit(payload, args.json, lambda p: ("equivalent" if p["equivalent"] else
          "NOT equivalent; counterexample: " + " ".join(f"{k}={v}" for k, v in p["counterexample"].items())
-         + f"\n  outputs of A: {p['outputs']['a']}, of B: {p['outputs']['b']}")
+         + f"\n  outputs of A: {p['outputs']['a']}, of B: {p['outputs']['b']}") + f"\n  by: {', '.join(methods)}")
     return EXIT_OK if payload["equivalent"] else EXIT_FAILED
 
 
 def register(sub) -> None:
+    from bridge.execution import add_netlist_flags
+
     p = sub.add_parser("check", help="check a CoT trace step by step (numpy and SAT checkers)")
     p.add_argument("file")
     p.add_argument("--inputs", required=True)
     p.add_argument("--trace", required=True, help="one bit per normalised gate, in order")
+    add_netlist_flags(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)
-    p = sub.add_parser("equiv", help="are two netlists equivalent? (SAT miter)")
+    p = sub.add_parser("equiv", help="are two netlists equivalent? (sweeping, and a SAT miter as cross-check)")
     p.add_argument("a")
     p.add_argument("b")
-    p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds for the CNF miter; a timeout is UNKNOWN")
+    p.add_argument("--conflicts", type=int, default=1_000_000,
+                   help="SAT conflicts for sweeping before it gives up (then the CNF miter decides)")
+    add_netlist_flags(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_equiv)

@@ -8,49 +8,7 @@ import sys
 
 from bridge.output import ArgParser, emit, run_command
 
-# ---- circuit / spec ------------------------------------------------------------------------------------------
-
-def cmd_circuit_info(args) -> int:
-    from bridge.target import load_target
-
-    target = load_target(args.file)
-    circuit, nc = target.raw_circuit(), target.circuit
-    payload = {
-        "inputs": list(circuit.inputs),
-        "outputs": list(circuit.outputs),
-        "gates": len(circuit.gates),
-        "gate_types": dict(sorted(_count(g.op for g in circuit.gates).items())),
-        "normalized_gates": nc.n_gates,
-        "unused_gates": sum(not g.used for g in nc.gates),
-        "depth": int(nc.levels.max()) if nc.n_nodes else 0,
-    }
-    emit(payload, args.json, lambda p: "\n".join([
-        f"{circuit.name}: {len(p['inputs'])} inputs, {len(p['outputs'])} outputs, {p['gates']} gates, depth {p['depth']}",
-        "gate types: " + ", ".join(f"{k} {v}" for k, v in p["gate_types"].items()),
-        f"normalised: {p['normalized_gates']} two-input gates ({p['unused_gates']} unused)",
-    ]))
-    return 0
-
-
-def _count(items) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for item in items:
-        out[item] = out.get(item, 0) + 1
-    return out
-
-
-def cmd_circuit_eval(args) -> int:
-    from bridge.inputs import parse_bits
-    from bridge.target import load_target
-    from grammar.evaluate import evaluate
-
-    nc = load_target(args.file).circuit
-    bits = parse_bits(args.inputs, nc.n_inputs, "--inputs")
-    values = evaluate(nc, bits[None, :])[0]
-    payload = {"outputs": {name: int(values[node]) for name, node in zip(nc.output_names, nc.outputs)}}
-    emit(payload, args.json, lambda p: "\n".join(f"{k} = {v}" for k, v in p["outputs"].items()))
-    return 0
-
+# ---- spec ------------------------------------------------------------------------------------------
 
 def cmd_spec_check(args) -> int:
     from bridge.inputs import parse_overrides
@@ -82,15 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     circuit = sub.add_parser("circuit", help="inspect and evaluate netlists")
     csub = circuit.add_subparsers(dest="circuit_command", required=True, parser_class=ArgParser)
-    p = csub.add_parser("info", help="inputs, outputs and gate counts")
-    p.add_argument("file")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_circuit_info)
-    p = csub.add_parser("eval", help="evaluate with the reference evaluator")
-    p.add_argument("file")
-    p.add_argument("--inputs", required=True, help="bits in the order of the circuit's inputs")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_circuit_eval)
+    from bridge import circuits
+
+    circuits.register(csub)
 
     spec = sub.add_parser("spec", help="check spec files")
     ssub = spec.add_subparsers(dest="spec_command", required=True, parser_class=ArgParser)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from bridge.output import emit
-from bridge.target import Target, build, load_target
+from bridge.target import Target, build, load_target, optimized
 from grammar.errors import InputError, SourceLoc
 
 
@@ -41,11 +41,13 @@ def cmd_run(args) -> int:
     from bridge.inputs import parse_bits, parse_overrides
     from neural.execute import run_cvp, run_thm33
 
-    target = load_target(args.file, parse_overrides(args.override))
+    target = load_target(args.file, parse_overrides(args.override), args.format)
+    construction = args.construction or target.spec.construction.mode
+    if args.optimize:
+        target = optimized(target, construction)
     nc = target.circuit
     bits = parse_bits(args.inputs, nc.n_inputs, "--inputs")
     mode = exec_mode(args, target)
-    construction = args.construction or target.spec.construction.mode
     model = build(target, construction, bits)
     progress = _progress(model.cot_steps, args.json)
     runner = run_thm33 if construction == "thm33" else run_cvp
@@ -54,8 +56,10 @@ def cmd_run(args) -> int:
         progress.close()
     payload = {"outputs": result.outputs, "trace": [int(b) for b in result.trace], "sound": result.sound,
                "construction": construction, "mode": str(mode)}
+    if target.optimize_report:
+        payload["optimize"] = target.optimize_report
     emit(payload, args.json, lambda p: "\n".join(
-        [f"{k} = {v}" for k, v in p["outputs"].items()]
+        optimize_lines(target.optimize_report) + [f"{k} = {v}" for k, v in p["outputs"].items()]
         + [f"trace ({len(p['trace'])} CoT steps, {p['mode']}, {construction}): "
            + "".join(map(str, p["trace"][:200])) + (" ..." if len(p["trace"]) > 200 else ""),
            f"sound: {'yes' if p['sound'] else 'NO'}"]))
@@ -73,6 +77,22 @@ def _progress(total: int, quiet: bool):
     return bar
 
 
+def optimize_lines(report: dict | None) -> list[str]:
+    if not report:
+        return []
+    return [f"optimised: {report['gates_before']} -> {report['gates_after']} gates, CoT {report['cot_steps_before']} "
+            f"-> {report['cot_steps_after']} steps, proved equivalent ({report['method']})"]
+
+
+def add_netlist_flags(p, optimize: bool = False) -> None:
+    """--format for every command that reads a netlist; --optimize where a circuit is compiled."""
+    p.add_argument("--format", metavar="FMT", help="netlist format when the extension does not say: "
+                   "bench, aag, aig, blif or v")
+    if optimize:
+        p.add_argument("--optimize", action="store_true",
+                       help="shrink the circuit (aigverse) and prove it equivalent before using it")
+
+
 def construction_meta(model) -> dict:
     return {"kind": "construction", "vocab": list(model.vocab),
             "construction": {"mode": model.mode, "ebits": model.fmt.ebits, "sbits": model.fmt.sbits,
@@ -84,24 +104,29 @@ def cmd_compile(args) -> int:
     from bridge.inputs import parse_overrides
     from neural import checkpoint
 
-    model = build(load_target(args.file, parse_overrides(args.override)))
+    target = load_target(args.file, parse_overrides(args.override), args.format, args.optimize)
+    model = build(target)
     out = checkpoint.save(args.out, model.config, model.weights, construction_meta(model))
     cfg = model.config
     payload = {"out": str(out), "mode": model.mode, "layers": cfg.n_layers, "heads": cfg.n_heads,
                "d_model": cfg.d_model, "vocab_size": cfg.vocab_size, "max_len": cfg.max_len}
-    emit(payload, args.json, lambda p: f"wrote {p['out']}: {p['mode']} construction, {p['layers']} layer(s), "
-                                       f"{p['heads']} heads, d_model {p['d_model']}, vocab {p['vocab_size']}")
+    if target.optimize_report:
+        payload["optimize"] = target.optimize_report
+    emit(payload, args.json, lambda p: "\n".join(optimize_lines(target.optimize_report) + [
+        f"wrote {p['out']}: {p['mode']} construction, {p['layers']} layer(s), {p['heads']} heads, "
+        f"d_model {p['d_model']}, vocab {p['vocab_size']}"]))
     return 0
 
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="run a circuit through the constructed transformer, with CoT")
-    p.add_argument("file", help="a netlist (.bench/.aag) or a spec with a circuit")
+    p.add_argument("file", help="a netlist (.bench/.aag/.aig/.blif/.v) or a spec with a circuit")
     p.add_argument("--inputs", required=True, help="bits in the order of the circuit's inputs")
     p.add_argument("--precision", metavar="E,S", help="finite mode F(E,S) (default: the spec's, or 5,11)")
     p.add_argument("--ieee", metavar="DTYPE", help="IEEE mode with torch's kernels: float32, float16, bfloat16")
     p.add_argument("--construction", choices=("thm33", "cvp"))
     p.add_argument("--override", action="append", metavar="KEY=VALUE")
+    add_netlist_flags(p, optimize=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_run)
 
@@ -109,5 +134,6 @@ def register(sub) -> None:
     p.add_argument("file", help="a spec or a netlist")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--override", action="append", metavar="KEY=VALUE")
+    add_netlist_flags(p, optimize=True)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compile)

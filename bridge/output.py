@@ -18,6 +18,10 @@ EXIT_UNKNOWN = 3  # a solver timeout, or two checkers that disagree
 EXIT_INTERRUPTED = 130
 
 
+class Undecided(Exception):
+    """A question the tools could not settle in time (a solver timeout): exit status 3, never a guess."""
+
+
 class ArgParser(argparse.ArgumentParser):
     """argparse already exits 2 on bad flags; this keeps its message to one clear line plus usage."""
 
@@ -37,6 +41,9 @@ def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse
     except InputError as err:
         print(str(err), file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Undecided as err:
+        print(f"unknown: {err}", file=sys.stderr)
+        return EXIT_UNKNOWN
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

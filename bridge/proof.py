@@ -22,6 +22,7 @@ class Report:
     counterexample: dict | None = None
     composition: str | None = None
     cross_check: dict | None = None
+    optimize: dict | None = None  # --optimize: gates and CoT steps before and after, and the equivalence proof
     model: ConstructedModel | None = field(default=None, repr=False)  # what was proved, for SMT-LIB export
     circuit: object | None = field(default=None, repr=False)  # the NormCircuit of a Theorem 3.3 model
 
@@ -32,17 +33,21 @@ class Report:
     def to_json(self) -> dict:
         return {"status": self.status, "spec": self.spec, "mode": self.mode,
                 "lemmas": [r.to_json() for r in self.lemmas], "composition": self.composition,
-                "counterexample": self.counterexample, "cross_check": self.cross_check}
+                "counterexample": self.counterexample, "cross_check": self.cross_check,
+                **({"optimize": self.optimize} if self.optimize else {})}
 
 
-def verify(path: str, overrides: dict[str, str] | None = None, timeout_s: float = 60.0, progress=None) -> Report:
+def verify(path: str, overrides: dict[str, str] | None = None, timeout_s: float = 60.0, progress=None,
+           fmt: str | None = None, optimize: bool = False) -> Report:
     """Prove the spec or netlist at ``path``: its construction, its claims and its random instances."""
-    target = load_target(path, overrides)
+    target = load_target(path, overrides, fmt, optimize)
     spec = target.spec
     claims = {c.lemma: dict(c.params) for c in spec.claims}
     circuit = target.circuit if target.has_circuit else None
-    return prove_model(build(target), circuit, claims, spec.random.instances, spec.random.seed, timeout_s, progress,
-                       path)
+    report = prove_model(build(target), circuit, claims, spec.random.instances, spec.random.seed, timeout_s,
+                         progress, path)
+    report.optimize = target.optimize_report
+    return report
 
 
 def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None = None, instances: int = 0,

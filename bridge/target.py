@@ -22,6 +22,8 @@ from neural.fp import FPFormat
 class Target:
     path: str
     spec: Spec
+    optimized: NormCircuit | None = None  # --optimize: the smaller circuit, proved equivalent to the original
+    optimize_report: dict | None = None  # {gates_before, gates_after, cot_steps_before, cot_steps_after, equivalent}
 
     @property
     def has_circuit(self) -> bool:
@@ -36,10 +38,11 @@ class Target:
 
     @cached_property
     def circuit(self) -> NormCircuit:
-        """The circuit normalised to two-input gates in topological order: what every construction runs."""
+        """The circuit normalised to two-input gates in topological order: what every construction runs (the
+        optimised one under --optimize)."""
         from grammar.normalize import normalize
 
-        return normalize(self.raw_circuit())
+        return self.optimized if self.optimized is not None else normalize(self.raw_circuit())
 
     @property
     def fmt(self) -> FPFormat:
@@ -47,16 +50,51 @@ class Target:
         return FPFormat(p.ebits, p.sbits)
 
 
-def load_target(path: str, overrides: dict[str, str] | None = None) -> Target:
-    """A spec file, or a netlist (which gets the default spec, with ``overrides`` applied as to a spec file)."""
-    if Path(path).suffix == ".lark":
+def load_target(path: str, overrides: dict[str, str] | None = None, fmt: str | None = None,
+                optimize: bool = False) -> Target:
+    """A spec file, or a netlist (which gets the default spec, with ``overrides`` applied as to a spec file).
+    ``fmt`` (``--format``) names the netlist's format where its extension does not; ``optimize`` shrinks the
+    circuit and proves the result equivalent before anything uses it."""
+    if Path(path).suffix == ".lark" and fmt is None:
         from grammar.spec import parse_spec
 
-        return Target(path, parse_spec(path, overrides))
-    from grammar.netlist import load_netlist
-    from grammar.spec import spec_for_circuit
+        target = Target(path, parse_spec(path, overrides))
+    else:
+        from grammar.netlist import load_netlist
+        from grammar.spec import spec_for_circuit
 
-    return Target(path, spec_for_circuit(load_netlist(path), path, overrides))
+        target = Target(path, spec_for_circuit(load_netlist(path, fmt), path, overrides))
+    return optimized(target) if optimize else target
+
+
+def cot_steps(nc: NormCircuit, mode: str) -> int:
+    """CoT tokens a run of this circuit writes: one per normalised gate, or per CVP gate once lowered."""
+    if mode == "thm33":
+        return nc.n_gates
+    from neural.encode import lower_to_cvp
+
+    return lower_to_cvp(nc, np.zeros(nc.n_inputs, dtype=np.uint8)).size
+
+
+def optimized(target: Target, mode: str | None = None) -> Target:
+    """The target with its circuit optimised (formal.aig) and the result proved equivalent to the original by
+    sweeping; an unfinished proof raises Undecided (exit 3) and nothing optimised is used."""
+    from dataclasses import replace
+
+    from bridge.output import Undecided
+    from formal.aig import equivalent, optimize
+
+    before = target.circuit
+    after = optimize(before)
+    verdict = equivalent(before, after)
+    if verdict.status != "equivalent":
+        raise Undecided(f"the optimised circuit could not be proved equivalent to {target.path} "
+                        f"({verdict.reason or verdict.status}); the original is kept and nothing was run")
+    mode = mode or target.spec.construction.mode
+    report = {"gates_before": before.n_gates, "gates_after": after.n_gates,
+              "cot_steps_before": cot_steps(before, mode), "cot_steps_after": cot_steps(after, mode),
+              "equivalent": True, "method": verdict.method}
+    return replace(target, optimized=after, optimize_report=report)
 
 
 def build(target: Target, mode: str | None = None, bits: np.ndarray | None = None) -> ConstructedModel:

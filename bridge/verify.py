@@ -14,13 +14,17 @@ from bridge.output import EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN, ArgParser, run_com
 
 
 def add_verify_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", help="a spec (.lark) or a netlist (.bench/.aag)")
+    p.add_argument("spec", help="a spec (.lark) or a netlist (.bench/.aag/.aig/.blif/.v)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per solver query; a timeout is UNKNOWN")
     p.add_argument("--emit-smt2", metavar="DIR", help="also write every solver query as SMT-LIB2 to DIR")
     p.add_argument("--cross-check", action="store_true",
                    help="re-solve the exported queries with cvc5 (python package) and report disagreements")
     p.add_argument("--override", action="append", metavar="KEY=VALUE")
+    p.add_argument("--format", metavar="FMT", help="netlist format when the extension does not say: "
+                   "bench, aag, aig, blif or v")
+    p.add_argument("--optimize", action="store_true",
+                   help="shrink the circuit (aigverse) and prove it equivalent before proving the construction")
 
 
 class _Progress:
@@ -49,7 +53,12 @@ class _Progress:
 
 def human(report) -> str:
     """A ``bridge.proof.Report`` for people."""
-    lines = [f"{report.spec}: {report.mode} construction", "",
+    lines = [f"{report.spec}: {report.mode} construction"]
+    if report.optimize:
+        o = report.optimize
+        lines.append(f"optimised: {o['gates_before']} -> {o['gates_after']} gates, CoT {o['cot_steps_before']} -> "
+                     f"{o['cot_steps_after']} steps, proved equivalent ({o['method']})")
+    lines += ["",
              f"  {'lemma':<12} {'status':<8} {'seconds':>8}  method"]
     for r in report.lemmas:
         extra = f", {len(r.outcomes)} queries" if r.outcomes and r.method.startswith("z3") else ""
@@ -83,7 +92,8 @@ def run_verify(args) -> int:
 
     progress = _Progress() if (not args.json and sys.stderr.isatty()) else None
     try:
-        report = verify(args.spec, parse_overrides(args.override), args.timeout, progress)
+        report = verify(args.spec, parse_overrides(args.override), args.timeout, progress, args.format,
+                        args.optimize)
     finally:
         if progress:
             progress.close()

@@ -28,7 +28,8 @@ def check_circuit(circuit: Circuit, path: str) -> None:
     for g in circuit.gates:
         for arg in g.inputs:
             if arg not in defined:
-                raise InputError(f"undefined signal {arg!r} used by gate {g.name!r}", loc_or_file(g.loc), text=arg,
+                raise InputError(f"undefined signal {arg!r} used by gate {g.origin or g.name!r}", loc_or_file(g.loc),
+                                 text=arg,
                                  expected="a signal declared as an input or defined by a gate")
     out_locs = circuit.output_locs or (None,) * len(circuit.outputs)
     for name, loc in zip(circuit.outputs, out_locs):

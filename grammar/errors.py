@@ -10,13 +10,16 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class SourceLoc:
-    """A place in a user's file. ``line`` and ``column`` count from 1; 0 means unknown."""
+    """A place in a user's file. ``line`` and ``column`` count from 1; 0 means unknown. Binary files give ``byte``."""
 
     path: str
     line: int = 0
     column: int = 0
+    byte: int | None = None  # binary files have no lines: the offset of the offending byte
 
     def __str__(self) -> str:
+        if self.byte is not None:
+            return f"{self.path}:byte {self.byte}"
         if self.line and self.column:
             return f"{self.path}:{self.line}:{self.column}"
         if self.line:

@@ -52,3 +52,43 @@ def first_unsound(nc: NormCircuit, inputs, trace) -> int | None:
     ok = check_trace(nc, inputs, trace)[0]
     bad = np.flatnonzero(~ok)
     return int(bad[0]) if bad.size else None
+
+
+def pack_bits(vectors: np.ndarray) -> np.ndarray:
+    """(B, n) bits -> (n, ceil(B / 64)) uint64 words: vector j is bit j % 64 of word j // 64."""
+    x = np.atleast_2d(np.asarray(vectors, dtype=np.uint8))
+    B = x.shape[0]
+    padded = np.zeros((-(-B // 64) * 64, x.shape[1]), dtype=np.uint8)
+    padded[:B] = x
+    little = np.packbits(padded.T.reshape(x.shape[1], -1, 8)[:, :, ::-1], axis=-1)  # bit j of byte = vector j
+    return little.reshape(x.shape[1], -1).view(np.uint64) if little.size else np.zeros((x.shape[1], 0), np.uint64)
+
+
+def unpack_bits(words: np.ndarray, count: int) -> np.ndarray:
+    """(m, W) uint64 words -> (count, m) bits: the inverse of ``pack_bits``."""
+    bytes_ = np.ascontiguousarray(words).view(np.uint8).reshape(words.shape[0], -1)
+    bits = np.unpackbits(bytes_, axis=-1, bitorder="little")
+    return bits[:, :count].T.copy()
+
+
+def evaluate_packed(nc: NormCircuit, words: np.ndarray) -> np.ndarray:
+    """Bit-parallel evaluation: (n, W) uint64 input words -> (n + T, W) node words, 64 vectors per word.
+
+    The same truth-table mechanism as ``evaluate``, in bitwise form: with per-gate masks t_r (all ones where the
+    gate's table row r is 1), v = (~a & ~b & t_0) | (~a & b & t_1) | (a & ~b & t_2) | (a & b & t_3). Gates of
+    one level are evaluated together."""
+    words = np.asarray(words, dtype=np.uint64)
+    n = nc.n_inputs
+    values = np.empty((nc.n_nodes, words.shape[1]), dtype=np.uint64)
+    values[:n] = words
+    if nc.n_gates == 0:
+        return values
+    rows = (TRUTH_TABLE_ARRAY[nc.op_codes].astype(np.uint64) * np.uint64(0xFFFFFFFFFFFFFFFF))[:, :, None]
+    levels = nc.levels[n:]
+    order = np.argsort(levels, kind="stable")
+    bounds = np.flatnonzero(np.diff(levels[order])) + 1
+    for group in np.split(order, bounds):
+        a, b, t = values[nc.arg_a[group]], values[nc.arg_b[group]], rows[group]
+        na, nb = ~a, ~b
+        values[n + group] = (na & nb & t[:, 0]) | (na & b & t[:, 1]) | (a & nb & t[:, 2]) | (a & b & t[:, 3])
+    return values

@@ -63,6 +63,8 @@ class Gate:
     op: str
     inputs: tuple[str, ...]
     loc: SourceLoc | None = None
+    origin: str | None = None  # a helper a reader made while lowering the user's signal ``origin`` (BLIF covers,
+    # Verilog expressions); None for a gate the user wrote as such
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,12 @@
 """Turn Lark's exceptions into one InputError with file:line:column and expectations in human words."""
 from __future__ import annotations
 
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+)
 
 from grammar.errors import InputError, SourceLoc
 
@@ -11,6 +16,8 @@ HUMAN_TERMINALS = {
     "LBRACE": "'{'", "RBRACE": "'}'", "LPAR": "'('", "RPAR": "')'", "EQUAL": "'='", "COMMA": "','",
     "$END": "end of file", "NL": "end of line", "_NL": "end of line", "INT": "an integer",
     "SYMBOL": "a symbol line such as 'i0 name'", "COMMENT_SECTION": "a comment section 'c'",
+    "CONST": "a constant such as 1'b0", "TILDE": "'~'", "AMP": "'&'", "BAR": "'|'", "CARET": "'^'", "SEMI": "';'",
+    "CUBE": "a cover row such as '10 1'", "DIRECTIVE": "a directive such as .names",
 }
 
 

@@ -48,17 +48,18 @@ def normalize(circuit: Circuit) -> NormCircuit:
 
     for g in _topological(circuit):
         args = [index[x] for x in g.inputs]
+        origin = g.origin or g.name
         if g.op in CONST_OPS:
-            node = emit(g.op, 0, 0, g.name, g.name)
+            node = emit(g.op, 0, 0, g.name, origin)
         elif g.op in UNARY_OPS:
-            node = emit(g.op, args[0], args[0], g.name, g.name)
+            node = emit(g.op, args[0], args[0], g.name, origin)
         elif len(args) == 1:
-            node = emit(SINGLE_INPUT_OP[g.op], args[0], args[0], g.name, g.name)
+            node = emit(SINGLE_INPUT_OP[g.op], args[0], args[0], g.name, origin)
         else:
             acc = args[0]
             for k, arg in enumerate(args[1:-1], start=1):
-                acc = emit(FOLD_OP[g.op], acc, arg, f"{g.name}~{k}", g.name)
-            node = emit(g.op, acc, args[-1], g.name, g.name)
+                acc = emit(FOLD_OP[g.op], acc, arg, f"{g.name}~{k}", origin)
+            node = emit(g.op, acc, args[-1], g.name, origin)
         index[g.name] = node
     outputs = tuple(index[o] for o in circuit.outputs)
     used = _cone(gates, n, outputs)

@@ -17,7 +17,17 @@ from lark.tree import Meta
 
 from grammar.check import check_circuit
 from grammar.errors import InputError, SourceLoc
-from grammar.ir import Circuit, Claim, Construction, Gate, Precision, RandomCheck, Spec, Task, Value
+from grammar.ir import (
+    Circuit,
+    Claim,
+    Construction,
+    Gate,
+    Precision,
+    RandomCheck,
+    Spec,
+    Task,
+    Value,
+)
 from grammar.lark_errors import from_lark
 
 MODES = ("thm33", "cvp")

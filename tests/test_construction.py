@@ -15,7 +15,13 @@ from grammar.normalize import normalize
 from neural import checkpoint
 from neural.construct import build_cvp, build_thm33, code_width
 from neural.encode import CVPCircuit, lower_to_cvp
-from neural.execute import ExecMode, check_cvp_teacher_forced, check_thm33_teacher_forced, run_cvp, run_thm33
+from neural.execute import (
+    ExecMode,
+    check_cvp_teacher_forced,
+    check_thm33_teacher_forced,
+    run_cvp,
+    run_thm33,
+)
 from neural.fp import FPFormat
 
 F511 = FPFormat(5, 11)

@@ -11,7 +11,7 @@ from grammar.netlist import load_netlist
 from grammar.spec import parse_spec
 
 GOLDEN = Path(__file__).parent / "golden" / "errors"
-CASES = sorted(p for p in GOLDEN.iterdir() if p.suffix in (".bench", ".aag", ".lark"))
+CASES = sorted(p for p in GOLDEN.iterdir() if p.suffix in (".bench", ".aag", ".aig", ".blif", ".v", ".lark"))
 
 
 def _load(path: Path):
@@ -28,7 +28,8 @@ def test_error_message_is_golden(case):
         expected_file.write_text(message + "\n")
     assert message == expected_file.read_text().rstrip("\n")
     assert "__ANON" not in message
-    assert info.value.loc is not None and info.value.loc.line > 0, "every netlist/spec error has a line"
+    loc = info.value.loc
+    assert loc is not None and (loc.line > 0 or loc.byte is not None), "every error has a line, or a byte offset"
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c.suffix != ".lark"][:4], ids=lambda p: p.name)

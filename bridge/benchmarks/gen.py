@@ -25,3 +25,35 @@ def random_circuit(n_inputs: int, n_gates: int, seed: int = 0, max_fan_in: int =
         signals.append(name)
     outputs = tuple(signals[-min(n_outputs, n_gates):]) if n_gates else tuple(inputs[:1])
     return Circuit(f"random_{n_inputs}_{n_gates}_{seed}", tuple(inputs), outputs, tuple(gates))
+
+
+def array_multiplier(bits: int) -> Circuit:
+    """An unsigned bits x bits array multiplier (partial products, then rows of full adders), the structure of
+    ISCAS-85 c6288 (bits = 16) and of the EPFL multiplier (bits = 64): hard for plain SAT miters."""
+    gates: list[Gate] = []
+
+    def gate(name: str, op: str, *args: str) -> str:
+        gates.append(Gate(name, op, args))
+        return name
+
+    a = [f"a{i}" for i in range(bits)]
+    b = [f"b{i}" for i in range(bits)]
+    pp = [[gate(f"p{i}_{j}", "AND", a[i], b[j]) for i in range(bits)] for j in range(bits)]
+    outputs = [pp[0][0]]
+    row = pp[0][1:] + [gate("zero", "CONST0")]  # the running sum, shifted one place per row
+    for j in range(1, bits):
+        carry = None
+        new = []
+        for i in range(bits):
+            x, y = row[i], pp[j][i]
+            if carry is None:
+                s, carry = gate(f"s{j}_{i}", "XOR", x, y), gate(f"c{j}_{i}", "AND", x, y)
+            else:
+                t = gate(f"t{j}_{i}", "XOR", x, y)
+                s = gate(f"s{j}_{i}", "XOR", t, carry)
+                carry = gate(f"c{j}_{i}", "OR", gate(f"u{j}_{i}", "AND", x, y), gate(f"v{j}_{i}", "AND", t, carry))
+            new.append(s)
+        outputs.append(new[0])
+        row = new[1:] + [carry]
+    outputs += row
+    return Circuit(f"mult{bits}", tuple(a + b), tuple(outputs), tuple(gates))

@@ -1,0 +1,195 @@
+"""BLIF (``.blif``), combinational: read with a Lark grammar, each cover lowered to the IR's gates; and written.
+
+A ``.names in_1 .. in_n out`` cover is a sum of products over its rows, on-set (output column 1) or off-set (0).
+Lowering keeps the user's signal as the gate ``out``, and names every helper ``out~n<i>`` (an inverted input) or
+``out~r<k>`` (a row's product) with ``origin = out``, so reports speak of the user's signals:
+- on-set rows r_1..r_m: out = OR(r_1, .., r_m); off-set: out = NOR(..); one row: BUF or NOT of it;
+- a row is the AND of its literals ('1' the input, '0' its inverse, '-' absent); an all-'-' row is constant true;
+- no rows: constant 0; an empty cube (``.names out`` then ``1``): constant 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedInput, VisitError
+
+from grammar.check import check_circuit
+from grammar.errors import InputError, SourceLoc
+from grammar.ir import Circuit, Gate, NormCircuit
+from grammar.lark_errors import from_lark
+
+UNSUPPORTED = {".latch": "latches are not supported: only combinational BLIF is",
+               ".subckt": "hierarchical BLIF (.subckt) is not supported: flatten the design first",
+               ".gate": "library gates (.gate) are not supported: only .names covers are"}
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark.open(str(Path(__file__).with_name("blif.lark")), parser="lalr", maybe_placeholders=False)
+
+
+@dataclass(frozen=True)
+class _Cover:
+    inputs: tuple[str, ...]
+    output: str
+    rows: tuple[tuple[str, str, SourceLoc], ...]  # (cube, output bit, where)
+    loc: SourceLoc
+
+
+class _Statements(Transformer):
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def _at(self, tok: Token) -> SourceLoc:
+        return SourceLoc(self.path, tok.line or 0, tok.column or 0)
+
+    def model(self, children):
+        return ("model", str(children[0]) if children else None)
+
+    def inputs(self, children):
+        return ("inputs", [(str(t), self._at(t)) for t in children])
+
+    def outputs(self, children):
+        return ("outputs", [(str(t), self._at(t)) for t in children])
+
+    def row(self, children):
+        tokens = [str(t) for t in children]
+        cube, bit = ("", tokens[0]) if len(tokens) == 1 else tokens
+        if bit not in ("0", "1"):
+            raise InputError(f"a cover row's output must be 0 or 1, not {bit!r}", self._at(children[-1]),
+                             text=bit, expected="0 (off-set) or 1 (on-set)")
+        return cube, bit, self._at(children[0])
+
+    def names(self, children):
+        signals = [t for t in children if isinstance(t, Token)]
+        rows = tuple(c for c in children if isinstance(c, tuple))
+        *ins, out = signals
+        for cube, _, loc in rows:
+            if len(cube) != len(ins):
+                raise InputError(f"cover of {str(out)!r} has {len(ins)} inputs, but this row has {len(cube)} "
+                                 f"columns", loc, text=cube, expected=f"{len(ins)} characters of 0, 1 or -")
+        if len({bit for _, bit, _ in rows}) > 1:
+            raise InputError(f"cover of {str(out)!r} mixes on-set (1) and off-set (0) rows", rows[-1][2],
+                             expected="every row of a cover with the same output value")
+        return ("names", _Cover(tuple(map(str, ins)), str(out), rows, self._at(out)))
+
+    def end(self, _children):
+        return ("end", None)
+
+    @v_args(inline=True)
+    def other(self, directive: Token, *_args):
+        name = str(directive)
+        message = UNSUPPORTED.get(name, f"the directive {name} is not supported")
+        raise InputError(message, self._at(directive), text=name,
+                         expected=".model, .inputs, .outputs, .names or .end")
+
+    def start(self, children):
+        return children
+
+
+def parse_blif(text: str, path: str = "<blif>") -> Circuit:
+    text = text if text.endswith("\n") else text + "\n"
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as err:
+        raise from_lark(err, path, text) from None
+    try:
+        statements = _Statements(path).transform(tree)
+    except VisitError as err:
+        if isinstance(err.orig_exc, InputError):
+            raise err.orig_exc from None
+        raise
+    name, inputs, outputs, covers, models = Path(path).stem, [], [], [], 0
+    for kind, value in statements:
+        if kind == "model":
+            models += 1
+            if models > 1:
+                raise InputError("a second .model: only one model per file is supported", SourceLoc(path),
+                                 expected="one flat model")
+            name = value or name
+        elif kind == "inputs":
+            inputs += value
+        elif kind == "outputs":
+            outputs += value
+        elif kind == "names":
+            covers.append(value)
+        else:
+            break  # .end: what follows belongs to no model we read
+    gates = _lower(covers, {n for n, _ in inputs} | {c.output for c in covers})
+    circuit = Circuit(name, tuple(n for n, _ in inputs), tuple(n for n, _ in outputs), tuple(gates),
+                      tuple(loc for _, loc in inputs), tuple(loc for _, loc in outputs))
+    check_circuit(circuit, path)
+    return circuit
+
+
+def _lower(covers: list[_Cover], taken: set[str]) -> list[Gate]:
+    gates: list[Gate] = []
+
+    def fresh(base: str) -> str:
+        name = base
+        while name in taken:
+            name += "'"
+        taken.add(name)
+        return name
+
+    for c in covers:
+        out, loc = c.output, c.loc
+        on = not c.rows or c.rows[0][1] == "1"
+        products = [[(c.inputs[i], ch == "1") for i, ch in enumerate(cube) if ch != "-"] for cube, _, _ in c.rows]
+        if not products or any(not p for p in products):  # no rows, or a row that is always true
+            value = bool(products) == on
+            gates.append(Gate(out, "CONST1" if value else "CONST0", (), loc))
+            continue
+        if len(products) == 1 and len(products[0]) == 1:
+            signal, positive = products[0][0]
+            gates.append(Gate(out, "BUF" if positive == on else "NOT", (signal,), loc))
+            continue
+        inverted: dict[str, str] = {}
+
+        def literal(signal: str, positive: bool) -> str:
+            if positive:
+                return signal
+            if signal not in inverted:
+                inverted[signal] = fresh(f"{out}~n{c.inputs.index(signal)}")
+                gates.append(Gate(inverted[signal], "NOT", (signal,), loc, origin=out))
+            return inverted[signal]
+
+        if len(products) == 1:  # one product: the gate itself is its AND (on-set) or NAND (off-set)
+            lits = tuple(literal(sig, positive) for sig, positive in products[0])
+            gates.append(Gate(out, "AND" if on else "NAND", lits, loc))
+            continue
+        terms = []
+        for k, product in enumerate(products):
+            lits = [literal(s, p) for s, p in product]
+            if len(lits) == 1:
+                terms.append(lits[0])
+            else:
+                terms.append(fresh(f"{out}~r{k}"))
+                gates.append(Gate(terms[-1], "AND", tuple(lits), loc, origin=out))
+        gates.append(Gate(out, "OR" if on else "NOR", tuple(terms), loc))
+    return gates
+
+
+COVERS = {"AND": ["11 1"], "OR": ["1- 1", "-1 1"], "NAND": ["11 0"], "NOR": ["00 1"], "XOR": ["10 1", "01 1"],
+          "XNOR": ["11 1", "00 1"], "NOT": ["0 1"], "BUF": ["1 1"], "CONST0": [], "CONST1": ["1"]}
+
+
+def write_blif(circuit: Circuit | NormCircuit) -> str:
+    """One two-input cover per normalised gate; inputs and outputs keep their names."""
+    from grammar.normalize import normalize
+
+    nc = circuit if isinstance(circuit, NormCircuit) else normalize(circuit)
+    names = list(nc.input_names) + [g.name for g in nc.gates]
+    lines = [f"# {nc.name}: written by cotproof", f".model {nc.name}", ".inputs " + " ".join(nc.input_names),
+             ".outputs " + " ".join(nc.output_names)]
+    for g in nc.gates:
+        fan_in = {"CONST0": [], "CONST1": [], "NOT": [names[g.a]], "BUF": [names[g.a]]}.get(g.op,
+                                                                                          [names[g.a], names[g.b]])
+        lines.append(".names " + " ".join(fan_in + [g.name]))
+        lines += COVERS[g.op]
+    lines.append(".end")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,138 @@
+"""Structural Verilog (``.v``): one module of continuous assignments, read with a Lark grammar into the IR.
+
+Each ``assign lhs = expr`` becomes the gate ``lhs`` (its top operator; a bare signal is a BUF) and a helper gate
+``lhs~k`` for every inner operator, with ``origin = lhs``. Chains of one operator (``a & b & c``) become one n-ary
+gate. Escaped identifiers (``\\a[0] ``) are named without the backslash, as other tools name them.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedInput
+
+from grammar.check import check_circuit
+from grammar.errors import SourceLoc
+from grammar.ir import Circuit, Gate
+from grammar.lark_errors import from_lark
+
+OPS = {"and_op": "AND", "or_op": "OR", "xor_op": "XOR"}
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark.open(str(Path(__file__).with_name("verilog.lark")), parser="lalr", maybe_placeholders=False)
+
+
+def _name(tok: Token) -> str:
+    return str(tok)[1:] if tok.startswith("\\") else str(tok)
+
+
+class _Module(Transformer):
+    """Expressions become ('ref', name) | ('const', 0|1) | (op, [operands]); declarations lists of names."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def _at(self, tok: Token) -> SourceLoc:
+        return SourceLoc(self.path, tok.line or 0, tok.column or 0)
+
+    def name_list(self, children):
+        return [(_name(t), self._at(t)) for t in children]
+
+    port_list = name_list
+
+    @v_args(inline=True)
+    def ref(self, tok):
+        return ("ref", _name(tok))
+
+    @v_args(inline=True)
+    def const(self, tok):
+        return ("const", int(str(tok)[-1]))
+
+    @v_args(inline=True)
+    def not_op(self, x):
+        return ("NOT", [x])
+
+    def _binary(op):  # noqa: N805
+        @v_args(inline=True)
+        def build(self, a, b):
+            return (op, (a[1] if a[0] == op else [a]) + [b])  # a & b & c -> one AND of three
+        return build
+
+    and_op, or_op, xor_op = _binary("AND"), _binary("OR"), _binary("XOR")
+
+    def input_decl(self, children):
+        return ("input", children[0])
+
+    def output_decl(self, children):
+        return ("output", children[0])
+
+    def wire_decl(self, children):
+        return ("wire", children[0])
+
+    @v_args(inline=True)
+    def assign(self, lhs, expr):
+        return ("assign", (_name(lhs), self._at(lhs), expr))
+
+    def module(self, children):
+        return str(children[0]).lstrip("\\"), [c for c in children[1:] if isinstance(c, tuple)]
+
+    def start(self, children):
+        return children[0]
+
+
+def parse_verilog(text: str, path: str = "<verilog>") -> Circuit:
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as err:
+        raise from_lark(err, path, text) from None
+    name, items = _Module(path).transform(tree)
+    inputs, outputs, assigns = [], [], []
+    for kind, value in items:
+        if kind == "input":
+            inputs += value
+        elif kind == "output":
+            outputs += value
+        elif kind == "assign":
+            assigns.append(value)
+    gates = _lower(assigns, {n for n, _ in inputs} | {lhs for lhs, _, _ in assigns})
+    circuit = Circuit(name, tuple(n for n, _ in inputs), tuple(n for n, _ in outputs), tuple(gates),
+                      tuple(loc for _, loc in inputs), tuple(loc for _, loc in outputs))
+    check_circuit(circuit, path)
+    return circuit
+
+
+def _lower(assigns, taken: set[str]) -> list[Gate]:
+    gates: list[Gate] = []
+    for lhs, loc, expr in assigns:
+        count = 0
+
+        def fresh() -> str:
+            nonlocal count
+            while True:
+                count += 1
+                if f"{lhs}~{count}" not in taken:
+                    taken.add(f"{lhs}~{count}")
+                    return f"{lhs}~{count}"
+
+        def emit(e, name: str | None) -> str:
+            """The signal carrying ``e``: a gate named ``name`` if given, else an existing signal or a helper."""
+            kind, arg = e
+            if kind == "ref" and name is None:
+                return arg
+            target = name or fresh()
+            origin = None if name else lhs
+            if kind == "ref":
+                gates.append(Gate(target, "BUF", (arg,), loc, origin))
+            elif kind == "const":
+                gates.append(Gate(target, "CONST1" if arg else "CONST0", (), loc, origin))
+            else:
+                operands = tuple(emit(x, None) for x in arg)
+                gates.append(Gate(target, kind, operands, loc, origin))
+            return target
+
+        emit(expr, lhs)
+    return gates
