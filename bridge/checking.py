@@ -64,7 +64,7 @@ def cmd_equiv(args) -> int:
     if status == "unknown":
         print("equiv: UNKNOWN (neither checker finished: raise --conflicts or --timeout)", file=sys.stderr)
         return EXIT_UNKNOWN
-    payload = {"equivalent": status == "equivalent", "counterexample": counterexample, "methods": methods}
+    payload = {"equivalent": status == "equivalent", "counterexample": counterexample}  # the documented shape
     if counterexample:
         from grammar.evaluate import evaluate
 

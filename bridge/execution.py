@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from bridge.output import emit
+from bridge.output import EXIT_FAILED, EXIT_OK, emit
 from bridge.target import Target, build, load_target, optimized
 from grammar.errors import InputError, SourceLoc
 
@@ -55,15 +55,19 @@ def cmd_run(args) -> int:
     if progress:
         progress.close()
     payload = {"outputs": result.outputs, "trace": [int(b) for b in result.trace], "sound": result.sound,
-               "construction": construction, "mode": str(mode)}
+               "first_unsound_step": result.first_unsound, "construction": construction, "mode": str(mode)}
+    if not result.sound:
+        g = nc.gates[result.first_unsound]
+        payload["gate"] = {"name": g.name, "op": g.op, "origin": g.origin}
     if target.optimize_report:
         payload["optimize"] = target.optimize_report
     emit(payload, args.json, lambda p: "\n".join(
         optimize_lines(target.optimize_report) + [f"{k} = {v}" for k, v in p["outputs"].items()]
         + [f"trace ({len(p['trace'])} CoT steps, {p['mode']}, {construction}): "
            + "".join(map(str, p["trace"][:200])) + (" ..." if len(p["trace"]) > 200 else ""),
-           f"sound: {'yes' if p['sound'] else 'NO'}"]))
-    return 0
+           "sound: yes" if p["sound"] else f"sound: NO: step {p['first_unsound_step']} (gate {p['gate']['name']}, "
+                                            f"{p['gate']['op']}) is wrong, so the outputs above are not to be trusted"]))
+    return EXIT_OK if result.sound else EXIT_FAILED
 
 
 def _progress(total: int, quiet: bool):

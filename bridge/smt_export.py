@@ -1,4 +1,6 @@
-"""Every solver query of a proved model as SMT-LIB2, and a second solver (cvc5) asked the same questions."""
+"""Every solver query of a proved model as strict SMT-LIB 2.6, and other solvers (cvc5, bitwuzla) asked the same
+questions. Each file holds a claim's negation, so every answer must be ``unsat``; a ``sat`` is a disagreement with
+z3, reported loudly, and no answer in time is listed as unanswered."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,6 +20,60 @@ def emit_smt2(report: Report, directory: str, unrolled_k: int = 4) -> list[Path]
         atomic_write_text(p, to_smt2(q))
         paths.append(p)
     return paths
+
+
+SOLVERS = ("cvc5", "bitwuzla")
+
+
+def parse_solvers(text: str) -> tuple[str, ...]:
+    from grammar.errors import InputError, SourceLoc
+
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in SOLVERS]
+    if unknown or not names:
+        raise InputError(f"unknown solver {unknown[0] if unknown else text!r}",
+                         SourceLoc("--cross-check"), text=text, expected="cvc5, bitwuzla or cvc5,bitwuzla")
+    return names
+
+
+def cross_check_all(paths: list[Path], timeout_s: float, solvers: tuple[str, ...]) -> dict:
+    """One solver: its report as is. Several: each under ``solvers``, with their disagreements and unanswered
+    queries gathered as ``solver:file``."""
+    runs = {name: {"cvc5": cross_check, "bitwuzla": cross_check_bitwuzla}[name](paths, timeout_s) for name in solvers}
+    if len(runs) == 1:
+        return next(iter(runs.values()))
+    return {"solver": ", ".join(r["solver"] for r in runs.values()), "queries": len(paths), "solvers": runs,
+            "disagreements": [f"{n}:{f}" for n, r in runs.items() for f in r["disagreements"]],
+            "unanswered": [f"{n}:{f}" for n, r in runs.items() for f in r["unanswered"]]}
+
+
+def cross_check_bitwuzla(paths: list[Path], timeout_s: float) -> dict:
+    """Re-solve exported queries with bitwuzla (its own SMT-LIB parser, so a non-standard file fails here)."""
+    from grammar.errors import InputError, SourceLoc
+
+    try:
+        import bitwuzla
+    except ImportError:
+        raise InputError("--cross-check bitwuzla needs the bitwuzla Python package, which is not installed",
+                         SourceLoc("--cross-check"), expected="pip install bitwuzla") from None
+    disagreements, unanswered, answers = [], [], {}
+    for p in paths:
+        options = bitwuzla.Options()
+        options.set(bitwuzla.Option.TIME_LIMIT_PER, max(1, int(timeout_s * 1000)))
+        parser = bitwuzla.Parser(bitwuzla.TermManager(), options)
+        try:
+            parser.parse(str(p), True, True)
+            answer = str(parser.bitwuzla().check_sat())
+        except bitwuzla.BitwuzlaException as err:
+            answer = f"error: {str(err).strip()[:60]}"
+        answers[p.name] = answer
+        if answer == "sat":
+            disagreements.append(p.name)
+        elif answer != "unsat":
+            unanswered.append(p.name)
+    return {"solver": f"bitwuzla {getattr(bitwuzla, '__version__', '')}".strip(),
+            "options": {"time-limit-per": str(max(1, int(timeout_s * 1000)))}, "queries": len(paths),
+            "disagreements": disagreements, "unanswered": unanswered, "answers": answers}
 
 
 def cross_check(paths: list[Path], timeout_s: float) -> dict:

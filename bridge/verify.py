@@ -18,8 +18,9 @@ def add_verify_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per solver query; a timeout is UNKNOWN")
     p.add_argument("--emit-smt2", metavar="DIR", help="also write every solver query as SMT-LIB2 to DIR")
-    p.add_argument("--cross-check", action="store_true",
-                   help="re-solve the exported queries with cvc5 (python package) and report disagreements")
+    p.add_argument("--cross-check", nargs="?", const="cvc5", metavar="SOLVERS",
+                   help="re-solve the exported queries with cvc5, bitwuzla or both (cvc5,bitwuzla; default cvc5) "
+                        "and report disagreements")
     p.add_argument("--override", action="append", metavar="KEY=VALUE")
     p.add_argument("--format", metavar="FMT", help="netlist format when the extension does not say: "
                    "bench, aag, aig, blif or v")
@@ -87,9 +88,10 @@ def human(report) -> str:
 def run_verify(args) -> int:
     from bridge.inputs import parse_overrides
     from bridge.proof import verify
-    from bridge.smt_export import cross_check, emit_smt2
+    from bridge.smt_export import cross_check_all, emit_smt2, parse_solvers
     from formal.query import PROVED, REFUTED
 
+    solvers = parse_solvers(args.cross_check) if args.cross_check else ()
     progress = _Progress() if (not args.json and sys.stderr.isatty()) else None
     try:
         report = verify(args.spec, parse_overrides(args.override), args.timeout, progress, args.format,
@@ -103,10 +105,11 @@ def run_verify(args) -> int:
         directory = args.emit_smt2 or tempfile.mkdtemp(prefix="cotproof-smt2-")
         paths = emit_smt2(report, directory)
         if args.cross_check:
-            report.cross_check = cross_check(paths, args.timeout)
+            report.cross_check = cross_check_all(paths, args.timeout, solvers)
     print(json.dumps(report.to_json()) if args.json else human(report))
     if report.cross_check and report.cross_check["disagreements"]:
-        print(f"verify: cvc5 DISAGREES with z3 on {report.cross_check['disagreements']}", file=sys.stderr)
+        print(f"verify: {report.cross_check['solver']} DISAGREES with z3 on {report.cross_check['disagreements']}",
+              file=sys.stderr)
         return EXIT_UNKNOWN
     return {PROVED: EXIT_OK, REFUTED: EXIT_FAILED}.get(report.status, EXIT_UNKNOWN)
 

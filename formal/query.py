@@ -75,9 +75,29 @@ def solve(item: Query | Violation, timeout_s: float) -> Outcome:
     return Outcome(item.name, item.lemma, UNKNOWN, seconds, reason=f"solver: {solver.reason_unknown()}")
 
 
+def strict(formula: z3.BoolRef) -> z3.BoolRef:
+    """The same formula with every one-argument ``and``/``or`` replaced by its argument: z3 builds and prints
+    ``(and X)``, which SMT-LIB 2.6 does not allow (both are left-associative and take at least two), and strict
+    solvers such as bitwuzla reject the file."""
+    memo: dict[int, z3.ExprRef] = {}
+
+    def rebuild(e: z3.ExprRef) -> z3.ExprRef:
+        key = e.get_id()
+        if key not in memo:
+            if not z3.is_app(e) or e.num_args() == 0:
+                memo[key] = e
+            else:
+                args = [rebuild(c) for c in e.children()]
+                unary_connective = e.decl().kind() in (z3.Z3_OP_AND, z3.Z3_OP_OR) and len(args) == 1
+                memo[key] = args[0] if unary_connective else e.decl()(*args)
+        return memo[key]
+
+    return rebuild(formula)
+
+
 def to_smt2(query: Query) -> str:
     solver = z3.Solver()
-    solver.add(query.formula)
+    solver.add(strict(query.formula))
     header = f"; cotproof lemma {query.name}\n; unsat means the claim holds (the formula is its negation)\n"
     text = solver.to_smt2()
     return header + text.replace("(check-sat)", "").rstrip() + "\n(check-sat)\n"

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedInput, VisitError
+from lark import Lark, Token, v_args
+from lark.exceptions import UnexpectedInput
 
 from grammar.check import check_circuit
 from grammar.errors import InputError, SourceLoc
 from grammar.ir import Circuit, Gate, NormCircuit
-from grammar.lark_errors import from_lark
+from grammar.lark_errors import SourceTransformer, from_lark
 
 UNSUPPORTED = {".latch": "latches are not supported: only combinational BLIF is",
                ".subckt": "hierarchical BLIF (.subckt) is not supported: flatten the design first",
@@ -39,30 +39,25 @@ class _Cover:
     loc: SourceLoc
 
 
-class _Statements(Transformer):
-    def __init__(self, path: str):
-        super().__init__()
-        self.path = path
+class _Statements(SourceTransformer):
 
-    def _at(self, tok: Token) -> SourceLoc:
-        return SourceLoc(self.path, tok.line or 0, tok.column or 0)
 
     def model(self, children):
         return ("model", str(children[0]) if children else None)
 
     def inputs(self, children):
-        return ("inputs", [(str(t), self._at(t)) for t in children])
+        return ("inputs", [(str(t), self.at(t)) for t in children])
 
     def outputs(self, children):
-        return ("outputs", [(str(t), self._at(t)) for t in children])
+        return ("outputs", [(str(t), self.at(t)) for t in children])
 
     def row(self, children):
         tokens = [str(t) for t in children]
         cube, bit = ("", tokens[0]) if len(tokens) == 1 else tokens
         if bit not in ("0", "1"):
-            raise InputError(f"a cover row's output must be 0 or 1, not {bit!r}", self._at(children[-1]),
+            raise InputError(f"a cover row's output must be 0 or 1, not {bit!r}", self.at(children[-1]),
                              text=bit, expected="0 (off-set) or 1 (on-set)")
-        return cube, bit, self._at(children[0])
+        return cube, bit, self.at(children[0])
 
     def names(self, children):
         signals = [t for t in children if isinstance(t, Token)]
@@ -75,7 +70,7 @@ class _Statements(Transformer):
         if len({bit for _, bit, _ in rows}) > 1:
             raise InputError(f"cover of {str(out)!r} mixes on-set (1) and off-set (0) rows", rows[-1][2],
                              expected="every row of a cover with the same output value")
-        return ("names", _Cover(tuple(map(str, ins)), str(out), rows, self._at(out)))
+        return ("names", _Cover(tuple(map(str, ins)), str(out), rows, self.at(out)))
 
     def end(self, _children):
         return ("end", None)
@@ -84,7 +79,7 @@ class _Statements(Transformer):
     def other(self, directive: Token, *_args):
         name = str(directive)
         message = UNSUPPORTED.get(name, f"the directive {name} is not supported")
-        raise InputError(message, self._at(directive), text=name,
+        raise InputError(message, self.at(directive), text=name,
                          expected=".model, .inputs, .outputs, .names or .end")
 
     def start(self, children):
@@ -97,12 +92,7 @@ def parse_blif(text: str, path: str = "<blif>") -> Circuit:
         tree = _parser().parse(text)
     except UnexpectedInput as err:
         raise from_lark(err, path, text) from None
-    try:
-        statements = _Statements(path).transform(tree)
-    except VisitError as err:
-        if isinstance(err.orig_exc, InputError):
-            raise err.orig_exc from None
-        raise
+    statements = _Statements(path).run(tree)
     name, inputs, outputs, covers, models = Path(path).stem, [], [], [], 0
     for kind, value in statements:
         if kind == "model":

@@ -1,12 +1,8 @@
 """Turn Lark's exceptions into one InputError with file:line:column and expectations in human words."""
 from __future__ import annotations
 
-from lark.exceptions import (
-    UnexpectedCharacters,
-    UnexpectedEOF,
-    UnexpectedInput,
-    UnexpectedToken,
-)
+from lark import Transformer
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from grammar.errors import InputError, SourceLoc
 
@@ -57,3 +53,25 @@ def from_lark(err: UnexpectedInput, path: str, source: str) -> InputError:
         return InputError(f"unexpected character {char!r}", SourceLoc(path, line, column), text=char,
                           expected=_expected_words(err.allowed or ()))
     return InputError(str(err), SourceLoc(path, line, column))
+
+
+class SourceTransformer(Transformer):
+    """A Transformer that knows its file, so every callback can point at a token or a rule's start (``at``).
+    ``run`` unwraps the VisitError lark puts around an InputError a callback raises, so the user sees their
+    message and nothing else."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def at(self, node) -> SourceLoc:
+        """A token or a rule's ``meta`` (``propagate_positions``) as a place in the file."""
+        return SourceLoc(self.path, getattr(node, "line", 0) or 0, getattr(node, "column", 0) or 0)
+
+    def run(self, tree):
+        try:
+            return self.transform(tree)
+        except VisitError as err:
+            if isinstance(err.orig_exc, InputError):
+                raise err.orig_exc from None
+            raise

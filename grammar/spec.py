@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedInput, VisitError
-from lark.tree import Meta
+from lark import Lark, Token, v_args
+from lark.exceptions import UnexpectedInput
 
 from grammar.check import check_circuit
 from grammar.errors import InputError, SourceLoc
@@ -28,7 +27,7 @@ from grammar.ir import (
     Task,
     Value,
 )
-from grammar.lark_errors import from_lark
+from grammar.lark_errors import SourceTransformer, from_lark
 
 MODES = ("thm33", "cvp")
 LEMMAS = ("retrieval", "gate_ffn", "readout", "composition", "end_to_end")
@@ -94,54 +93,49 @@ class _Section:
     circuit: Circuit | None = None
 
 
-class _SpecTree(Transformer):
+class _SpecTree(SourceTransformer):
     """The parse tree, bottom up, into ``_Section``s; keywords and punctuation never reach it."""
 
-    def __init__(self, path: str):
-        super().__init__()
-        self.path = path
 
-    def _at(self, node: Token | Meta) -> SourceLoc:
-        return SourceLoc(self.path, getattr(node, "line", 0) or 0, getattr(node, "column", 0) or 0)
 
     def _named(self, tok: Token) -> tuple[str, SourceLoc]:
-        return str(tok), self._at(tok)
+        return str(tok), self.at(tok)
 
     @v_args(inline=True)
     def param(self, name: Token, value: Token):
-        return str(name), self._at(name), _Param(_value(value), self._at(value))
+        return str(name), self.at(name), _Param(_value(value), self.at(value))
 
     def block(self, params):
         return tuple(params)
 
     def name_list(self, names):
-        return [(str(t), self._at(t)) for t in names]
+        return [(str(t), self.at(t)) for t in names]
 
     @v_args(meta=True)
     def task(self, meta, children):
         name, *block = children
-        return _Section("task", self._at(meta), self._named(name), block[0] if block else ())
+        return _Section("task", self.at(meta), self._named(name), block[0] if block else ())
 
     @v_args(meta=True, inline=True)
     def construction(self, meta, block):
-        return _Section("construction", self._at(meta), None, block)
+        return _Section("construction", self.at(meta), None, block)
 
     @v_args(meta=True)
     def prove(self, meta, children):
         name, *block = children
-        return _Section("prove", self._at(meta), self._named(name), block[0] if block else ())
+        return _Section("prove", self.at(meta), self._named(name), block[0] if block else ())
 
     @v_args(meta=True, inline=True)
     def random(self, meta, block):
-        return _Section("random", self._at(meta), None, block)
+        return _Section("random", self.at(meta), None, block)
 
     @v_args(meta=True)
     def claims(self, meta, children):
-        return _Section("claims", self._at(meta), children=tuple(children))
+        return _Section("claims", self.at(meta), children=tuple(children))
 
     @v_args(meta=True, inline=True)
     def circuit_file(self, meta, name: Token, file_tok: Token):
-        return _Section("circuit", self._at(meta), self._named(name), circuit=self._load(file_tok))
+        return _Section("circuit", self.at(meta), self._named(name), circuit=self._load(file_tok))
 
     def _load(self, tok: Token) -> Circuit:
         from grammar.netlist import load_netlist
@@ -151,7 +145,7 @@ class _SpecTree(Transformer):
             return load_netlist(target)
         except InputError as err:
             if err.loc is None or err.loc.line == 0:
-                raise InputError(f"cannot load circuit {tok[1:-1]!r}: {err.message}", self._at(tok),
+                raise InputError(f"cannot load circuit {tok[1:-1]!r}: {err.message}", self.at(tok),
                                  text=tok[1:-1]) from None
             raise
 
@@ -164,7 +158,7 @@ class _SpecTree(Transformer):
     def gate(self, children):
         out_tok, op_tok, *args = children
         names = tuple(name for name, _ in args[0]) if args else ()
-        return "gate", Gate(str(out_tok), str(op_tok).upper(), names, self._at(out_tok))
+        return "gate", Gate(str(out_tok), str(op_tok).upper(), names, self.at(out_tok))
 
     @v_args(meta=True)
     def circuit_inline(self, meta, children):
@@ -180,7 +174,7 @@ class _SpecTree(Transformer):
         circuit = Circuit(str(name), tuple(n for n, _ in ins), tuple(n for n, _ in outs), tuple(gates),
                           tuple(loc for _, loc in ins), tuple(loc for _, loc in outs))
         check_circuit(circuit, self.path)
-        return _Section("circuit", self._at(meta), self._named(name), circuit=circuit)
+        return _Section("circuit", self.at(meta), self._named(name), circuit=circuit)
 
     def spec_header(self, children):
         return str(children[0])
@@ -200,12 +194,7 @@ def parse_spec(path: str | os.PathLike, overrides: dict[str, str] | None = None,
         tree = _parser().parse(text)
     except UnexpectedInput as err:
         raise from_lark(err, path, text) from None
-    try:
-        name, sections = _SpecTree(path).transform(tree)
-    except VisitError as err:  # lark wraps what a callback raises; an InputError is the user's message
-        if isinstance(err.orig_exc, InputError):
-            raise err.orig_exc from None
-        raise
+    name, sections = _SpecTree(path).run(tree)
     table, circuit, task_kind, lemmas = _collect(sections)
     for key, raw in (overrides or {}).items():
         _apply_override(table, key, raw, task_kind)

@@ -9,13 +9,12 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, v_args
 from lark.exceptions import UnexpectedInput
 
 from grammar.check import check_circuit
-from grammar.errors import SourceLoc
 from grammar.ir import Circuit, Gate
-from grammar.lark_errors import from_lark
+from grammar.lark_errors import SourceTransformer, from_lark
 
 OPS = {"and_op": "AND", "or_op": "OR", "xor_op": "XOR"}
 
@@ -29,18 +28,13 @@ def _name(tok: Token) -> str:
     return str(tok)[1:] if tok.startswith("\\") else str(tok)
 
 
-class _Module(Transformer):
+class _Module(SourceTransformer):
     """Expressions become ('ref', name) | ('const', 0|1) | (op, [operands]); declarations lists of names."""
 
-    def __init__(self, path: str):
-        super().__init__()
-        self.path = path
 
-    def _at(self, tok: Token) -> SourceLoc:
-        return SourceLoc(self.path, tok.line or 0, tok.column or 0)
 
     def name_list(self, children):
-        return [(_name(t), self._at(t)) for t in children]
+        return [(_name(t), self.at(t)) for t in children]
 
     port_list = name_list
 
@@ -75,7 +69,7 @@ class _Module(Transformer):
 
     @v_args(inline=True)
     def assign(self, lhs, expr):
-        return ("assign", (_name(lhs), self._at(lhs), expr))
+        return ("assign", (_name(lhs), self.at(lhs), expr))
 
     def module(self, children):
         return str(children[0]).lstrip("\\"), [c for c in children[1:] if isinstance(c, tuple)]
@@ -89,7 +83,7 @@ def parse_verilog(text: str, path: str = "<verilog>") -> Circuit:
         tree = _parser().parse(text)
     except UnexpectedInput as err:
         raise from_lark(err, path, text) from None
-    name, items = _Module(path).transform(tree)
+    name, items = _Module(path).run(tree)
     inputs, outputs, assigns = [], [], []
     for kind, value in items:
         if kind == "input":

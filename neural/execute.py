@@ -150,21 +150,27 @@ def check_cvp_teacher_forced(model: ConstructedModel, c: CVPCircuit, mode: ExecM
 class RunResult:
     trace: np.ndarray  # one bit per normalised gate
     outputs: dict[str, int]
-    sound: bool
+    first_unsound: int | None  # the first normalised gate whose CoT step is wrong, or None when every step is sound
     tokens: np.ndarray  # the generated CoT tokens
 
+    @property
+    def sound(self) -> bool:
+        return self.first_unsound is None
 
-def _result(nc: NormCircuit, bits, trace) -> RunResult:
+
+def _result(nc: NormCircuit, bits, trace, tokens, first_wrong: int | None = None) -> RunResult:
+    """``first_wrong``: a wrong step the normalised trace cannot show (a CVP token naming the wrong gate)."""
     values = np.concatenate([np.asarray(bits, dtype=np.uint8), trace])
-    sound = bool(check_trace(nc, bits[None], trace[None]).all())
-    return RunResult(trace, {name: int(values[node]) for name, node in zip(nc.output_names, nc.outputs)}, sound,
-                     np.asarray(trace))
+    bad = np.flatnonzero(~check_trace(nc, bits[None], trace[None])[0])
+    firsts = [int(t) for t in (bad[:1].tolist() + ([first_wrong] if first_wrong is not None else []))]
+    return RunResult(trace, {name: int(values[node]) for name, node in zip(nc.output_names, nc.outputs)},
+                     min(firsts) if firsts else None, np.asarray(tokens))
 
 
 def run_thm33(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode, progress=None) -> RunResult:
     bits = np.asarray(bits, dtype=np.uint8)
     tokens = greedy(session(model.config, model.weights, mode), bits, nc.n_gates, progress)
-    return _result(nc, bits, tokens.astype(np.uint8))
+    return _result(nc, bits, tokens.astype(np.uint8), tokens)
 
 
 def run_cvp(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode, progress=None) -> RunResult:
@@ -177,6 +183,11 @@ def run_cvp(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode, prog
     ids, values = cvp_decode(tokens, N)
     named_right = ids == np.arange(1, c.size + 1)
     cvp_trace = np.where(named_right, values, 1 - c.evaluate())  # a token naming the wrong gate is a wrong step
-    trace = cvp_trace[np.asarray(c.node_gate[nc.n_inputs:], dtype=np.int64) - 1].astype(np.uint8)
-    result = _result(nc, bits, trace)
-    return RunResult(trace, result.outputs, result.sound and bool(c.check(cvp_trace).all()), tokens)
+    gate_of_step = np.asarray(c.node_gate[nc.n_inputs:], dtype=np.int64)  # normalised gate -> its CVP gate id
+    trace = cvp_trace[gate_of_step - 1].astype(np.uint8)
+    bad_cvp = np.flatnonzero(~c.check(cvp_trace))
+    first_wrong = None
+    if bad_cvp.size:  # the first normalised gate whose CVP gate comes at or after the first wrong CVP step
+        later = np.flatnonzero(gate_of_step >= bad_cvp[0] + 1)
+        first_wrong = int(later[0]) if later.size else nc.n_gates - 1
+    return _result(nc, bits, trace, tokens, first_wrong)

@@ -187,3 +187,14 @@ def test_checkpoint_rejects_pickles_and_mismatches(tmp_path):
     (d / "evil.pkl").write_bytes(b"cos\nsystem\n(S'touch /tmp/pwned'\ntR.")
     with pytest.raises(Exception, match="pickle"):
         checkpoint.load(d)
+
+
+def test_a_wrong_run_exits_1_and_names_its_first_wrong_step():
+    """float16 breaks CVP mode at today's key scale: the run must say so in its exit status, not only in its text."""
+    proc = cli("run", "circuits/c17.bench", "--inputs", "10110", "--ieee", "float16", "--construction", "cvp",
+               "--json")
+    out = json.loads(proc.stdout)
+    assert proc.returncode == 1 and out["sound"] is False
+    assert out["first_unsound_step"] == 0 and out["gate"]["name"] == "10"
+    good = cli("run", "circuits/c17.bench", "--inputs", "10110", "--construction", "cvp", "--json")
+    assert good.returncode == 0 and json.loads(good.stdout)["first_unsound_step"] is None
