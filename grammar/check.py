@@ -36,7 +36,20 @@ def check_circuit(circuit: Circuit, path: str) -> None:
         if name not in defined:
             raise InputError(f"undefined output signal {name!r}", loc_or_file(loc), text=name,
                              expected="a signal declared as an input or defined by a gate")
-    _check_acyclic(circuit, path)
+    if not in_definition_order(circuit):  # a circuit in order cannot have a cycle: no search needed
+        _check_acyclic(circuit, path)
+
+
+def in_definition_order(circuit: Circuit) -> bool:
+    """Does every gate read only inputs and gates defined before it? True for what most tools write (AIGER
+    requires it), which lets the checks and normalisation skip their graph searches."""
+    seen = set(circuit.inputs)
+    for g in circuit.gates:
+        for arg in g.inputs:
+            if arg not in seen:
+                return False
+        seen.add(g.name)
+    return True
 
 
 def _check_acyclic(circuit: Circuit, path: str) -> None:

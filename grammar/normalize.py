@@ -6,6 +6,7 @@ last gate keeps the user's name; the helpers are named ``name~1``, ``name~2``, .
 """
 from __future__ import annotations
 
+from grammar.check import in_definition_order
 from grammar.ir import CONST_OPS, FOLD_OP, UNARY_OPS, Circuit, NormCircuit, NormGate
 
 # A fan-in-1 binary gate is a buffer or an inverter.
@@ -14,6 +15,8 @@ SINGLE_INPUT_OP = {"AND": "BUF", "OR": "BUF", "XOR": "BUF", "NAND": "NOT", "NOR"
 
 def _topological(circuit: Circuit) -> list:
     """Gates in an order where every gate follows its inputs; a file already in order keeps its order."""
+    if in_definition_order(circuit):
+        return list(circuit.gates)
     by_name = {g.name: g for g in circuit.gates}
     done: set[str] = set()
     order = []
