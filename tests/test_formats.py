@@ -204,3 +204,44 @@ def test_bad_vectors_and_flag_combinations_exit_2(tmp_path):
     assert proc.returncode == 2 and "exactly one of" in proc.stderr
     proc = cli("circuit", "convert", str(LOCAL / "ctrl.aig"), str(tmp_path / "out.v"))
     assert proc.returncode == 2 and "not supported yet" in proc.stderr and not (tmp_path / "out.v").exists()
+
+
+SEED_TEXT = {"blif": (LOCAL / "ctrl.blif").read_text()[:900] + "\n.end\n",
+             "v": "module top ( a , b , c , y , z );\n  input a , b , c ;\n  output y , z ;\n  wire n1 ;\n"
+                  "  assign n1 = a & ~( b | c ) ;\n  assign y = n1 ^ 1'b1 ;\n  assign z = \\b  ;\nendmodule\n"}
+SEED_AIG = (LOCAL / "int2float.aig").read_bytes()
+
+
+@settings(max_examples=150, deadline=None)
+@given(fmt=st.sampled_from(("blif", "v", "aig")), data=st.data())
+def test_fuzzed_netlists_give_one_located_error_or_a_circuit(tmp_path_factory, fmt, data):
+    from grammar.errors import InputError
+
+    if fmt == "aig":
+        raw = bytearray(SEED_AIG)
+        for _ in range(data.draw(st.integers(1, 4))):
+            pos = data.draw(st.integers(0, len(raw) - 1))
+            op = data.draw(st.sampled_from(("flip", "cut", "insert")))
+            if op == "flip":
+                raw[pos] = data.draw(st.integers(0, 255))
+            elif op == "cut":
+                del raw[pos:]
+                if not raw:
+                    raw = bytearray(b"a")
+            else:
+                raw[pos:pos] = data.draw(st.binary(min_size=1, max_size=4))
+        content = bytes(raw)
+    else:
+        text = SEED_TEXT[fmt]
+        for _ in range(data.draw(st.integers(1, 4))):
+            pos = data.draw(st.integers(0, len(text)))
+            chunk = data.draw(st.text(alphabet="().=,;#\\\n -~&|^01abxyn[]", min_size=1, max_size=5))
+            text = text[:pos] + chunk + text[pos + data.draw(st.integers(0, 3)):]
+        content = text.encode()
+    path = tmp_path_factory.mktemp("fz") / f"f.{fmt}"
+    path.write_bytes(content)
+    try:
+        normalize(load_netlist(path))
+    except InputError as err:
+        assert err.loc is not None and err.loc.path == str(path)
+        assert err.loc.line > 0 or err.loc.byte is not None or "cannot read" in err.message
