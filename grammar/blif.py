@@ -16,7 +16,7 @@ from pathlib import Path
 from lark import Lark, Token, v_args
 from lark.exceptions import UnexpectedInput
 
-from grammar.check import check_circuit
+from grammar.check import checked_circuit
 from grammar.errors import InputError, SourceLoc
 from grammar.ir import Circuit, Gate, NormCircuit
 from grammar.lark_errors import SourceTransformer, from_lark
@@ -28,7 +28,8 @@ UNSUPPORTED = {".latch": "latches are not supported: only combinational BLIF is"
 
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
-    return Lark.open(str(Path(__file__).with_name("blif.lark")), parser="lalr", maybe_placeholders=False)
+    return Lark.open(str(Path(__file__).with_name("blif.lark")), parser="lalr", propagate_positions=True,
+                     maybe_placeholders=False)
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,9 @@ class _Cover:
 class _Statements(SourceTransformer):
 
 
-    def model(self, children):
-        return ("model", str(children[0]) if children else None)
+    @v_args(meta=True)
+    def model(self, meta, children):
+        return ("model", (str(children[0]) if children else None, self.at(meta)))
 
     def inputs(self, children):
         return ("inputs", [(str(t), self.at(t)) for t in children])
@@ -72,8 +74,9 @@ class _Statements(SourceTransformer):
                              expected="every row of a cover with the same output value")
         return ("names", _Cover(tuple(map(str, ins)), str(out), rows, self.at(out)))
 
-    def end(self, _children):
-        return ("end", None)
+    @v_args(meta=True)
+    def end(self, meta, _children):
+        return ("end", self.at(meta))
 
     @v_args(inline=True)
     def other(self, directive: Token, *_args):
@@ -93,14 +96,17 @@ def parse_blif(text: str, path: str = "<blif>") -> Circuit:
     except UnexpectedInput as err:
         raise from_lark(err, path, text) from None
     statements = _Statements(path).run(tree)
-    name, inputs, outputs, covers, models = Path(path).stem, [], [], [], 0
+    name, inputs, outputs, covers, model_seen, end = Path(path).stem, [], [], [], False, None
     for kind, value in statements:
+        if end is not None:  # nothing after .end is read, so nothing may stand there
+            what = "a second .model" if kind == "model" else f"a .{kind} statement"
+            raise InputError(f"{what} after .end (at {end}): only one flat model per file is supported",
+                             _where(kind, value) or end, expected="the end of the file")
         if kind == "model":
-            models += 1
-            if models > 1:
-                raise InputError("a second .model: only one model per file is supported", SourceLoc(path),
-                                 expected="one flat model")
-            name = value or name
+            if model_seen:
+                raise InputError("a second .model: only one flat model per file is supported", value[1],
+                                 expected="one .model")
+            model_seen, name = True, value[0] or name
         elif kind == "inputs":
             inputs += value
         elif kind == "outputs":
@@ -108,12 +114,18 @@ def parse_blif(text: str, path: str = "<blif>") -> Circuit:
         elif kind == "names":
             covers.append(value)
         else:
-            break  # .end: what follows belongs to no model we read
+            end = value
     gates = _lower(covers, {n for n, _ in inputs} | {c.output for c in covers})
-    circuit = Circuit(name, tuple(n for n, _ in inputs), tuple(n for n, _ in outputs), tuple(gates),
-                      tuple(loc for _, loc in inputs), tuple(loc for _, loc in outputs))
-    check_circuit(circuit, path)
-    return circuit
+    return checked_circuit(name, inputs, outputs, gates, path)
+
+
+def _where(kind: str, value) -> SourceLoc | None:
+    """Where a statement stands, as the transformer recorded it."""
+    if kind in ("model", "end"):
+        return value[1]
+    if kind == "names":
+        return value.loc
+    return value[0][1] if value else None
 
 
 def _lower(covers: list[_Cover], taken: set[str]) -> list[Gate]:

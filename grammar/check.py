@@ -3,7 +3,16 @@ arity and cycles are each rejected with file:line:column, so no later stage sees
 from __future__ import annotations
 
 from grammar.errors import InputError, SourceLoc
-from grammar.ir import Circuit, arity_ok, arity_words
+from grammar.ir import Circuit, Gate, arity_ok, arity_words
+
+
+def checked_circuit(name: str, inputs: list[tuple[str, SourceLoc]], outputs: list[tuple[str, SourceLoc]],
+                    gates: list[Gate], path: str) -> Circuit:
+    """A reader's ports (each with where it was declared) and gates as a Circuit, checked."""
+    circuit = Circuit(name, tuple(n for n, _ in inputs), tuple(n for n, _ in outputs), tuple(gates),
+                      tuple(loc for _, loc in inputs), tuple(loc for _, loc in outputs))
+    check_circuit(circuit, path)
+    return circuit
 
 
 def check_circuit(circuit: Circuit, path: str) -> None:

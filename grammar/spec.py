@@ -14,7 +14,7 @@ from pathlib import Path
 from lark import Lark, Token, v_args
 from lark.exceptions import UnexpectedInput
 
-from grammar.check import check_circuit
+from grammar.check import checked_circuit
 from grammar.errors import InputError, SourceLoc
 from grammar.ir import (
     Circuit,
@@ -170,10 +170,7 @@ class _SpecTree(SourceTransformer):
                 gates.append(item)
             else:
                 ports[kind].extend(item)
-        ins, outs = ports["inputs"], ports["outputs"]
-        circuit = Circuit(str(name), tuple(n for n, _ in ins), tuple(n for n, _ in outs), tuple(gates),
-                          tuple(loc for _, loc in ins), tuple(loc for _, loc in outs))
-        check_circuit(circuit, self.path)
+        circuit = checked_circuit(str(name), ports["inputs"], ports["outputs"], gates, self.path)
         return _Section("circuit", self.at(meta), self._named(name), circuit=circuit)
 
     def spec_header(self, children):

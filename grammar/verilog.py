@@ -12,7 +12,7 @@ from pathlib import Path
 from lark import Lark, Token, v_args
 from lark.exceptions import UnexpectedInput
 
-from grammar.check import check_circuit
+from grammar.check import checked_circuit
 from grammar.ir import Circuit, Gate
 from grammar.lark_errors import SourceTransformer, from_lark
 
@@ -93,10 +93,7 @@ def parse_verilog(text: str, path: str = "<verilog>") -> Circuit:
         elif kind == "assign":
             assigns.append(value)
     gates = _lower(assigns, {n for n, _ in inputs} | {lhs for lhs, _, _ in assigns})
-    circuit = Circuit(name, tuple(n for n, _ in inputs), tuple(n for n, _ in outputs), tuple(gates),
-                      tuple(loc for _, loc in inputs), tuple(loc for _, loc in outputs))
-    check_circuit(circuit, path)
-    return circuit
+    return checked_circuit(name, inputs, outputs, gates, path)
 
 
 def _lower(assigns, taken: set[str]) -> list[Gate]:
