@@ -245,3 +245,16 @@ def test_fuzzed_netlists_give_one_located_error_or_a_circuit(tmp_path_factory, f
     except InputError as err:
         assert err.loc is not None and err.loc.path == str(path)
         assert err.loc.line > 0 or err.loc.byte is not None or "cannot read" in err.message
+
+
+def test_an_unproved_optimisation_exits_3_and_uses_nothing(tmp_path, monkeypatch, capsys):
+    """If sweeping cannot finish the proof, --optimize must not hand the construction an unproved circuit."""
+    import formal.aig
+    from bridge.cli import main as cli_main
+    from formal.aig import Equivalence
+
+    monkeypatch.setattr(formal.aig, "equivalent", lambda a, b, *rest: Equivalence("unknown", reason="budget"))
+    rc = cli_main(["compile", str(LOCAL / "ctrl.aig"), "--optimize", "--out", str(tmp_path / "ck")])
+    err = capsys.readouterr().err
+    assert rc == 3 and "could not be proved equivalent" in err and "Traceback" not in err
+    assert not (tmp_path / "ck").exists()
