@@ -16,17 +16,18 @@ from formal.obligations import LemmaResult
 from formal.query import PROVED, REFUTED
 from neural.constructed import ConstructedModel
 from neural.encode import CVPCircuit, all_cvp_circuits, random_cvp_circuit
-from neural.execute import (
-    ExecMode,
-    check_cvp_teacher_forced,
-    check_thm33_teacher_forced,
-)
+from neural.execute import ExecMode, check_cvp_teacher_forced, check_thm33_teacher_forced, session
 
 SKIPPED = "skipped"
 
 
-def thm33_wrong(model: ConstructedModel, nc, bits) -> dict | None:
-    check = check_thm33_teacher_forced(model, nc, bits, ExecMode("finite", model.fmt))
+def finite_session(model: ConstructedModel):
+    """One F(e,s) executor for every instance of a check: building it rounds every weight table once."""
+    return session(model.config, model.weights, ExecMode("finite", model.fmt))
+
+
+def thm33_wrong(model: ConstructedModel, nc, bits, sess=None) -> dict | None:
+    check = check_thm33_teacher_forced(model, nc, bits, ExecMode("finite", model.fmt), sess)
     t = check.first_wrong
     if t is None:
         return None
@@ -34,8 +35,8 @@ def thm33_wrong(model: ConstructedModel, nc, bits) -> dict | None:
             "expected": int(check.expected[t]), "got": int(check.predicted[t])}
 
 
-def cvp_wrong(model: ConstructedModel, c: CVPCircuit) -> dict | None:
-    check = check_cvp_teacher_forced(model, c, ExecMode("finite", model.fmt))
+def cvp_wrong(model: ConstructedModel, c: CVPCircuit, sess=None) -> dict | None:
+    check = check_cvp_teacher_forced(model, c, ExecMode("finite", model.fmt), sess)
     t = check.first_wrong
     if t is None:
         return None
@@ -57,6 +58,7 @@ def _result(name: str, method: str, cases, check, start: float) -> LemmaResult:
 
 def end_to_end(model, nc, max_inputs: int = 6, max_gates: int = 2) -> LemmaResult:
     start = time.perf_counter()
+    sess = finite_session(model)
     if model.mode == "thm33":
         n = nc.n_inputs
         if n > max_inputs:
@@ -64,20 +66,24 @@ def end_to_end(model, nc, max_inputs: int = 6, max_gates: int = 2) -> LemmaResul
                                detail=f"{n} inputs > max_inputs = {max_inputs}")
         cases = (np.array([(i >> b) & 1 for b in range(n)], dtype=np.uint8) for i in range(2 ** n))
         return _result("end_to_end", f"exhaustive simulation in F(e,s): all {2 ** n} inputs", cases,
-                       lambda bits: thm33_wrong(model, nc, bits), start)
+                       lambda bits: thm33_wrong(model, nc, bits, sess), start)
     bound = min(max_gates, model.max_gates)
     return _result("end_to_end", f"exhaustive simulation in F(e,s): every circuit of <= {bound} gates",
-                   all_cvp_circuits(bound), lambda c: cvp_wrong(model, c), start)
+                   all_cvp_circuits(bound), lambda c: cvp_wrong(model, c, sess), start)
 
 
-def random_instances(model, nc, instances: int, seed: int) -> LemmaResult:
+def random_instances(model: ConstructedModel, nc, instances: int, seed: int, max_gates: int = 32) -> LemmaResult:
+    """Theorem 3.3: random inputs to the compiled circuit. CVP: random circuits of 1 to min(max_gates, the model's
+    max_gates) gates, sized by what the check is for (whole-model runs beside lemmas that cover every position),
+    so a model built for 65,536 gates does not simulate 65,536-gate circuits in F(e,s)."""
     start = time.perf_counter()
+    sess = finite_session(model)
     rng = np.random.default_rng(seed)
     if model.mode == "thm33":
         cases = (rng.integers(0, 2, nc.n_inputs).astype(np.uint8) for _ in range(instances))
         return _result("random", f"seeded simulation in F(e,s) (seed {seed})", cases,
-                       lambda bits: thm33_wrong(model, nc, bits), start)
-    N = model.max_gates
-    cases = (random_cvp_circuit(rng, int(rng.integers(1, N + 1))) for _ in range(instances))
-    return _result("random", f"seeded simulation in F(e,s) (seed {seed})", cases, lambda c: cvp_wrong(model, c),
-                   start)
+                       lambda bits: thm33_wrong(model, nc, bits, sess), start)
+    top = min(max_gates, model.max_gates)
+    cases = (random_cvp_circuit(rng, int(rng.integers(1, top + 1))) for _ in range(instances))
+    return _result("random", f"seeded simulation in F(e,s) (seed {seed}, circuits of <= {top} gates)", cases,
+                   lambda c: cvp_wrong(model, c, sess), start)

@@ -25,7 +25,7 @@ def cmd_spec_check(args) -> int:
         "task": None if spec.task is None else {"kind": spec.task.kind, **dict(spec.task.params)},
         "circuit": None if spec.circuit is None else spec.circuit.name,
         "claims": [{"lemma": cl.lemma, **dict(cl.params)} for cl in spec.claims],
-        "random": {"instances": spec.random.instances, "seed": spec.random.seed},
+        "random": {"instances": spec.random.instances, "seed": spec.random.seed, "max_gates": spec.random.max_gates},
     }
     emit(payload, args.json, lambda p: f"{args.spec}: ok ({p['mode']} mode, F({c.precision.ebits},"
                                        f"{c.precision.sbits}), lemmas: {', '.join(cl.lemma for cl in spec.claims)})")

@@ -45,13 +45,14 @@ def verify(path: str, overrides: dict[str, str] | None = None, timeout_s: float 
     claims = {c.lemma: dict(c.params) for c in spec.claims}
     circuit = target.circuit if target.has_circuit else None
     report = prove_model(build(target), circuit, claims, spec.random.instances, spec.random.seed, timeout_s,
-                         progress, path)
+                         progress, path, spec.random.max_gates)
     report.optimize = target.optimize_report
     return report
 
 
 def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None = None, instances: int = 0,
-                seed: int = 0, timeout_s: float = 60.0, progress=None, label: str = "<model>") -> Report:
+                seed: int = 0, timeout_s: float = 60.0, progress=None, label: str = "<model>",
+                random_max_gates: int = 32) -> Report:
     """Every claimed lemma over these exact arrays, the bounded checks, and a replayed counterexample if any."""
     from bridge.bounded import end_to_end, random_instances
     from bridge.replay import replay
@@ -82,7 +83,7 @@ def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None
     if instances:
         if progress:
             progress.lemma("random")
-        report.lemmas.append(random_instances(model, circuit, instances, seed))
+        report.lemmas.append(random_instances(model, circuit, instances, seed, random_max_gates))
     refuted = next((r for r in report.lemmas if r.counterexample is not None), None)
     if refuted is not None:
         report.counterexample = replay(model, circuit, refuted.counterexample)

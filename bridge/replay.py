@@ -106,20 +106,22 @@ def replay_component(model, cex: dict) -> dict | None:
     return None
 
 
-def replay_model(model, circuit, instances: int = 64, seed: int = 0) -> dict | None:
+def replay_model(model, circuit, instances: int = 64, seed: int = 0, max_gates: int = 32) -> dict | None:
     """The first seeded instance whose teacher-forced CoT has a wrong step, or None: every input of a small
-    Theorem 3.3 circuit (else ``instances`` random ones), or ``instances`` random CVP circuits."""
-    from bridge.bounded import cvp_wrong, thm33_wrong
+    Theorem 3.3 circuit (else ``instances`` random ones), or ``instances`` random CVP circuits of at most
+    ``max_gates`` gates (as the random check draws them)."""
+    from bridge.bounded import cvp_wrong, finite_session, thm33_wrong
 
     rng = np.random.default_rng(seed)
+    sess = finite_session(model)
     if model.mode == "thm33":
         n = circuit.n_inputs
         cases = (np.array([(i >> b) & 1 for b in range(n)], dtype=np.uint8) for i in range(2 ** n)) if n <= 6 else (
             rng.integers(0, 2, n).astype(np.uint8) for _ in range(instances))
-        return next((w for w in (thm33_wrong(model, circuit, bits) for bits in cases) if w), None)
-    N = model.max_gates
-    cases = (random_cvp_circuit(rng, int(rng.integers(1, N + 1))) for _ in range(instances))
-    return next((w for w in (cvp_wrong(model, c) for c in cases) if w), None)
+        return next((w for w in (thm33_wrong(model, circuit, bits, sess) for bits in cases) if w), None)
+    top = min(model.max_gates, max_gates)
+    cases = (random_cvp_circuit(rng, int(rng.integers(1, top + 1))) for _ in range(instances))
+    return next((w for w in (cvp_wrong(model, c, sess) for c in cases) if w), None)
 
 
 def replay(model, circuit, outcome) -> dict:

@@ -184,6 +184,7 @@ class Claim:
 class RandomCheck:
     instances: int
     seed: int
+    max_gates: int = 32  # CVP: random circuits have at most this many gates (and at most the model's max_gates)
 
 
 @dataclass(frozen=True)

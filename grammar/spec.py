@@ -45,7 +45,9 @@ CLAIM_PARAMS: dict[str, dict[str, Value]] = {
     "composition": {},
     "end_to_end": {"max_gates": 2, "max_inputs": 6},
 }
-RANDOM_DEFAULTS: dict[str, Value] = {"instances": 100, "seed": 0}
+# The random check cross-checks the lemmas on whole-model runs; the lemmas already cover every position, so its
+# CVP circuits are sized by what they check (max_gates), not by the model's max_gates.
+RANDOM_DEFAULTS: dict[str, Value] = {"instances": 100, "seed": 0, "max_gates": 32}
 # Bare override keys are looked up in this order of sections.
 BARE_KEY_SECTIONS = ("construction", "task", "random")
 
@@ -338,7 +340,8 @@ def _build(path, name, table, circuit, task_kind, lemmas) -> Spec:
         Claim(lemma, tuple((k, _int(table, f"claims.{lemma}.{k}", v, 0)) for k, v in CLAIM_PARAMS[lemma].items()))
         for lemma, _ in claimed)
     random = RandomCheck(_int(table, "random.instances", RANDOM_DEFAULTS["instances"], 0),
-                         _int(table, "random.seed", RANDOM_DEFAULTS["seed"], 0))
+                         _int(table, "random.seed", RANDOM_DEFAULTS["seed"], 0),
+                         _int(table, "random.max_gates", RANDOM_DEFAULTS["max_gates"], 1))
     construction = Construction(mode, Precision(ebits, sbits), key_scale, max_gates)
     parameters = tuple(sorted((k, p.value) for k, p in table.items()))
     return Spec(name, path, construction, claims, random, circuit, task, parameters)

@@ -129,18 +129,20 @@ class StepCheck:
         return int(wrong[0]) if wrong.size else None
 
 
-def check_thm33_teacher_forced(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode) -> StepCheck:
-    """Feed the inputs and the *correct* gate values in one pass; one prediction per gate."""
+def check_thm33_teacher_forced(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode,
+                               sess=None) -> StepCheck:
+    """Feed the inputs and the *correct* gate values in one pass; one prediction per gate. A teacher-forced pass
+    keeps no state, so many checks can share one ``sess`` (and not rebuild the model for each)."""
     values = evaluate(nc, np.asarray(bits, dtype=np.uint8)[None])[0]
-    pred = teacher_forced(session(model.config, model.weights, mode), values[:-1])
+    pred = teacher_forced(sess or session(model.config, model.weights, mode), values[:-1])
     return StepCheck(pred[nc.n_inputs - 1:], values[nc.n_inputs:].astype(np.int64))
 
 
-def check_cvp_teacher_forced(model: ConstructedModel, c: CVPCircuit, mode: ExecMode) -> StepCheck:
-    """Feed the prompt and the *correct* CoT in one pass; one prediction per CoT token."""
+def check_cvp_teacher_forced(model: ConstructedModel, c: CVPCircuit, mode: ExecMode, sess=None) -> StepCheck:
+    """Feed the prompt and the *correct* CoT in one pass; one prediction per CoT token (``sess`` as above)."""
     cot = cvp_cot_tokens(c.evaluate(), model.max_gates)
     prompt = cvp_prompt(c)
-    pred = teacher_forced(session(model.config, model.weights, mode), np.concatenate([prompt, cot[:-1]]))
+    pred = teacher_forced(sess or session(model.config, model.weights, mode), np.concatenate([prompt, cot[:-1]]))
     return StepCheck(pred[len(prompt) - 1:], cot)
 
 
