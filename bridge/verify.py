@@ -99,13 +99,15 @@ def run_verify(args) -> int:
     finally:
         if progress:
             progress.close()
-    if args.emit_smt2 or args.cross_check:
-        import tempfile
-
-        directory = args.emit_smt2 or tempfile.mkdtemp(prefix="cotproof-smt2-")
-        paths = emit_smt2(report, directory)
+    if args.emit_smt2:
+        paths = emit_smt2(report, args.emit_smt2)
         if args.cross_check:
             report.cross_check = cross_check_all(paths, args.timeout, solvers)
+    elif args.cross_check:  # the files are only the other solvers' input: a directory that goes away after
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="cotproof-smt2-") as directory:
+            report.cross_check = cross_check_all(emit_smt2(report, directory), args.timeout, solvers)
     print(json.dumps(report.to_json()) if args.json else human(report))
     if report.cross_check and report.cross_check["disagreements"]:
         print(f"verify: {report.cross_check['solver']} DISAGREES with z3 on {report.cross_check['disagreements']}",
