@@ -81,7 +81,7 @@ def cmd_equiv(args) -> int:
 
 
 def register(sub) -> None:
-    from bridge.execution import add_netlist_flags
+    from bridge.target import add_netlist_flags
 
     p = sub.add_parser("check", help="check a CoT trace step by step (numpy and SAT checkers)")
     p.add_argument("file")

@@ -111,7 +111,7 @@ def cmd_convert(args) -> int:
 
 
 def register(csub) -> None:
-    from bridge.execution import add_netlist_flags
+    from bridge.target import add_netlist_flags
 
     p = csub.add_parser("info", help="inputs, outputs and gate counts")
     p.add_argument("file", help=NETLIST_HELP)

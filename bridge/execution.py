@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from bridge.output import EXIT_FAILED, EXIT_OK, emit
-from bridge.target import Target, build, load_target, optimized
+from bridge.target import Target, add_netlist_flags, build, load_target, optimize_lines, optimized
 from grammar.errors import InputError, SourceLoc
 
 
@@ -65,8 +65,9 @@ def cmd_run(args) -> int:
         optimize_lines(target.optimize_report) + [f"{k} = {v}" for k, v in p["outputs"].items()]
         + [f"trace ({len(p['trace'])} CoT steps, {p['mode']}, {construction}): "
            + "".join(map(str, p["trace"][:200])) + (" ..." if len(p["trace"]) > 200 else ""),
-           "sound: yes" if p["sound"] else f"sound: NO: step {p['first_unsound_step']} (gate {p['gate']['name']}, "
-                                            f"{p['gate']['op']}) is wrong, so the outputs above are not to be trusted"]))
+           "sound: yes" if p["sound"] else
+           f"sound: NO: step {p['first_unsound_step']} (gate {p['gate']['name']}, {p['gate']['op']}) is wrong, "
+           "so the outputs above are not to be trusted"]))
     return EXIT_OK if result.sound else EXIT_FAILED
 
 
@@ -79,22 +80,6 @@ def _progress(total: int, quiet: bool):
     bar = tqdm(total=total, unit="step", desc="CoT", file=sys.stderr)
     bar.update_to = lambda n: bar.update(n - bar.n)
     return bar
-
-
-def optimize_lines(report: dict | None) -> list[str]:
-    if not report:
-        return []
-    return [f"optimised: {report['gates_before']} -> {report['gates_after']} gates, CoT {report['cot_steps_before']} "
-            f"-> {report['cot_steps_after']} steps, proved equivalent ({report['method']})"]
-
-
-def add_netlist_flags(p, optimize: bool = False) -> None:
-    """--format for every command that reads a netlist; --optimize where a circuit is compiled."""
-    p.add_argument("--format", metavar="FMT", help="netlist format when the extension does not say: "
-                   "bench, aag, aig, blif or v")
-    if optimize:
-        p.add_argument("--optimize", action="store_true",
-                       help="shrink the circuit (aigverse) and prove it equivalent before using it")
 
 
 def construction_meta(model) -> dict:

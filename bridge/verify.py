@@ -11,6 +11,7 @@ import sys
 import time
 
 from bridge.output import EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN, ArgParser, run_command
+from bridge.target import add_netlist_flags, optimize_lines
 
 
 def add_verify_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,10 +23,7 @@ def add_verify_arguments(p: argparse.ArgumentParser) -> None:
                    help="re-solve the exported queries with cvc5, bitwuzla or both (cvc5,bitwuzla; default cvc5) "
                         "and report disagreements")
     p.add_argument("--override", action="append", metavar="KEY=VALUE")
-    p.add_argument("--format", metavar="FMT", help="netlist format when the extension does not say: "
-                   "bench, aag, aig, blif or v")
-    p.add_argument("--optimize", action="store_true",
-                   help="shrink the circuit (aigverse) and prove it equivalent before proving the construction")
+    add_netlist_flags(p, optimize=True)
 
 
 class _Progress:
@@ -55,10 +53,7 @@ class _Progress:
 def human(report) -> str:
     """A ``bridge.proof.Report`` for people."""
     lines = [f"{report.spec}: {report.mode} construction"]
-    if report.optimize:
-        o = report.optimize
-        lines.append(f"optimised: {o['gates_before']} -> {o['gates_after']} gates, CoT {o['cot_steps_before']} -> "
-                     f"{o['cot_steps_after']} steps, proved equivalent ({o['method']})")
+    lines += optimize_lines(report.optimize)
     lines += ["",
              f"  {'lemma':<12} {'status':<8} {'seconds':>8}  method"]
     for r in report.lemmas:

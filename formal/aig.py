@@ -1,8 +1,9 @@
 """Circuits as And-Inverter Graphs in aigverse (Python bindings of mockturtle): optimisation and equivalence that
 see structure.
 
-- ``optimize`` shrinks a circuit with mockturtle's cut rewriting, resubstitution, refactoring and balancing, and
-  keeps the smallest result; it proves nothing itself (``equivalent`` does, before anything uses the result).
+- ``optimize`` shrinks a circuit with mockturtle's cut rewriting, resubstitution, refactoring and balancing,
+  keeping a step only when sweeping proves it equivalent to the original within a conflict budget; callers still
+  prove the final result with ``equivalent`` before anything uses it.
 - ``equivalent`` checks a miter with structural hashing and SAT sweeping (mockturtle's functional reduction, as in
   ABC's ``cec``): proving a multiplier equivalent to itself or to its optimised form takes well under a second,
   where a plain CNF miter gives up. A difference is turned into a concrete input vector, replayed in numpy.
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from grammar.evaluate import evaluate_packed, pack_bits, unpack_bits
-from grammar.ir import Circuit, Gate, NormCircuit
+from grammar.ir import CONST_OPS, Circuit, Gate, NormCircuit
 from grammar.normalize import normalize
 
 
@@ -23,13 +24,13 @@ def _add(aig, nc: NormCircuit, pis: dict) -> list:
     every AND it creates, so a structure already in ``aig`` is reused rather than duplicated."""
     sig = [pis[name] for name in nc.input_names]
     const0 = aig.get_constant(False)
+    const1 = aig.create_not(const0)
+    make = {"AND": aig.create_and, "OR": aig.create_or, "NAND": aig.create_nand, "NOR": aig.create_nor,
+            "XOR": aig.create_xor, "XNOR": aig.create_xnor, "NOT": lambda a, b: aig.create_not(a),
+            "BUF": lambda a, b: a, "CONST0": lambda a, b: const0, "CONST1": lambda a, b: const1}
     for g in nc.gates:
-        a, b = (sig[g.a], sig[g.b]) if g.op not in ("CONST0", "CONST1") else (const0, const0)
-        sig.append({"AND": lambda: aig.create_and(a, b), "OR": lambda: aig.create_or(a, b),
-                    "NAND": lambda: aig.create_nand(a, b), "NOR": lambda: aig.create_nor(a, b),
-                    "XOR": lambda: aig.create_xor(a, b), "XNOR": lambda: aig.create_xnor(a, b),
-                    "NOT": lambda: aig.create_not(a), "BUF": lambda: a, "CONST0": lambda: const0,
-                    "CONST1": lambda: aig.create_not(const0)}[g.op]())
+        a, b = (const0, const0) if g.op in CONST_OPS else (sig[g.a], sig[g.b])  # a circuit may have no inputs
+        sig.append(make[g.op](a, b))
     return [sig[node] for node in nc.outputs]
 
 
