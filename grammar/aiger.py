@@ -212,18 +212,22 @@ def parse_aig(data: bytes, path: str = "<aig>") -> Circuit:
                          at(0), text=" ".join(header), expected="M = I + L + A")
     pos = end + 1
 
-    def line() -> tuple[str, int]:
+    def line(required: bool) -> tuple[str, int]:
+        """The next line and where it starts; a last line without its newline is an error where one is required
+        (the output lines) and the end of the file elsewhere (the symbol table)."""
         nonlocal pos
         stop = data.find(b"\n", pos)
         if stop < 0:
-            raise InputError("unexpected end of file in the output lines", at(len(data)),
-                             expected=f"{n_out} output literals, one per line")
+            if required:
+                raise InputError("unexpected end of file in the output lines", at(len(data)),
+                                 expected=f"{n_out} output literals, one per line")
+            stop = len(data)
         text, start, pos = data[pos:stop].decode("ascii", "replace").strip(), pos, stop + 1
         return text, start
 
     outs = []
     for _ in range(n_out):
-        text, start = line()
+        text, start = line(required=True)
         if not text.isdigit():
             raise InputError("an output line must hold one literal", at(start), text=text, expected="a number")
         lit = int(text)
@@ -258,11 +262,9 @@ def parse_aig(data: bytes, path: str = "<aig>") -> Circuit:
         ands.append((lhs, r0, r1, at(start)))
     symbols = []
     while pos < len(data):
-        text, start = line() if data.find(b"\n", pos) >= 0 else (data[pos:].decode("ascii", "replace"), pos)
+        text, start = line(required=False)
         if text == "c" or text.startswith("c "):
             break
-        if pos <= start:
-            pos = len(data)
         kind, _, rest = text.partition(" ")
         if not kind[1:].isdigit():
             raise InputError(f"bad symbol line {text!r}", at(start), text=text,
