@@ -102,7 +102,12 @@ def cmd_convert(args) -> int:
 
     circuit = load_netlist(args.input, args.format)
     fmt = format_of(args.output, args.to, "--to")
-    atomic_write_bytes(Path(args.output), netlist_bytes(circuit, fmt, args.output))
+    data = netlist_bytes(circuit, fmt, args.output)
+    try:
+        atomic_write_bytes(Path(args.output), data)
+    except OSError as err:
+        raise InputError(f"cannot write {args.output}: {err.strerror or err}", SourceLoc(args.output),
+                         expected="a path in a writable directory") from None
     payload = {"input": args.input, "output": args.output, "format": fmt, "inputs": len(circuit.inputs),
                "outputs": len(circuit.outputs), "gates": len(circuit.gates)}
     emit(payload, args.json, lambda p: f"wrote {p['output']} ({p['format']}): {p['inputs']} inputs, "

@@ -204,6 +204,9 @@ def test_bad_vectors_and_flag_combinations_exit_2(tmp_path):
     assert proc.returncode == 2 and "exactly one of" in proc.stderr
     proc = cli("circuit", "convert", str(LOCAL / "ctrl.aig"), str(tmp_path / "out.v"))
     assert proc.returncode == 2 and "not supported yet" in proc.stderr and not (tmp_path / "out.v").exists()
+    (tmp_path / "file").write_text("")
+    proc = cli("circuit", "convert", str(LOCAL / "ctrl.aig"), str(tmp_path / "file" / "out.bench"))
+    assert proc.returncode == 2 and "cannot write" in proc.stderr and "Traceback" not in proc.stderr
 
 
 SEED_TEXT = {"blif": (LOCAL / "ctrl.blif").read_text()[:900] + "\n.end\n",
