@@ -95,7 +95,11 @@ def cmd_compile(args) -> int:
 
     target = load_target(args.file, parse_overrides(args.override), args.format, args.optimize)
     model = build(target)
-    out = checkpoint.save(args.out, model.config, model.weights, construction_meta(model))
+    try:
+        out = checkpoint.save(args.out, model.config, model.weights, construction_meta(model))
+    except OSError as err:
+        raise InputError(f"cannot write the checkpoint: {err.strerror or err}", SourceLoc(args.out),
+                         expected="--out DIR in a writable place") from None
     cfg = model.config
     payload = {"out": str(out), "mode": model.mode, "layers": cfg.n_layers, "heads": cfg.n_heads,
                "d_model": cfg.d_model, "vocab_size": cfg.vocab_size, "max_len": cfg.max_len}

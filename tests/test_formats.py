@@ -261,3 +261,9 @@ def test_an_unproved_optimisation_exits_3_and_uses_nothing(tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert rc == 3 and "could not be proved equivalent" in err and "Traceback" not in err
     assert not (tmp_path / "ck").exists()
+
+
+def test_compile_to_an_unwritable_place_exits_2(tmp_path):
+    (tmp_path / "file").write_text("")
+    proc = cli("compile", str(LOCAL / "ctrl.aig"), "--out", str(tmp_path / "file" / "ck"))
+    assert proc.returncode == 2 and "cannot write the checkpoint" in proc.stderr and "Traceback" not in proc.stderr
