@@ -52,6 +52,9 @@ def cmd_train(args) -> int:
         last = train(cfg, args.out, resume=args.resume, progress=not args.json)
     except ValueError as err:
         raise InputError(str(err), SourceLoc(args.out), expected="consistent training settings") from None
+    except OSError as err:
+        raise InputError(f"cannot write the checkpoint: {err.strerror or err}", SourceLoc(args.out),
+                         expected="--out DIR in a writable place") from None
     emit({"out": args.out, **last}, args.json,
          lambda p: f"wrote {p['out']} after {p['step']} steps (loss {p.get('loss', float('nan')):.4f})")
     return 0

@@ -192,3 +192,10 @@ def test_the_spec_language_and_the_trainer_know_the_same_tasks():
     assert set(TASK_DEFAULTS) == set(TASK_CLASSES)
     for kind, params in TASK_DEFAULTS.items():
         assert make_task(kind, **params).params == params
+
+
+def test_train_to_an_unwritable_place_exits_2(tmp_path):
+    (tmp_path / "file").write_text("")
+    proc = cli("train", "--task", "modadd", "--setting", "cot", "--layers", "1", "--steps", "1", "--d-model", "16",
+               "--out", str(tmp_path / "file" / "run"))
+    assert proc.returncode == 2 and "cannot write the checkpoint" in proc.stderr and "Traceback" not in proc.stderr
