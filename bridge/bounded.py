@@ -1,89 +1,175 @@
-"""Bounded checks by exhaustive or seeded simulation in F(e,s): the cross-checks beside the solver's lemmas.
+"""Bounded checks by exhaustive or seeded simulation of the whole model: the cross-checks beside the lemmas.
 
 - ``end_to_end``: every input (Theorem 3.3, up to ``max_inputs`` inputs) or every circuit of up to ``max_gates``
   gates (CVP), run teacher-forced through the whole model in ``neural.fp``. All steps right under teacher forcing
   means greedy generation is right too (it then feeds back exactly those tokens).
 - ``random``: seeded instances of the same kind, for sizes the exhaustive check cannot reach.
 F(e,s) execution is tested bit for bit against the Z3 encoding the lemmas use, so both speak of one semantics.
+``Simulator`` says which arithmetic runs them.
 """
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from formal.obligations import LemmaResult
 from formal.query import PROVED, REFUTED
+from grammar.evaluate import evaluate
 from neural.constructed import ConstructedModel
 from neural.encode import CVPCircuit, all_cvp_circuits, random_cvp_circuit
-from neural.execute import ExecMode, check_cvp_teacher_forced, check_thm33_teacher_forced, session
+from neural.execute import (
+    ExecMode,
+    check_cvp_teacher_forced,
+    check_thm33_teacher_forced,
+    session,
+    teacher_forced,
+    teacher_forced_batch,
+)
+from neural.fp import FPFormat
 
 SKIPPED = "skipped"
+ACTIVATIONS_PER_PASS = 1 << 22  # residual entries one torch pass may hold (instances x length x width)
 
 
-def finite_session(model: ConstructedModel):
-    """One F(e,s) executor for every instance of a check: building it rounds every weight table once."""
-    return session(model.config, model.weights, ExecMode("finite", model.fmt))
+@dataclass
+class Simulator:
+    """Where a bounded check runs the whole model, and how the report names it.
+
+    - ``--ieee DTYPE``: torch in that dtype, because that is the arithmetic the claim is about.
+    - F(e,s), when ``order_independence`` holds in F(e,s) and the mismatch scores' [exp] is 0 in float32 too: torch
+      float32, batched. No dot product rounds in F(e,s), hence none in float32 (a wider grid), so the kernels
+      compute what F(e,s) computes; a wrong step found there is re-run in F(e,s) before it is reported.
+    - otherwise ``neural.fp``'s F(e,s), one instance at a time.
+    """
+
+    model: ConstructedModel
+    mode: ExecMode
+    label: str
+    confirm: ExecMode | None = None  # re-run a failure in this arithmetic before reporting it
+    _sess: object = field(default=None, repr=False)
+
+    @classmethod
+    def choose(cls, model: ConstructedModel, ieee: str | None = None) -> "Simulator":
+        if ieee is not None:
+            return cls(model, ExecMode("ieee", dtype=ieee), f"torch {ieee}")
+        finite = ExecMode("finite", model.fmt)
+        if _float32_is_exact(model):
+            return cls(model, ExecMode("ieee", dtype="float32"), f"torch float32, exact here: no dot product rounds "
+                       f"in {finite} (order_independence)", confirm=finite)
+        return cls(model, finite, f"{finite}")
+
+    @property
+    def session(self):
+        if self._sess is None:
+            self._sess = session(self.model.config, self.model.weights, self.mode)
+        return self._sess
+
+    def thm33_failures(self, nc, batch: np.ndarray) -> list[dict | None]:
+        """One failure (or None) per row of input bits, teacher-forced; torch runs many rows per pass."""
+        values = evaluate(nc, batch)
+        expected = values[:, nc.n_inputs:].astype(np.int64)
+        L = values.shape[1] - 1
+        if self.mode.kind == "finite":
+            preds = [teacher_forced(self.session, row[:-1])[None] for row in values]
+        else:
+            per_pass = max(1, ACTIVATIONS_PER_PASS // (L * self.model.config.d_model))
+            preds = [teacher_forced_batch(self.session, values[i:i + per_pass, :-1])
+                     for i in range(0, len(values), per_pass)]
+        pred = np.concatenate(preds)[:, nc.n_inputs - 1:]
+        out = []
+        for i, bits in enumerate(batch):
+            wrong = np.flatnonzero(pred[i] != expected[i])
+            failure = None
+            if wrong.size:
+                t = int(wrong[0])
+                failure = {"inputs": "".join(map(str, bits)), "first_wrong_step": t, "gate": nc.gates[t].name,
+                           "expected": int(expected[i, t]), "got": int(pred[i, t]), "arithmetic": self.short}
+                if self.confirm is not None:
+                    failure = thm33_wrong(self.model, nc, bits, ExecMode("finite", self.model.fmt))
+            out.append(failure)
+        return out
+
+    def cvp_failure(self, c: CVPCircuit) -> dict | None:
+        failure = cvp_wrong(self.model, c, self.mode, self.session)
+        if failure is not None and self.confirm is not None:
+            failure = cvp_wrong(self.model, c, self.confirm)
+        return failure
+
+    @property
+    def short(self) -> str:
+        return str(self.mode)
 
 
-def thm33_wrong(model: ConstructedModel, nc, bits, sess=None) -> dict | None:
-    check = check_thm33_teacher_forced(model, nc, bits, ExecMode("finite", model.fmt), sess)
+def _float32_is_exact(model: ConstructedModel) -> bool:
+    from formal.exactness import order_independence_items
+
+    fmt = model.fmt
+    if fmt.ebits > 8 or fmt.sbits > 24 or FPFormat.ieee("float32").exp(np.array(-2 * model.key_scale)) != 0:
+        return False
+    violations, summary = order_independence_items(model)
+    return not violations and not summary["undecided"]
+
+
+def thm33_wrong(model: ConstructedModel, nc, bits, mode: ExecMode, sess=None) -> dict | None:
+    check = check_thm33_teacher_forced(model, nc, bits, mode, sess)
     t = check.first_wrong
     if t is None:
         return None
     return {"inputs": "".join(map(str, bits)), "first_wrong_step": t, "gate": nc.gates[t].name,
-            "expected": int(check.expected[t]), "got": int(check.predicted[t])}
+            "expected": int(check.expected[t]), "got": int(check.predicted[t]), "arithmetic": str(mode)}
 
 
-def cvp_wrong(model: ConstructedModel, c: CVPCircuit, sess=None) -> dict | None:
-    check = check_cvp_teacher_forced(model, c, ExecMode("finite", model.fmt), sess)
+def cvp_wrong(model: ConstructedModel, c: CVPCircuit, mode: ExecMode, sess=None) -> dict | None:
+    check = check_cvp_teacher_forced(model, c, mode, sess)
     t = check.first_wrong
     if t is None:
         return None
     return {"circuit": [f"{k} {a or 'NA'} {b or 'NA'}" for k, a, b in zip(c.kinds, c.in1, c.in2)],
             "first_wrong_step": t, "expected": model.vocab[int(check.expected[t])],
-            "got": model.vocab[int(check.predicted[t])]}
+            "got": model.vocab[int(check.predicted[t])], "arithmetic": str(mode)}
 
 
-def _result(name: str, method: str, cases, check, start: float) -> LemmaResult:
+def _result(name: str, method: str, failures, start: float) -> LemmaResult:
     count = 0
-    for case in cases:
+    for failure in failures:
         count += 1
-        failure = check(case)
         if failure is not None:
             return LemmaResult(name, REFUTED, time.perf_counter() - start, method,
                                detail=f"failed on instance {count}", failure=failure)
     return LemmaResult(name, PROVED, time.perf_counter() - start, method, detail=f"{count} instances, all exact")
 
 
-def end_to_end(model, nc, max_inputs: int = 6, max_gates: int = 2) -> LemmaResult:
+def end_to_end(model, nc, max_inputs: int = 6, max_gates: int = 2, sim: Simulator | None = None) -> LemmaResult:
     start = time.perf_counter()
-    sess = finite_session(model)
+    sim = sim or Simulator.choose(model)
     if model.mode == "thm33":
         n = nc.n_inputs
         if n > max_inputs:
-            return LemmaResult("end_to_end", SKIPPED, 0.0, "exhaustive simulation in F(e,s)",
+            return LemmaResult("end_to_end", SKIPPED, 0.0, f"exhaustive simulation in {sim.short}",
                                detail=f"{n} inputs > max_inputs = {max_inputs}")
-        cases = (np.array([(i >> b) & 1 for b in range(n)], dtype=np.uint8) for i in range(2 ** n))
-        return _result("end_to_end", f"exhaustive simulation in F(e,s): all {2 ** n} inputs", cases,
-                       lambda bits: thm33_wrong(model, nc, bits, sess), start)
+        batch = np.array([[(i >> b) & 1 for b in range(n)] for i in range(2 ** n)], dtype=np.uint8)
+        return _result("end_to_end", f"exhaustive simulation in {sim.label}: all {2 ** n} inputs",
+                       sim.thm33_failures(nc, batch), start)
     bound = min(max_gates, model.max_gates)
-    return _result("end_to_end", f"exhaustive simulation in F(e,s): every circuit of <= {bound} gates",
-                   all_cvp_circuits(bound), lambda c: cvp_wrong(model, c, sess), start)
+    return _result("end_to_end", f"exhaustive simulation in {sim.label}: every circuit of <= {bound} gates",
+                   (sim.cvp_failure(c) for c in all_cvp_circuits(bound)), start)
 
 
-def random_instances(model: ConstructedModel, nc, instances: int, seed: int, max_gates: int = 32) -> LemmaResult:
-    """Theorem 3.3: random inputs to the compiled circuit. CVP: random circuits of 1 to min(max_gates, the model's
-    max_gates) gates, sized by what the check is for (whole-model runs beside lemmas that cover every position),
-    so a model built for 65,536 gates does not simulate 65,536-gate circuits in F(e,s)."""
+def random_instances(model: ConstructedModel, nc, instances: int, seed: int, max_gates: int = 32,
+                     sim: Simulator | None = None) -> LemmaResult:
+    """Theorem 3.3: random inputs to the compiled circuit, teacher-forced in batches. CVP: random circuits of 1 to
+    min(max_gates, the model's max_gates) gates, sized by what the check is for (whole-model runs beside lemmas
+    that cover every position), so a model built for 65,536 gates does not simulate 65,536-gate circuits."""
     start = time.perf_counter()
-    sess = finite_session(model)
+    sim = sim or Simulator.choose(model)
     rng = np.random.default_rng(seed)
     if model.mode == "thm33":
-        cases = (rng.integers(0, 2, nc.n_inputs).astype(np.uint8) for _ in range(instances))
-        return _result("random", f"seeded simulation in F(e,s) (seed {seed})", cases,
-                       lambda bits: thm33_wrong(model, nc, bits, sess), start)
+        batch = rng.integers(0, 2, (instances, nc.n_inputs)).astype(np.uint8)
+        return _result("random", f"seeded simulation in {sim.label} (seed {seed})", sim.thm33_failures(nc, batch),
+                       start)
     top = min(max_gates, model.max_gates)
     cases = (random_cvp_circuit(rng, int(rng.integers(1, top + 1))) for _ in range(instances))
-    return _result("random", f"seeded simulation in F(e,s) (seed {seed}, circuits of <= {top} gates)", cases,
-                   lambda c: cvp_wrong(model, c, sess), start)
+    return _result("random", f"seeded simulation in {sim.label} (seed {seed}, circuits of <= {top} gates)",
+                   (sim.cvp_failure(c) for c in cases), start)

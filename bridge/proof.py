@@ -2,14 +2,16 @@
 counterexample, gathered in a ``Report``. Callable from Python (``bridge.testing`` does); ``bridge.verify`` is the
 command shell around it.
 
-The proof path never imports torch: the weights are numpy arrays from ``neural.construct``, the lemmas are Z3
-queries over them, and replays run in ``neural.fp``.
+The proof path never imports torch in the paper's arithmetic: the weights are numpy arrays from
+``neural.construct``, the lemmas are Z3 queries over them, and replays run in ``neural.fp``. With ``ieee`` (a torch
+dtype) the lemmas are stated in IEEE arithmetic for every summation order, and the bounded checks and replays run
+in torch in that dtype, because that is the arithmetic the claim is about.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bridge.target import build, load_target
+from bridge.target import build, in_ieee, load_target
 from formal.obligations import LemmaResult, combine
 from neural.constructed import ConstructedModel
 
@@ -23,6 +25,7 @@ class Report:
     composition: str | None = None
     cross_check: dict | None = None
     optimize: dict | None = None  # --optimize: gates and CoT steps before and after, and the equivalence proof
+    ieee: str | None = None  # the torch dtype the lemmas are stated for, or None: the paper's F(e,s)
     model: ConstructedModel | None = field(default=None, repr=False)  # what was proved, for SMT-LIB export
     circuit: object | None = field(default=None, repr=False)  # the NormCircuit of a Theorem 3.3 model
 
@@ -30,63 +33,77 @@ class Report:
     def status(self) -> str:
         return combine(r.status for r in self.lemmas if r.status != "skipped")
 
+    @property
+    def arithmetic(self) -> str:
+        if self.model is None:
+            return "?"
+        f = f"F({self.model.fmt.ebits},{self.model.fmt.sbits})"
+        return (f"IEEE {self.ieee} = {f} with inf and NaN, any summation order" if self.ieee
+                else f"{f}, saturating, summed left to right (the paper's)")
+
     def to_json(self) -> dict:
-        return {"status": self.status, "spec": self.spec, "mode": self.mode,
+        return {"status": self.status, "spec": self.spec, "mode": self.mode, "arithmetic": self.arithmetic,
+                "ieee": self.ieee, "key_scale": self.model.key_scale if self.model else None,
                 "lemmas": [r.to_json() for r in self.lemmas], "composition": self.composition,
                 "counterexample": self.counterexample, "cross_check": self.cross_check,
                 **({"optimize": self.optimize} if self.optimize else {})}
 
 
 def verify(path: str, overrides: dict[str, str] | None = None, timeout_s: float = 60.0, progress=None,
-           fmt: str | None = None, optimize: bool = False) -> Report:
-    """Prove the spec or netlist at ``path``: its construction, its claims and its random instances."""
+           fmt: str | None = None, optimize: bool = False, ieee: str | None = None) -> Report:
+    """Prove the spec or netlist at ``path``: its construction, its claims and its random instances; with ``ieee``
+    (float16, bfloat16, float32) in that torch dtype's arithmetic rather than the spec's F(e,s)."""
     target = load_target(path, overrides, fmt, optimize)
+    if ieee is not None:
+        target = in_ieee(target, ieee)
     spec = target.spec
     claims = {c.lemma: dict(c.params) for c in spec.claims}
     circuit = target.circuit if target.has_circuit else None
     report = prove_model(build(target), circuit, claims, spec.random.instances, spec.random.seed, timeout_s,
-                         progress, path, spec.random.max_gates)
+                         progress, path, spec.random.max_gates, ieee)
     report.optimize = target.optimize_report
     return report
 
 
 def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None = None, instances: int = 0,
                 seed: int = 0, timeout_s: float = 60.0, progress=None, label: str = "<model>",
-                random_max_gates: int = 32) -> Report:
+                random_max_gates: int = 32, ieee: str | None = None) -> Report:
     """Every claimed lemma over these exact arrays, the bounded checks, and a replayed counterexample if any."""
-    from bridge.bounded import end_to_end, random_instances
+    from bridge.bounded import Simulator, end_to_end, random_instances
     from bridge.replay import replay
-    from formal.obligations import COMPOSED_FROM, TABLE_LEMMA, composition, prove_lemma
+    from formal.obligations import ORDER_LEMMA, TABLE_LEMMA, composed_from, composition, prove_lemma
     from grammar.spec import default_claims
 
     claims = default_claims() if claims is None else claims
-    report = Report(label, model.mode, model=model, circuit=circuit)
+    report = Report(label, model.mode, model=model, circuit=circuit, ieee=ieee)
     results = {}
-    for name in COMPOSED_FROM:  # embedding always: composition stands on it
-        if name != TABLE_LEMMA and name not in claims and "composition" not in claims:
+    for name in composed_from(ieee is not None):  # embedding (and, in IEEE, the order) always: composition needs them
+        if name not in (TABLE_LEMMA, ORDER_LEMMA) and name not in claims and "composition" not in claims:
             continue
         unrolled_k = int(claims.get("retrieval", {}).get("unrolled_k", 4))
         if progress:
             progress.lemma(name)
         results[name] = prove_lemma(model, circuit, name, timeout_s, unrolled_k,
-                                    on_query=progress.query if progress else None)
+                                    on_query=progress.query if progress else None, ieee=ieee is not None)
         report.lemmas.append(results[name])
     if "composition" in claims:
-        comp = composition(results)
+        comp = composition(results, ieee is not None)
         report.lemmas.append(comp)
         report.composition = comp.detail
+    sim = Simulator.choose(model, ieee)
     if "end_to_end" in claims:
         if progress:
             progress.lemma("end_to_end")
         e2e = claims["end_to_end"]
-        report.lemmas.append(end_to_end(model, circuit, int(e2e.get("max_inputs", 6)), int(e2e.get("max_gates", 2))))
+        report.lemmas.append(end_to_end(model, circuit, int(e2e.get("max_inputs", 6)), int(e2e.get("max_gates", 2)),
+                                        sim))
     if instances:
         if progress:
             progress.lemma("random")
-        report.lemmas.append(random_instances(model, circuit, instances, seed, random_max_gates))
+        report.lemmas.append(random_instances(model, circuit, instances, seed, random_max_gates, sim))
     refuted = next((r for r in report.lemmas if r.counterexample is not None), None)
     if refuted is not None:
-        report.counterexample = replay(model, circuit, refuted.counterexample)
+        report.counterexample = replay(model, circuit, refuted.counterexample, ieee)
     else:
         failed = next((r for r in report.lemmas if r.failure), None)
         if failed is not None:

@@ -13,6 +13,7 @@ import numpy as np
 from grammar.codes import sbin
 from neural.config import Keys
 from neural.encode import random_cvp_circuit
+from neural.execute import ExecMode
 
 
 def _bit(x: float) -> int:
@@ -106,26 +107,94 @@ def replay_component(model, cex: dict) -> dict | None:
     return None
 
 
-def replay_model(model, circuit, instances: int = 64, seed: int = 0, max_gates: int = 32) -> dict | None:
+def replay_model(model, circuit, instances: int = 64, seed: int = 0, max_gates: int = 32,
+                 ieee: str | None = None) -> dict | None:
     """The first seeded instance whose teacher-forced CoT has a wrong step, or None: every input of a small
     Theorem 3.3 circuit (else ``instances`` random ones), or ``instances`` random CVP circuits of at most
     ``max_gates`` gates (as the random check draws them)."""
-    from bridge.bounded import cvp_wrong, finite_session, thm33_wrong
+    from bridge.bounded import Simulator
 
     rng = np.random.default_rng(seed)
-    sess = finite_session(model)
+    sim = Simulator(model, ExecMode("finite", model.fmt) if ieee is None else ExecMode("ieee", dtype=ieee),
+                    "replay")
     if model.mode == "thm33":
         n = circuit.n_inputs
-        cases = (np.array([(i >> b) & 1 for b in range(n)], dtype=np.uint8) for i in range(2 ** n)) if n <= 6 else (
-            rng.integers(0, 2, n).astype(np.uint8) for _ in range(instances))
-        return next((w for w in (thm33_wrong(model, circuit, bits, sess) for bits in cases) if w), None)
+        batch = (np.array([[(i >> b) & 1 for b in range(n)] for i in range(2 ** n)], dtype=np.uint8) if n <= 6
+                 else rng.integers(0, 2, (instances, n)).astype(np.uint8))
+        return next((w for w in sim.thm33_failures(circuit, batch) if w), None)
     top = min(model.max_gates, max_gates)
     cases = (random_cvp_circuit(rng, int(rng.integers(1, top + 1))) for _ in range(instances))
-    return next((w for w in (cvp_wrong(model, c, sess) for c in cases) if w), None)
+    return next((w for w in (sim.cvp_failure(c) for c in cases) if w), None)
 
 
-def replay(model, circuit, outcome) -> dict:
+def _instance_tokens(model, circuit, seed: int = 0) -> np.ndarray:
+    """One whole, correct sequence (prompt and CoT) to run teacher-forced: the circuit on seeded inputs, or a random
+    CVP circuit as large as the model takes."""
+    from grammar.evaluate import evaluate
+    from neural.encode import cvp_cot_tokens, cvp_prompt
+
+    rng = np.random.default_rng(seed)
+    if model.mode == "thm33":
+        return evaluate(circuit, rng.integers(0, 2, (1, circuit.n_inputs)).astype(np.uint8))[0, :-1].astype(np.int64)
+    c = random_cvp_circuit(rng, model.max_gates)
+    return np.concatenate([cvp_prompt(c), cvp_cot_tokens(c.evaluate(), model.max_gates)[:-1]])
+
+
+def replay_in_torch(model, circuit, dtype: str) -> dict:
+    """Run one correct sequence teacher-forced in torch ``dtype`` and in float64 (exact for these weights), and
+    report the first attention row that differs: its head and position, the scores torch computed there, and the
+    weights (NaN included) it made of them; plus the first CoT step whose prediction differs."""
+    import torch
+
+    from neural.model import Decoder
+
+    tokens = _instance_tokens(model, circuit)
+    runs = {}
+    for name in (dtype, "float64"):
+        net = Decoder.from_arrays(model.config, model.weights, getattr(torch, name))
+        inputs = []
+        hooks = [b.attn.register_forward_pre_hook(lambda m, args: inputs.append(args[0])) for b in net.blocks]
+        with torch.inference_mode():
+            logits, weights = net(torch.as_tensor(tokens)[None], need_weights=True)
+        for h in hooks:
+            h.remove()
+        runs[name] = (logits[0].argmax(-1).numpy(), weights, inputs, net)
+    pred, weights, inputs, net = runs[dtype]
+    ref_pred, ref_weights = runs["float64"][0], runs["float64"][1]
+    out: dict = {"dtype": dtype, "positions": int(tokens.size)}
+    for layer, (w, w_ref) in enumerate(zip(weights, ref_weights)):
+        w64 = w[0].to(torch.float64)
+        bad = ~torch.isclose(w64, w_ref[0], rtol=0, atol=0, equal_nan=False)
+        if bool(bad.any()):
+            head, pos = (int(i) for i in torch.nonzero(bad)[0][:2])
+            attn = net.blocks[layer].attn
+            x = inputs[layer][0]
+            with torch.inference_mode():
+                q, k = attn._split(attn.q(x)[None]), attn._split(attn.k(x)[None])
+                scores = (q[0, head, pos] @ k[0, head, :pos + 1].T) * attn.cfg.scale
+            out.update({"layer": layer, "head": head, "query_position": pos,
+                        "score_row": _floats(scores), "weights_row": _floats(w[0, head, pos, :pos + 1]),
+                        "exact_weights_row": _floats(w_ref[0, head, pos, :pos + 1]),
+                        "nan": bool(torch.isnan(w[0, head, pos]).any())})
+            break
+    wrong = np.flatnonzero(pred != ref_pred)
+    out["first_wrong_position"] = int(wrong[0]) if wrong.size else None
+    out["replayed"] = "layer" in out or wrong.size > 0
+    return out
+
+
+def _floats(t, limit: int = 16) -> list:
+    """A row for a report: its first ``limit`` entries as JSON numbers (inf and NaN as strings)."""
+    vals = [float(v) for v in t.reshape(-1)[:limit]]
+    return [v if np.isfinite(v) else str(v) for v in vals]
+
+
+def replay(model, circuit, outcome, ieee: str | None = None) -> dict:
     cex = dict(outcome.counterexample or {})
+    if ieee is not None:  # the claim is about torch in that dtype: replay it there
+        torch_replay = replay_in_torch(model, circuit, ieee)
+        return {"lemma": outcome.lemma, "query": outcome.name, **cex, "replay": torch_replay,
+                "replayed": bool(torch_replay["replayed"])}
     component = replay_component(model, cex)
     whole = replay_model(model, circuit)
     replayed = component["replayed"] if component is not None else whole is not None

@@ -15,7 +15,7 @@ def emit_smt2(report: Report, directory: str, unrolled_k: int = 4) -> list[Path]
 
     out = Path(directory)
     paths = []
-    for q in all_queries(report.model, unrolled_k):
+    for q in all_queries(report.model, unrolled_k, ieee=report.ieee is not None):
         p = out / smt2_filename(q.name)
         atomic_write_text(p, to_smt2(q))
         paths.append(p)

@@ -67,6 +67,22 @@ def load_target(path: str, overrides: dict[str, str] | None = None, fmt: str | N
     return optimized(target) if optimize else target
 
 
+def in_ieee(target: Target, dtype: str) -> Target:
+    """The target with its format replaced by a torch dtype's grid (``--ieee``): what the lemmas are then stated
+    over, in IEEE arithmetic."""
+    from dataclasses import replace
+
+    from grammar.ir import Precision
+    from neural.fp import IEEE_FORMATS
+
+    if dtype not in IEEE_FORMATS:
+        raise InputError(f"--ieee {dtype!r} is not a dtype verify can prove", SourceLoc("--ieee"),
+                         expected=", ".join(IEEE_FORMATS))
+    c = target.spec.construction
+    spec = replace(target.spec, construction=replace(c, precision=Precision(*IEEE_FORMATS[dtype])))
+    return replace(target, spec=spec)
+
+
 def cot_steps(nc: NormCircuit, mode: str) -> int:
     """CoT tokens a run of this circuit writes: one per normalised gate, or per CVP gate once lowered."""
     if mode == "thm33":

@@ -8,6 +8,9 @@
     def test_cold_keys_are_caught():
         assert_refuted("specs/cvp.lark", key_scale=1)
 
+    def test_float16_deployment_is_exact():
+        assert_proved("specs/cvp.lark", ieee="float16")
+
 ``assert_sound(checkpoint_dir, samples=..., seed=...)`` audits a checkpoint's CoT traces step by step.
 
 Keyword arguments are ``--override`` keys (``key_scale``, ``construction.ebits``, ``claims.retrieval.unrolled_k``...).
@@ -21,15 +24,16 @@ def _overrides(kwargs: dict) -> dict[str, str]:
     return {key.replace("__", "."): str(value) for key, value in kwargs.items()}
 
 
-def _run(spec: str, timeout: float, kwargs: dict):
+def _run(spec: str, timeout: float, kwargs: dict, ieee: str | None = None):
     from bridge.proof import verify
 
-    return verify(str(spec), _overrides(kwargs), timeout)
+    return verify(str(spec), _overrides(kwargs), timeout, ieee=ieee)
 
 
-def assert_proved(spec, timeout: float = 60.0, **overrides):
-    """Every lemma of ``spec`` is proved by a solver (or checked exhaustively); returns the report."""
-    report = _run(spec, timeout, overrides)
+def assert_proved(spec, timeout: float = 60.0, ieee: str | None = None, **overrides):
+    """Every lemma of ``spec`` is proved by a solver (or checked exhaustively); returns the report. ``ieee``
+    (float16, bfloat16, float32): proved in that torch dtype's arithmetic, for every summation order."""
+    report = _run(spec, timeout, overrides, ieee)
     if report.status != "proved":
         raise AssertionError(f"{spec} is {report.status.upper()}, not PROVED:\n"
                              + json.dumps(report.to_json()["lemmas"], indent=1)
@@ -38,9 +42,11 @@ def assert_proved(spec, timeout: float = 60.0, **overrides):
     return report
 
 
-def assert_refuted(spec, timeout: float = 60.0, lemma: str | None = None, replayed: bool = True, **overrides):
-    """The spec is refuted (by ``lemma`` if given) and the counterexample replays in neural.fp."""
-    report = _run(spec, timeout, overrides)
+def assert_refuted(spec, timeout: float = 60.0, lemma: str | None = None, replayed: bool = True,
+                   ieee: str | None = None, **overrides):
+    """The spec is refuted (by ``lemma`` if given) and the counterexample replays (in neural.fp, or in torch in
+    the ``ieee`` dtype)."""
+    report = _run(spec, timeout, overrides, ieee)
     if report.status != "refuted":
         raise AssertionError(f"{spec} with {overrides} is {report.status.upper()}, not REFUTED")
     cex = report.counterexample or {}

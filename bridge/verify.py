@@ -23,6 +23,9 @@ def add_verify_arguments(p: argparse.ArgumentParser) -> None:
                    help="re-solve the exported queries with cvc5, bitwuzla or both (cvc5,bitwuzla; default cvc5) "
                         "and report disagreements")
     p.add_argument("--override", action="append", metavar="KEY=VALUE")
+    p.add_argument("--ieee", metavar="DTYPE",
+                   help="prove the lemmas in torch's IEEE arithmetic for float16, bfloat16 or float32 (inf, NaN, "
+                        "any summation order) instead of the spec's saturating F(e,s)")
     add_netlist_flags(p, optimize=True)
 
 
@@ -52,7 +55,8 @@ class _Progress:
 
 def human(report) -> str:
     """A ``bridge.proof.Report`` for people."""
-    lines = [f"{report.spec}: {report.mode} construction"]
+    lines = [f"{report.spec}: {report.mode} construction, key scale {report.model.key_scale:g}, "
+             f"in {report.arithmetic}"]
     lines += optimize_lines(report.optimize)
     lines += ["",
              f"  {'lemma':<12} {'status':<8} {'seconds':>8}  method"]
@@ -67,7 +71,8 @@ def human(report) -> str:
         lines += ["", f"counterexample ({cex.get('query', cex.get('lemma'))}):"]
         lines += [f"  {k}: {json.dumps(v)}" for k, v in cex.items() if k not in ("replay", "model_failure", "replayed")]
         if cex.get("replay"):
-            lines.append("  replay in neural.fp: " + json.dumps(cex["replay"]))
+            where = f"torch {report.ieee}" if report.ieee else "neural.fp"
+            lines.append(f"  replay in {where}: " + json.dumps(cex["replay"]))
         if cex.get("model_failure"):
             lines.append("  whole model, teacher-forced: " + json.dumps(cex["model_failure"]))
         lines.append(f"  replayed: {'yes' if cex.get('replayed') else 'NO (the failure did not reproduce)'}")
@@ -90,7 +95,7 @@ def run_verify(args) -> int:
     progress = _Progress() if (not args.json and sys.stderr.isatty()) else None
     try:
         report = verify(args.spec, parse_overrides(args.override), args.timeout, progress, args.format,
-                        args.optimize)
+                        args.optimize, args.ieee)
     finally:
         if progress:
             progress.close()

@@ -1,7 +1,11 @@
 """F(ebits, sbits) in Z3's floating-point theory: the semantics of ``neural.fp``, for proofs. The format's
 constants (B, the smallest subnormal) come from ``neural.fp.FPFormat``, so both sides speak of one format.
 
-- RNE after every operation, then +-inf clamps to +-B; 0/0 (the only NaN that can arise) is +0.
+Two arithmetics over one grid:
+- *paper* (the default): RNE after every operation, then +-inf clamps to +-B; 0/0 (the only NaN that can arise)
+  is +0.
+- *ieee*: what torch's float16, bfloat16 and float32 do: RNE, overflow to +-inf, NaN from inf - inf, 0 * inf and
+  0/0, and NaN compares false. Claims in this arithmetic say "finite" explicitly.
 - Sums are left to right from +0. A term whose weight is the constant 0 adds +-0 and changes no sum, so it is left
   out (``neural.fp`` skips the same terms); only the sign of a zero can differ, and every claim compares with
   IEEE equality, where -0 = +0.
@@ -19,13 +23,14 @@ TACTIC = ("simplify", "fpa2bv", "simplify", "bit-blast", "sat")
 
 
 class Z3Format:
-    def __init__(self, ebits: int, sbits: int):
+    def __init__(self, ebits: int, sbits: int, ieee: bool = False):
         if ebits < 3 or sbits < 3:
             raise ValueError(f"Z3 needs ebits >= 3 and sbits >= 3; F({ebits},{sbits}) is too small")
-        self.ebits, self.sbits = ebits, sbits
+        self.ebits, self.sbits, self.ieee = ebits, sbits, ieee
         self.sort = z3.FPSort(ebits, sbits)
         self.rm = z3.RNE()
         self.max_value = FPFormat(ebits, sbits).max_value
+        self.exact_count = float(FPFormat(ebits, sbits).exact_integers)  # 2^sbits: [2^sbits + 1] = 2^sbits
         self.B = self.val(self.max_value)
         self.zero = self.val(0.0)
         self.one = self.val(1.0)
@@ -66,6 +71,8 @@ class Z3Format:
     # ---- operations, each rounded and clamped ------------------------------------------------------------
 
     def clamp(self, r):
+        if self.ieee:
+            return r
         return z3.If(z3.fpIsInf(r), z3.If(z3.fpIsPositive(r), self.B, -self.B), r)
 
     def add(self, a, b):
@@ -74,9 +81,16 @@ class Z3Format:
     def mul(self, a, b):
         return self.clamp(z3.fpMul(self.rm, a, b))
 
+    def sub(self, a, b):
+        return self.clamp(z3.fpSub(self.rm, a, b))
+
     def div(self, a, b):
         r = z3.fpDiv(self.rm, a, b)
-        return z3.If(z3.fpIsNaN(r), self.zero, self.clamp(r))
+        return r if self.ieee else z3.If(z3.fpIsNaN(r), self.zero, self.clamp(r))
+
+    def max(self, a, b):
+        """torch.maximum on finite values (every use here compares finite scores)."""
+        return z3.If(z3.fpGEQ(a, b), a, b)
 
     def relu(self, x):
         return z3.If(z3.fpGT(x, self.zero), x, self.zero)
@@ -94,6 +108,11 @@ class Z3Format:
 
     def simplify_value(self, expr) -> float:
         return self.to_float(z3.simplify(expr))
+
+
+def model_format(model, ieee: bool = False) -> Z3Format:
+    """The arithmetic a lemma about ``model`` is stated in: its format, saturating (paper) or IEEE."""
+    return Z3Format(model.fmt.ebits, model.fmt.sbits, ieee)
 
 
 def make_solver(timeout_s: float):

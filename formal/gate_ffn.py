@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import z3
 
-from formal.fp import Z3Format
+from formal.fp import model_format
 from formal.query import Query
 from formal.residual import symbolic_residual
 from neural.config import Keys
@@ -23,8 +23,8 @@ MEANING = {"AND": lambda a, b: a & b, "OR": lambda a, b: a | b, "NAND": lambda a
            "NOT": lambda a, b: 1 - a, "BUF": lambda a, b: a, "CONST0": lambda a, b: 0, "CONST1": lambda a, b: 1}
 
 
-def gate_ffn_queries(model: ConstructedModel) -> list[Query]:
-    fmt = Z3Format(model.fmt.ebits, model.fmt.sbits)
+def gate_ffn_queries(model: ConstructedModel, ieee: bool = False) -> list[Query]:
+    fmt = model_format(model, ieee)
     plan = model.ffn
     W1, b1 = model.linear(Keys.ffn(plan.layer, "fc1"))
     W2, b2 = model.linear(Keys.ffn(plan.layer, "fc2"))

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from formal.embedding import embedding_violations
+from formal.exactness import order_independence_items
 from formal.gate_ffn import gate_ffn_queries
 from formal.query import PROVED, REFUTED, UNKNOWN, Outcome, Query, Violation, solve
 from formal.readout import readout_queries
@@ -13,8 +14,14 @@ from formal.retrieval import retrieval_queries
 from neural.constructed import ConstructedModel
 
 TABLE_LEMMA = "embedding"  # checked entry by entry, no solver: the symbolic lemmas stand on it
+ORDER_LEMMA = "order_independence"  # IEEE only: exact enumeration of every dot product's partial sums
 SOLVER_LEMMAS = ("retrieval", "gate_ffn", "readout")
 COMPOSED_FROM = (TABLE_LEMMA, *SOLVER_LEMMAS)  # what the composition argument needs, in the order it uses them
+COMPOSED_FROM_IEEE = (TABLE_LEMMA, ORDER_LEMMA, *SOLVER_LEMMAS)
+
+
+def composed_from(ieee: bool) -> tuple[str, ...]:
+    return COMPOSED_FROM_IEEE if ieee else COMPOSED_FROM
 
 COMPOSITION = (
     "Induction on CoT steps. Assume the positions before step t hold the prompt and the correct values of the "
@@ -25,6 +32,19 @@ COMPOSITION = (
     "[gate_ffn] the FFN writes exactly the gate's value to 'out' and adds 0 to every other coordinate. "
     "[readout] the argmax of the logits is the token of that value. So step t is correct, and by induction every "
     "CoT step is.")
+
+COMPOSITION_IEEE = (
+    "In IEEE arithmetic, in any summation order. [order_independence] every partial sum of every dot product the "
+    "model computes (embedding sums, projections, scores, FFN, unembedding, residual updates), over any subset of "
+    "its terms and any inputs in their domains, is finite and exactly representable; a kernel's order, blocking or "
+    "fused multiply-add only ever forms such partial sums, so every one of them computes the exact sum, and the "
+    "lemmas below, stated for one order, hold for all. Then the induction on CoT steps: [embedding] every position "
+    "carries its codes; [retrieval] each bit pair of a score adds exactly 0 on a match and <= T < 0 on a mismatch, "
+    "so the exact score is 0 at the one matching position and <= T elsewhere, [exp] gives weights 1 and 0, and the "
+    "softmax, computed as the paper defines it, max-subtracted as torch.softmax does, or rescaled online as "
+    "flash-style kernels do, returns that position's value exactly (no inf, no NaN); [gate_ffn] the FFN writes "
+    "exactly the gate's value; [readout] every logit is finite and the argmax is the token of that value. So every "
+    "CoT step is correct in that dtype, whatever order its kernels sum in.")
 
 
 @dataclass
@@ -61,27 +81,37 @@ def combine(statuses) -> str:
     return PROVED
 
 
-def lemma_items(model: ConstructedModel, name: str, unrolled_k: int = 4) -> list[Query | Violation]:
+def lemma_items(model: ConstructedModel, name: str, unrolled_k: int = 4, ieee: bool = False) -> list[Query | Violation]:
     if name == "retrieval":
-        return retrieval_queries(model, unrolled_k)
+        return retrieval_queries(model, unrolled_k, ieee)
     if name == "gate_ffn":
-        return gate_ffn_queries(model)
+        return gate_ffn_queries(model, ieee)
     if name == "readout":
-        return readout_queries(model)
+        return readout_queries(model, ieee)
     raise KeyError(name)
 
 
 def prove_lemma(model: ConstructedModel, circuit, name: str, timeout_s: float, unrolled_k: int = 4,
-                on_query: Callable[[Outcome], None] | None = None) -> LemmaResult:
-    """``circuit``: the NormCircuit a Theorem 3.3 model was compiled from, which only ``embedding`` reads."""
+                on_query: Callable[[Outcome], None] | None = None, ieee: bool = False) -> LemmaResult:
+    """``circuit``: the NormCircuit a Theorem 3.3 model was compiled from, which only ``embedding`` reads.
+    ``ieee``: state the lemma in IEEE arithmetic (inf and NaN) rather than the paper's saturating F(e,s)."""
     start = time.perf_counter()
+    if name == ORDER_LEMMA:
+        violations, summary = order_independence_items(model)
+        outcomes = [solve(v, timeout_s) for v in violations]
+        status = combine([o.status for o in outcomes] + ([UNKNOWN] if summary["undecided"] else [PROVED]))
+        detail = (f"{summary['dot_products']} distinct dot products, every partial sum exact; the largest is "
+                  f"{summary['largest_partial_sum']:g}" if status == PROVED else
+                  f"undecided: {summary['undecided'][:3]}" if status == UNKNOWN else None)
+        return LemmaResult(name, status, time.perf_counter() - start, "exact enumeration of partial sums", outcomes,
+                           detail=detail)
     if name == TABLE_LEMMA:
         violations = embedding_violations(model, circuit)
         outcomes = [solve(v, timeout_s) for v in violations] or [Outcome("embedding", "embedding", PROVED, 0.0)]
         return LemmaResult(name, combine(o.status for o in outcomes), time.perf_counter() - start,
                            "exhaustive table check", outcomes)
     outcomes = []
-    for item in lemma_items(model, name, unrolled_k):
+    for item in lemma_items(model, name, unrolled_k, ieee):
         outcome = solve(item, timeout_s)
         outcomes.append(outcome)
         if on_query:
@@ -90,12 +120,13 @@ def prove_lemma(model: ConstructedModel, circuit, name: str, timeout_s: float, u
                        outcomes)
 
 
-def composition(results: dict[str, LemmaResult]) -> LemmaResult:
-    status = combine(results[n].status for n in COMPOSED_FROM)
-    return LemmaResult("composition", status, 0.0, "induction over CoT steps from: " + ", ".join(COMPOSED_FROM),
-                       detail=COMPOSITION)
+def composition(results: dict[str, LemmaResult], ieee: bool = False) -> LemmaResult:
+    names = composed_from(ieee)
+    status = combine(results[n].status for n in names)
+    return LemmaResult("composition", status, 0.0, "induction over CoT steps from: " + ", ".join(names),
+                       detail=COMPOSITION_IEEE if ieee else COMPOSITION)
 
 
-def all_queries(model: ConstructedModel, unrolled_k: int = 4) -> list[Query]:
+def all_queries(model: ConstructedModel, unrolled_k: int = 4, ieee: bool = False) -> list[Query]:
     """Every solver query, for SMT-LIB2 export."""
-    return [q for n in SOLVER_LEMMAS for q in lemma_items(model, n, unrolled_k) if isinstance(q, Query)]
+    return [q for n in SOLVER_LEMMAS for q in lemma_items(model, n, unrolled_k, ieee) if isinstance(q, Query)]

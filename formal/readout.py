@@ -9,20 +9,26 @@ import numpy as np
 import z3
 
 from formal.embedding import cvp_rows
-from formal.fp import Z3Format
+from formal.fp import model_format
 from formal.query import Query
 from formal.residual import symbolic_residual
 from neural.config import Keys
 from neural.constructed import ConstructedModel
 
 
-def readout_queries(model: ConstructedModel) -> list[Query]:
-    return _readout_cvp(model) if model.mode == "cvp" else _readout_bits(model)
+def readout_queries(model: ConstructedModel, ieee: bool = False) -> list[Query]:
+    fmt = model_format(model, ieee)
+    return _readout_cvp(model, fmt) if model.mode == "cvp" else _readout_bits(model, fmt)
 
 
-def _readout_bits(model) -> list[Query]:
+def _beats(fmt, other, right):
+    """``other`` takes the argmax from ``right``: it is at least as large, or either is inf/NaN (torch's argmax
+    takes a NaN as the maximum; F(e,s) never makes one, so there this is just >=)."""
+    return z3.Or(z3.fpGEQ(other, right), z3.Not(fmt.finite(other)), z3.Not(fmt.finite(right)))
+
+
+def _readout_bits(model, fmt) -> list[Query]:
     """Theorem 3.3 mode: vocabulary {0, 1}; the token must be the out bit."""
-    fmt = Z3Format(model.fmt.ebits, model.fmt.sbits)
     W, b = model.linear(Keys.HEAD)
     out_col = model.layout.col(model.ffn.output_field)
     read = [int(c) for c in np.flatnonzero(np.any(W != 0, axis=0))]
@@ -31,18 +37,17 @@ def _readout_bits(model) -> list[Query]:
     logits = [fmt.dot([xs[c] for c in read], [float(W[v, c]) for c in read], float(b[v])) for v in range(W.shape[0])]
     right = z3.If(fmt.eq(ans, fmt.one), logits[1], logits[0])
     wrong = [z3.If(fmt.eq(ans, fmt.one), z3.BoolVal(v != 1), z3.BoolVal(v != 0)) for v in range(len(logits))]
-    beaten = z3.Or(*[z3.And(w, z3.fpGEQ(lg, right)) for w, lg in zip(wrong, logits)])
+    beaten = z3.Or(*[z3.And(w, _beats(fmt, lg, right)) for w, lg in zip(wrong, logits)])
     return [Query("readout[bit]", "readout", z3.And(fmt.in_set(ans, (0.0, 1.0)), *dom, beaten),
                   {"ans": ans, **free}, {"kind": "readout"})]
 
 
-def _readout_cvp(model) -> list:
+def _readout_cvp(model, fmt) -> list:
     """CVP mode: the right token g_J=ans must beat every other row, for every next id J in 1..N.
 
     The CoT rows are checked against their shape by ``embedding`` (row g_j=v = sbin(j) on next_code, w_v on out,
     bias b_v, uniform over j), so one query with symbolic J and competitor J' covers all N^2 pairs; every other
     distinct row is compared once. The query's size depends on the code width k, never on N."""
-    fmt = Z3Format(model.fmt.ebits, model.fmt.sbits)
     W, b = model.linear(Keys.HEAD)
     lay = model.layout
     k, N = model.code_bits, model.max_gates
@@ -73,7 +78,7 @@ def _readout_cvp(model) -> list:
     other = cot_logit(bits(Jc), vc)
     differs = z3.Or(J != Jc, vc != ans_is_one)
     dom = z3.And(in_range(J), in_range(Jc), fmt.in_set(ans, (0.0, 1.0)))
-    items: list = [Query("readout[cot rows]", "readout", z3.And(dom, differs, z3.fpGEQ(other, right)),
+    items: list = [Query("readout[cot rows]", "readout", z3.And(dom, differs, _beats(fmt, other, right)),
                          {"next_gate": J, "ans": ans, "competitor_gate": Jc, "competitor_value": vc},
                          {"kind": "readout"})]
     # every distinct non-CoT row (NA, SEP, types, ids ...) once
@@ -84,6 +89,6 @@ def _readout_cvp(model) -> list:
     xs, rdom, free = symbolic_residual(fmt, read, fixed)
     for i, row in enumerate(others):
         logit = fmt.dot([xs[c] for c in read], [row[c] for c in read], row[-1])
-        items.append(Query(f"readout[other row {i}]", "readout", z3.And(dom, *rdom, z3.fpGEQ(logit, right)),
+        items.append(Query(f"readout[other row {i}]", "readout", z3.And(dom, *rdom, _beats(fmt, logit, right)),
                            {"next_gate": J, "ans": ans, **free}, {"kind": "readout"}))
     return items

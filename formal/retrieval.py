@@ -10,9 +10,14 @@ The argument, each step a query over the head's actual weights:
    is monotone, so bounding by the first-mismatch value is.) Base: I(+0, true). Step: one query per distinct
    tuple of per-pair weights, so its cost does not grow with k or the context length. Hence score = 0 iff the
    codes are equal, and [exp] maps it to 1, else to 0.
-3. *softmax induction* over key positions: Z and the numerator stay (0, 0) before the match and (1, v) after it,
-   whatever the other values; so the output [num / Z] = v. For a query that matches many keys that all hold value
-   0 (the CVP 'NA' id), the numerator stays 0, and so does the output.
+   In IEEE arithmetic (``ieee=True``) the score is instead shown exact: ``order_independence`` proves that no
+   partial sum of q.k rounds, in any order, so the score is the exact sum of its bit pairs, and one query per
+   distinct pair shape shows each pair adds exactly 0 when its bits match and at most T (< 0) when they differ.
+   So the score is 0 on a match and <= T otherwise, whatever the kernel's order, again independent of k.
+3. *softmax induction* over key positions (``formal.softmax``): Z and the numerator stay (0, 0) before the match
+   and (1, v) after it, whatever the other values; so the output [num / Z] = v. For a query that matches many keys
+   that all hold value 0 (the CVP 'NA' id), the numerator stays 0, and so does the output. In IEEE arithmetic
+   also as torch computes it (max-subtracted) and as flash-style kernels do (online rescaling).
 4. *value path*: [[x w_v] + b_v] = x on the value domain, and the output projection copies each head dim to its
    output field and adds exactly 0 to every other residual coordinate.
 An unrolled query over the first ``unrolled_k`` bit pairs (symbolic positions, the full sequential sum) cross-checks
@@ -24,9 +29,10 @@ import numpy as np
 import z3
 
 from formal.exp_table import exp_facts
-from formal.fp import Z3Format
+from formal.fp import Z3Format, model_format
 from formal.query import Query, Violation
 from formal.residual import DOMAIN
+from formal.softmax import softmax_queries
 from neural.config import Keys
 from neural.constructed import ConstructedModel, HeadPlan
 
@@ -57,8 +63,8 @@ def _dim_maps(model, plan, proj: str, field: str):
     return out
 
 
-def retrieval_queries(model: ConstructedModel, unrolled_k: int = 4) -> list:
-    fmt = Z3Format(model.fmt.ebits, model.fmt.sbits)
+def retrieval_queries(model: ConstructedModel, unrolled_k: int = 4, ieee: bool = False) -> list:
+    fmt = model_format(model, ieee)
     facts = exp_facts(model.fmt.ebits, model.fmt.sbits)
     items: list = []
     if model.config.scale != 1.0:
@@ -89,10 +95,12 @@ def retrieval_queries(model: ConstructedModel, unrolled_k: int = 4) -> list:
         U = min([facts.threshold] + [fmt.simplify_value(_pair(fmt, fmt.zero, fmt.val(a), fmt.val(-a), *g))
                                      for g in groups for a in (1.0, -1.0)])
         for (q0, q1, k0, k1), bits in groups.items():
-            items.append(_score_step(fmt, fmt.val(U), plan, tag, bits, q0, q1, k0, k1))
+            step = _pair_exact if ieee else _score_step
+            items.append(step(fmt, T if ieee else fmt.val(U), plan, tag, bits, q0, q1, k0, k1))
         items.append(_unrolled(fmt, T, plan, tag, qmap, kmap, min(unrolled_k, k)))
-    items.append(_score_base(fmt, T))
-    items += _softmax(fmt)
+    if not ieee:
+        items.append(_score_base(fmt, T))
+    items += softmax_queries(fmt, T, ieee)
     items += _value_paths(model, fmt, live)
     return items
 
@@ -135,6 +143,21 @@ def _score_step(fmt, U, plan, tag, bits, q0, q1, k0, k1) -> Query:
                   "bound_after_mismatch": fmt.to_float(U)})
 
 
+def _pair_exact(fmt, U, plan, tag, bits, q0, q1, k0, k1) -> Query:
+    """IEEE: one bit pair from an exact 0 adds exactly 0 on a match and a finite value <= U (< 0) on a mismatch.
+    With ``order_independence`` (every partial sum exact) the score is the exact sum of its pairs, so it is 0
+    when every bit matches and <= U otherwise, in any summation order."""
+    sp, dp = _pm1(fmt, "query_bit")
+    sj, dj = _pm1(fmt, "key_bit")
+    P = _pair(fmt, fmt.zero, sp, sj, q0, q1, k0, k1)
+    claim = z3.If(sp == sj, fmt.eq(P, fmt.zero), z3.And(fmt.finite(P), z3.fpLEQ(P, U)))
+    span = f"bit {bits[0]}" if len(bits) == 1 else f"{len(bits)} bits"
+    return Query(f"retrieval.pair[{tag} {span}]", "retrieval", z3.And(dp, dj, z3.Not(claim)),
+                 {"query_bit": sp, "key_bit": sj, "pair_score": P},
+                 {"kind": "pair", "layer": plan.layer, "head": plan.head, "bit": bits[0], "bits": bits,
+                  "bound_after_mismatch": fmt.to_float(U)})
+
+
 def _unrolled(fmt, T, plan, tag, qmap, kmap, u) -> Query:
     sps, spd = zip(*[_pm1(fmt, f"query_bit{b}") for b in range(u)])
     sjs, sjd = zip(*[_pm1(fmt, f"key_bit{b}") for b in range(u)])
@@ -142,45 +165,10 @@ def _unrolled(fmt, T, plan, tag, qmap, kmap, u) -> Query:
     for b in range(u):
         S = _pair(fmt, S, sps[b], sjs[b], qmap[2 * b], qmap[2 * b + 1], kmap[2 * b], kmap[2 * b + 1])
     equal = z3.And(*[a == b for a, b in zip(sps, sjs)])
-    claim = z3.If(equal, fmt.eq(S, fmt.zero), z3.fpLEQ(S, T))
+    claim = z3.If(equal, fmt.eq(S, fmt.zero), z3.And(fmt.finite(S), z3.fpLEQ(S, T)))
     witness = {f"query_bit{b}": sps[b] for b in range(u)} | {f"key_bit{b}": sjs[b] for b in range(u)} | {"score": S}
     return Query(f"retrieval.unrolled[{tag} k={u}]", "retrieval", z3.And(*spd, *sjd, z3.Not(claim)), witness,
                  {"kind": "unrolled", "layer": plan.layer, "head": plan.head, "bits": list(range(u))})
-
-
-def _softmax(fmt: Z3Format) -> list[Query]:
-    """Format-only lemmas: they hold for any weights once every w_j is [exp(0)] = 1 or 0."""
-    Z, num, vp, vj = (fmt.var(n) for n in ("Z", "numerator", "matched_value", "other_value"))
-    seen = z3.Bool("matched_seen")
-    fin = z3.And(*[fmt.finite(x) for x in (Z, num, vp, vj)])
-
-    def inv(Z, num, seen):
-        return z3.If(seen, z3.And(fmt.eq(Z, fmt.one), fmt.eq(num, vp)),
-                     z3.And(fmt.eq(Z, fmt.zero), fmt.eq(num, fmt.zero)))
-
-    def step(w, v):
-        return fmt.add(Z, w), fmt.add(num, fmt.mul(w, v))
-
-    z0, n0 = step(fmt.zero, vj)
-    z1, n1 = step(fmt.one, vp)
-    items = [
-        Query("retrieval.softmax_skip", "retrieval", z3.And(fin, inv(Z, num, seen), z3.Not(inv(z0, n0, seen)))),
-        Query("retrieval.softmax_match", "retrieval",
-              z3.And(fin, inv(Z, num, seen), z3.Not(seen), z3.Not(inv(z1, n1, z3.BoolVal(True))))),
-        Query("retrieval.softmax_output", "retrieval",
-              z3.And(fin, inv(Z, num, z3.BoolVal(True)), z3.Not(fmt.eq(fmt.div(num, Z), vp)))),
-    ]
-    # many matches, all of value 0 (CVP's NA id): the numerator stays 0, so the output is 0
-    w = fmt.var("weight")
-    zz, nz = fmt.add(Z, w), fmt.add(num, fmt.mul(w, fmt.zero))
-    inv0 = z3.And(fmt.eq(num, fmt.zero), z3.fpGEQ(Z, fmt.zero), fmt.finite(Z))
-    items.append(Query("retrieval.softmax_zero_values", "retrieval",
-                       z3.And(inv0, fmt.in_set(w, (0.0, 1.0)),
-                              z3.Not(z3.And(fmt.eq(nz, fmt.zero), z3.fpGEQ(zz, fmt.zero), fmt.finite(zz)))),
-                       ))
-    items.append(Query("retrieval.softmax_zero_output", "retrieval",
-                       z3.And(inv0, z3.Not(fmt.eq(fmt.div(num, Z), fmt.zero)))))
-    return items
 
 
 def _value_paths(model, fmt: Z3Format, live) -> list:

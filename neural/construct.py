@@ -6,7 +6,8 @@ and ``formal`` proves them, always these exact arrays. It imports neither torch 
 Shared mechanisms:
 - ``sbin(j) = 2*bin_k(j) - 1`` codes positions and gate ids with +-1 entries.
 - A *retrieval head* puts ``interleave(code, 1)`` in the query and ``c * interleave(sbin(j), -1)`` in the key, so the
-  score is 0 on a match and reaches -B after the first mismatched bit pair (c in [B/2, B] makes [c + c] = B).
+  score is 0 on a match and -2c per mismatched bit pair. The default c = 64 keeps every partial sum exact (see
+  ``default_key_scale``), so the same weights are exact in F(5,11), float16, bfloat16 and float32 in any order.
 - A *minterm FFN* computes any gate from (a, b, type): one ReLU unit relu(+-a +- b + t_op + beta) per true row of
   the op's truth table, each exactly 0 or 1, so the sum is the gate value.
 """
@@ -25,8 +26,17 @@ CVP_TYPE_OP = {"TRUE": "CONST1", "FALSE": "CONST0", "AND": "AND", "OR": "OR", "N
 CVP_SPECIAL = ("NA", "SEP")
 
 
-def default_key_scale(fmt: FPFormat) -> float:
-    """B/2: the smallest c with [c + c] = B, leaving the most headroom when the same weights run in IEEE floats."""
+EXACT_KEY_SCALE = 64.0  # [exp(-128)] = 0 in float16, bfloat16 and float32, and 64 * 2k stays exact in all three
+
+
+def default_key_scale(fmt: FPFormat, code_bits: int) -> float:
+    """c = 64 where the format holds it exactly: [exp(-2c)] = 0, and every multiple of c up to 2kc (the score's
+    partial sums over any subset of its 2k terms) is representable, so no score ever rounds and any summation order
+    gives the same exact score. Else B/2, the paper's choice: [c + c] = B, exact only under F(e,s)'s saturation."""
+    c = EXACT_KEY_SCALE
+    span = 2 * code_bits
+    if fmt.exp(np.array(-2 * c)) == 0 and span <= fmt.exact_integers and span * c <= fmt.max_value:
+        return c
     return fmt.max_value / 2
 
 
@@ -93,7 +103,7 @@ def build_thm33(nc: NormCircuit, fmt: FPFormat, key_scale: float | None = None) 
     n, T = nc.n_inputs, nc.n_gates
     length = n + T
     k = code_width(length + 1)
-    c = default_key_scale(fmt) if key_scale is None else float(key_scale)
+    c = default_key_scale(fmt, k) if key_scale is None else float(key_scale)
     layout = Layout.of([("tok", 1), ("type", len(GATE_OPS)), ("pred1", k), ("pred2", k), ("pos", k),
                         ("a", 1), ("b", 1), ("out", 1)])
     d_head = 2 * k
@@ -153,7 +163,7 @@ def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> 
     N = max_gates
     length = 5 * N + 1
     k = code_width(max(length, N + 2))
-    c = default_key_scale(fmt) if key_scale is None else float(key_scale)
+    c = default_key_scale(fmt, k) if key_scale is None else float(key_scale)
     layout = Layout.of([("type", len(CVP_TYPES)), ("in_code", k), ("self_code", k), ("value", 1), ("next_code", k),
                         ("addr_type", k), ("addr_in1", k), ("addr_in2", k), ("pos", k),
                         ("g_type", len(CVP_TYPES)), ("g_in1", k), ("g_in2", k), ("a", 1), ("b", 1), ("out", 1)])

@@ -83,6 +83,13 @@ class TorchSession:
             logits, _ = self.model(t)
         return logits[0].to(self.torch.float64).cpu().numpy()
 
+    def all_predictions(self, tokens) -> np.ndarray:
+        """(B, T) tokens -> (B, T) argmax predictions, one pass, taken on the device."""
+        with self.torch.inference_mode():
+            t = self.torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=self.device)
+            logits, _ = self.model(t)
+        return logits.argmax(-1).cpu().numpy()
+
 
 def session(cfg: ModelConfig, weights: dict, mode: ExecMode):
     if mode.kind == "finite":
@@ -110,6 +117,11 @@ def greedy(sess, prompts, steps: int, progress=None) -> np.ndarray:
 def teacher_forced(sess, tokens) -> np.ndarray:
     """One pass over the whole sequence: the argmax prediction after every position."""
     return np.argmax(sess.all_logits(tokens), axis=-1)
+
+
+def teacher_forced_batch(sess: "TorchSession", tokens) -> np.ndarray:
+    """``teacher_forced`` for a (B, T) batch of equal-length sequences, in one torch pass."""
+    return sess.all_predictions(tokens)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,9 @@ import numpy as np
 
 PRODUCTS_PER_CHUNK = 1 << 22  # attention rounds its score products a block of queries at a time, within this
 
+# The IEEE formats torch runs, as F(ebits, sbits): the same grid; IEEE overflows to inf where F saturates.
+IEEE_FORMATS = {"float16": (5, 11), "bfloat16": (8, 8), "float32": (8, 24)}
+
 
 @dataclass(frozen=True)
 class FPFormat:
@@ -72,6 +75,16 @@ class FPFormat:
         _, e = np.frexp(x)
         quantum = np.ldexp(1.0, np.maximum(e - 1, self.emin) - (self.sbits - 1))
         return np.round(x / quantum) * quantum
+
+    @classmethod
+    def ieee(cls, dtype: str) -> "FPFormat":
+        """The grid of a torch dtype (``IEEE_FORMATS``)."""
+        return cls(*IEEE_FORMATS[dtype])
+
+    @property
+    def exact_integers(self) -> int:
+        """2^sbits: every integer of magnitude up to this is exactly representable (if it is <= B)."""
+        return 1 << self.sbits
 
     def is_representable(self, x) -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)

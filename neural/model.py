@@ -1,8 +1,10 @@
 """The one GPT-style decoder that constructed and trained weights both load into.
 
 Its state-dict names and shapes are ``neural.config.weight_shapes``; the construction fills exactly those arrays, so
-a compiled circuit is an ordinary instance of this module, not a separate code path. Attention is written out
-(scores, mask, softmax, weighted sum) rather than fused, because the audit reads the attention weights.
+a compiled circuit is an ordinary instance of this module, not a separate code path. Attention runs torch's fused
+``scaled_dot_product_attention`` (flash-style online softmax where the backend has it), and is written out (scores,
+mask, softmax, weighted sum) only when the caller asks for the weights, as the audit and the replays do. The IEEE
+proofs (``verify --ieee``) cover both ways: max-subtracted softmax and online rescaling, in any summation order.
 """
 from __future__ import annotations
 
@@ -33,14 +35,21 @@ class Attention(nn.Module):
         q, k, v = self._split(self.q(x)), self._split(self.k(x)), self._split(self.v(x))
         if cache is not None:
             k, v = cache.append(k, v)
-        scores = (q @ k.transpose(-1, -2)) * self.cfg.scale
         t_q, t_k = q.shape[2], k.shape[2]
         # query i (counted from the end of the cache) sees keys j <= i + (t_k - t_q)
-        causal = torch.ones(t_q, t_k, dtype=torch.bool, device=x.device).tril(t_k - t_q)
-        scores = scores.masked_fill(~causal, float("-inf"))
-        weights = torch.softmax(scores, dim=-1)
+        if need_weights or t_q not in (1, t_k):
+            causal = torch.ones(t_q, t_k, dtype=torch.bool, device=x.device).tril(t_k - t_q)
+        if not need_weights:  # t_q == 1: the new token sees every cached key; t_q == t_k: plain causal
+            mask = None if t_q in (1, t_k) else causal
+            out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=1 < t_q == t_k,
+                                                             scale=self.cfg.scale)
+            return self.o(out.transpose(1, 2).reshape(x.shape[0], t_q, -1)), None
+        scores = q @ k.transpose(-1, -2)
+        if self.cfg.scale != 1.0:
+            scores = scores * self.cfg.scale
+        weights = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
         out = (weights @ v).transpose(1, 2).reshape(x.shape[0], t_q, -1)
-        return self.o(out), (weights if need_weights else None)
+        return self.o(out), weights
 
 
 class FeedForward(nn.Module):
