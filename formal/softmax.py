@@ -65,8 +65,8 @@ def _zero_values(fmt: Z3Format, how: str) -> list[Query]:
     seen = z3.Bool("matched_seen")
 
     def inv(Z, num, seen):  # Z <= L = 2^sbits, a fixed point of [L + 1]: Z never overflows, however many matches
-        return z3.And(fmt.eq(num, fmt.zero), fmt.finite(Z), z3.fpGEQ(Z, fmt.zero), z3.fpLEQ(Z, fmt.val(fmt.exact_count)),
-                      z3.Implies(seen, z3.fpGEQ(Z, fmt.one)))
+        return z3.And(fmt.eq(num, fmt.zero), fmt.finite(Z), z3.fpGEQ(Z, fmt.zero),
+                      z3.fpLEQ(Z, fmt.val(fmt.exact_count)), z3.Implies(seen, z3.fpGEQ(Z, fmt.one)))
 
     w_ok = z3.And(fmt.finite(w), z3.fpGEQ(w, fmt.zero), z3.fpLEQ(w, fmt.one))
     z2, n2 = fmt.add(Z, w), fmt.add(num, fmt.mul(w, fmt.zero))
