@@ -18,15 +18,8 @@ from formal.obligations import LemmaResult
 from formal.query import PROVED, REFUTED
 from grammar.evaluate import evaluate
 from neural.constructed import ConstructedModel
-from neural.encode import CVPCircuit, all_cvp_circuits, random_cvp_circuit
-from neural.execute import (
-    ExecMode,
-    check_cvp_teacher_forced,
-    check_thm33_teacher_forced,
-    session,
-    teacher_forced,
-    teacher_forced_batch,
-)
+from neural.encode import CVPCircuit, all_cvp_circuits, cvp_cot_tokens, cvp_prompt, random_cvp_circuit
+from neural.execute import ExecMode, check_cvp_teacher_forced, check_thm33_teacher_forced, session, teacher_forced
 from neural.fp import FPFormat
 
 SKIPPED = "skipped"
@@ -66,18 +59,20 @@ class Simulator:
             self._sess = session(self.model.config, self.model.weights, self.mode)
         return self._sess
 
+    def _predict(self, sequences: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        """Teacher-forced predictions after ``steps`` for (B, L) equal-length sequences: F(e,s) one at a time,
+        torch many per pass."""
+        if self.mode.kind == "finite":
+            return np.stack([teacher_forced(self.session, row, steps) for row in sequences])
+        per_pass = max(1, ACTIVATIONS_PER_PASS // (sequences.shape[1] * self.model.config.d_model))
+        return np.concatenate([teacher_forced(self.session, sequences[i:i + per_pass], steps)
+                               for i in range(0, len(sequences), per_pass)])
+
     def thm33_failures(self, nc, batch: np.ndarray) -> list[dict | None]:
-        """One failure (or None) per row of input bits, teacher-forced; torch runs many rows per pass."""
+        """One failure (or None) per row of input bits, teacher-forced."""
         values = evaluate(nc, batch)
         expected = values[:, nc.n_inputs:].astype(np.int64)
-        L = values.shape[1] - 1
-        if self.mode.kind == "finite":
-            preds = [teacher_forced(self.session, row[:-1])[None] for row in values]
-        else:
-            per_pass = max(1, ACTIVATIONS_PER_PASS // (L * self.model.config.d_model))
-            preds = [teacher_forced_batch(self.session, values[i:i + per_pass, :-1])
-                     for i in range(0, len(values), per_pass)]
-        pred = np.concatenate(preds)[:, nc.n_inputs - 1:]
+        pred = self._predict(values[:, :-1], np.arange(nc.n_inputs - 1, values.shape[1] - 1))
         out = []
         for i, bits in enumerate(batch):
             wrong = np.flatnonzero(pred[i] != expected[i])
@@ -87,15 +82,29 @@ class Simulator:
                 failure = {"inputs": "".join(map(str, bits)), "first_wrong_step": t, "gate": nc.gates[t].name,
                            "expected": int(expected[i, t]), "got": int(pred[i, t]), "arithmetic": self.short}
                 if self.confirm is not None:
-                    failure = thm33_wrong(self.model, nc, bits, ExecMode("finite", self.model.fmt))
+                    failure = thm33_wrong(self.model, nc, bits, self.confirm)
             out.append(failure)
         return out
 
-    def cvp_failure(self, c: CVPCircuit) -> dict | None:
-        failure = cvp_wrong(self.model, c, self.mode, self.session)
-        if failure is not None and self.confirm is not None:
-            failure = cvp_wrong(self.model, c, self.confirm)
-        return failure
+    def cvp_failures(self, circuits: list[CVPCircuit]) -> list[dict | None]:
+        """One failure (or None) per circuit, teacher-forced; circuits of one size share a pass."""
+        out: list[dict | None] = [None] * len(circuits)
+        by_size: dict[int, list[int]] = {}
+        for i, c in enumerate(circuits):
+            by_size.setdefault(c.size, []).append(i)
+        N = self.model.max_gates
+        for size, idx in by_size.items():
+            prompts = np.stack([cvp_prompt(circuits[i]) for i in idx])
+            cots = np.stack([cvp_cot_tokens(circuits[i].evaluate(), N) for i in idx])
+            steps = np.arange(prompts.shape[1] - 1, prompts.shape[1] - 1 + size)
+            pred = self._predict(np.concatenate([prompts, cots[:, :-1]], axis=1), steps)
+            for row, i in enumerate(idx):
+                if not np.array_equal(pred[row], cots[row]):
+                    c = circuits[i]
+                    failure = cvp_wrong(self.model, c, self.confirm or self.mode,
+                                        None if self.confirm else self.session)
+                    out[i] = failure
+        return out
 
     @property
     def short(self) -> str:
@@ -154,7 +163,7 @@ def end_to_end(model, nc, max_inputs: int = 6, max_gates: int = 2, sim: Simulato
                        sim.thm33_failures(nc, batch), start)
     bound = min(max_gates, model.max_gates)
     return _result("end_to_end", f"exhaustive simulation in {sim.label}: every circuit of <= {bound} gates",
-                   (sim.cvp_failure(c) for c in all_cvp_circuits(bound)), start)
+                   sim.cvp_failures(list(all_cvp_circuits(bound))), start)
 
 
 def random_instances(model: ConstructedModel, nc, instances: int, seed: int, max_gates: int = 32,
@@ -170,6 +179,6 @@ def random_instances(model: ConstructedModel, nc, instances: int, seed: int, max
         return _result("random", f"seeded simulation in {sim.label} (seed {seed})", sim.thm33_failures(nc, batch),
                        start)
     top = min(max_gates, model.max_gates)
-    cases = (random_cvp_circuit(rng, int(rng.integers(1, top + 1))) for _ in range(instances))
+    cases = [random_cvp_circuit(rng, int(rng.integers(1, top + 1))) for _ in range(instances)]
     return _result("random", f"seeded simulation in {sim.label} (seed {seed}, circuits of <= {top} gates)",
-                   (sim.cvp_failure(c) for c in cases), start)
+                   sim.cvp_failures(cases), start)

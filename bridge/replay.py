@@ -123,8 +123,8 @@ def replay_model(model, circuit, instances: int = 64, seed: int = 0, max_gates: 
                  else rng.integers(0, 2, (instances, n)).astype(np.uint8))
         return next((w for w in sim.thm33_failures(circuit, batch) if w), None)
     top = min(model.max_gates, max_gates)
-    cases = (random_cvp_circuit(rng, int(rng.integers(1, top + 1))) for _ in range(instances))
-    return next((w for w in (sim.cvp_failure(c) for c in cases) if w), None)
+    cases = [random_cvp_circuit(rng, int(rng.integers(1, top + 1))) for _ in range(instances)]
+    return next((w for w in sim.cvp_failures(cases) if w), None)
 
 
 def _instance_tokens(model, circuit, seed: int = 0) -> np.ndarray:

@@ -28,7 +28,7 @@ import numpy as np
 from formal.query import Violation
 from formal.residual import DOMAIN
 from neural.config import Keys
-from neural.constructed import ConstructedModel
+from neural.constructed import ConstructedModel, unique_rows
 from neural.fp import FPFormat
 
 MAX_SUMS = 1 << 16  # reachable sums enumerated per dot product before falling back to a magnitude bound
@@ -119,14 +119,16 @@ def _why(value: Fraction, fmt: FPFormat) -> str:
 
 # ---- the dot products of a construction ------------------------------------------------------------------------
 
-def _column_values(table: np.ndarray, chunk: int = 8192) -> list[frozenset]:
-    """The distinct values of each column, reading a large table a block of rows at a time."""
-    seen = [set() for _ in range(table.shape[1])]
+def _column_values(table: np.ndarray, chunk: int = 1 << 15) -> list[frozenset]:
+    """The distinct values of each column, a block of rows at a time: a construction's tables hold a handful of
+    distinct values, so one comparison pass per value finds the columns holding it."""
+    seen = [{0.0} for _ in range(table.shape[1])]
     for start in range(0, table.shape[0], chunk):
         block = table[start:start + chunk]
-        for c in np.flatnonzero(np.any(block != 0, axis=0)):
-            seen[c].update(np.unique(block[:, c]).tolist())
-    return [frozenset(s | {0.0}) for s in seen]
+        for v in np.unique(block).tolist():
+            for c in np.flatnonzero(np.any(block == v, axis=0)):
+                seen[c].add(v)
+    return [frozenset(s) for s in seen]
 
 
 def _rows(W: np.ndarray, b: np.ndarray, domains: list[frozenset], chunk: int = 8192) -> dict[tuple, int]:
@@ -135,10 +137,11 @@ def _rows(W: np.ndarray, b: np.ndarray, domains: list[frozenset], chunk: int = 8
     terms depend only on its sorted |weights|, so large tables (the unembedding) are grouped with numpy."""
     signatures: dict[tuple, int] = {}
     symmetric = len(set(domains)) == 1 and all(-x in domains[0] for x in domains[0])
+    live = np.flatnonzero(np.any(W != 0, axis=0))
     for start in range(0, W.shape[0], chunk):
-        block, bias = W[start:start + chunk], b[start:start + chunk]
+        block, bias = W[start:start + chunk, live], b[start:start + chunk]
         if symmetric:
-            keys, first = np.unique(np.c_[np.sort(np.abs(block), axis=1), bias], axis=0, return_index=True)
+            _, first = unique_rows(np.c_[np.sort(np.abs(block), axis=1), bias])
             rows = (start + int(i) for i in first)
         else:
             rows = range(start, start + block.shape[0])

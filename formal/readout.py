@@ -13,7 +13,7 @@ from formal.fp import model_format
 from formal.query import Query
 from formal.residual import symbolic_residual
 from neural.config import Keys
-from neural.constructed import ConstructedModel
+from neural.constructed import ConstructedModel, unique_rows
 
 
 def readout_queries(model: ConstructedModel, ieee: bool = False) -> list[Query]:
@@ -83,7 +83,7 @@ def _readout_cvp(model, fmt) -> list:
                          {"kind": "readout"})]
     # every distinct non-CoT row (NA, SEP, types, ids ...) once
     non_cot = np.array(rows.non_cot)
-    others = np.unique(np.c_[W[non_cot], b[non_cot]], axis=0)
+    others, _ = unique_rows(np.c_[W[non_cot], b[non_cot]])
     read = sorted(set(next_cols) | {out_col} | {int(c) for c in np.flatnonzero(np.any(W[non_cot] != 0, axis=0))})
     fixed = {c: n for c, n in zip(next_cols, nxt)} | {out_col: ans}
     xs, rdom, free = symbolic_residual(fmt, read, fixed)

@@ -40,8 +40,15 @@ def default_key_scale(fmt: FPFormat, code_bits: int) -> float:
     return fmt.max_value / 2
 
 
-def _empty(cfg: ModelConfig) -> dict[str, np.ndarray]:
-    return {name: np.zeros(shape) for name, shape in weight_shapes(cfg).items()}
+def _storage(fmt: FPFormat, key_scale: float) -> type:
+    """float32 when it holds every value of the format (and the key scale) exactly: half the memory of float64,
+    and what torch loads without a copy. A 65,536-gate CVP model's tables are about 1 GiB in float64."""
+    fits = fmt.ebits <= 8 and fmt.sbits <= 24 and float(np.float32(key_scale)) == key_scale
+    return np.float32 if fits else np.float64
+
+
+def _empty(cfg: ModelConfig, dtype=np.float64) -> dict[str, np.ndarray]:
+    return {name: np.zeros(shape, dtype=dtype) for name, shape in weight_shapes(cfg).items()}
 
 
 def _retrieval_head(w: dict, layout: Layout, plan: HeadPlan, d_head: int, k: int, c: float) -> None:
@@ -82,10 +89,15 @@ def _minterm_ffn(w: dict, layout: Layout, plan: FFNPlan) -> None:
         W2[out, unit] = 1.0
 
 
-def _check_representable(model: ConstructedModel) -> None:
+def _check_representable(model: ConstructedModel, rows: int = 1 << 14) -> None:
+    """Every weight on the format's grid; large tables a block of rows at a time (rounding makes float64 copies)."""
     for name, arr in model.weights.items():
-        if not model.fmt.is_representable(arr).all():
-            bad = arr[~model.fmt.is_representable(arr)][0]
+        for start in range(0, max(1, arr.shape[0]), rows):
+            block = arr[start:start + rows]
+            ok = model.fmt.is_representable(block)
+            if ok.all():
+                continue
+            bad = block[~ok][0]
             raise ValueError(f"weight {name} holds {bad!r}, which F({model.fmt.ebits},{model.fmt.sbits}) cannot "
                              f"represent; choose another key_scale or format")
 
@@ -110,7 +122,7 @@ def build_thm33(nc: NormCircuit, fmt: FPFormat, key_scale: float | None = None) 
     units = minterm_units(GATE_OPS)
     cfg = ModelConfig(vocab_size=2, max_len=length, d_model=layout.width, n_layers=1, n_heads=2, d_head=d_head,
                       d_ff=len(units), activation="relu", layernorm=False, bias=True, attn_scale=1.0)
-    w = _empty(cfg)
+    w = _empty(cfg, _storage(fmt, c))
     w[Keys.TOK_EMB][1, layout.col("tok")] = 1.0
     pos = w[Keys.POS_EMB]
     pos[:, layout.cols("pos")] = sbin(np.arange(length), k)
@@ -173,7 +185,7 @@ def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> 
     units = minterm_units(ops)
     cfg = ModelConfig(vocab_size=len(vocab), max_len=length, d_model=layout.width, n_layers=2, n_heads=3,
                       d_head=d_head, d_ff=len(units), activation="relu", layernorm=False, bias=True, attn_scale=1.0)
-    w = _empty(cfg)
+    w = _empty(cfg, _storage(fmt, c))
     tok = w[Keys.TOK_EMB]
     tok[:, layout.cols("self_code")] = sbin(0, k)  # every token that is not a CoT value carries id 0
     tok[0, layout.cols("in_code")] = sbin(0, k)  # NA fetches id 0: only non-CoT tokens match, and their value is 0

@@ -15,6 +15,19 @@ from neural.config import Keys, ModelConfig
 from neural.fp import FPFormat
 
 
+def unique_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct rows, index of each one's first occurrence), in the order of first occurrence. Rows are compared
+    as bytes, which sorts one key per row rather than ``np.unique(axis=0)``'s column-by-column lexsort: the 196,615
+    rows of a 65,536-gate model's unembedding take milliseconds, not seconds. (-0 and +0 count as different.)"""
+    m = np.ascontiguousarray(matrix)
+    if m.shape[0] == 0:
+        return m, np.zeros(0, dtype=np.int64)
+    keys = m.view(np.dtype((np.void, m.dtype.itemsize * m.shape[1]))).ravel()
+    _, first = np.unique(keys, return_index=True)
+    first = np.sort(first)
+    return m[first], first
+
+
 @dataclass(frozen=True)
 class Layout:
     """Named residual coordinates, in order: field name -> (start, size)."""

@@ -45,8 +45,9 @@ class FiniteSession:
             raise ValueError("finite-precision execution runs one sequence at a time")
         return np.argmax(self.decoder.forward(tokens[0], self.cache)[-1:], axis=-1)
 
-    def all_logits(self, tokens) -> np.ndarray:
-        return self.decoder.forward(tokens)
+    def predictions(self, tokens, at=None) -> np.ndarray:
+        logits = self.decoder.forward(tokens)
+        return np.argmax(logits if at is None else logits[at], axis=-1)
 
 
 class TorchSession:
@@ -77,18 +78,16 @@ class TorchSession:
             logits, _ = self.model(t, self.cache)
             return logits[:, -1].argmax(-1).cpu().numpy()
 
-    def all_logits(self, tokens) -> np.ndarray:
+    def predictions(self, tokens, at=None) -> np.ndarray:
+        """(B, T) tokens -> argmax predictions after the positions ``at`` (default all), one pass, the argmax taken
+        on the device. (T,) tokens -> one row."""
+        tokens = np.asarray(tokens, dtype=np.int64)
         with self.torch.inference_mode():
-            t = self.torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=self.device)[None]
-            logits, _ = self.model(t)
-        return logits[0].to(self.torch.float64).cpu().numpy()
-
-    def all_predictions(self, tokens) -> np.ndarray:
-        """(B, T) tokens -> (B, T) argmax predictions, one pass, taken on the device."""
-        with self.torch.inference_mode():
-            t = self.torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=self.device)
-            logits, _ = self.model(t)
-        return logits.argmax(-1).cpu().numpy()
+            t = self.torch.as_tensor(np.atleast_2d(tokens), device=self.device)
+            where = None if at is None else self.torch.as_tensor(np.asarray(at), device=self.device)
+            logits, _ = self.model(t, logits_at=where)
+            pred = logits.argmax(-1).cpu().numpy()
+        return pred if tokens.ndim == 2 else pred[0]
 
 
 def session(cfg: ModelConfig, weights: dict, mode: ExecMode):
@@ -114,14 +113,10 @@ def greedy(sess, prompts, steps: int, progress=None) -> np.ndarray:
     return out if prompts.ndim == 2 else out[0]
 
 
-def teacher_forced(sess, tokens) -> np.ndarray:
-    """One pass over the whole sequence: the argmax prediction after every position."""
-    return np.argmax(sess.all_logits(tokens), axis=-1)
-
-
-def teacher_forced_batch(sess: "TorchSession", tokens) -> np.ndarray:
-    """``teacher_forced`` for a (B, T) batch of equal-length sequences, in one torch pass."""
-    return sess.all_predictions(tokens)
+def teacher_forced(sess, tokens, at=None) -> np.ndarray:
+    """One pass over the whole sequence: the argmax prediction after every position (or after those in ``at``).
+    A torch session also takes a (B, T) batch of equal-length sequences."""
+    return sess.predictions(tokens, at)
 
 
 @dataclass(frozen=True)
@@ -146,16 +141,19 @@ def check_thm33_teacher_forced(model: ConstructedModel, nc: NormCircuit, bits, m
     """Feed the inputs and the *correct* gate values in one pass; one prediction per gate. A teacher-forced pass
     keeps no state, so many checks can share one ``sess`` (and not rebuild the model for each)."""
     values = evaluate(nc, np.asarray(bits, dtype=np.uint8)[None])[0]
-    pred = teacher_forced(sess or session(model.config, model.weights, mode), values[:-1])
-    return StepCheck(pred[nc.n_inputs - 1:], values[nc.n_inputs:].astype(np.int64))
+    steps = np.arange(nc.n_inputs - 1, values.size - 1)
+    pred = teacher_forced(sess or session(model.config, model.weights, mode), values[:-1], steps)
+    return StepCheck(pred, values[nc.n_inputs:].astype(np.int64))
 
 
 def check_cvp_teacher_forced(model: ConstructedModel, c: CVPCircuit, mode: ExecMode, sess=None) -> StepCheck:
     """Feed the prompt and the *correct* CoT in one pass; one prediction per CoT token (``sess`` as above)."""
     cot = cvp_cot_tokens(c.evaluate(), model.max_gates)
     prompt = cvp_prompt(c)
-    pred = teacher_forced(sess or session(model.config, model.weights, mode), np.concatenate([prompt, cot[:-1]]))
-    return StepCheck(pred[len(prompt) - 1:], cot)
+    steps = np.arange(len(prompt) - 1, len(prompt) - 1 + cot.size)
+    pred = teacher_forced(sess or session(model.config, model.weights, mode), np.concatenate([prompt, cot[:-1]]),
+                          steps)
+    return StepCheck(pred, cot)
 
 
 # ---- running circuits through the constructions --------------------------------------------------------------

@@ -100,7 +100,7 @@ class KVCache:
 
 
 class Decoder(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, initialise: bool = True):
         super().__init__()
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
@@ -108,7 +108,8 @@ class Decoder(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model) if cfg.layernorm else nn.Identity()
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=cfg.bias)
-        self.apply(self._init)
+        if initialise:
+            self.apply(self._init)
 
     @staticmethod
     def _init(module: nn.Module) -> None:
@@ -117,8 +118,11 @@ class Decoder(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, need_weights: bool = False):
-        """tokens (B, T) -> logits (B, T, V). With a cache, the tokens continue the cached positions.
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, need_weights: bool = False,
+                logits_at: torch.Tensor | None = None):
+        """tokens (B, T) -> logits (B, T, V). With a cache, the tokens continue the cached positions. ``logits_at``
+        (positions) computes the unembedding only there: (B, len(logits_at), V); a large vocabulary's logits at
+        positions nobody reads are most of a teacher-forced check's work.
         Returns (logits, per-layer attention weights or None)."""
         start = 0 if cache is None else cache.length
         if start + tokens.shape[1] > self.cfg.max_len:
@@ -131,13 +135,20 @@ class Decoder(nn.Module):
         for i, block in enumerate(self.blocks):
             x, w = block(x, None if cache is None else cache.layers[i], need_weights)
             weights.append(w)
+        if logits_at is not None:
+            x = x[:, logits_at]
         return self.head(self.ln_f(x)), (weights if need_weights else None)
 
     # ---- weights as named numpy arrays (the construction's currency) -------------------------------------
 
     @classmethod
     def from_arrays(cls, cfg: ModelConfig, arrays: dict[str, np.ndarray], dtype=torch.float32) -> "Decoder":
-        model = cls(cfg)
+        """The module holding exactly these arrays, for inference. It is built on the meta device and given the
+        arrays as its parameters, so no random initialisation runs and, when the arrays already have ``dtype``,
+        nothing is copied (the parameters share their memory): a 65,536-gate CVP model's tables are loaded, not
+        duplicated."""
+        with torch.device("meta"):
+            model = cls(cfg, initialise=False)
         expected = model.state_dict()
         missing = sorted(set(expected) - set(arrays))
         extra = sorted(set(arrays) - set(expected))
@@ -147,8 +158,9 @@ class Decoder(nn.Module):
             if tuple(arrays[name].shape) != tuple(tensor.shape):
                 raise ValueError(f"weight {name} has shape {tuple(arrays[name].shape)}, "
                                  f"the architecture needs {tuple(tensor.shape)}")
-        model.load_state_dict({name: torch.as_tensor(np.asarray(a)) for name, a in arrays.items()})
-        return model.to(dtype).eval()
+        model.load_state_dict({name: torch.as_tensor(np.asarray(a)).to(dtype) for name, a in arrays.items()},
+                              assign=True)
+        return model.eval()
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {name: t.detach().to(torch.float64).cpu().numpy() for name, t in self.state_dict().items()}
