@@ -24,6 +24,21 @@ from neural.fp import FPFormat
 
 SKIPPED = "skipped"
 ACTIVATIONS_PER_PASS = 1 << 22  # residual entries one torch pass may hold (instances x length x width)
+TORCH_WORTH_IT = 5e8  # multiply-adds above which batched torch float32 beats numpy F(e,s) plus torch's import
+
+
+def estimated_work(model: ConstructedModel, nc, claims: dict, instances: int, random_max_gates: int) -> float:
+    """Multiply-adds of the bounded and random checks, roughly: attention over every position pair, and the
+    unembedding at every checked step."""
+    cfg = model.config
+    if model.mode == "thm33":
+        length = steps = nc.n_inputs + nc.n_gates
+        n = instances + (2 ** nc.n_inputs if nc.n_inputs <= int(claims.get("end_to_end", {}).get("max_inputs", 6))
+                         else 0)
+    else:
+        steps = min(random_max_gates, model.max_gates)
+        length, n = 5 * steps + 1, instances + 105
+    return n * (cfg.n_layers * length ** 2 * cfg.d_model + steps * cfg.vocab_size * cfg.d_model)
 
 
 @dataclass
@@ -44,11 +59,13 @@ class Simulator:
     _sess: object = field(default=None, repr=False)
 
     @classmethod
-    def choose(cls, model: ConstructedModel, ieee: str | None = None) -> "Simulator":
+    def choose(cls, model: ConstructedModel, ieee: str | None = None, work: float = float("inf")) -> "Simulator":
+        """``work``: the checks' multiply-adds (``estimated_work``). Below ``TORCH_WORTH_IT`` F(e,s) in numpy is
+        done before torch has even been imported, and the proof path stays torch-free."""
         if ieee is not None:
             return cls(model, ExecMode("ieee", dtype=ieee), f"torch {ieee}")
         finite = ExecMode("finite", model.fmt)
-        if _float32_is_exact(model):
+        if work >= TORCH_WORTH_IT and _float32_is_exact(model):
             return cls(model, ExecMode("ieee", dtype="float32"), f"torch float32, exact here: no dot product rounds "
                        f"in {finite} (order_independence)", confirm=finite)
         return cls(model, finite, f"{finite}")

@@ -19,7 +19,6 @@ check of ``embedding``.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -160,6 +159,10 @@ def _dot(name: str, canon) -> DotProduct:
     return DotProduct(name, tuple(terms) + ((frozenset({bias}),) if bias != 0 else ()))
 
 
+class TooManyValues(Exception):
+    """A row can take more values than this lemma enumerates; the lemma is then undecided, never proved."""
+
+
 def _full_values(canon) -> frozenset:
     """What the whole row can be (every term present, each at one of its values), then + bias."""
     terms, bias = canon
@@ -167,7 +170,7 @@ def _full_values(canon) -> frozenset:
     for values in terms:
         sums = {s + v for s in sums for v in values}
         if len(sums) > MAX_SUMS:
-            raise OverflowError
+            raise TooManyValues
     return frozenset(s + bias for s in sums)
 
 
@@ -218,7 +221,12 @@ def order_independence_items(model: ConstructedModel) -> tuple[list[Violation], 
     fmt = model.fmt
     items: list[Violation] = []
     largest, count, unknown = Fraction(0), 0, []
-    for dp in dot_products(model):
+    try:
+        products = dot_products(model)
+    except TooManyValues:
+        return [], {"dot_products": 0, "largest_partial_sum": 0.0,
+                    "undecided": ["a projection takes more values than the enumeration allows"]}
+    for dp in products:
         count += 1
         result = check(dp, fmt)
         largest = max(largest, result.largest)
@@ -228,12 +236,4 @@ def order_independence_items(model: ConstructedModel) -> tuple[list[Violation], 
                                    f"{result.witness['why']}", {"kind": LEMMA, **result.witness}))
         elif result.status == "unknown":
             unknown.append(dp.name)
-    summary = {"dot_products": count, "largest_partial_sum": float(largest),
-               "exact_limit": float(min(Fraction(fmt.max_value), Fraction(fmt.exact_integers))),
-               "undecided": unknown}
-    return items, summary
-
-
-def exact_range_note(fmt: FPFormat) -> str:
-    return (f"integers up to 2^{fmt.sbits} = {fmt.exact_integers} and B = {fmt.max_value:g} "
-            f"(smallest subnormal 2^{int(math.log2(fmt.min_subnormal))})")
+    return items, {"dot_products": count, "largest_partial_sum": float(largest), "undecided": unknown}

@@ -200,15 +200,23 @@ def _value_paths(model, fmt: Z3Format, live) -> list:
         for plan in (p for p in live if p.layer == layer):
             for d, col in enumerate(model.layout.cols(plan.output_field)):
                 source[int(col)] = plan.head * cfg.d_head + d
-        h = [fmt.var(f"head_dim{j}") for j in range(W.shape[1])]
-        dom = z3.And(*[fmt.in_set(v, DOMAIN) for v in h])
-        claims = []
+        # one query per distinct row shape: which weights it has, which of them is its source, its bias. Rows of
+        # one shape make the same claim about different head dims, so the lemma does not grow with the width.
+        shapes: dict[tuple, int] = {}
         for r in range(W.shape[0]):
-            if not W[r].any() and b[r] == 0 and r not in source:
+            cols = np.flatnonzero(W[r])
+            if not cols.size and b[r] == 0 and r not in source:
                 continue  # adds +0 exactly
-            out = fmt.dot(h, [float(w) for w in W[r]], float(b[r]))
-            claims.append(fmt.eq(out, h[source[r]] if r in source else fmt.zero))
-        items.append(Query(f"retrieval.output[L{layer}]", "retrieval", z3.And(dom, z3.Not(z3.And(*claims))),
-                           {f"head_dim{j}": v for j, v in enumerate(h) if W[:, j].any()},
-                           {"kind": "output", "layer": layer}))
+            shape = (tuple((float(W[r, c]), int(c) == source.get(r)) for c in cols), float(b[r]), r in source)
+            shapes.setdefault(shape, r)
+        for n, ((terms, bias, has_source), r) in enumerate(shapes.items()):
+            h = [fmt.var(f"head_dim{j}") for j in range(len(terms))]
+            wanted = [fmt.var("source_dim")] if has_source and not any(is_src for _, is_src in terms) else []
+            dom = z3.And(*[fmt.in_set(v, DOMAIN) for v in h + wanted])
+            out = fmt.dot(h, [w for w, _ in terms], bias)
+            target = next((v for v, (_, is_src) in zip(h, terms) if is_src), wanted[0] if wanted else fmt.zero)
+            items.append(Query(f"retrieval.output[L{layer} row shape {n}]", "retrieval",
+                               z3.And(dom, z3.Not(fmt.eq(out, target))),
+                               {f"head_dim{j}": v for j, v in enumerate(h)},
+                               {"kind": "output", "layer": layer, "row": r}))
     return items

@@ -94,6 +94,7 @@ def _check_representable(model: ConstructedModel, rows: int = 1 << 14) -> None:
     for name, arr in model.weights.items():
         for start in range(0, max(1, arr.shape[0]), rows):
             block = arr[start:start + rows]
+            block = block[block != 0]  # most entries are 0, which every format holds
             ok = model.fmt.is_representable(block)
             if ok.all():
                 continue
@@ -158,7 +159,8 @@ def cvp_id_token(j: int) -> int:
     return len(CVP_SPECIAL) + len(CVP_TYPES) + j - 1
 
 
-def cvp_cot_token(j: int, v: int, max_gates: int) -> int:
+def cvp_cot_token(j, v, max_gates: int):
+    """The token ``g{j}={v}``; ``j`` and ``v`` may be arrays."""
     return len(CVP_SPECIAL) + len(CVP_TYPES) + max_gates + 2 * (j - 1) + v
 
 
@@ -204,7 +206,7 @@ def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> 
 
     announce(np.array([sep]), np.array([1]))
     for v in (0, 1):
-        rows = np.array([cvp_cot_token(j, v, N) for j in ids])
+        rows = cvp_cot_token(ids, v, N)
         tok[np.ix_(rows, layout.cols("self_code"))] = sbin(ids, k)
         tok[rows, layout.col("value")] = float(v)
         announce(rows, ids + 1)
@@ -224,7 +226,7 @@ def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> 
     head_w, head_b = w[Keys.weight(Keys.HEAD)], w[Keys.bias(Keys.HEAD)]
     out = layout.col("out")
     for v in (0, 1):
-        rows = np.array([cvp_cot_token(j, v, N) for j in ids])
+        rows = cvp_cot_token(ids, v, N)
         head_w[np.ix_(rows, layout.cols("next_code"))] = sbin(ids, k)
         head_w[rows, out] = 2.0 if v else -2.0
         head_b[rows] = 0.0 if v else 2.0

@@ -62,6 +62,19 @@ class TorchSession:
         self.model = model
         self.device = device if device is not None else next(model.parameters()).device
         self.cache = KVCache()
+        W = model.head.weight.detach()
+        self.head_live = torch.nonzero((W != 0).any(0)).flatten()  # the columns the unembedding reads
+        self.head_compact = W[:, self.head_live].contiguous() if self.head_live.numel() < W.shape[1] else None
+
+    def _logits(self, x):
+        """The unembedding over the columns it reads. A zero weight adds an exact 0 to a finite sum, so this is the
+        full product whenever every feature is finite; otherwise (inf or NaN anywhere) the full product is taken,
+        so a NaN still shows. A constructed head reads k + 1 of its ~9k columns."""
+        head = self.model.head
+        if self.head_compact is None or not bool(self.torch.isfinite(x).all()):
+            return head(x)
+        out = x[..., self.head_live] @ self.head_compact.T
+        return out if head.bias is None else out + head.bias
 
     @classmethod
     def from_arrays(cls, cfg: ModelConfig, weights: dict, dtype: str, device: str = "cpu") -> "TorchSession":
@@ -75,8 +88,8 @@ class TorchSession:
         """Feed (B, T) tokens after the cached ones; the argmax after the last, taken on the device."""
         with self.torch.inference_mode():
             t = self.torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=self.device)
-            logits, _ = self.model(t, self.cache)
-            return logits[:, -1].argmax(-1).cpu().numpy()
+            x, _ = self.model.features(t, self.cache)
+            return self._logits(x[:, -1]).argmax(-1).cpu().numpy()
 
     def predictions(self, tokens, at=None) -> np.ndarray:
         """(B, T) tokens -> argmax predictions after the positions ``at`` (default all), one pass, the argmax taken
@@ -84,9 +97,10 @@ class TorchSession:
         tokens = np.asarray(tokens, dtype=np.int64)
         with self.torch.inference_mode():
             t = self.torch.as_tensor(np.atleast_2d(tokens), device=self.device)
-            where = None if at is None else self.torch.as_tensor(np.asarray(at), device=self.device)
-            logits, _ = self.model(t, logits_at=where)
-            pred = logits.argmax(-1).cpu().numpy()
+            x, _ = self.model.features(t)
+            if at is not None:
+                x = x[:, self.torch.as_tensor(np.asarray(at), device=self.device)]
+            pred = self._logits(x).argmax(-1).cpu().numpy()
         return pred if tokens.ndim == 2 else pred[0]
 
 

@@ -118,12 +118,14 @@ class Decoder(nn.Module):
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
 
-    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, need_weights: bool = False,
-                logits_at: torch.Tensor | None = None):
-        """tokens (B, T) -> logits (B, T, V). With a cache, the tokens continue the cached positions. ``logits_at``
-        (positions) computes the unembedding only there: (B, len(logits_at), V); a large vocabulary's logits at
-        positions nobody reads are most of a teacher-forced check's work.
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, need_weights: bool = False):
+        """tokens (B, T) -> logits (B, T, V). With a cache, the tokens continue the cached positions.
         Returns (logits, per-layer attention weights or None)."""
+        x, weights = self.features(tokens, cache, need_weights)
+        return self.head(x), weights
+
+    def features(self, tokens: torch.Tensor, cache: KVCache | None = None, need_weights: bool = False):
+        """What the unembedding reads: (B, T, d_model), and the attention weights or None."""
         start = 0 if cache is None else cache.length
         if start + tokens.shape[1] > self.cfg.max_len:
             raise ValueError(f"sequence of {start + tokens.shape[1]} tokens exceeds max_len {self.cfg.max_len}")
@@ -135,9 +137,7 @@ class Decoder(nn.Module):
         for i, block in enumerate(self.blocks):
             x, w = block(x, None if cache is None else cache.layers[i], need_weights)
             weights.append(w)
-        if logits_at is not None:
-            x = x[:, logits_at]
-        return self.head(self.ln_f(x)), (weights if need_weights else None)
+        return self.ln_f(x), (weights if need_weights else None)
 
     # ---- weights as named numpy arrays (the construction's currency) -------------------------------------
 

@@ -8,7 +8,8 @@ def test_bench_quick_reports_ratios():
     out = cli_json("bench", "--quick")
     assert out["plan"] == "quick"
     assert all("error" not in r for r in out["benchmarks"].values()), out["benchmarks"]
-    assert {"proof_scaling.proof_time_largest_to_smallest_ratio", "execution.achieved_to_matmul_flops_ratio",
+    assert out["benchmarks"]["proof_scaling"]["all_proved"] is True
+    assert {"proof_scaling.whole_command_time_largest_to_smallest_ratio", "execution.achieved_to_matmul_flops_ratio",
             "trace_check.numpy_to_pysat_speed_ratio", "parse.parse_to_split_time_ratio",
             "training.train_step_to_forward_ratio"} <= set(out["ratios"])
     assert out["benchmarks"]["trace_check"]["agree"] is True

@@ -59,6 +59,9 @@ SABOTAGE = [
     ("query bias doubled", "thm33", "blocks.0.attn.q.bias", (1,), lambda x: 2 * x, "retrieval"),
     ("position code flipped", "thm33", "pos_emb.weight", (3,), lambda x: -x, "embedding"),
     ("CoT announcement wrong", "cvp", "tok_emb.weight", (7 + 8,), lambda x: -x, "embedding"),  # g1=0
+    # every g_j=1 row's out weight 0 (rows 16, 18, ... of the 8-gate vocabulary; out is the last column): the
+    # right token only ties, which the readout induction's final query must catch
+    ("CVP value weight zeroed", "cvp", "head.weight", (slice(16, 31, 2), -1), lambda x: 0 * x, "readout"),
 ]
 
 
@@ -115,6 +118,7 @@ def test_verify_module_entry_point_and_netlist_argument():
 
 
 def test_proof_path_never_imports_torch():
+    """Without --ieee, torch is imported only when the bounded checks are large enough to pay for it."""
     import subprocess
     import sys
 
