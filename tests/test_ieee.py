@@ -155,3 +155,28 @@ def test_the_default_scale_is_64_in_every_dtype_and_b_over_2_where_64_cannot_be_
         assert build_cvp(32, FPFormat.ieee(dtype)).key_scale == 64.0
     tiny = FPFormat(4, 4)  # B = 240: 64 is on the grid, but 2k * 64 is not
     assert build_cvp(4, tiny).key_scale == tiny.max_value / 2
+
+
+def test_ieee_queries_are_exported_and_rechecked_by_bitwuzla():
+    proc = cli("verify", "specs/c17.lark", "--ieee", "float16", "--cross-check", "bitwuzla", "--timeout", "20",
+               "--json", "--override", "random.instances=3")
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    cc = json.loads(proc.stdout)["cross_check"]
+    assert cc["queries"] > 40 and not cc["disagreements"] and not cc["unanswered"]
+
+
+SHARED = ROOT.parent / "shared" / "circuits"
+NETLISTS = [p for p in (SHARED / "c880.bench", ROOT / "circuits/rca4.bench") if p.exists()]
+
+
+@pytest.mark.parametrize("path", NETLISTS, ids=[p.name for p in NETLISTS])
+@pytest.mark.parametrize("construction", ["cvp", "thm33"])
+def test_torch_float16_runs_real_netlists_exactly(path, construction):
+    """The default scale in float16 with torch's own kernels: every step sound, exit 0, in both constructions."""
+    info = json.loads(cli("circuit", "info", str(path), "--json").stdout)
+    bits = "".join(np.random.default_rng(7).choice(["0", "1"], len(info["inputs"])))
+    proc = cli("run", str(path), "--inputs", bits, "--ieee", "float16", "--construction", construction, "--json")
+    out = json.loads(proc.stdout)
+    assert proc.returncode == 0 and out["sound"] is True and out["mode"] == "IEEE float16", proc.stdout[-500:]
+    ref = json.loads(cli("circuit", "eval", str(path), "--inputs", bits, "--json").stdout)
+    assert out["outputs"] == ref["outputs"]
