@@ -1,7 +1,7 @@
 """Bounded checks by exhaustive or seeded simulation of the whole model: the cross-checks beside the lemmas.
 
 - ``end_to_end``: every input (Theorem 3.3, up to ``max_inputs`` inputs) or every circuit of up to ``max_gates``
-  gates (CVP), run teacher-forced through the whole model in ``neural.fp``. All steps right under teacher forcing
+  gates (CVP), run teacher-forced through the whole model. All steps right under teacher forcing
   means greedy generation is right too (it then feeds back exactly those tokens).
 - ``random``: seeded instances of the same kind, for sizes the exhaustive check cannot reach.
 F(e,s) execution is tested bit for bit against the Z3 encoding the lemmas use, so both speak of one semantics.
@@ -37,7 +37,7 @@ def estimated_work(model: ConstructedModel, nc, claims: dict, instances: int, ra
                          else 0)
     else:
         steps = min(random_max_gates, model.max_gates)
-        length, n = 5 * steps + 1, instances + 105
+        length, n = 5 * steps + 1, instances + 105  # 105: the exhaustive check's circuits of <= 2 gates
     return n * (cfg.n_layers * length ** 2 * cfg.d_model + steps * cfg.vocab_size * cfg.d_model)
 
 

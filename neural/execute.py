@@ -66,15 +66,15 @@ class TorchSession:
         self.head_live = torch.nonzero((W != 0).any(0)).flatten()  # the columns the unembedding reads
         self.head_compact = W[:, self.head_live].contiguous() if self.head_live.numel() < W.shape[1] else None
 
-    def _logits(self, x):
-        """The unembedding over the columns it reads. A zero weight adds an exact 0 to a finite sum, so this is the
-        full product whenever every feature is finite; otherwise (inf or NaN anywhere) the full product is taken,
-        so a NaN still shows. A constructed head reads k + 1 of its ~9k columns."""
+    def _argmax(self, x):
+        """``head(x).argmax(-1)``, reading only the columns the head uses: a zero weight adds an exact 0 to a finite
+        sum, and a constructed head reads k + 1 of its ~9k columns over 3N + 7 rows. Where a feature is not finite,
+        the plain product is taken, so an inf or NaN shows exactly as torch's argmax shows it."""
         head = self.model.head
         if self.head_compact is None or not bool(self.torch.isfinite(x).all()):
-            return head(x)
-        out = x[..., self.head_live] @ self.head_compact.T
-        return out if head.bias is None else out + head.bias
+            return head(x).argmax(-1)
+        logits = x[..., self.head_live] @ self.head_compact.T
+        return (logits if head.bias is None else logits + head.bias).argmax(-1)
 
     @classmethod
     def from_arrays(cls, cfg: ModelConfig, weights: dict, dtype: str, device: str = "cpu") -> "TorchSession":
@@ -89,7 +89,7 @@ class TorchSession:
         with self.torch.inference_mode():
             t = self.torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=self.device)
             x, _ = self.model.features(t, self.cache)
-            return self._logits(x[:, -1]).argmax(-1).cpu().numpy()
+            return self._argmax(x[:, -1]).cpu().numpy()
 
     def predictions(self, tokens, at=None) -> np.ndarray:
         """(B, T) tokens -> argmax predictions after the positions ``at`` (default all), one pass, the argmax taken
@@ -100,7 +100,7 @@ class TorchSession:
             x, _ = self.model.features(t)
             if at is not None:
                 x = x[:, self.torch.as_tensor(np.asarray(at), device=self.device)]
-            pred = self._logits(x).argmax(-1).cpu().numpy()
+            pred = self._argmax(x).cpu().numpy()
         return pred if tokens.ndim == 2 else pred[0]
 
 
