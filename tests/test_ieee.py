@@ -180,3 +180,21 @@ def test_torch_float16_runs_real_netlists_exactly(path, construction):
     assert proc.returncode == 0 and out["sound"] is True and out["mode"] == "IEEE float16", proc.stdout[-500:]
     ref = json.loads(cli("circuit", "eval", str(path), "--inputs", bits, "--json").stdout)
     assert out["outputs"] == ref["outputs"]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_no_attention_row_is_nan_anywhere_idle_heads_included(dtype):
+    """The written-out softmax (what the audit reads) on a whole CVP run: every weight of every head is finite,
+    the idle head's too, and every row sums to 1."""
+    from neural.encode import cvp_cot_tokens, cvp_prompt, random_cvp_circuit
+    from neural.model import Decoder
+
+    model = build_cvp(16, FPFormat(5, 11))
+    c = random_cvp_circuit(np.random.default_rng(5), 16)
+    tokens = torch.as_tensor(np.concatenate([cvp_prompt(c), cvp_cot_tokens(c.evaluate(), 16)]))[None]
+    net = Decoder.from_arrays(model.config, model.weights, getattr(torch, dtype))
+    with torch.inference_mode():
+        _, weights = net(tokens, need_weights=True)
+    for w in weights:
+        assert torch.isfinite(w).all()
+        assert torch.allclose(w.float().sum(-1), torch.ones(1), atol=1e-2)
