@@ -159,6 +159,13 @@ def _dot(name: str, canon) -> DotProduct:
     return DotProduct(name, tuple(terms) + ((frozenset({bias}),) if bias != 0 else ()))
 
 
+def _row_key(W, b, r, domains):
+    """A row's (weight, input domain) pairs and its bias, as exact rationals: every value derived from them (a
+    projection's range, a hidden unit's) is then exact too."""
+    cols = np.flatnonzero(W[r])
+    return tuple(sorted((Fraction(float(W[r, c])), domains[c]) for c in cols)), Fraction(float(b[r]))
+
+
 class TooManyValues(Exception):
     """A row can take more values than this lemma enumerates; the lemma is then undecided, never proved."""
 
@@ -166,7 +173,7 @@ class TooManyValues(Exception):
 def _full_values(canon) -> frozenset:
     """What the whole row can be (every term present, each at one of its values), then + bias."""
     terms, bias = canon
-    sums = {0.0}
+    sums = {Fraction(0)}
     for values in terms:
         sums = {s + v for s in sums for v in values}
         if len(sums) > MAX_SUMS:
@@ -174,9 +181,9 @@ def _full_values(canon) -> frozenset:
     return frozenset(s + bias for s in sums)
 
 
-def dot_products(model: ConstructedModel):
-    """(dot product, row label) for every distinct dot product of the model, and the score products per head."""
-    residual = frozenset(DOMAIN)
+def dot_products(model: ConstructedModel) -> list[DotProduct]:
+    """Every distinct dot product the model computes, each with the values its terms can take."""
+    residual = frozenset(Fraction(x) for x in DOMAIN)
     d = model.config.d_model
     res_dom = [residual] * d
     out: list[DotProduct] = []
@@ -202,7 +209,7 @@ def dot_products(model: ConstructedModel):
                 for s, r in _rows(W, b, [residual] * W.shape[1]).items()]
         W1, b1 = model.linear(Keys.ffn(layer, "fc1"))
         out += [_dot(f"{Keys.weight(Keys.ffn(layer, 'fc1'))} row {r}", s) for s, r in _rows(W1, b1, res_dom).items()]
-        hidden = [frozenset(max(v, 0.0) for v in _full_values(_canonical(_row_key(W1, b1, u, res_dom))))
+        hidden = [frozenset(max(v, Fraction(0)) for v in _full_values(_canonical(_row_key(W1, b1, u, res_dom))))
                   for u in range(W1.shape[0])]
         W2, b2 = model.linear(Keys.ffn(layer, "fc2"))
         out += [_dot(f"{Keys.weight(Keys.ffn(layer, 'fc2'))} row {r}", s) for s, r in _rows(W2, b2, hidden).items()]
@@ -210,10 +217,6 @@ def dot_products(model: ConstructedModel):
     out += [_dot(f"{Keys.weight(Keys.HEAD)} row {r}", s) for s, r in _rows(W, b, res_dom).items()]
     return out
 
-
-def _row_key(W, b, r, domains):
-    cols = np.flatnonzero(W[r])
-    return tuple(sorted((float(W[r, c]), domains[c]) for c in cols)), float(b[r])
 
 
 def order_independence_items(model: ConstructedModel) -> tuple[list[Violation], dict]:

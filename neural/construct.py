@@ -99,7 +99,7 @@ def _check_representable(model: ConstructedModel, rows: int = 1 << 14) -> None:
             if ok.all():
                 continue
             bad = block[~ok][0]
-            raise ValueError(f"weight {name} holds {bad!r}, which F({model.fmt.ebits},{model.fmt.sbits}) cannot "
+            raise ValueError(f"weight {name} holds {float(bad)!r}, which F({model.fmt.ebits},{model.fmt.sbits}) cannot "
                              f"represent; choose another key_scale or format")
 
 
