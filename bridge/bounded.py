@@ -27,6 +27,15 @@ ACTIVATIONS_PER_PASS = 1 << 22  # residual entries one torch pass may hold (inst
 TORCH_WORTH_IT = 5e8  # multiply-adds above which batched torch float32 beats numpy F(e,s) plus torch's import
 
 
+def prefetch_torch() -> None:
+    """Import torch on a thread while the lemmas are proved: z3 and numpy release the GIL while they compute, so
+    the import (1.5 to 2 s) overlaps the solver's work instead of following it."""
+    import importlib
+    import threading
+
+    threading.Thread(target=importlib.import_module, args=("torch",), name="import-torch", daemon=True).start()
+
+
 def estimated_work(model: ConstructedModel, nc, claims: dict, instances: int, random_max_gates: int) -> float:
     """Multiply-adds of the bounded and random checks, roughly: attention over every position pair, and the
     unembedding at every checked step."""

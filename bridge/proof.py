@@ -69,13 +69,16 @@ def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None
                 seed: int = 0, timeout_s: float = 60.0, progress=None, label: str = "<model>",
                 random_max_gates: int = 32, ieee: str | None = None) -> Report:
     """Every claimed lemma over these exact arrays, the bounded checks, and a replayed counterexample if any."""
-    from bridge.bounded import Simulator, end_to_end, estimated_work, random_instances
+    from bridge.bounded import TORCH_WORTH_IT, Simulator, end_to_end, estimated_work, prefetch_torch, random_instances
     from bridge.replay import replay
     from formal.obligations import ORDER_LEMMA, TABLE_LEMMA, composed_from, composition, prove_lemma
     from grammar.spec import default_claims
 
     claims = default_claims() if claims is None else claims
     report = Report(label, model.mode, model=model, circuit=circuit, ieee=ieee)
+    work = estimated_work(model, circuit, claims, instances, random_max_gates)
+    if ieee is not None or work >= TORCH_WORTH_IT:
+        prefetch_torch()
     results = {}
     for name in composed_from(ieee is not None):  # embedding (and, in IEEE, the order) always: composition needs them
         if name not in (TABLE_LEMMA, ORDER_LEMMA) and name not in claims and "composition" not in claims:
@@ -90,7 +93,7 @@ def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None
         comp = composition(results, ieee is not None)
         report.lemmas.append(comp)
         report.composition = comp.detail
-    sim = Simulator.choose(model, ieee, estimated_work(model, circuit, claims, instances, random_max_gates))
+    sim = Simulator.choose(model, ieee, work)
     if "end_to_end" in claims:
         if progress:
             progress.lemma("end_to_end")
