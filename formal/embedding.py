@@ -20,22 +20,23 @@ CVP_TYPE_NAMES = ("TRUE", "FALSE", "AND", "OR", "NOT")
 
 @dataclass(frozen=True)
 class CVPRows:
+    """Vocabulary rows by meaning, found by the tokens' names (not by the construction's own numbering)."""
+
     na: int
     sep: int
     types: dict[str, int]
-    ids: dict[int, int]
-    cot: dict[int, dict[int, int]]  # gate id -> value -> row
-    non_cot: list[int]
+    ids: np.ndarray  # ids[j]: the row of gate id j (ids[0] unused)
+    cot: np.ndarray  # cot[j, v]: the row of g{j}={v} (cot[0] unused)
+    non_cot: np.ndarray
 
 
 def cvp_rows(model: ConstructedModel) -> CVPRows:
     index = {tok: i for i, tok in enumerate(model.vocab)}
     N = model.max_gates
-    cot = {j: {v: index[f"g{j}={v}"] for v in (0, 1)} for j in range(1, N + 1)}
-    cot_rows = {r for d in cot.values() for r in d.values()}
-    return CVPRows(index["NA"], index["SEP"], {t: index[t] for t in CVP_TYPE_NAMES},
-                   {j: index[str(j)] for j in range(1, N + 1)}, cot,
-                   [r for r in range(len(model.vocab)) if r not in cot_rows])
+    ids = np.array([-1] + [index[str(j)] for j in range(1, N + 1)])
+    cot = np.array([[-1, -1]] + [[index[f"g{j}=0"], index[f"g{j}=1"]] for j in range(1, N + 1)])
+    non_cot = np.setdiff1d(np.arange(len(model.vocab)), cot[1:].ravel())
+    return CVPRows(index["NA"], index["SEP"], {t: index[t] for t in CVP_TYPE_NAMES}, ids, cot, non_cot)
 
 
 class _Checker:
@@ -47,13 +48,14 @@ class _Checker:
         if self.violations:
             return  # the first violation is the counterexample; the rest would repeat it
         arr = self.model.weights[table]
-        cols = self.model.layout.cols(field)
-        got = arr[np.ix_(np.atleast_1d(rows), cols)]
-        want = np.broadcast_to(np.asarray(want, dtype=np.float64), got.shape)
+        cols = self.model.layout.cols(field)  # a field is a contiguous run of columns: read it as a view
+        got = arr[np.atleast_1d(rows)][:, cols[0]:cols[-1] + 1] if not isinstance(rows, slice) else \
+            arr[rows, cols[0]:cols[-1] + 1]
+        want = np.broadcast_to(np.asarray(want, dtype=got.dtype), got.shape)
         bad = np.argwhere(got != want)
         if bad.size:
             i, c = bad[0]
-            row = int(np.atleast_1d(rows)[i])
+            row = int(np.arange(arr.shape[0])[rows][i] if isinstance(rows, slice) else np.atleast_1d(rows)[i])
             self.violations.append(Violation(
                 "embedding", "embedding",
                 f"{table}[{row}, {int(cols[c])}] = {got[i, c]:g}, but {what} needs {want[i, c]:g} "
@@ -71,13 +73,13 @@ def _common(model, ck: _Checker) -> None:
                                        f"may round", {"column": int(both[0])}))
     written = [p.output_field for p in model.heads if p.output_field] + [model.ffn.output_field]
     for field in written:
-        ck.expect(Keys.TOK_EMB, np.arange(tok.shape[0]), field, 0.0, "a field a layer writes to")
-        ck.expect(Keys.POS_EMB, np.arange(pos.shape[0]), field, 0.0, "a field a layer writes to")
+        ck.expect(Keys.TOK_EMB, slice(None), field, 0.0, "a field a layer writes to")
+        ck.expect(Keys.POS_EMB, slice(None), field, 0.0, "a field a layer writes to")
     k = model.code_bits
     if model.config.max_len > 2 ** k:
         ck.violations.append(Violation("embedding", "embedding", f"{model.config.max_len} positions need more "
                                        f"than {k} code bits", {"max_len": model.config.max_len, "code_bits": k}))
-    ck.expect(Keys.POS_EMB, np.arange(pos.shape[0]), "pos", sbin(np.arange(pos.shape[0]), k), "sbin(position)")
+    ck.expect(Keys.POS_EMB, slice(None), "pos", sbin(np.arange(pos.shape[0]), k), "sbin(position)")
 
 
 def embedding_violations(model: ConstructedModel, circuit=None) -> list[Violation]:
@@ -104,22 +106,21 @@ def embedding_violations(model: ConstructedModel, circuit=None) -> list[Violatio
     T = Keys.TOK_EMB
     for i, t in enumerate(CVP_TYPE_NAMES):
         ck.expect(T, rows.types[t], "type", np.eye(len(CVP_TYPE_NAMES))[i], f"the one-hot of {t}", name)
-    others = [r for r in range(len(model.vocab)) if r not in rows.types.values()]
+    others = np.setdiff1d(np.arange(len(model.vocab)), list(rows.types.values()))
     ck.expect(T, others, "type", 0.0, "a token that is no gate type", name)
     ck.expect(T, rows.na, "in_code", sbin(0, k), "NA's id 0", name)
     ids = np.arange(1, N + 1)
-    ck.expect(T, [rows.ids[j] for j in ids], "in_code", sbin(ids, k), "sbin(gate id)", name)
+    ck.expect(T, rows.ids[ids], "in_code", sbin(ids, k), "sbin(gate id)", name)
     ck.expect(T, rows.non_cot, "self_code", sbin(0, k), "id 0 on every non-CoT token", name)
     ck.expect(T, rows.non_cot, "value", 0.0, "value 0 on every non-CoT token", name)
-    announce = [(rows.sep, 0)] + [(rows.cot[j][v], j) for j in ids for v in (0, 1)]
-    r_ann = [r for r, _ in announce]
-    j_ann = np.array([j for _, j in announce])
+    r_ann = np.concatenate([[rows.sep], rows.cot[ids].ravel()])  # SEP, then g1=0, g1=1, g2=0 ...
+    j_ann = np.concatenate([[0], np.repeat(ids, 2)])
     ck.expect(T, r_ann, "next_code", sbin(j_ann + 1, k), "sbin(next gate id)", name)
     for field, off in (("addr_type", 0), ("addr_in1", 1), ("addr_in2", 2)):
         ck.expect(T, r_ann, field, sbin(4 * j_ann + off, k), f"the position of the next gate's {field[5:]} token",
                   name)
     for v in (0, 1):
-        cot_rows = [rows.cot[j][v] for j in ids]
+        cot_rows = rows.cot[ids, v]
         ck.expect(T, cot_rows, "self_code", sbin(ids, k), "sbin(own gate id)", name)
         ck.expect(T, cot_rows, "value", float(v), "the token's value", name)
     _check_head_rows(model, rows, ck)
@@ -135,7 +136,7 @@ def _check_head_rows(model, rows: CVPRows, ck: _Checker) -> None:
     next_cols, out_col = lay.cols("next_code"), lay.col(model.ffn.output_field)
     k, N = model.code_bits, model.max_gates
     for v in (0, 1):
-        r = np.array([rows.cot[j][v] for j in range(1, N + 1)])
+        r = rows.cot[1:, v]
         mask = np.ones(W.shape[1], dtype=bool)
         mask[next_cols] = False
         mask[out_col] = False

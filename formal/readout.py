@@ -60,7 +60,7 @@ def _readout_cvp(model, fmt) -> list:
     if out_col < max(next_cols):
         return [Violation("readout[order]", "readout", f"the out column {out_col} is summed before next_code",
                           {"out_column": out_col})]
-    value_shape = {v: (float(W[rows.cot[1][v], out_col]), float(b[rows.cot[1][v]])) for v in (0, 1)}
+    value_shape = {v: (float(W[rows.cot[1, v], out_col]), float(b[rows.cot[1, v]])) for v in (0, 1)}
     ans, vc = fmt.var("ans"), z3.Bool("competitor_value")
     ans_is_one = fmt.eq(ans, fmt.one)
 
@@ -100,7 +100,7 @@ def _readout_cvp(model, fmt) -> list:
     # every distinct non-CoT row (NA, SEP, types, ids ...) once, against the right logit after all k bits
     del dn
     right_k = value_term(fmt.val(float(k)), ans_is_one)
-    non_cot = np.array(rows.non_cot)
+    non_cot = rows.non_cot
     others, _ = unique_rows(np.c_[W[non_cot], b[non_cot]])
     read = sorted({int(c) for c in np.flatnonzero(np.any(W[non_cot] != 0, axis=0))})
     J = z3.BitVec("next_gate", k + 1)
