@@ -6,6 +6,7 @@ the solver's work depends on the code width k and never on the circuit or contex
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,7 @@ class CVPRows:
     non_cot: np.ndarray
 
 
+@functools.lru_cache(maxsize=2)  # embedding and readout both ask, for the same model
 def cvp_rows(model: ConstructedModel) -> CVPRows:
     index = {tok: i for i, tok in enumerate(model.vocab)}
     N = model.max_gates

@@ -10,7 +10,7 @@ def sbin(j, k: int) -> np.ndarray:
     """sbin(j) = 2*bin_k(j) - 1, least significant bit first: (..., k) array of +-1."""
     j = np.asarray(j, dtype=np.int64)
     bits = (j[..., None] >> np.arange(k)) & 1
-    return (2 * bits - 1).astype(np.float64)
+    return np.where(bits == 1, 1.0, -1.0)
 
 
 def code_width(count: int) -> int:
