@@ -31,7 +31,7 @@ class CVPRows:
     non_cot: np.ndarray
 
 
-@functools.lru_cache(maxsize=2)  # embedding and readout both ask, for the same model
+@functools.lru_cache(maxsize=1)  # embedding and readout both ask, for the same model
 def cvp_rows(model: ConstructedModel) -> CVPRows:
     index = {tok: i for i, tok in enumerate(model.vocab)}
     N = model.max_gates
