@@ -121,6 +121,10 @@ def embedding_violations(model: ConstructedModel, circuit=None) -> list[Violatio
     for field, off in (("addr_type", 0), ("addr_in1", 1), ("addr_in2", 2)):
         ck.expect(T, r_ann, field, sbin(4 * j_ann + off, k), f"the position of the next gate's {field[5:]} token",
                   name)
+    prompt = np.setdiff1d(np.arange(len(model.vocab)), r_ann)
+    for field in ("addr_type", "addr_in1", "addr_in2"):  # so every layer-1 query names exactly one position
+        ck.expect(T, prompt, field, sbin(0, k), "position 0: a prompt token fetches nothing, so it fetches a fixed "
+                  "position rather than average every key", name)
     for v in (0, 1):
         cot_rows = rows.cot[ids, v]
         ck.expect(T, cot_rows, "self_code", sbin(ids, k), "sbin(own gate id)", name)

@@ -44,7 +44,10 @@ COMPOSITION_IEEE = (
     "softmax, computed as the paper defines it, max-subtracted as torch.softmax does, or rescaled online as "
     "flash-style kernels do, returns that position's value exactly (no inf, no NaN); [gate_ffn] the FFN writes "
     "exactly the gate's value; [readout] every logit is finite and the argmax is the token of that value. So every "
-    "CoT step is correct in that dtype, whatever order its kernels sum in.")
+    "CoT step is correct in that dtype, whatever order its kernels sum in. Rows that match no key (a prompt "
+    "position with nothing to fetch) occur only in the last layer, where they reach only their own position's "
+    "logits: [embedding] checks that every earlier layer's query on every token names a position (a prompt token "
+    "fetches position 0), so no average ever reaches a key or a value.")
 
 
 @dataclass

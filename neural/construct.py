@@ -205,6 +205,11 @@ def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> 
             tok[np.ix_(rows, layout.cols(name))] = sbin(slot + offset, k)
 
     announce(np.array([sep]), np.array([1]))
+    # A prompt token has nothing to fetch: it fetches position 0, so that every layer-1 query names exactly one
+    # position and nothing averages (an average is exact in no arithmetic, and in IEEE 0 * NaN would carry it on).
+    prompt_rows = np.array([0, *range(len(CVP_SPECIAL), len(CVP_SPECIAL) + len(CVP_TYPES) + N)])  # NA, types, ids
+    for name in ("addr_type", "addr_in1", "addr_in2"):
+        tok[np.ix_(prompt_rows, layout.cols(name))] = sbin(0, k)
     for v in (0, 1):
         rows = cvp_cot_token(ids, v, N)
         tok[np.ix_(rows, layout.cols("self_code"))] = sbin(ids, k)
