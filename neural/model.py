@@ -103,8 +103,13 @@ class Decoder(nn.Module):
     def __init__(self, cfg: ModelConfig, initialise: bool = True):
         super().__init__()
         self.cfg = cfg
-        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.pos_emb = nn.Embedding(cfg.max_len, cfg.d_model)
+        # Without initialisation (``from_arrays``, on the meta device), give the tables as empty tensors: an
+        # Embedding's own init on the meta device imports sympy, about 1.4 s.
+        def table(rows: int) -> nn.Embedding:
+            return nn.Embedding(rows, cfg.d_model, _weight=None if initialise else torch.empty(rows, cfg.d_model))
+
+        self.tok_emb = table(cfg.vocab_size)
+        self.pos_emb = table(cfg.max_len)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model) if cfg.layernorm else nn.Identity()
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=cfg.bias)
