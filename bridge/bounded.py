@@ -16,10 +16,17 @@ import numpy as np
 
 from formal.obligations import LemmaResult
 from formal.query import PROVED, REFUTED
-from grammar.evaluate import evaluate
 from neural.constructed import ConstructedModel
-from neural.encode import CVPCircuit, all_cvp_circuits, cvp_cot_tokens, cvp_prompt, random_cvp_circuit
-from neural.execute import ExecMode, check_cvp_teacher_forced, check_thm33_teacher_forced, session, teacher_forced
+from neural.encode import CVPCircuit, all_cvp_circuits, random_cvp_circuit
+from neural.execute import (
+    ExecMode,
+    check_cvp_teacher_forced,
+    check_thm33_teacher_forced,
+    cvp_teacher_forcing,
+    session,
+    teacher_forced,
+    thm33_teacher_forcing,
+)
 from neural.fp import FPFormat
 
 SKIPPED = "skipped"
@@ -96,21 +103,10 @@ class Simulator:
 
     def thm33_failures(self, nc, batch: np.ndarray) -> list[dict | None]:
         """One failure (or None) per row of input bits, teacher-forced."""
-        values = evaluate(nc, batch)
-        expected = values[:, nc.n_inputs:].astype(np.int64)
-        pred = self._predict(values[:, :-1], np.arange(nc.n_inputs - 1, values.shape[1] - 1))
-        out = []
-        for i, bits in enumerate(batch):
-            wrong = np.flatnonzero(pred[i] != expected[i])
-            failure = None
-            if wrong.size:
-                t = int(wrong[0])
-                failure = {"inputs": "".join(map(str, bits)), "first_wrong_step": t, "gate": nc.gates[t].name,
-                           "expected": int(expected[i, t]), "got": int(pred[i, t]), "arithmetic": self.short}
-                if self.confirm is not None:
-                    failure = thm33_wrong(self.model, nc, bits, self.confirm)
-            out.append(failure)
-        return out
+        tf = thm33_teacher_forcing(nc, batch)
+        pred = self._predict(tf.tokens, tf.steps)
+        return [self._failure(thm33_wrong, nc, bits) if not np.array_equal(p, e) else None
+                for bits, p, e in zip(batch, pred, tf.expected)]
 
     def cvp_failures(self, circuits: list[CVPCircuit]) -> list[dict | None]:
         """One failure (or None) per circuit, teacher-forced; circuits of one size share a pass."""
@@ -118,23 +114,19 @@ class Simulator:
         by_size: dict[int, list[int]] = {}
         for i, c in enumerate(circuits):
             by_size.setdefault(c.size, []).append(i)
-        N = self.model.max_gates
-        for size, idx in by_size.items():
-            prompts = np.stack([cvp_prompt(circuits[i]) for i in idx])
-            cots = np.stack([cvp_cot_tokens(circuits[i].evaluate(), N) for i in idx])
-            steps = np.arange(prompts.shape[1] - 1, prompts.shape[1] - 1 + size)
-            pred = self._predict(np.concatenate([prompts, cots[:, :-1]], axis=1), steps)
-            for row, i in enumerate(idx):
-                if not np.array_equal(pred[row], cots[row]):
-                    c = circuits[i]
-                    failure = cvp_wrong(self.model, c, self.confirm or self.mode,
-                                        None if self.confirm else self.session)
-                    out[i] = failure
+        for idx in by_size.values():
+            tf = cvp_teacher_forcing([circuits[i] for i in idx], self.model.max_gates)
+            pred = self._predict(tf.tokens, tf.steps)
+            for i, p, e in zip(idx, pred, tf.expected):
+                if not np.array_equal(p, e):
+                    out[i] = self._failure(cvp_wrong, circuits[i])
         return out
 
-    @property
-    def short(self) -> str:
-        return str(self.mode)
+    def _failure(self, wrong, *instance) -> dict | None:
+        """The report of a wrong instance, run again on its own: in F(e,s) when torch float32 stood in for it."""
+        if self.confirm is not None:
+            return wrong(self.model, *instance, self.confirm)
+        return wrong(self.model, *instance, self.mode, self.session)
 
 
 def _float32_is_exact(model: ConstructedModel) -> bool:
@@ -182,7 +174,7 @@ def end_to_end(model, nc, max_inputs: int = 6, max_gates: int = 2, sim: Simulato
     if model.mode == "thm33":
         n = nc.n_inputs
         if n > max_inputs:
-            return LemmaResult("end_to_end", SKIPPED, 0.0, f"exhaustive simulation in {sim.short}",
+            return LemmaResult("end_to_end", SKIPPED, 0.0, f"exhaustive simulation in {sim.mode}",
                                detail=f"{n} inputs > max_inputs = {max_inputs}")
         batch = np.array([[(i >> b) & 1 for b in range(n)] for i in range(2 ** n)], dtype=np.uint8)
         return _result("end_to_end", f"exhaustive simulation in {sim.label}: all {2 ** n} inputs",

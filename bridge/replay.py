@@ -130,14 +130,12 @@ def replay_model(model, circuit, instances: int = 64, seed: int = 0, max_gates: 
 def _instance_tokens(model, circuit, seed: int = 0) -> np.ndarray:
     """One whole, correct sequence (prompt and CoT) to run teacher-forced: the circuit on seeded inputs, or a random
     CVP circuit as large as the model takes."""
-    from grammar.evaluate import evaluate
-    from neural.encode import cvp_cot_tokens, cvp_prompt
+    from neural.execute import cvp_teacher_forcing, thm33_teacher_forcing
 
     rng = np.random.default_rng(seed)
     if model.mode == "thm33":
-        return evaluate(circuit, rng.integers(0, 2, (1, circuit.n_inputs)).astype(np.uint8))[0, :-1].astype(np.int64)
-    c = random_cvp_circuit(rng, model.max_gates)
-    return np.concatenate([cvp_prompt(c), cvp_cot_tokens(c.evaluate(), model.max_gates)[:-1]])
+        return thm33_teacher_forcing(circuit, rng.integers(0, 2, circuit.n_inputs)).tokens[0]
+    return cvp_teacher_forcing([random_cvp_circuit(rng, model.max_gates)], model.max_gates).tokens[0]
 
 
 def replay_in_torch(model, circuit, dtype: str) -> dict:

@@ -155,24 +155,45 @@ class StepCheck:
         return int(wrong[0]) if wrong.size else None
 
 
+@dataclass(frozen=True)
+class TeacherForcing:
+    """What a teacher-forced check feeds and expects: ``tokens`` (B, L) (the prompt and the correct CoT but its last
+    token), the positions ``steps`` whose predictions are CoT steps, and the tokens ``expected`` there (B, steps)."""
+
+    tokens: np.ndarray
+    steps: np.ndarray
+    expected: np.ndarray
+
+
+def thm33_teacher_forcing(nc: NormCircuit, bits) -> TeacherForcing:
+    """Rows of input bits: feed the inputs and the correct gate values; one prediction per gate."""
+    values = evaluate(nc, np.atleast_2d(np.asarray(bits, dtype=np.uint8))).astype(np.int64)
+    return TeacherForcing(values[:, :-1], np.arange(nc.n_inputs - 1, values.shape[1] - 1), values[:, nc.n_inputs:])
+
+
+def cvp_teacher_forcing(circuits: list[CVPCircuit], max_gates: int) -> TeacherForcing:
+    """CVP circuits of one size: feed each prompt and its correct CoT; one prediction per CoT token."""
+    prompts = np.stack([cvp_prompt(c) for c in circuits])
+    cots = np.stack([cvp_cot_tokens(c.evaluate(), max_gates) for c in circuits])
+    start = prompts.shape[1] - 1
+    return TeacherForcing(np.concatenate([prompts, cots[:, :-1]], axis=1),
+                          np.arange(start, start + cots.shape[1]), cots)
+
+
 def check_thm33_teacher_forced(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode,
                                sess=None) -> StepCheck:
-    """Feed the inputs and the *correct* gate values in one pass; one prediction per gate. A teacher-forced pass
-    keeps no state, so many checks can share one ``sess`` (and not rebuild the model for each)."""
-    values = evaluate(nc, np.asarray(bits, dtype=np.uint8)[None])[0]
-    steps = np.arange(nc.n_inputs - 1, values.size - 1)
-    pred = teacher_forced(sess or session(model.config, model.weights, mode), values[:-1], steps)
-    return StepCheck(pred, values[nc.n_inputs:].astype(np.int64))
+    """Every gate of one input, in one pass. A teacher-forced pass keeps no state, so many checks can share one
+    ``sess`` (and not rebuild the model for each)."""
+    tf = thm33_teacher_forcing(nc, bits)
+    pred = teacher_forced(sess or session(model.config, model.weights, mode), tf.tokens[0], tf.steps)
+    return StepCheck(pred, tf.expected[0])
 
 
 def check_cvp_teacher_forced(model: ConstructedModel, c: CVPCircuit, mode: ExecMode, sess=None) -> StepCheck:
-    """Feed the prompt and the *correct* CoT in one pass; one prediction per CoT token (``sess`` as above)."""
-    cot = cvp_cot_tokens(c.evaluate(), model.max_gates)
-    prompt = cvp_prompt(c)
-    steps = np.arange(len(prompt) - 1, len(prompt) - 1 + cot.size)
-    pred = teacher_forced(sess or session(model.config, model.weights, mode), np.concatenate([prompt, cot[:-1]]),
-                          steps)
-    return StepCheck(pred, cot)
+    """Every CoT token of one circuit, in one pass (``sess`` as above)."""
+    tf = cvp_teacher_forcing([c], model.max_gates)
+    pred = teacher_forced(sess or session(model.config, model.weights, mode), tf.tokens[0], tf.steps)
+    return StepCheck(pred, tf.expected[0])
 
 
 # ---- running circuits through the constructions --------------------------------------------------------------
