@@ -29,8 +29,9 @@ class Z3Format:
         self.ebits, self.sbits, self.ieee = ebits, sbits, ieee
         self.sort = z3.FPSort(ebits, sbits)
         self.rm = z3.RNE()
-        self.max_value = FPFormat(ebits, sbits).max_value
-        self.exact_count = float(FPFormat(ebits, sbits).exact_integers)  # 2^sbits: [2^sbits + 1] = 2^sbits
+        grid = FPFormat(ebits, sbits)
+        self.max_value = grid.max_value
+        self.exact_count = float(grid.exact_integers)  # 2^sbits: [2^sbits + 1] = 2^sbits
         self.B = self.val(self.max_value)
         self.zero = self.val(0.0)
         self.one = self.val(1.0)

@@ -79,8 +79,7 @@ def _readout_cvp(model, fmt) -> list:
     def inv(i, d, R, C):
         return z3.And(z3.ULE(d, i), z3.ULE(i, k), fmt.eq(R, count(i)), fmt.eq(C, count(i - 2 * d)))
 
-    n, dn = fmt.var("next_bit"), None
-    c = fmt.var("competitor_bit")
+    n, c = fmt.var("next_bit"), fmt.var("competitor_bit")
     pm = z3.And(fmt.in_set(n, (-1.0, 1.0)), fmt.in_set(c, (-1.0, 1.0)))
     d2 = d + z3.If(fmt.eq(n, c), z3.BitVecVal(0, width), z3.BitVecVal(1, width))
     step = z3.And(pm, inv(i, d, R, C), z3.ULT(i, k),
@@ -98,7 +97,6 @@ def _readout_cvp(model, fmt) -> list:
               {"kind": "readout_final"}),
     ]
     # every distinct non-CoT row (NA, SEP, types, ids ...) once, against the right logit after all k bits
-    del dn
     right_k = value_term(fmt.val(float(k)), ans_is_one)
     non_cot = rows.non_cot
     others, _ = unique_rows(np.c_[W[non_cot], b[non_cot]])

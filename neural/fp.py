@@ -57,7 +57,8 @@ class FPFormat:
         numpy rounds float64 to these dtypes correctly (nearest, ties to even, with subnormals), so on values already
         saturated to +-B a cast gives what the generic path gives, several times faster. ``tests/test_fp.py``
         checks the two paths against each other."""
-        return {(5, 11): np.float16, (8, 24): np.float32}.get((self.ebits, self.sbits))
+        natives = {grid: getattr(np, name) for name, grid in IEEE_FORMATS.items() if hasattr(np, name)}  # no bfloat16
+        return natives.get((self.ebits, self.sbits))
 
     def round(self, x) -> np.ndarray:
         # Saturating first is the same as saturating after: rounding is monotone and +-B lie on the grid. It also
