@@ -81,27 +81,20 @@ def _trace_report(task, prompts, gen, answer, truth) -> dict:
 
 def _expected(task, prompt, trace, i) -> int:
     """The step applied to the trace's own previous state: what a sound step i would have written."""
-    if task.name == "cvp":
-        from neural.encode import cvp_decode
-
-        _, vals = cvp_decode(trace, task.N)
-        kind = task.vocab[prompt[4 * i]]
-        ref = [0 if task.vocab[prompt[4 * i + o]] == "NA" else int(task.vocab[prompt[4 * i + o]]) for o in (1, 2)]
-        x, y = (int(vals[r - 1]) if r else 0 for r in ref)
-        v = {"TRUE": 1, "FALSE": 0, "AND": x & y, "OR": x | y, "NOT": 1 - x}[kind]
-        return task.index[f"g{i + 1}={v}"]
-    prev = task.initial_states(prompt[None])[0] if i == 0 else trace[i - 1]
-    return task.step_table()[(int(prev), int(prompt[task.step_inputs[i]]))]
+    return int(task.expected_states(prompt[None], np.asarray(trace)[None])[0, i])
 
 
 def _context(task, prompt, trace, i) -> dict:
     if task.name == "cvp":
-        from neural.encode import cvp_decode
+        from neural import cvp
 
-        _, vals = cvp_decode(trace, task.N)
-        refs = [task.vocab[prompt[4 * i + o]] for o in (1, 2)]
-        return {"gate": i + 1, "type": task.vocab[prompt[4 * i]], "inputs": refs,
-                "input_values_in_trace": [None if r == "NA" else int(vals[int(r) - 1]) for r in refs]}
+        c = cvp.parse_prompts(prompt[None], task.N)
+        g = i // 4
+        refs = [int(c.in1[0, g]), int(c.in2[0, g])]
+        values = cvp.cot_values(np.asarray(trace)[None], task.N)[0]
+        return {"gate": g + 1, "token": cvp.COT_SLOTS[i % 4], "type": cvp.TYPES[int(c.kinds[0, g])],
+                "inputs": [f"g{r}" if r else "NA" for r in refs],
+                "input_values_in_trace": [int(values[r - 1]) if r else 0 for r in refs]}
     prev = task.initial_states(prompt[None])[0] if i == 0 else trace[i - 1]
     return {"previous_state": task.vocab[int(prev)], "input": task.vocab[int(prompt[task.step_inputs[i]])]}
 
@@ -143,7 +136,7 @@ def audit(directory: str, samples: int = 500, seed: int = 0, plots: str | None =
         raise InputError(f"this checkpoint was trained in the '{setting}' setting: it writes no chain of thought to "
                          f"audit; use 'cotproof eval' for its accuracy", SourceLoc(str(directory)),
                          expected="a cot checkpoint or a compiled construction")
-    b = task.batch(np.random.default_rng(seed), samples, "cot")
+    b = task.batch(np.random.default_rng(seed), samples, "cot", "test")  # held-out prompts only
     prompts = b.tokens[:, :b.prompt_len]
     gen = _greedy(model, task, prompts)
     out = {"checkpoint": str(directory), "task": task.name, "samples": samples, "seed": seed,
@@ -170,20 +163,18 @@ def audit(directory: str, samples: int = 500, seed: int = 0, plots: str | None =
 
 
 def _exhaustive_cvp(model, task, max_gates: int) -> dict:
-    """Every circuit of <= max_gates gates (4,605 for 3) through the CVP construction, greedily."""
-    from neural.encode import all_cvp_circuits, cvp_cot_tokens, cvp_prompt
+    """Every circuit of <= max_gates gates (4,605 for 3), padded to the model's N, through the construction
+    greedily."""
+    from neural import cvp
     from neural.train import generate
 
-    by_size: dict[int, list] = {}
-    for c in all_cvp_circuits(max_gates):
-        by_size.setdefault(c.size, []).append(c)
-    circuits, wrong = 0, 0
-    for m, group in by_size.items():
-        gen = generate(model, np.array([cvp_prompt(c) for c in group]), m)
-        want = np.array([cvp_cot_tokens(c.evaluate(), task.N) for c in group])
-        wrong += int((gen != want).any(axis=1).sum())
-        circuits += len(group)
-    return {"circuits": circuits, "max_gates": max_gates, "wrong": wrong}
+    circuits = [c.padded(task.N) for c in cvp.all_circuits(max_gates)]
+    wrong = 0
+    for start in range(0, len(circuits), 1024):
+        group = circuits[start:start + 1024]
+        gen = generate(model, np.array([c.prompt() for c in group]), 4 * task.N)
+        wrong += int((gen != np.array([c.cot() for c in group])).any(axis=1).sum())
+    return {"circuits": len(circuits), "max_gates": max_gates, "wrong": wrong}
 
 
 def cmd_audit(args) -> int:

@@ -90,7 +90,7 @@ def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None
                                     on_query=progress.query if progress else None, ieee=ieee is not None)
         report.lemmas.append(results[name])
     if "composition" in claims:
-        comp = composition(results, ieee is not None)
+        comp = composition(results, ieee is not None, model.mode)
         report.lemmas.append(comp)
         report.composition = comp.detail
     sim = Simulator.choose(model, ieee, work)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from grammar.codes import sbin
+from neural import cvp
 from neural.config import Keys
-from neural.encode import random_cvp_circuit
 from neural.execute import ExecMode
 
 
@@ -69,12 +69,12 @@ def replay_component(model, cex: dict) -> dict | None:
         a, b = int(cex["a"]), int(cex["b"])
         x[0, lay.col(plan.a_field)], x[0, lay.col(plan.b_field)] = a, b
         x[0, lay.cols(plan.type_field)] = np.eye(len(plan.type_ops))[cex["type_index"]]
+        for flag in (f for f in plan.roles if f is not None):
+            x[0, lay.col(flag)] = 1.0 if cex.get("role") == flag else 0.0
         hidden = fmt.relu(fmt.linear(x, *model.linear(Keys.ffn(plan.layer, "fc1"))))
         y = fmt.linear(hidden, *model.linear(Keys.ffn(plan.layer, "fc2")))
-        from grammar.ir import TRUTH_TABLES
-
         want = np.zeros(d)
-        want[lay.col(plan.output_field)] = TRUTH_TABLES[cex["op"]][2 * a + b]
+        want[lay.col(plan.output_field)] = cex["expected"]
         bad = np.flatnonzero(y[0] != want)
         return {"replayed": bool(bad.size), "op": cex["op"], "a": a, "b": b, "ffn_output": float(y[0, lay.col(
             plan.output_field)]), "expected": float(want[lay.col(plan.output_field)]),
@@ -85,12 +85,19 @@ def replay_component(model, cex: dict) -> dict | None:
             if key.startswith("residual"):
                 x[0, int(key[len("residual"):])] = val
         ans = int(cex["ans"])
-        x[0, lay.col(model.ffn.output_field)] = ans
         if model.mode == "cvp":
-            J = int(cex["next_gate"])
-            x[0, lay.cols("next_code")] = sbin(J, model.code_bits)
-            want = model.vocab.index(f"g{J}={ans}")
+            if "role" not in cex:
+                return {"replayed": False, "why": "an induction step over abstract counters: no concrete residual"}
+            role = cex["role"]
+            for flag in ("role_id", "role_va", "role_vg"):
+                x[0, lay.col(flag)] = 1.0 if flag == role else 0.0
+            # the right id is the code the counters describe when every bit matched: take id 0 (NA), whose code
+            # sbin(0) is all -1; where a value is next, that code is what position 0 gives, and out holds ans
+            x[0, lay.cols("g_in")] = sbin(0, model.code_bits)
+            x[0, lay.col(model.ffn.output_field)] = 0 if role == "role_id" else ans
+            want = cvp.NA if role == "role_id" else model.vocab.index(str(ans))
         else:
+            x[0, lay.col(model.ffn.output_field)] = ans
             want = ans
         logits = fmt.linear(x, *model.linear(Keys.HEAD))[0]
         got = int(np.argmax(logits))
@@ -123,7 +130,7 @@ def replay_model(model, circuit, instances: int = 64, seed: int = 0, max_gates: 
                  else rng.integers(0, 2, (instances, n)).astype(np.uint8))
         return next((w for w in sim.thm33_failures(circuit, batch) if w), None)
     top = min(model.max_gates, max_gates)
-    cases = [random_cvp_circuit(rng, int(rng.integers(1, top + 1))) for _ in range(instances)]
+    cases = [cvp.random_circuit(rng, int(rng.integers(1, top + 1))) for _ in range(instances)]
     return next((w for w in sim.cvp_failures(cases) if w), None)
 
 
@@ -135,7 +142,7 @@ def _instance_tokens(model, circuit, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     if model.mode == "thm33":
         return thm33_teacher_forcing(circuit, rng.integers(0, 2, circuit.n_inputs)).tokens[0]
-    return cvp_teacher_forcing([random_cvp_circuit(rng, model.max_gates)], model.max_gates).tokens[0]
+    return cvp_teacher_forcing([cvp.random_circuit(rng, model.max_gates)], model.max_gates).tokens[0]
 
 
 def replay_in_torch(model, circuit, dtype: str) -> dict:
@@ -181,6 +188,22 @@ def replay_in_torch(model, circuit, dtype: str) -> dict:
     return out
 
 
+def partial_sum_in_torch(cex: dict, dtype: str) -> dict:
+    """Add the witness's terms one at a time in torch ``dtype``, as a kernel that sums them first would: the
+    result is inf, or rounded, where the lemma says the exact partial sum is off the grid."""
+    import torch
+
+    terms = [v for _, v in sorted(cex["terms"].items(), key=lambda kv: int(kv[0]))]
+    acc = torch.zeros((), dtype=getattr(torch, dtype))
+    steps = []
+    for v in terms:
+        acc = acc + torch.tensor(v, dtype=acc.dtype)
+        steps.append(float(acc))
+    got = float(acc)
+    return {"terms_in_order": terms, "running_sums": _floats(torch.tensor(steps)), "exact": cex["partial_sum"],
+            "computed": got if np.isfinite(got) else str(got), "replayed": got != cex["partial_sum"]}
+
+
 def _floats(t, limit: int = 16) -> list:
     """A row for a report: its first ``limit`` entries as JSON numbers (inf and NaN as strings)."""
     vals = [float(v) for v in t.reshape(-1)[:limit]]
@@ -191,8 +214,11 @@ def replay(model, circuit, outcome, ieee: str | None = None) -> dict:
     cex = dict(outcome.counterexample or {})
     if ieee is not None:  # the claim is about torch in that dtype: replay it there
         torch_replay = replay_in_torch(model, circuit, ieee)
-        return {"lemma": outcome.lemma, "query": outcome.name, **cex, "replay": torch_replay,
-                "replayed": bool(torch_replay["replayed"])}
+        replayed = bool(torch_replay["replayed"])
+        if "terms" in cex:  # an order_independence witness: the partial sum a kernel forms in that order
+            torch_replay["partial_sum_in_order"] = partial_sum_in_torch(cex, ieee)
+            replayed = replayed or torch_replay["partial_sum_in_order"]["replayed"]
+        return {"lemma": outcome.lemma, "query": outcome.name, **cex, "replay": torch_replay, "replayed": replayed}
     component = replay_component(model, cex)
     whole = replay_model(model, circuit)
     replayed = component["replayed"] if component is not None else whole is not None

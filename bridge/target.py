@@ -84,12 +84,12 @@ def in_ieee(target: Target, dtype: str) -> Target:
 
 
 def cot_steps(nc: NormCircuit, mode: str) -> int:
-    """CoT tokens a run of this circuit writes: one per normalised gate, or per CVP gate once lowered."""
+    """CoT tokens a run of this circuit writes: one per normalised gate, or four per CVP gate once lowered."""
     if mode == "thm33":
         return nc.n_gates
-    from neural.encode import lower_to_cvp
+    from neural import cvp
 
-    return lower_to_cvp(nc, np.zeros(nc.n_inputs, dtype=np.uint8)).size
+    return 4 * cvp.lower(nc, np.zeros(nc.n_inputs, dtype=np.uint8)).size
 
 
 def optimized(target: Target, mode: str | None = None) -> Target:
@@ -118,15 +118,15 @@ def build(target: Target, mode: str | None = None, bits: np.ndarray | None = Non
 
     CVP mode builds one model for every circuit of up to ``max_gates`` gates; given the input ``bits`` of a run, it
     is sized to fit this circuit once lowered to CVP gates instead."""
+    from neural import cvp
     from neural.construct import build_cvp, build_thm33
-    from neural.encode import lower_to_cvp
 
     c = target.spec.construction
     mode = mode or c.mode
     try:
         if mode == "thm33":
             return build_thm33(target.circuit, target.fmt, c.key_scale)
-        max_gates = c.max_gates if bits is None else lower_to_cvp(target.circuit, bits).size
+        max_gates = c.max_gates if bits is None else cvp.lower(target.circuit, bits).size
         return build_cvp(max_gates, target.fmt, c.key_scale)
     except ValueError as err:
         raise InputError(str(err), SourceLoc(target.path), expected="a circuit and construction parameters that "

@@ -1,7 +1,6 @@
 """``cotproof train``, ``cotproof eval`` and ``cotproof reproduce``: the paper's experiments from the command line."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from bridge.output import emit
@@ -72,12 +71,36 @@ def cmd_eval(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from neural.reproduce import run_grid
+    from neural.reproduce import parse_cells, run_grid
 
-    table = run_grid("full" if args.full else "quick", Path(args.out), Path(args.results), args.seed,
-                     progress=sys.stderr.isatty())
-    print(table)
+    try:
+        cells = parse_cells(args.cells)
+    except ValueError as err:
+        raise InputError(f"bad cell {str(err)!r}", SourceLoc("--cells"), text=str(err),
+                         expected="TASK:SETTING:LAYERS, e.g. s5:cot:1 (tasks modadd|s5|isq|cvp, settings "
+                                  "base|cot|hint)") from None
+    for flag, value in (("--seeds", args.seeds), ("--jobs", args.jobs)):
+        if value is not None and value < 1:
+            raise InputError(f"{flag} must be at least 1", SourceLoc(flag), text=str(value), expected="N >= 1")
+    try:
+        doc = run_grid("full" if args.full else "quick", Path(args.out), Path(args.results), args.seeds, cells,
+                       args.jobs)
+    except OSError as err:
+        raise InputError(f"cannot write results: {err.strerror or err}", SourceLoc(args.results),
+                         expected="writable --out and --results") from None
+    emit(doc, args.json, _reproduce_text)
     return 0
+
+
+def _reproduce_text(doc: dict) -> str:
+    lines = [f"{len(doc['cells'])} cells run ({doc['profile']}, {doc['machine']})"]
+    for r in doc["cells"]:
+        lines.append(f"  {r['task']}:{r['setting']}:{r['layers']} length {r['length']} seed {r['seed']}: "
+                     f"accuracy {r['accuracy']:.3f} (majority {r['majority_baseline']:.3f}) after {r['steps']} steps")
+    for c in doc["claims"]:
+        lines.append(f"  claim [{c['task']}] {({True: 'holds', False: 'DOES NOT HOLD', None: 'not run'})[c['holds']]}"
+                     f": {c['claim']}")
+    return "\n".join(lines)
 
 
 def register(sub) -> None:
@@ -117,11 +140,14 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("reproduce", help="the paper's grid: 4 tasks x {base, cot, hint} x depths")
+    p = sub.add_parser("reproduce", help="the paper's grid on equal step budgets, scored on held-out prompts")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="reduced sizes, about 30 minutes on a CPU (default)")
-    mode.add_argument("--full", action="store_true", help="paper-scale settings, for a GPU")
-    p.add_argument("--out", default="runs/reproduce", help="checkpoints of every run")
-    p.add_argument("--results", default="results", help="table.md and accuracy_vs_depth.png")
-    p.add_argument("--seed", type=int, default=0)
+    mode.add_argument("--quick", action="store_true", help="the small grid, under an hour on a 2-core CPU (default)")
+    mode.add_argument("--full", action="store_true", help="depths 1-8, a length axis, 3 seeds: for a GPU")
+    p.add_argument("--cells", metavar="TASK:SETTING:LAYERS[,...]", help="rerun just these cells, from scratch")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the profile's)")
+    p.add_argument("--jobs", type=int, default=1, help="cells trained at once, each in its own process")
+    p.add_argument("--out", default="runs/reproduce", help="checkpoints of every cell")
+    p.add_argument("--results", default="results", help="<profile>.json, table.md and the figures")
+    p.add_argument("--json", action="store_true", help="print the cells run and the claims as JSON")
     p.set_defaults(func=cmd_reproduce)

@@ -17,28 +17,32 @@ from neural.config import Keys
 from neural.constructed import ConstructedModel
 
 CVP_TYPE_NAMES = ("TRUE", "FALSE", "AND", "OR", "NOT")
+# What the CVP construction's fields hold, restated here rather than read from neural.cvp's schedule: a proof that
+# reused the builder's own position arithmetic could not see an error in it.
+CVP_TOKEN_FIELDS = ("type", "in_code", "idq", "value")
+CVP_POSITION_FIELDS = ("pos", "q_type", "q_in", "q_prev", "role_id", "role_va", "role_vg")
 
 
 @dataclass(frozen=True)
 class CVPRows:
     """Vocabulary rows by meaning, found by the tokens' names (not by the construction's own numbering)."""
 
-    na: int
-    sep: int
     types: dict[str, int]
-    ids: np.ndarray  # ids[j]: the row of gate id j (ids[0] unused)
-    cot: np.ndarray  # cot[j, v]: the row of g{j}={v} (cot[0] unused)
-    non_cot: np.ndarray
+    ids: np.ndarray  # ids[j]: the prompt token gj (ids[0] unused)
+    refs: np.ndarray  # refs[j]: the CoT token @j, refs[0] = NA
+    values: np.ndarray  # values[v]: the token v in {0, 1}
+    others: np.ndarray  # every row that is neither a reference nor a value
 
 
 @functools.lru_cache(maxsize=1)  # embedding and readout both ask, for the same model
 def cvp_rows(model: ConstructedModel) -> CVPRows:
     index = {tok: i for i, tok in enumerate(model.vocab)}
     N = model.max_gates
-    ids = np.array([-1] + [index[str(j)] for j in range(1, N + 1)])
-    cot = np.array([[-1, -1]] + [[index[f"g{j}=0"], index[f"g{j}=1"]] for j in range(1, N + 1)])
-    non_cot = np.setdiff1d(np.arange(len(model.vocab)), cot[1:].ravel())
-    return CVPRows(index["NA"], index["SEP"], {t: index[t] for t in CVP_TYPE_NAMES}, ids, cot, non_cot)
+    ids = np.array([-1] + [index[f"g{j}"] for j in range(1, N + 1)])
+    refs = np.array([index["NA"]] + [index[f"@{j}"] for j in range(1, N + 1)])
+    values = np.array([index["0"], index["1"]])
+    others = np.setdiff1d(np.arange(len(model.vocab)), np.r_[refs, values])
+    return CVPRows({t: index[t] for t in CVP_TYPE_NAMES}, ids, refs, values, others)
 
 
 class _Checker:
@@ -99,62 +103,82 @@ def embedding_violations(model: ConstructedModel, circuit=None) -> list[Violatio
             ck.expect(Keys.POS_EMB, row, "pred1", sbin(g.a, k), f"sbin(first input of gate {t})")
             ck.expect(Keys.POS_EMB, row, "pred2", sbin(g.b, k), f"sbin(second input of gate {t})")
         return ck.violations
+    return _cvp(model, ck)
+
+
+def _cvp(model: ConstructedModel, ck: _Checker) -> list[Violation]:
+    """Gate g's prompt slots sit at 4(g-1)+{0,1,2,3}, its CoT tokens at C(g)+{0,1,2} with C(g) = 4N+1+4(g-1);
+    every query that names no slot names position 0, and each position has at most one role flag."""
     rows = cvp_rows(model)
-    N = model.max_gates
+    N, k = model.max_gates, model.code_bits
     name = lambda r: model.vocab[r]  # noqa: E731
-    if N + 1 >= 2 ** k:
-        ck.violations.append(Violation("embedding", "embedding", f"gate ids up to {N + 1} need more than {k} bits",
-                                       {"max_gates": N, "code_bits": k}))
-    T = Keys.TOK_EMB
+    T, P = Keys.TOK_EMB, Keys.POS_EMB
+    if 8 * N >= 2 ** k:
+        ck.violations.append(Violation("embedding", "embedding", f"position {8 * N} (@{N}'s value query) needs more "
+                                       f"than {k} bits", {"max_gates": N, "code_bits": k}))
+    for field in CVP_TOKEN_FIELDS:  # each field lives in one table, so [tok + pos] adds an exact 0
+        ck.expect(P, slice(None), field, 0.0, "a token field (zero in the position table)")
+    for field in CVP_POSITION_FIELDS[1:]:
+        ck.expect(T, slice(None), field, 0.0, "a position field (zero in the token table)")
     for i, t in enumerate(CVP_TYPE_NAMES):
         ck.expect(T, rows.types[t], "type", np.eye(len(CVP_TYPE_NAMES))[i], f"the one-hot of {t}", name)
-    others = np.setdiff1d(np.arange(len(model.vocab)), list(rows.types.values()))
-    ck.expect(T, others, "type", 0.0, "a token that is no gate type", name)
-    ck.expect(T, rows.na, "in_code", sbin(0, k), "NA's id 0", name)
-    ids = np.arange(1, N + 1)
-    ck.expect(T, rows.ids[ids], "in_code", sbin(ids, k), "sbin(gate id)", name)
-    ck.expect(T, rows.non_cot, "self_code", sbin(0, k), "id 0 on every non-CoT token", name)
-    ck.expect(T, rows.non_cot, "value", 0.0, "value 0 on every non-CoT token", name)
-    r_ann = np.concatenate([[rows.sep], rows.cot[ids].ravel()])  # SEP, then g1=0, g1=1, g2=0 ...
-    j_ann = np.concatenate([[0], np.repeat(ids, 2)])
-    ck.expect(T, r_ann, "next_code", sbin(j_ann + 1, k), "sbin(next gate id)", name)
-    for field, off in (("addr_type", 0), ("addr_in1", 1), ("addr_in2", 2)):
-        ck.expect(T, r_ann, field, sbin(4 * j_ann + off, k), f"the position of the next gate's {field[5:]} token",
-                  name)
-    prompt = np.setdiff1d(np.arange(len(model.vocab)), r_ann)
-    for field in ("addr_type", "addr_in1", "addr_in2"):  # so every layer-1 query names exactly one position
-        ck.expect(T, prompt, field, sbin(0, k), "position 0: a prompt token fetches nothing, so it fetches a fixed "
-                  "position rather than average every key", name)
-    for v in (0, 1):
-        cot_rows = rows.cot[ids, v]
-        ck.expect(T, cot_rows, "self_code", sbin(ids, k), "sbin(own gate id)", name)
-        ck.expect(T, cot_rows, "value", float(v), "the token's value", name)
+    ck.expect(T, np.setdiff1d(np.arange(len(model.vocab)), list(rows.types.values())), "type", 0.0,
+              "a token that is no gate type", name)
+    j = np.arange(1, N + 1)
+    ck.expect(T, rows.ids[j], "in_code", sbin(j, k), "sbin(j) on the prompt id gj", name)
+    ck.expect(T, np.setdiff1d(np.arange(len(model.vocab)), rows.ids[j]), "in_code", sbin(0, k),
+              "id 0 (NA, and every token that is no prompt id)", name)
+    cot = lambda g, slot: 4 * N + 1 + 4 * (g - 1) + slot  # noqa: E731
+    ck.expect(T, rows.refs[j], "idq", sbin(cot(j, 3), k), "the position of v(j), C(j)+3, on @j", name)
+    ck.expect(T, np.setdiff1d(np.arange(len(model.vocab)), rows.refs[j]), "idq", sbin(0, k),
+              "position 0 (value 0) on every token that is no @j: NA's value is 0, and no other token names one",
+              name)
+    ck.expect(T, rows.values[1], "value", 1.0, "value 1 on the token 1", name)
+    ck.expect(T, np.setdiff1d(np.arange(len(model.vocab)), rows.values[1:]), "value", 0.0, "value 0", name)
+    length = model.config.max_len
+    if length != 8 * N:
+        ck.violations.append(Violation("embedding", "embedding", f"max_len {length}, but a model for {N} gates "
+                                       f"reads 8N = {8 * N} positions", {"max_len": length, "max_gates": N}))
+        return ck.violations
+    want = {f: np.broadcast_to(sbin(0, k), (length, k)).copy() for f in ("q_type", "q_in", "q_prev")}
+    flags = {f: np.zeros((length, 1)) for f in ("role_id", "role_va", "role_vg")}
+    g = j
+    want["q_in"][cot(g, 0) - 1] = sbin(4 * (g - 1) + 1, k)  # @a_g next: gate g's first input slot
+    want["q_in"][cot(g, 1)] = sbin(4 * (g - 1) + 2, k)  # @b_g next: its second input slot
+    want["q_type"][cot(g, 2)] = sbin(4 * (g - 1), k)  # v(g) next: its type slot ...
+    want["q_prev"][cot(g, 2)] = sbin(cot(g, 1), k)  # ... and the token before, v(a_g)
+    flags["role_id"][np.r_[cot(g, 0) - 1, cot(g, 1)]] = 1.0
+    flags["role_va"][cot(g, 0)] = 1.0
+    flags["role_vg"][cot(g, 2)] = 1.0
+    for field, table in {**want, **flags}.items():
+        ck.expect(P, slice(None), field, table, f"the CVP schedule's {field}")
     _check_head_rows(model, rows, ck)
     return ck.violations
 
 
 def _check_head_rows(model, rows: CVPRows, ck: _Checker) -> None:
-    """CoT logits: row g_j=v is sbin(j) on next_code, one weight w_v on out, bias b_v, zero elsewhere."""
+    """The readout's shape: row NA / @j is sbin(0) / sbin(j) on g_in and one shared tail (the same weights outside
+    g_in, all after it, the same bias); no other row reads g_in. ``readout`` proves the rest symbolically."""
     if ck.violations:
         return
     W, b = model.linear(Keys.HEAD)
-    lay = model.layout
-    next_cols, out_col = lay.cols("next_code"), lay.col(model.ffn.output_field)
+    code = model.layout.cols("g_in")
     k, N = model.code_bits, model.max_gates
-    for v in (0, 1):
-        r = rows.cot[1:, v]
-        mask = np.ones(W.shape[1], dtype=bool)
-        mask[next_cols] = False
-        mask[out_col] = False
-        checks = [(W[np.ix_(r, next_cols)] != sbin(np.arange(1, N + 1), k), "sbin(j) on next_code"),
-                  (W[np.ix_(r, mask.nonzero()[0])] != 0, "zero outside next_code and out"),
-                  ((W[r, out_col] != W[r[0], out_col])[:, None], "one out weight for every gate"),
-                  ((b[r] != b[r[0]])[:, None], "one bias for every gate")]
-        for bad, what in checks:
-            if bad.any():
-                i = int(np.argwhere(bad)[0][0])
-                ck.violations.append(Violation("embedding", "embedding",
-                                               f"head row {int(r[i])} ({model.vocab[int(r[i])]}) breaks the readout "
-                                               f"shape: {what}", {"table": Keys.weight(Keys.HEAD), "row": int(r[i]),
-                                                                  "token": model.vocab[int(r[i])]}))
-                return
+    refs = rows.refs
+    outside = np.ones(W.shape[1], dtype=bool)
+    outside[code] = False
+    tail = W[refs[0], outside]
+    before = np.flatnonzero(outside & (np.arange(W.shape[1]) < code[0]) & (W[refs[0]] != 0))
+    non_id = np.r_[rows.values, rows.others]
+    checks = [(refs, W[np.ix_(refs, code)] != sbin(np.arange(N + 1), k), "sbin(j) on g_in"),
+              (refs, W[np.ix_(refs, np.flatnonzero(outside))] != tail, "the same weights outside g_in on every id row"),
+              (refs, (b[refs] != b[refs[0]])[:, None], "one bias for every id row"),
+              (refs, np.full((1, 1), before.size > 0), "the id rows' weights outside g_in come after it"),
+              (non_id, W[np.ix_(non_id, code)] != 0, "no weight on g_in outside the id rows")]
+    for which, bad, what in checks:
+        if bad.any():
+            row = int(which[int(np.argwhere(bad)[0][0])])
+            ck.violations.append(Violation("embedding", "embedding",
+                                           f"head row {row} ({model.vocab[row]}) breaks the readout shape: {what}",
+                                           {"table": Keys.weight(Keys.HEAD), "row": row, "token": model.vocab[row]}))
+            return

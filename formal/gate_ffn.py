@@ -3,6 +3,9 @@
 The query reads the residual coordinates the weights actually touch. The designated inputs are concrete per truth
 table row (a, b in {0, 1}; the gate type one-hot, one query per type), and every *other* coordinate the weights
 read is symbolic in {-1, 0, 1}, so a stray weight is refuted with a concrete residual rather than assumed away.
+
+A role-gated FFN (CVP mode) is checked in every role a position can be in (``FFNPlan.roles``): where the gate flag
+is set it must write the gate's value, where a copy flag is set the copied 0/1 field, and where none is set 0.
 """
 from __future__ import annotations
 
@@ -33,30 +36,41 @@ def gate_ffn_queries(model: ConstructedModel, ieee: bool = False) -> list[Query]
     type_cols = [int(c) for c in lay.cols(plan.type_field)]
     read = [int(c) for c in np.flatnonzero(np.any(W1 != 0, axis=0))]
     written = [r for r in range(W2.shape[0]) if W2[r].any() or b2[r] != 0 or r == out_col]
+    flags = {f: lay.col(f) for f in plan.roles if f is not None}
+    copies = dict(plan.copies)
     queries = []
-    for t, op in enumerate(plan.type_ops):
-        for a_val in (0, 1):
-            for b_val in (0, 1):
-                queries.append(_gate_case(fmt, W1, b1, W2, b2, read, written, a_col, b_col, out_col, type_cols,
-                                          t, op, a_val, b_val))
+    for role in plan.roles:
+        for t, op in enumerate(plan.type_ops):
+            for a_val in (0, 1):
+                for b_val in (0, 1):
+                    if role is None or role == plan.gate_field:
+                        want = MEANING[op](a_val, b_val) if role is not None or not flags else 0
+                    else:  # a copy of a 0/1 field
+                        want = {plan.a_field: a_val, plan.b_field: b_val}[copies[role]]
+                    fixed = {col: fmt.val(1.0 if f == role else 0.0) for f, col in flags.items()}
+                    queries.append(_gate_case(fmt, W1, b1, W2, b2, read, written, a_col, b_col, out_col, type_cols,
+                                              t, op, a_val, b_val, fixed, role, want))
     return queries
 
 
-def _gate_case(fmt, W1, b1, W2, b2, read, written, a_col, b_col, out_col, type_cols, t, op, a_val, b_val) -> Query:
-    """One row of the gate's truth table. a and b are concrete (the domain has four points, and a solver asked to
-    split them itself inside 20 ReLU units is 20x slower); every other coordinate the weights read stays symbolic."""
+def _gate_case(fmt, W1, b1, W2, b2, read, written, a_col, b_col, out_col, type_cols, t, op, a_val, b_val,
+               flags: dict, role, want_value: int) -> Query:
+    """One row of the gate's truth table, in one role. a and b are concrete (the domain has four points, and a
+    solver asked to split them itself inside 20 ReLU units is 20x slower); every other coordinate the weights read
+    stays symbolic."""
     fixed = {a_col: fmt.val(a_val), b_col: fmt.val(b_val)} | {
-        c: fmt.val(1.0 if i == t else 0.0) for i, c in enumerate(type_cols)}
+        c: fmt.val(1.0 if i == t else 0.0) for i, c in enumerate(type_cols)} | flags
     xs, dom, free = symbolic_residual(fmt, read, fixed)
     hidden = [fmt.relu(fmt.dot([xs[c] for c in read], [float(W1[u, c]) for c in read], float(b1[u])))
               for u in range(W1.shape[0])]
-    want = fmt.val(MEANING[op](a_val, b_val))
+    want = fmt.val(want_value)
     claims, outs = [], {}
     for r in written:
         y = fmt.dot(hidden, [float(w) for w in W2[r]], float(b2[r]))
         # the residual: the output field is 0 before the FFN (checked by 'embedding'), so [0 + y] = y
         outs[f"ffn_out{r}"] = y
         claims.append(fmt.eq(fmt.add(fmt.zero, y), want) if r == out_col else fmt.eq(y, fmt.zero))
-    return Query(f"gate_ffn[{op} a={a_val} b={b_val}]", "gate_ffn", z3.And(*dom, z3.Not(z3.And(*claims))),
+    where = "" if not flags else f" {role or 'no role'}"
+    return Query(f"gate_ffn[{op} a={a_val} b={b_val}{where}]", "gate_ffn", z3.And(*dom, z3.Not(z3.And(*claims))),
                  {**free, **outs}, {"kind": "gate_ffn", "op": op, "type_index": t, "a": a_val, "b": b_val,
-                                    "output_column": out_col})
+                                    "output_column": out_col, "role": role, "expected": want_value})

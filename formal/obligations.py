@@ -49,6 +49,21 @@ COMPOSITION_IEEE = (
     "logits: [embedding] checks that every earlier layer's query on every token names a position (a prompt token "
     "fetches position 0), so no average ever reaches a key or a value.")
 
+COMPOSITION_CVP = (
+    "Induction on CoT tokens, four per gate (@a_g, v(a_g), @b_g, v(g)). Assume the positions before t hold the "
+    "prompt of a circuit of N gates (padded in front) and the correct earlier CoT tokens. [embedding] position t "
+    "carries sbin(t) and its role: role_id where @a_g or @b_g is next, role_va where v(a_g) is, role_vg where v(g) "
+    "is, never two; every query names one position at or before t: the prompt slot 4(g-1)+1 or +2 of the next "
+    "id, the type slot 4(g-1) and the previous position where v(g) is next, C(j)+3 on the token @j (j < g, so "
+    "already written), and position 0 otherwise (a type token, whose in_code is 0 and whose value is 0). "
+    "[retrieval] each of the four heads returns exactly the value at the position it names: the id head sbin(a_g) "
+    "or sbin(b_g) (0 for NA), the value head v(j) (correct by the hypothesis), the type head type_g, the previous "
+    "head v(a_g). [gate_ffn] in each role the FFN writes exactly out = type_g(v(a_g), v(b_g)) (role_vg), "
+    "out = v(j) (role_va) or out = 0 (role_id), and adds 0 elsewhere. [readout] in each role the argmax is the "
+    "right token: the id in g_in (NA for 0) where an id is next, the value in out where a value is next. So token "
+    "t is correct, and by induction every CoT token is; the answer is the last, v(N). The logits of prompt "
+    "positions are never read.")
+
 
 @dataclass
 class LemmaResult:
@@ -123,11 +138,17 @@ def prove_lemma(model: ConstructedModel, circuit, name: str, timeout_s: float, u
                        outcomes)
 
 
-def composition(results: dict[str, LemmaResult], ieee: bool = False) -> LemmaResult:
+def composition(results: dict[str, LemmaResult], ieee: bool = False, mode: str = "thm33") -> LemmaResult:
+    """The argument over the lemmas. In IEEE arithmetic it first makes every order exact (``COMPOSITION_IEEE``),
+    then runs the mode's induction; in CVP mode every query names a position, so no row averages."""
     names = composed_from(ieee)
     status = combine(results[n].status for n in names)
+    if mode == "cvp":
+        detail = (COMPOSITION_IEEE.split(" Then the induction")[0] + " Then: " if ieee else "") + COMPOSITION_CVP
+    else:
+        detail = COMPOSITION_IEEE if ieee else COMPOSITION
     return LemmaResult("composition", status, 0.0, "induction over CoT steps from: " + ", ".join(names),
-                       detail=COMPOSITION_IEEE if ieee else COMPOSITION)
+                       detail=detail)
 
 
 def all_queries(model: ConstructedModel, unrolled_k: int = 4, ieee: bool = False) -> list[Query]:

@@ -43,31 +43,28 @@ def _readout_bits(model, fmt) -> list[Query]:
 
 
 def _readout_cvp(model, fmt) -> list:
-    """CVP mode: the right token g_J=ans must beat every other row, for every next id J in 1..N.
+    """CVP mode: at every position that predicts a CoT token, the right token's logit beats every other row.
 
-    The CoT rows are checked against their shape by ``embedding`` (row g_j=v = sbin(j) on next_code, w_v on out,
-    bias b_v, uniform over j). The logits are sums over next_code in column order, then the out term, then the
-    bias. Induction over the code bits, with counters i (bits so far) and d (mismatches so far): the right row's
-    partial sum is exactly i and a competitor's exactly i - 2d. One step query covers every bit, every J and every
-    competitor J', and the final query compares the two logits after the value term: neither depends on k or N.
-    Every other distinct row is compared once, against the right logit the induction computes."""
+    Roles (``embedding`` checks the position table): where an id is next (role_id), g_in holds sbin(J) of the
+    right id J (0 for NA) and out = 0 (``gate_ffn``, no role); where a value is next (role_va, role_vg), out holds
+    the value and g_in some code. The id rows (NA, @1..@N) share one shape (``embedding``): sbin(j) on g_in, then a
+    common tail. Their logits are sums over g_in in column order, then the tail. Induction over the code bits,
+    with counters i (bits so far) and d (mismatches so far): the right row's partial sum is exactly i and any other
+    id row's exactly i - 2d. One step query covers every bit, every J and every other J'; the final queries
+    compare, in each role, the id rows after the tail and every other distinct row (read symbolically), neither
+    depending on k or N."""
     W, b = model.linear(Keys.HEAD)
     lay = model.layout
     k = model.code_bits
-    next_cols = [int(c) for c in lay.cols("next_code")]
+    code = [int(c) for c in lay.cols("g_in")]
     out_col = lay.col(model.ffn.output_field)
+    flag_cols = {f: lay.col(f) for f in ("role_id", "role_va", "role_vg")}
     rows = cvp_rows(model)
-    if out_col < max(next_cols):
-        return [Violation("readout[order]", "readout", f"the out column {out_col} is summed before next_code",
-                          {"out_column": out_col})]
-    value_shape = {v: (float(W[rows.cot[1, v], out_col]), float(b[rows.cot[1, v]])) for v in (0, 1)}
-    ans, vc = fmt.var("ans"), z3.Bool("competitor_value")
-    ans_is_one = fmt.eq(ans, fmt.one)
-
-    def value_term(acc, v_is_one):
-        w_out = z3.If(v_is_one, fmt.val(value_shape[1][0]), fmt.val(value_shape[0][0]))
-        bias = z3.If(v_is_one, fmt.val(value_shape[1][1]), fmt.val(value_shape[0][1]))
-        return fmt.add(fmt.add(acc, fmt.mul(ans, w_out)), bias)
+    tail_cols = [int(c) for c in np.flatnonzero(W[rows.refs[0]]) if int(c) not in code]
+    if any(c < max(code) for c in tail_cols):
+        return [Violation("readout[order]", "readout", "an id row's weight outside g_in is summed before it",
+                          {"columns": tail_cols})]
+    id_bias = float(b[rows.refs[0]])
 
     width = max(8, k.bit_length() + 2)
     i, d = z3.BitVec("bits_so_far", width), z3.BitVec("mismatches_so_far", width)
@@ -84,32 +81,50 @@ def _readout_cvp(model, fmt) -> list:
     d2 = d + z3.If(fmt.eq(n, c), z3.BitVecVal(0, width), z3.BitVecVal(1, width))
     step = z3.And(pm, inv(i, d, R, C), z3.ULT(i, k),
                   z3.Not(inv(i + 1, d2, fmt.add(R, fmt.mul(n, n)), fmt.add(C, fmt.mul(n, c)))))
-    right, other = value_term(R, ans_is_one), value_term(C, vc)
-    final = z3.And(inv(z3.BitVecVal(k, width), d, R, C), fmt.in_set(ans, (0.0, 1.0)),
-                   z3.Or(d != 0, vc != ans_is_one), _beats(fmt, other, right))
     state = {"bits_so_far": i, "mismatches_so_far": d, "right_partial": R, "competitor_partial": C}
     items: list = [
-        Query("readout[cot rows: base]", "readout", z3.Not(inv(z3.BitVecVal(0, width), z3.BitVecVal(0, width),
-                                                               fmt.zero, fmt.zero)), {}, {"kind": "readout_base"}),
-        Query("readout[cot rows: step]", "readout", step, {**state, "next_bit": n, "competitor_bit": c},
+        Query("readout[id rows: base]", "readout", z3.Not(inv(z3.BitVecVal(0, width), z3.BitVecVal(0, width),
+                                                              fmt.zero, fmt.zero)), {}, {"kind": "readout_base"}),
+        Query("readout[id rows: step]", "readout", step, {**state, "next_bit": n, "competitor_bit": c},
               {"kind": "readout_step"}),
-        Query("readout[cot rows: final]", "readout", final, {**state, "ans": ans, "competitor_value": vc},
-              {"kind": "readout_final"}),
     ]
-    # every distinct non-CoT row (NA, SEP, types, ids ...) once, against the right logit after all k bits
-    right_k = value_term(fmt.val(float(k)), ans_is_one)
-    non_cot = rows.non_cot
-    others, _ = unique_rows(np.c_[W[non_cot], b[non_cot]])
-    read = sorted({int(c) for c in np.flatnonzero(np.any(W[non_cot] != 0, axis=0))})
-    J = z3.BitVec("next_gate", k + 1)
-    fixed = {out_col: ans}
-    dom = [fmt.in_set(ans, (0.0, 1.0))]
-    if set(read) & set(next_cols):  # a row that reads next_code sees the code of a real next gate
-        fixed |= {col: z3.If(z3.Extract(t, t, J) == 1, fmt.one, -fmt.one) for t, col in enumerate(next_cols)}
-        dom += [z3.UGE(J, 1), z3.ULE(J, model.max_gates)]
-    xs, rdom, free = symbolic_residual(fmt, read, fixed)
-    for r, row in enumerate(others):
-        logit = fmt.dot([xs[col] for col in read], [row[col] for col in read], row[-1])
-        items.append(Query(f"readout[other row {r}]", "readout", z3.And(*dom, *rdom, _beats(fmt, logit, right_k)),
-                           {"next_gate": J, "ans": ans, **free}, {"kind": "readout"}))
+    # the residual outside g_in: role flags and out fixed per role, every other column any row reads symbolic
+    non_id = np.r_[rows.values, rows.others]
+    read = sorted(({int(x) for x in np.flatnonzero(np.any(W[non_id] != 0, axis=0))} | set(tail_cols) |
+                   {out_col, *flag_cols.values()}) - set(code))
+    others, _ = unique_rows(np.c_[W[rows.others], b[rows.others]])
+    ans = fmt.var("ans")
+    k_bits = z3.BitVecVal(k, width)
+    for role in ("role_id", "role_va", "role_vg"):
+        fixed = {col: fmt.val(1.0 if f == role else 0.0) for f, col in flag_cols.items()}
+        fixed[out_col] = fmt.zero if role == "role_id" else ans
+        xs, dom, free = symbolic_residual(fmt, read, fixed)
+        if role != "role_id":
+            dom = [*dom, fmt.in_set(ans, (0.0, 1.0))]
+
+        def logit(row):
+            return fmt.dot([xs[col] for col in read], [float(row[col]) for col in read], float(row[-1]))
+
+        def id_logit(partial):
+            acc = partial
+            for col in tail_cols:
+                acc = fmt.add(acc, fmt.mul(xs[col], fmt.val(float(W[rows.refs[0], col]))))
+            return fmt.add(acc, fmt.val(id_bias))
+
+        value_rows = [np.r_[W[r], b[r]] for r in rows.values]
+        if role == "role_id":  # the right id row against another id row, the value rows and every other row
+            right = id_logit(fmt.val(float(k)))
+            rivals = [("another id row", z3.And(inv(k_bits, d, R, C), d != 0, _beats(fmt, id_logit(C), right)))]
+            rivals += [(f"value row {v}", _beats(fmt, logit(value_rows[v]), right)) for v in (0, 1)]
+        else:  # the right value row against the other one, any id row (whatever g_in holds) and every other row
+            ans_one = fmt.eq(ans, fmt.one)
+            right = z3.If(ans_one, logit(value_rows[1]), logit(value_rows[0]))
+            wrong = z3.If(ans_one, logit(value_rows[0]), logit(value_rows[1]))
+            rivals = [("the other value row", _beats(fmt, wrong, right)),
+                      ("any id row", z3.And(inv(k_bits, d, R, C), _beats(fmt, id_logit(C), right)))]
+        rivals += [(f"other row {r}", _beats(fmt, logit(row), right)) for r, row in enumerate(others)]
+        where = role.removeprefix("role_")
+        for what, beaten in rivals:
+            items.append(Query(f"readout[{where}: {what}]", "readout", z3.And(*dom, beaten),
+                               {**state, "ans": ans, **free}, {"kind": "readout", "role": role}))
     return items

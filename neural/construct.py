@@ -21,11 +21,6 @@ from neural.config import Keys, ModelConfig, weight_shapes
 from neural.constructed import ConstructedModel, FFNPlan, HeadPlan, Layout
 from neural.fp import FPFormat
 
-CVP_TYPES = ("TRUE", "FALSE", "AND", "OR", "NOT")
-CVP_TYPE_OP = {"TRUE": "CONST1", "FALSE": "CONST0", "AND": "AND", "OR": "OR", "NOT": "NOT"}
-CVP_SPECIAL = ("NA", "SEP")
-
-
 EXACT_KEY_SCALE = 64.0  # [exp(-128)] = 0 in float16, bfloat16 and float32, and 64 * 2k stays exact in all three
 
 
@@ -77,15 +72,27 @@ def minterm_units(ops: tuple[str, ...]) -> list[tuple[int, int, int]]:
 
 
 def _minterm_ffn(w: dict, layout: Layout, plan: FFNPlan) -> None:
+    """With ``plan.gate_field`` every minterm also needs that flag (one more input, one more -1 in the bias), and
+    each ``copies`` pair (flag, source) adds a unit relu(source + flag - 1): the 0/1 source where the flag is set,
+    else 0."""
     fc1, fc2 = Keys.ffn(plan.layer, "fc1"), Keys.ffn(plan.layer, "fc2")
     W1, b1, W2 = w[Keys.weight(fc1)], w[Keys.bias(fc1)], w[Keys.weight(fc2)]
     a, b, out = layout.col(plan.a_field), layout.col(plan.b_field), layout.col(plan.output_field)
     types = layout.cols(plan.type_field)
-    for unit, (t, u, v) in enumerate(minterm_units(plan.type_ops)):
+    units = minterm_units(plan.type_ops)
+    for unit, (t, u, v) in enumerate(units):
         W1[unit, a] = 1.0 if u else -1.0
         W1[unit, b] = 1.0 if v else -1.0
         W1[unit, types[t]] = 1.0
         b1[unit] = (2 - u - v) - 2.0  # fires (=1) iff a == u, b == v and the type bit is set
+        if plan.gate_field is not None:
+            W1[unit, layout.col(plan.gate_field)] = 1.0
+            b1[unit] -= 1.0
+        W2[out, unit] = 1.0
+    for unit, (flag, source) in enumerate(plan.copies, start=len(units)):
+        W1[unit, layout.col(source)] = 1.0
+        W1[unit, layout.col(flag)] = 1.0
+        b1[unit] = -1.0
         W2[out, unit] = 1.0
 
 
@@ -149,92 +156,87 @@ def build_thm33(nc: NormCircuit, fmt: FPFormat, key_scale: float | None = None) 
 
 # ---- CVP mode ----------------------------------------------------------------------------------------------------
 
-def cvp_vocab(max_gates: int) -> tuple[str, ...]:
-    ids = tuple(str(j) for j in range(1, max_gates + 1))
-    cot = tuple(f"g{j}={v}" for j in range(1, max_gates + 1) for v in (0, 1))
-    return CVP_SPECIAL + CVP_TYPES + ids + cot
-
-
-def cvp_id_token(j: int) -> int:
-    return len(CVP_SPECIAL) + len(CVP_TYPES) + j - 1
-
-
-def cvp_cot_token(j, v, max_gates: int):
-    """The token ``g{j}={v}``; ``j`` and ``v`` may be arrays."""
-    return len(CVP_SPECIAL) + len(CVP_TYPES) + max_gates + 2 * (j - 1) + v
-
-
 def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> ConstructedModel:
-    """One 2-layer transformer for every circuit of <= max_gates gates over {TRUE, FALSE, AND, OR, NOT}.
+    """One 1-layer, 4-head transformer for every circuit of <= max_gates gates over {TRUE, FALSE, AND, OR, NOT},
+    in the format of ``neural.cvp``: prompt ``type a b id`` per gate, CoT ``@a v(a) @b v(g)`` per gate.
 
-    Input: 4 tokens per gate ``type in1 in2 id`` (NA in unused slots), SEP, then CoT tokens ``g{j}={v}``. Each CoT
-    token names its gate rather than carrying only its value, so its embedding can hold sbin(j+1) and the absolute
-    positions of gate j+1's type/in1/in2 tokens: finding the next gate is a table lookup, with no counter carried
-    across steps.
-    Layer 1 (3 heads) fetches gate j+1's type and input ids by position; layer 2 (2 heads, 1 idle) fetches the
-    input values by matching sbin(id) against the CoT tokens' own ids; its FFN computes the gate.
+    The position embedding announces each position's role and its fixed queries; the token embedding gives a CoT id
+    ``@j`` the query sbin(C(j)+3), where v(j) sits. The four heads, each one hop:
+    - type:   at v(g)'s query position, gate g's type token (position 4(g-1));
+    - id:     before @a_g and @b_g, the prompt's a_g / b_g slot (positions 4(g-1)+1, +2);
+    - prev:   at v(g)'s query position, the token before it, v(a_g);
+    - value:  at any ``@j``, the value v(j) at C(j)+3 (NA's query names position 0, which holds value 0).
+    Every other query names position 0, so no row matches nothing (an average is exact in no arithmetic).
+    The FFN, gated by the role flags, writes out = gate(type, v(a_g), v(b_g)) where v(g) is next, out = v(a_g)
+    where v(a_g) is next, and 0 elsewhere. The unembedding is role-gated too: margin M = k on the role flags makes
+    an id win where an id is next (logit k + M for the right one, at most k - 2 + M for another) and a value win
+    where a value is next (2 + M against at most k).
     """
+    from neural import cvp
+
     N = max_gates
-    length = 5 * N + 1
-    k = code_width(max(length, N + 2))
+    if N < 1:
+        raise ValueError("CVP mode needs max_gates >= 1")
+    length = cvp.sequence_length(N)
+    k = code_width(length + 1)  # positions 0..8N-1, and @N's query 8N
     c = default_key_scale(fmt, k) if key_scale is None else float(key_scale)
-    layout = Layout.of([("type", len(CVP_TYPES)), ("in_code", k), ("self_code", k), ("value", 1), ("next_code", k),
-                        ("addr_type", k), ("addr_in1", k), ("addr_in2", k), ("pos", k),
-                        ("g_type", len(CVP_TYPES)), ("g_in1", k), ("g_in2", k), ("a", 1), ("b", 1), ("out", 1)])
-    vocab = cvp_vocab(N)
-    d_head = 2 * k
-    ops = tuple(CVP_TYPE_OP[t] for t in CVP_TYPES)
+    T = len(cvp.TYPES)
+    layout = Layout.of([("type", T), ("in_code", k), ("idq", k), ("value", 1),
+                        ("pos", k), ("q_type", k), ("q_in", k), ("q_prev", k),
+                        ("g_type", T), ("g_in", k), ("a", 1), ("b", 1),
+                        ("role_id", 1), ("role_va", 1), ("role_vg", 1), ("out", 1)])
+    vocab = cvp.vocab(N)
+    ops = tuple(cvp.TYPE_OP[t] for t in cvp.TYPES)
     units = minterm_units(ops)
-    cfg = ModelConfig(vocab_size=len(vocab), max_len=length, d_model=layout.width, n_layers=2, n_heads=3,
-                      d_head=d_head, d_ff=len(units), activation="relu", layernorm=False, bias=True, attn_scale=1.0)
+    cfg = ModelConfig(vocab_size=len(vocab), max_len=length, d_model=layout.width, n_layers=1, n_heads=4,
+                      d_head=2 * k, d_ff=len(units) + 1, activation="relu", layernorm=False, bias=True,
+                      attn_scale=1.0)
     w = _empty(cfg, _storage(fmt, c))
-    tok = w[Keys.TOK_EMB]
-    tok[:, layout.cols("self_code")] = sbin(0, k)  # every token that is not a CoT value carries id 0
-    tok[0, layout.cols("in_code")] = sbin(0, k)  # NA fetches id 0: only non-CoT tokens match, and their value is 0
-    sep = 1
-    for i, t in enumerate(CVP_TYPES):
-        tok[len(CVP_SPECIAL) + i, layout.cols("type")[i]] = 1.0
+    tok, pos = w[Keys.TOK_EMB], w[Keys.POS_EMB]
     ids = np.arange(1, N + 1)
-    tok[cvp_id_token(1):cvp_id_token(N) + 1, layout.cols("in_code")] = sbin(ids, k)
+    for i in range(T):
+        tok[cvp.type_token(i), layout.cols("type")[i]] = 1.0
+    tok[:, layout.cols("in_code")] = sbin(0, k)  # NA, and every token that is no prompt id: id 0
+    tok[np.ix_(cvp.id_token(ids), layout.cols("in_code"))] = sbin(ids, k)
+    tok[:, layout.cols("idq")] = sbin(0, k)  # fetch position 0 (value 0): NA, and tokens that name no value
+    tok[np.ix_(cvp.ref_token(ids, N), layout.cols("idq"))] = sbin(cvp.cot_position(ids, 3, N), k)
+    tok[cvp.value_token(1, N), layout.col("value")] = 1.0
 
-    def announce(rows, next_gate):
-        """Rows whose next step computes gate ``next_gate`` (1-based): its id and the positions of its tokens."""
-        slot = 4 * (next_gate - 1)
-        tok[np.ix_(rows, layout.cols("next_code"))] = sbin(next_gate, k)
-        for name, offset in (("addr_type", 0), ("addr_in1", 1), ("addr_in2", 2)):
-            tok[np.ix_(rows, layout.cols(name))] = sbin(slot + offset, k)
+    t = np.arange(length)
+    pos[:, layout.cols("pos")] = sbin(t, k)
+    for field in ("q_type", "q_in", "q_prev"):
+        pos[:, layout.cols(field)] = sbin(0, k)
+    g = ids
+    before_a = cvp.cot_position(g, 0, N) - 1  # SEP, then each v(g-1): @a_g is next
+    at_a, before_b, before_v = (cvp.cot_position(g, s, N) for s in (0, 1, 2))  # v(a_g), @b_g, v(g) next
+    pos[np.ix_(before_a, layout.cols("q_in"))] = sbin(4 * (g - 1) + 1, k)
+    pos[np.ix_(before_b, layout.cols("q_in"))] = sbin(4 * (g - 1) + 2, k)
+    pos[np.ix_(before_v, layout.cols("q_type"))] = sbin(4 * (g - 1), k)
+    pos[np.ix_(before_v, layout.cols("q_prev"))] = sbin(before_v - 1, k)
+    pos[np.r_[before_a, before_b], layout.col("role_id")] = 1.0
+    pos[at_a, layout.col("role_va")] = 1.0
+    pos[before_v, layout.col("role_vg")] = 1.0
 
-    announce(np.array([sep]), np.array([1]))
-    # A prompt token has nothing to fetch: it fetches position 0, so that every layer-1 query names exactly one
-    # position and nothing averages (an average is exact in no arithmetic, and in IEEE 0 * NaN would carry it on).
-    prompt_rows = np.array([0, *range(len(CVP_SPECIAL), len(CVP_SPECIAL) + len(CVP_TYPES) + N)])  # NA, types, ids
-    for name in ("addr_type", "addr_in1", "addr_in2"):
-        tok[np.ix_(prompt_rows, layout.cols(name))] = sbin(0, k)
-    for v in (0, 1):
-        rows = cvp_cot_token(ids, v, N)
-        tok[np.ix_(rows, layout.cols("self_code"))] = sbin(ids, k)
-        tok[rows, layout.col("value")] = float(v)
-        announce(rows, ids + 1)
-    w[Keys.POS_EMB][:, layout.cols("pos")] = sbin(np.arange(length), k)
-
-    heads = (HeadPlan(0, 0, "addr_type", "pos", "type", "g_type"),
-             HeadPlan(0, 1, "addr_in1", "pos", "in_code", "g_in1"),
-             HeadPlan(0, 2, "addr_in2", "pos", "in_code", "g_in2"),
-             HeadPlan(1, 0, "g_in1", "self_code", "value", "a"),
-             HeadPlan(1, 1, "g_in2", "self_code", "value", "b"),
-             HeadPlan(1, 2, None, None, None, None))
+    heads = (HeadPlan(0, 0, "q_type", "pos", "type", "g_type"),
+             HeadPlan(0, 1, "q_in", "pos", "in_code", "g_in"),
+             HeadPlan(0, 2, "q_prev", "pos", "value", "a"),
+             HeadPlan(0, 3, "idq", "pos", "value", "b"))
     for plan in heads:
-        _retrieval_head(w, layout, plan, d_head, k, c)
-    ffn = FFNPlan(1, "a", "b", "g_type", ops, "out")
+        _retrieval_head(w, layout, plan, 2 * k, k, c)
+    ffn = FFNPlan(0, "a", "b", "g_type", ops, "out", gate_field="role_vg", copies=(("role_va", "b"),))
     _minterm_ffn(w, layout, ffn)
-    # logit(g_j = v) = <sbin(j), next_code> + 2 * [v ? out : 1 - out]: k + 2 exactly for the right token, <= k else.
-    head_w, head_b = w[Keys.weight(Keys.HEAD)], w[Keys.bias(Keys.HEAD)]
-    out = layout.col("out")
-    for v in (0, 1):
-        rows = cvp_cot_token(ids, v, N)
-        head_w[np.ix_(rows, layout.cols("next_code"))] = sbin(ids, k)
-        head_w[rows, out] = 2.0 if v else -2.0
-        head_b[rows] = 0.0 if v else 2.0
+    head_w = w[Keys.weight(Keys.HEAD)]
+    head_b = w[Keys.bias(Keys.HEAD)]
+    margin = float(k)
+    refs = np.r_[cvp.NA, cvp.ref_token(ids, N)]
+    head_w[np.ix_(refs, layout.cols("g_in"))] = sbin(np.r_[0, ids], k)
+    head_w[refs, layout.col("role_id")] = margin
+    one, zero = cvp.value_token(1, N), cvp.value_token(0, N)
+    for row, sign in ((one, 1.0), (zero, -1.0)):
+        head_w[row, layout.col("out")] = 2.0 * sign
+        head_w[row, layout.col("role_va")] = margin
+        head_w[row, layout.col("role_vg")] = margin
+    head_b[zero] = 2.0
     model = ConstructedModel("cvp", cfg, w, layout, fmt, c, k, heads, ffn, vocab, max_gates=N)
     _check_representable(model)
     return model

@@ -75,12 +75,24 @@ class HeadPlan:
 
 @dataclass(frozen=True)
 class FFNPlan:
+    """A minterm FFN: out = op(a, b) for the op the type field names. With ``gate_field``, only where that 0/1 flag
+    is set (out = 0 elsewhere); each ``copies`` pair (flag, source) adds the 0/1 source to out where flag is set.
+    The flags of one position are never set together (``embedding`` checks the position table)."""
+
     layer: int
     a_field: str
     b_field: str
     type_field: str
     type_ops: tuple[str, ...]  # op of each coordinate of the type field
     output_field: str
+    gate_field: str | None = None
+    copies: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def roles(self) -> tuple[str | None, ...]:
+        """The role cases a position can be in: each flag alone, or none set (None); just None without flags."""
+        flags = ([self.gate_field] if self.gate_field else []) + [flag for flag, _ in self.copies]
+        return (*flags, None) if flags else (None,)
 
 
 @dataclass(frozen=True)
@@ -102,8 +114,8 @@ class ConstructedModel:
 
     @property
     def cot_steps(self) -> int:
-        """CoT tokens of the longest run: one per gate."""
-        return self.n_gates if self.mode == "thm33" else self.max_gates
+        """CoT tokens of the longest run: one per gate (Theorem 3.3), four per gate (CVP)."""
+        return self.n_gates if self.mode == "thm33" else 4 * self.max_gates
 
     def describe(self) -> dict:
         """The mode's own fields, as they appear in a compiled checkpoint's config.json."""

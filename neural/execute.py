@@ -12,9 +12,9 @@ import numpy as np
 
 from grammar.evaluate import check_trace, evaluate
 from grammar.ir import NormCircuit
+from neural import cvp
 from neural.config import ModelConfig
 from neural.constructed import ConstructedModel
-from neural.encode import CVPCircuit, cvp_cot_tokens, cvp_decode, cvp_prompt, lower_to_cvp
 from neural.finite import FiniteCache, FiniteDecoder
 from neural.fp import FPFormat
 
@@ -53,7 +53,8 @@ class FiniteSession:
 class TorchSession:
     """A torch ``Decoder`` (built from arrays in an IEEE dtype, or a trained module) with its KV cache."""
 
-    POSITIONS_PER_PRODUCT = 16  # a few positions' logits stay in cache until reduced: 3x faster at 196,615 tokens
+    LOGITS_PER_PRODUCT = 1 << 18  # logits one product makes before they are reduced: they stay in cache (3x
+    # faster than one product at a 196,615-token vocabulary), and small vocabularies still take one product
 
     def __init__(self, model, device=None):
         import torch
@@ -76,7 +77,7 @@ class TorchSession:
         if self.head_compact is None or not bool(self.torch.isfinite(x).all()):
             return head(x).argmax(-1)
         flat = x[..., self.head_live].reshape(-1, self.head_live.numel())
-        n = self.POSITIONS_PER_PRODUCT
+        n = max(1, self.LOGITS_PER_PRODUCT // self.head_compact.shape[0])
         parts = [flat[i:i + n] @ self.head_compact.T for i in range(0, flat.shape[0], n)]
         best = [(p if head.bias is None else p + head.bias).argmax(-1) for p in parts]
         return (self.torch.cat(best) if best else flat.new_zeros(0, dtype=self.torch.long)).reshape(x.shape[:-1])
@@ -171,10 +172,12 @@ def thm33_teacher_forcing(nc: NormCircuit, bits) -> TeacherForcing:
     return TeacherForcing(values[:, :-1], np.arange(nc.n_inputs - 1, values.shape[1] - 1), values[:, nc.n_inputs:])
 
 
-def cvp_teacher_forcing(circuits: list[CVPCircuit], max_gates: int) -> TeacherForcing:
-    """CVP circuits of one size: feed each prompt and its correct CoT; one prediction per CoT token."""
-    prompts = np.stack([cvp_prompt(c) for c in circuits])
-    cots = np.stack([cvp_cot_tokens(c.evaluate(), max_gates) for c in circuits])
+def cvp_teacher_forcing(circuits: list[cvp.CVPCircuit], max_gates: int) -> TeacherForcing:
+    """CVP circuits of any sizes up to ``max_gates``, padded to it: feed each prompt and its correct CoT; one
+    prediction per CoT token."""
+    padded = [c.padded(max_gates) for c in circuits]
+    prompts = np.stack([c.prompt() for c in padded])
+    cots = np.stack([c.cot() for c in padded])
     start = prompts.shape[1] - 1
     return TeacherForcing(np.concatenate([prompts, cots[:, :-1]], axis=1),
                           np.arange(start, start + cots.shape[1]), cots)
@@ -189,7 +192,7 @@ def check_thm33_teacher_forced(model: ConstructedModel, nc: NormCircuit, bits, m
     return StepCheck(pred, tf.expected[0])
 
 
-def check_cvp_teacher_forced(model: ConstructedModel, c: CVPCircuit, mode: ExecMode, sess=None) -> StepCheck:
+def check_cvp_teacher_forced(model: ConstructedModel, c: cvp.CVPCircuit, mode: ExecMode, sess=None) -> StepCheck:
     """Every CoT token of one circuit, in one pass (``sess`` as above)."""
     tf = cvp_teacher_forcing([c], model.max_gates)
     pred = teacher_forced(sess or session(model.config, model.weights, mode), tf.tokens[0], tf.steps)
@@ -226,20 +229,23 @@ def run_thm33(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode, pr
 
 
 def run_cvp(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode, progress=None) -> RunResult:
+    """Lower, pad to the model's N gates, generate the 4N CoT tokens, and check each one (``neural.cvp``). The
+    trace is v(g) of every normalised gate; a run is sound when every CoT token is, the id tokens included."""
     bits = np.asarray(bits, dtype=np.uint8)
-    c = lower_to_cvp(nc, bits)
     N = model.max_gates
+    c = cvp.lower(nc, bits)
     if c.size > N:
         raise ValueError(f"the circuit lowers to {c.size} CVP gates but the construction takes at most {N}")
-    tokens = greedy(session(model.config, model.weights, mode), cvp_prompt(c), c.size, progress)
-    ids, values = cvp_decode(tokens, N)
-    named_right = ids == np.arange(1, c.size + 1)
-    cvp_trace = np.where(named_right, values, 1 - c.evaluate())  # a token naming the wrong gate is a wrong step
+    c = c.padded(N)
+    prompt = c.prompt()
+    tokens = greedy(session(model.config, model.weights, mode), prompt, 4 * N, progress)
+    values = cvp.cot_values(tokens[None], N)[0]
+    wrong_gate = ~cvp.check_cot(prompt[None, :-1], tokens[None], N)[0].reshape(N, 4).all(axis=1)
+    cvp_trace = np.where(values >= 0, values, 1 - c.evaluate())  # a non-value token is a wrong value
     gate_of_step = np.asarray(c.node_gate[nc.n_inputs:], dtype=np.int64)  # normalised gate -> its CVP gate id
     trace = cvp_trace[gate_of_step - 1].astype(np.uint8)
-    bad_cvp = np.flatnonzero(~c.check(cvp_trace))
     first_wrong = None
-    if bad_cvp.size:  # the first normalised gate whose CVP gate comes at or after the first wrong CVP step
-        later = np.flatnonzero(gate_of_step >= bad_cvp[0] + 1)
+    if wrong_gate.any():  # the first normalised gate whose CVP gate comes at or after the first unsound one
+        later = np.flatnonzero(gate_of_step >= np.flatnonzero(wrong_gate)[0] + 1)
         first_wrong = int(later[0]) if later.size else nc.n_gates - 1
     return _result(nc, bits, trace, tokens, first_wrong)

@@ -1,105 +1,352 @@
-"""The paper's grid: 4 tasks x {base, cot, hint} x depths, written to ``results/table.md`` and a plot.
+"""``cotproof reproduce``: the paper's experiments as a grid of cells, trained on equal step budgets.
 
-``quick`` fits in about 30 minutes on a 2-core CPU: reduced sizes and a fixed time budget per run. ``full`` is the
-paper's scale (longer inputs, depths up to 16, a step budget), meant for a GPU. Every run is seeded and keeps its
-checkpoint, so any cell can be re-evaluated or audited later.
+A *cell* is (task, setting, layers, length, seed). Every cell of a profile gets the same step budget and the same
+learning-rate schedule, whatever its depth, and stops early once its accuracy on the validation split reaches
+``EARLY_STOP``. Accuracy is greedy accuracy on the test split: prompts that the hash split of ``neural.tasks``
+keeps out of training and validation. Beside each cell stand the chance levels that make it readable: the
+majority class, and for cvp the best guess from the last gate's type alone.
+
+Results go to ``results/<profile>.json`` after every cell (atomically), so a killed grid resumes at the first
+unfinished cell, and a cell killed mid-run resumes from its last checkpoint, exactly. ``table.md`` and the figures
+are drawn from that file.
 """
 from __future__ import annotations
 
 import json
-import time
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from neural.checkpoint import atomic_write_bytes, atomic_write_text
-from neural.tasks import SETTINGS
-from neural.train import TrainConfig, evaluate_model, load_trained, train
 
-GRIDS = {
-    "quick": {"tasks": {"modadd": {"length": 8, "modulus": 7}, "s5": {"length": 8},
-                        "isq": {"steps": 4, "min_prime": 2, "max_prime": 397}, "cvp": {"gates": 8}},
-              "depths": (1, 2, 4), "time_limit": 48.0, "steps": 100_000, "d_model": 128, "samples": 500},
-    "full": {"tasks": {"modadd": {"length": 16, "modulus": 7}, "s5": {"length": 16},
-                       "isq": {"steps": 8, "min_prime": 2, "max_prime": 397}, "cvp": {"gates": 16}},
-             "depths": (1, 2, 4, 8, 16), "time_limit": None, "steps": 20_000, "d_model": 256, "samples": 2000},
+EARLY_STOP = 0.995
+LENGTH_PARAM = {"modadd": "length", "s5": "length", "isq": "steps", "cvp": "gates"}  # each task's input length
+
+
+@dataclass(frozen=True)
+class Profile:
+    tasks: dict  # task -> its fixed parameters (the length parameter excluded)
+    lengths: dict  # task -> the input lengths run; the first is the one the depth axis uses
+    settings: tuple[str, ...]
+    depths: tuple[int, ...]
+    steps: int  # the budget of every cell
+    seeds: int
+    d_model: int = 128
+    eval_samples: int = 1000
+    lr: float = 1e-3
+    warmup: int = 200
+
+
+PROFILES = {
+    # 2-core CPU, within an hour: the claims small scale can show (CoT at 1 layer; base failing at 1 and 2 layers)
+    "quick": Profile(tasks={"modadd": {"modulus": 7}, "s5": {}, "isq": {"min_prime": 2, "max_prime": 97},
+                            "cvp": {}},
+                     lengths={"modadd": (8,), "s5": (8,), "isq": (4,), "cvp": (6,)},
+                     settings=("base", "cot"), depths=(1, 2), steps=3000, seeds=1, eval_samples=500, lr=2e-3),
+    # a GPU (``--jobs`` 10-14 on one H100): depths to 8, the length axis for modadd, every setting, 3 seeds
+    "full": Profile(tasks={"modadd": {"modulus": 7}, "s5": {}, "isq": {"min_prime": 2, "max_prime": 397},
+                           "cvp": {}},
+                    lengths={"modadd": (16, 4, 8), "s5": (16,), "isq": (8,), "cvp": (16,)},
+                    settings=("base", "cot", "hint"), depths=(1, 2, 4, 8), steps=8000, seeds=3, eval_samples=1000),
 }
-CHANCE = {"modadd": 1 / 7, "s5": 1 / 120, "isq": None, "cvp": 0.5}
 
 
-def run_grid(which: str, out: Path, results: Path, seed: int = 0, progress: bool = False) -> str:
-    grid = GRIDS[which]
-    rows = []
+@dataclass(frozen=True)
+class Cell:
+    task: str
+    setting: str
+    layers: int
+    length: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.task}:{self.setting}:{self.layers}"
+
+    @property
+    def key(self) -> tuple:
+        return (self.task, self.setting, self.layers, self.length, self.seed)
+
+    def directory(self, root: Path) -> Path:
+        return root / f"{self.task}_{self.setting}_L{self.layers}_n{self.length}_s{self.seed}"
+
+
+def parse_cells(text: str | None) -> list[tuple[str, str, int]] | None:
+    """``TASK:SETTING:LAYERS[,...]`` -> [(task, setting, layers)]; ValueError names the bad item."""
+    if text is None:
+        return None
+    from neural.tasks import SETTINGS
+
+    out = []
+    for item in text.split(","):
+        parts = item.strip().split(":")
+        if len(parts) != 3 or parts[0] not in LENGTH_PARAM or parts[1] not in SETTINGS or not parts[2].isdigit() \
+                or int(parts[2]) < 1:
+            raise ValueError(item.strip())
+        out.append((parts[0], parts[1], int(parts[2])))
+    return out
+
+
+def cells_of(profile: Profile, seeds: int, chosen: list | None = None) -> list[Cell]:
+    """Every cell of the profile: each setting at every depth at the task's main length, and the length axis at
+    every depth too; ``chosen`` (task, setting, layers) selects cells, at any depth, even one the profile lacks."""
+    cells = []
+    for task in profile.tasks:
+        main, *others = profile.lengths[task]
+        for setting in profile.settings:
+            for layers in profile.depths:
+                for length in (main, *others):
+                    cells += [Cell(task, setting, layers, length, s) for s in range(seeds)]
+    if chosen is None:
+        return cells
+    picked = [c for c in cells if (c.task, c.setting, c.layers) in chosen]
+    have = {(c.task, c.setting, c.layers) for c in picked}
+    for task, setting, layers in chosen:  # a depth the profile does not run: at the task's main length
+        if (task, setting, layers) not in have:
+            picked += [Cell(task, setting, layers, profile.lengths[task][0], s) for s in range(seeds)]
+    return picked
+
+
+def train_config(profile: Profile, cell: Cell):
+    from neural.train import TrainConfig
+
+    params = {**profile.tasks[cell.task], LENGTH_PARAM[cell.task]: cell.length}
+    return TrainConfig(task=cell.task, task_params=tuple(sorted(params.items())), setting=cell.setting,
+                       layers=cell.layers, d_model=profile.d_model, heads=4, d_ff=4 * profile.d_model, lr=profile.lr,
+                       warmup=profile.warmup, steps=profile.steps, seed=cell.seed, early_stop=EARLY_STOP,
+                       eval_every=250, eval_samples=512, save_every=250, log_every=50)
+
+
+# ---- one cell -------------------------------------------------------------------------------------------------
+
+def baselines(task, samples: int = 4000) -> dict:
+    """Chance levels on the test split: the majority answer of the training split, and (cvp) the best answer
+    given the shallow feature alone, both fitted on training prompts and scored on test prompts."""
+    rng = np.random.default_rng(99)
+    train_p, train_s = task.sample_split(rng, samples, "train")
+    test_p, test_s = task.sample_split(rng, samples, "test")
+    train_ans, test_ans = train_s[:, -1], test_s[:, -1]
+    values, counts = np.unique(train_ans, return_counts=True)
+    out = {"majority_baseline": float((test_ans == values[counts.argmax()]).mean()), "shallow_baseline": None}
+    feature = task.shallow_feature(train_p)
+    if feature is not None:
+        guess = {}
+        for f in np.unique(feature):
+            v, c = np.unique(train_ans[feature == f], return_counts=True)
+            guess[int(f)] = v[c.argmax()]
+        test_f = task.shallow_feature(test_p)
+        pred = np.array([guess.get(int(f), values[counts.argmax()]) for f in test_f])
+        out["shallow_baseline"] = float((pred == test_ans).mean())
+    return out
+
+
+def heldout_disjoint(task, cfg, eval_seed: int, eval_samples: int, train_steps: int = 200) -> bool:
+    """The test prompts the cell is scored on all lie in the test split, and none occurs among the prompts the
+    training stream drew in its first ``train_steps`` steps (the stream is a function of seed and step)."""
+    test_p, _ = task.sample_split(np.random.default_rng(eval_seed), eval_samples, "test")
+    if not (task.split_of(test_p) == 2).all():
+        return False
+    seen = set()
+    for step in range(train_steps):
+        p, _ = task.sample_split(np.random.default_rng([cfg.seed, step, 0]), cfg.batch_size, "train")
+        seen.update(map(bytes, p.astype(np.int64)))
+    return not any(bytes(row) in seen for row in test_p.astype(np.int64))
+
+
+def run_cell(profile_name: str, cell: Cell, root: str, index: str = "", fresh: bool = False) -> dict:
+    """Train (or resume) one cell, then score it on the test split. Runs in a worker process under ``--jobs``."""
+    import shutil
+
+    import torch
+
+    from neural.train import evaluate_model, load_trained, resolve_device, train
+
+    threads = os.environ.get("COTPROOF_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
+    profile = PROFILES[profile_name]
+    cfg = train_config(profile, cell)
+    run_dir = cell.directory(Path(root) / profile_name)
+    if fresh:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+    def report(step, acc):
+        print(f"[{index}] {cell.name} length {cell.length} seed {cell.seed}: step {step}/{cfg.steps}, "
+              f"validation accuracy {acc:.3f}", file=sys.stderr, flush=True)
+
+    last = train(cfg, run_dir, resume=True, progress=False, on_eval=report)
+    model, task, setting, meta = load_trained(run_dir)
+    ev = evaluate_model(model, task, setting, profile.eval_samples, seed=1234, split="test")
+    row = {"task": cell.task, "setting": cell.setting, "layers": cell.layers, "length": cell.length,
+           "seed": cell.seed, "accuracy": round(ev["accuracy"], 4), **baselines(task),
+           "unsound_step_rate": None if "unsound_step_rate" not in ev else round(ev["unsound_step_rate"], 5),
+           "steps": int(meta["step"]), "seconds": round(float(meta.get("elapsed_seconds", 0.0)), 1),
+           "early_stopped": bool(last.get("early_stopped")),
+           "heldout_disjoint": heldout_disjoint(task, cfg, 1234, profile.eval_samples),
+           "device": resolve_device(cfg.device)}
+    print(f"[{index}] {cell.name} length {cell.length} seed {cell.seed}: test accuracy {row['accuracy']:.3f} after "
+          f"{row['steps']} steps, {row['seconds']:.0f} s", file=sys.stderr, flush=True)
+    return row
+
+
+# ---- the grid ---------------------------------------------------------------------------------------------------
+
+def machine() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"{torch.cuda.get_device_name(0)} (CUDA), torch {torch.__version__}"
+        version = torch.__version__
+    except ImportError:
+        version = "?"
+    return f"CPU: {os.cpu_count()} cores, {platform.machine()}, {platform.system()}, torch {version}"
+
+
+def commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def load_results(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return json.loads(path.read_text())["cells"]
+
+
+def run_grid(profile_name: str, out: Path, results: Path, seeds: int | None = None, cells: list | None = None,
+             jobs: int = 1) -> dict:
+    """Run the profile's unfinished cells (``cells``: rerun just these, from scratch) and write the results."""
+    profile = PROFILES[profile_name]
+    todo = cells_of(profile, profile.seeds if seeds is None else seeds, cells)
     results.mkdir(parents=True, exist_ok=True)
-    log = results / f"runs_{which}.jsonl"
-    done = {}
-    if log.exists():  # an interrupted reproduction picks up where it stopped
-        for line in log.read_text().splitlines():
-            r = json.loads(line)
-            done[(r["task"], r["setting"], r["layers"])] = r
-    for task, params in grid["tasks"].items():
-        for setting in SETTINGS:
-            for depth in grid["depths"]:
-                key = (task, setting, depth)
-                if key in done:
-                    rows.append(done[key])
-                    continue
-                cfg = TrainConfig(task=task, task_params=tuple(sorted(params.items())), setting=setting, layers=depth,
-                                  d_model=grid["d_model"], heads=4, d_ff=4 * grid["d_model"],
-                                  steps=grid["steps"], time_limit=grid["time_limit"], seed=seed)
-                run_dir = out / which / f"{task}_{setting}_L{depth}"
-                start = time.perf_counter()
-                last = train(cfg, run_dir, progress=progress)
-                model, t, s, _ = load_trained(run_dir)
-                ev = evaluate_model(model, t, s, grid["samples"], seed=1234)
-                row = {"task": task, "setting": setting, "layers": depth, "accuracy": ev["accuracy"],
-                       "steps": last["step"], "seconds": round(time.perf_counter() - start, 1), "seed": seed,
-                       "params": params}
-                rows.append(row)
-                with open(log, "a") as f:
-                    f.write(json.dumps(row) + "\n")
-    table = render_table(rows, grid["depths"], which)
-    atomic_write_text(results / "table.md", table)
-    plot(rows, grid["depths"], results / "accuracy_vs_depth.png")
-    return table
+    path = results / f"{profile_name}.json"
+    rows = {tuple(r[k] for k in ("task", "setting", "layers", "length", "seed")): r for r in load_results(path)}
+    if cells is None:
+        todo = [c for c in todo if c.key not in rows]  # resume: cells already scored stay as they are
+    fresh = cells is not None
+    ran = []
+    if jobs > 1:
+        os.environ.setdefault("COTPROOF_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+    labels = [f"{i + 1}/{len(todo)}" for i in range(len(todo))]
+
+    def done(row):
+        ran.append(row)
+        rows[tuple(row[k] for k in ("task", "setting", "layers", "length", "seed"))] = row
+        write_results(profile_name, list(rows.values()), results)
+
+    if jobs <= 1:
+        for cell, label in zip(todo, labels):
+            done(run_cell(profile_name, cell, str(out), label, fresh))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(run_cell, profile_name, c, str(out), label, fresh) for c, label in zip(todo, labels)]
+            for f in as_completed(futures):
+                done(f.result())
+    if not ran and rows:
+        write_results(profile_name, list(rows.values()), results)
+    return document(profile_name, ran)
 
 
-def render_table(rows: list[dict], depths, which: str) -> str:
-    by = {(r["task"], r["setting"], r["layers"]): r for r in rows}
-    head = "| task | setting | " + " | ".join(f"L={d}" for d in depths) + " |"
-    lines = [f"Accuracy (greedy, fresh samples, seed 1234) of `cotproof reproduce --{which}`; training seed "
-             f"{rows[0]['seed'] if rows else 0}.", "", head, "|" + "---|" * (len(depths) + 2)]
-    for task in dict.fromkeys(r["task"] for r in rows):
-        for setting in SETTINGS:
-            cells = [f"{by[(task, setting, d)]['accuracy']:.3f}" if (task, setting, d) in by else "–" for d in depths]
-            lines.append(f"| {task} | {setting} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+def document(profile_name: str, rows: list[dict]) -> dict:
+    rows = sorted(rows, key=lambda r: (list(LENGTH_PARAM).index(r["task"]), r["setting"], r["length"], r["layers"],
+                                       r["seed"]))
+    return {"profile": profile_name, "machine": machine(), "commit": commit(), "cells": rows,
+            "claims": claims(rows, PROFILES[profile_name])}
 
 
-def plot(rows: list[dict], depths, path: Path) -> None:
-    import io
+def write_results(profile_name: str, rows: list[dict], results: Path) -> None:
+    from neural.reproduce_report import plot_depth, plot_length, render_table
 
-    import matplotlib
+    doc = document(profile_name, rows)
+    atomic_write_text(results / f"{profile_name}.json", json.dumps(doc, indent=1) + "\n")
+    atomic_write_text(results / "table.md" if profile_name == "quick" else results / f"table_{profile_name}.md",
+                      render_table(doc, PROFILES[profile_name]))
+    for name, png in (("accuracy_vs_depth", plot_depth(doc, PROFILES[profile_name])),
+                      ("accuracy_vs_length", plot_length(doc, PROFILES[profile_name]))):
+        if png is not None:
+            atomic_write_bytes(results / f"{name}_{profile_name}.png", png)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    tasks = list(dict.fromkeys(r["task"] for r in rows))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.4), sharey=True)
-    for ax, task in zip(list(axes) if len(tasks) > 1 else [axes], tasks):
-        for setting, style in zip(SETTINGS, ("o--", "s-", "^:")):
-            pts = sorted((r["layers"], r["accuracy"]) for r in rows if r["task"] == task and r["setting"] == setting)
-            if pts:
-                ax.plot(*zip(*pts), style, label=setting)
-        if CHANCE.get(task):
-            ax.axhline(CHANCE[task], color="grey", lw=0.8, ls=":")
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(list(depths), [str(d) for d in depths])
-        ax.set_title(task)
-        ax.set_xlabel("layers")
-        ax.set_ylim(-0.02, 1.02)
-    (axes[0] if len(tasks) > 1 else axes).set_ylabel("accuracy")
-    (axes[0] if len(tasks) > 1 else axes).legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+# ---- claims -----------------------------------------------------------------------------------------------------
+
+def _group(rows, task, setting, layers=None, length=None):
+    return [r for r in rows if r["task"] == task and r["setting"] == setting and
+            (layers is None or r["layers"] == layers) and (length is None or r["length"] == length)]
+
+
+def _span(rs) -> str:
+    accs = [r["accuracy"] for r in rs]
+    return f"{np.mean(accs):.3f}" + (f" [{min(accs):.3f}-{max(accs):.3f}, {len(accs)} seeds]" if len(accs) > 1 else "")
+
+
+def claims(rows: list[dict], profile: Profile) -> list[dict]:
+    """The paper's four claims, each judged from the cells that decide it; ``holds`` is None until they have run."""
+    out = []
+
+    def cot_one_layer(task):
+        rs = _group(rows, task, "cot", 1)
+        ok = bool(rs) and all(r["accuracy"] >= 0.99 and (r["unsound_step_rate"] or 0) <= 0.01 for r in rs)
+        lengths = sorted({r["length"] for r in rs})
+        text = "; ".join(f"cot L1 n={n}: {_span(_group(rs, task, 'cot', 1, n))}" for n in lengths)
+        return (ok if rs else None), text
+
+    def base_low(task):
+        rs = _group(rows, task, "base")
+        depths = sorted({r["layers"] for r in rs})
+        text = "; ".join(f"base L{d}: {_span(_group(rs, task, 'base', d))}" for d in depths)
+        return (all(r["accuracy"] <= 0.25 for r in rs) if rs else None), text
+
+    ok, text = cot_one_layer("modadd")
+    base = _group(rows, "modadd", "base")
+    learned = sorted({r["length"] for r in base if np.mean([x["accuracy"] for x in
+                                                            _group(base, "modadd", "base", length=r["length"])]) >= 0.9})
+    failed = sorted({r["length"] for r in base} - set(learned))
+    axis = len({r["length"] for r in base}) > 1
+    out.append({"task": "modadd", "claim": "CoT at 1 layer learns addition mod 7 at every input length; base learns "
+                "short inputs but not long ones, so CoT's advantage shows as inputs grow",
+                "holds": ok if not axis or ok is None else (ok and bool(learned) and bool(failed) and
+                                                            max(learned) < min(failed)),
+                "evidence": text + f"; base learns (>= 0.9 at some depth) at lengths {learned or 'none'}, "
+                f"not at {failed or 'none'}" + ("" if axis else " (one length run: only the CoT half is judged)")})
+    for task, name in (("s5", "composition in S5"), ("isq", "iterated squaring")):
+        ok1, t1 = cot_one_layer(task)
+        ok2, t2 = base_low(task)
+        both = None if ok1 is None or ok2 is None else ok1 and ok2
+        out.append({"task": task, "claim": f"{name}: base stays at or below 0.25 at every depth run; CoT with 1 "
+                    "layer reaches 0.99", "holds": both, "evidence": f"{t1}; {t2}"})
+    ok1, t1 = cot_one_layer("cvp")
+    base = _group(rows, "cvp", "base")
+    holds = ok1
+    evidence = t1
+    if base:
+        main = profile.lengths["cvp"][0]
+        depths = sorted({r["layers"] for r in base if r["length"] == main})
+        means = {d: np.mean([r["accuracy"] for r in _group(base, "cvp", "base", d, main)]) for d in depths}
+        spread = max((max(r["accuracy"] for r in _group(base, "cvp", "base", d, main)) -
+                      min(r["accuracy"] for r in _group(base, "cvp", "base", d, main)) for d in depths), default=0.0)
+        cot1 = _group(rows, "cvp", "cot", 1, main)
+        gap = (np.mean([r["accuracy"] for r in cot1]) - means.get(1, np.nan)) if cot1 and 1 in means else None
+        falls = any(means[b] < means[a] - max(spread, 0.02) for a, b in zip(depths, depths[1:]))
+        reach = next((d for d in depths if means[d] >= 0.9), None)
+        holds = None if ok1 is None else bool(ok1 and (gap is None or gap >= 0.15) and not falls)
+        evidence += ("; " + "; ".join(f"base L{d}: {_span(_group(base, 'cvp', 'base', d, main))}" for d in depths) +
+                     (f"; CoT L1 minus base L1 = {gap:.3f}" if gap is not None else "") +
+                     f"; base falls with depth beyond its seed spread: {'yes' if falls else 'no'}" +
+                     f"; depth at which base reaches 0.9: {reach if reach else 'none of ' + str(depths)}" +
+                     f"; shallow baseline {base[0]['shallow_baseline']:.3f}")
+    out.append({"task": "cvp", "claim": "circuit value: CoT with 1 layer reaches 0.99; base is well below it at 1 "
+                "layer (by 0.15 or more) and does not get worse with depth", "holds": holds, "evidence": evidence})
+    return out

@@ -9,8 +9,8 @@ state. The three settings share one sequence layout, ``prompt`` then ``=`` then 
                                           (intermediate supervision, never fed back)
 
 Tasks: ``modadd`` (x_i in Z_7, sum mod 7), ``s5`` (x_i a permutation of 5 elements, prefix compositions),
-``isq`` (the prompt is a prime p, r and k ``^2`` tokens; s_i = r^(2^i) mod p) and ``cvp`` (4 tokens per gate, one CoT
-token per gate value, the construction's own format). States have tokens of their own (``s3``, ``s01234``), as the CVP
+``isq`` (the prompt is a prime p, r and k ``^2`` tokens; s_i = r^(2^i) mod p) and ``cvp`` (4 prompt and 4 CoT tokens per
+gate, the construction's own format, ``neural.cvp``). States have tokens of their own (``s3``, ``s01234``), as the CVP
 CoT tokens do: with shared tokens, the query at step i must pick x_{i+1} out of i look-alike state tokens by
 position alone, and a 240 s S5 run left the last step, which has the most look-alikes, at chance. The CoT step of
 each is a function of (state, x) token codes; ``step_circuit`` compiles it into a NormCircuit over their bits, so the one trace checker of
@@ -28,6 +28,25 @@ from grammar.ir import NormCircuit, NormGate
 
 SETTINGS = ("base", "cot", "hint")
 IGNORE = -100  # label value that contributes no loss
+SPLITS = ("train", "valid", "test")
+HELDOUT_PER_MILLE = 100  # valid and test each take this share of the prompt space (per 1,000), by prompt hash
+
+
+def prompt_hash(rows: np.ndarray) -> np.ndarray:
+    """(B,) uint64: splitmix64 folded over each row's tokens. A fixed function of the tokens alone, the same on
+    every machine, run and numpy version, so a prompt's split never depends on how or when it was drawn."""
+    rows = np.asarray(rows, dtype=np.uint64).reshape(len(rows), -1)
+    h = np.full(rows.shape[0], 0x9E3779B97F4A7C15, dtype=np.uint64)
+    for col in rows.T:
+        h = _splitmix(h ^ col)
+    return h
+
+
+def _splitmix(z: np.ndarray) -> np.ndarray:
+    z = z + np.uint64(0x9E3779B97F4A7C15)  # uint64 arrays wrap around, which is what the mixer wants
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
 @dataclass(frozen=True)
@@ -63,8 +82,30 @@ class FoldTask:
     def seq_len(self, setting: str) -> int:
         return self.n_prompt + 1 + (self.n_steps if setting == "cot" else 1) - 1  # the last target is not input
 
-    def batch(self, rng: np.random.Generator, size: int, setting: str) -> Batch:
-        prompts, states = self.sample(rng, size)  # token ids (B, n_prompt), (B, n_steps)
+    # ---- the held-out split ------------------------------------------------------------------------------
+
+    def split_of(self, prompts: np.ndarray) -> np.ndarray:
+        """(B,) index into SPLITS of each prompt: a fixed hash split of the prompt space, so no test prompt is ever
+        trained on. Tasks whose steps could go unseen override it (``ISq``)."""
+        bucket = prompt_hash(prompts) % np.uint64(1000)
+        return np.where(bucket < HELDOUT_PER_MILLE, 2, np.where(bucket < 2 * HELDOUT_PER_MILLE, 1, 0))
+
+    def sample_split(self, rng: np.random.Generator, size: int, split: str = "train"):
+        """``sample`` restricted to one split, by rejection: draws until ``size`` prompts of that split are in."""
+        want = SPLITS.index(split)
+        got_p, got_s, n = [], [], 0
+        for _ in range(10_000):
+            prompts, states = self.sample(rng, max(size, 16))
+            keep = self.split_of(prompts) == want
+            got_p.append(prompts[keep])
+            got_s.append(states[keep])
+            n += int(keep.sum())
+            if n >= size:
+                return np.concatenate(got_p)[:size], np.concatenate(got_s)[:size]
+        raise ValueError(f"{self.name}: the {split} split is too small to draw {size} prompts from")
+
+    def batch(self, rng: np.random.Generator, size: int, setting: str, split: str = "train") -> Batch:
+        prompts, states = self.sample_split(rng, size, split)  # token ids (B, n_prompt), (B, n_steps)
         B = size
         eq = np.full((B, 1), self.eq, dtype=np.int64)
         if setting == "cot":
@@ -102,8 +143,12 @@ class FoldTask:
         """(B,) the state token before step 1: a fixed start, unless the prompt supplies it."""
         return np.full(prompts.shape[0], self.index[self.start])
 
-    def check_steps(self, prompts: np.ndarray, states: np.ndarray) -> np.ndarray:
-        """(B, n) bool: state i equals step(state i-1 *as written*, x_i), evaluated by the step circuit."""
+    def copy_steps(self, prompts: np.ndarray) -> np.ndarray:
+        """(B, n) bool: steps that copy the previous state (padding, in tasks whose prompts vary in length)."""
+        return np.zeros((prompts.shape[0], self.n_steps), dtype=bool)
+
+    def expected_states(self, prompts: np.ndarray, states: np.ndarray) -> np.ndarray:
+        """(B, n): the step applied to the *written* previous state, state i-1 of ``states``, by the step circuit."""
         from grammar.evaluate import evaluate
 
         prev = np.concatenate([self.initial_states(prompts)[:, None], states[:, :-1]], axis=1)
@@ -112,8 +157,16 @@ class FoldTask:
         bits = np.concatenate([(prev[..., None] >> np.arange(k)) & 1, (xs[..., None] >> np.arange(k)) & 1], axis=-1)
         values = evaluate(self.step_circuit, bits.reshape(-1, 2 * k).astype(np.uint8))
         out = values[:, list(self.step_circuit.outputs)]
-        got = (out * (1 << np.arange(k))).sum(axis=1).reshape(states.shape)
-        return got == states
+        stepped = (out * (1 << np.arange(k))).sum(axis=1).reshape(states.shape)
+        return np.where(self.copy_steps(prompts), prev, stepped)
+
+    def check_steps(self, prompts: np.ndarray, states: np.ndarray) -> np.ndarray:
+        """(B, n) bool: state i equals step(state i-1 *as written*, x_i), evaluated by the step circuit."""
+        return self.expected_states(prompts, states) == states
+
+    def shallow_feature(self, prompts: np.ndarray) -> np.ndarray | None:
+        """(B,) the one prompt token a shallow guess may use (CVP: the last gate's type); None where none."""
+        return None
 
     @property
     def step_inputs(self) -> np.ndarray:
@@ -244,16 +297,28 @@ class ISq(FoldTask):
     the answer is r^(2^k) mod p. p is drawn uniformly from the primes in [min_prime, max_prime] (equal bounds fix
     it). With p in the prompt, a model without CoT must compute, or memorise every (p, r) pair; with one fixed p,
     base could memorise a p-entry table and the task would say nothing about seriality. r is state 0 of the fold,
-    so it is written as a state token: every step, the first included, is then the one map (s, p) -> s^2 mod p."""
+    so it is written as a state token: every step, the first included, is then the one map (s, p) -> s^2 mod p.
+
+    k varies per sample, 1..``steps``, as the paper's input length does. Every prompt has one layout: p, r, then
+    ``steps - k`` padding tokens ``_`` and k ``^2`` tokens. A padding step copies the state, so the CoT is always
+    ``steps`` tokens long and the answer always sits at the same position.
+
+    The held-out split is by whole prompt (p, r, k), but never all of a pair's k: each (p, r) holds out exactly one
+    k, chosen by hash (the same for p - r, whose prompts have the same answers). So every step (s, p) of a test prompt is the first step of the *training* prompt (p, s, k')
+    for another k', and only the composite answer is unseen. With a fixed k, holding out (p, r) would leave CoT's
+    first step unseen whenever r is a non-residue mod p (every later state is a square), and CoT would fail there
+    for a reason that has nothing to do with depth."""
 
     def __init__(self, steps: int = 8, min_prime: int = 2, max_prime: int = 397):
+        if steps < 2:
+            raise ValueError(f"isq: steps = {steps}; the held-out split needs at least 2 values of k")
         self.primes = primes_between(min_prime, max_prime)
         if not self.primes:
             raise ValueError(f"isq: no prime between min_prime = {min_prime} and max_prime = {max_prime}")
         self.name, self.params = "isq", {"steps": steps, "min_prime": min_prime, "max_prime": max_prime}
         self.n_steps = steps
-        self.n_prompt = steps + 2  # p, r, then one '^2' per squaring
-        self.prompt_tokens = tuple(f"p{p}" for p in self.primes) + ("^2",)
+        self.n_prompt = steps + 2  # p, r, then padding and one '^2' per squaring
+        self.prompt_tokens = tuple(f"p{p}" for p in self.primes) + ("^2", "_")
         self.state_tokens = tuple(f"s{i}" for i in range(self.primes[-1]))
         self.start = None
 
@@ -261,18 +326,34 @@ class ISq(FoldTask):
         which = rng.integers(0, len(self.primes), size)
         p = np.array(self.primes)[which]
         r = rng.integers(0, p)
+        k = rng.integers(1, self.n_steps + 1, size)
+        squares = np.arange(self.n_steps) >= (self.n_steps - k)[:, None]  # (B, steps): padding first
         s = np.empty((size, self.n_steps), dtype=np.int64)
         acc = r.copy()
         for i in range(self.n_steps):
-            acc = acc * acc % p
+            acc = np.where(squares[:, i], acc * acc % p, acc)
             s[:, i] = acc
-        prompt = np.concatenate([(which + self.index[self.prompt_tokens[0]])[:, None], (r + self.index["s0"])[:, None],
-                                 np.full((size, self.n_steps), self.index["^2"])], axis=1)
+        xs = np.where(squares, self.index["^2"], self.index["_"])
+        prompt = np.concatenate([(which + self.index[self.prompt_tokens[0]])[:, None],
+                                 (r + self.index["s0"])[:, None], xs], axis=1)
         return prompt, s + self.index["s0"]
+
+    def split_of(self, prompts):
+        # r and p - r square to the same value, so (p, r, k) and (p, p - r, k) share their answer: they are held
+        # out together, or a model could answer one by recalling the other
+        p = np.array(self.primes)[prompts[:, 0] - self.index[self.prompt_tokens[0]]]
+        r = prompts[:, 1] - self.index["s0"]
+        pair = prompt_hash(np.stack([prompts[:, 0], np.minimum(r, (p - r) % p)], axis=1))
+        k = (prompts[:, 2:] == self.index["^2"]).sum(axis=1)
+        held = k == 1 + (pair % np.uint64(self.n_steps)).astype(np.int64)
+        return np.where(held, np.where(_splitmix(pair) & np.uint64(1), 2, 1), 0)
+
+    def copy_steps(self, prompts):
+        return prompts[:, 2:] == self.index["_"]
 
     @property
     def step_inputs(self):
-        return np.zeros(self.n_steps, dtype=np.int64)  # every step reads p
+        return np.zeros(self.n_steps, dtype=np.int64)  # every squaring reads p
 
     def initial_states(self, prompts):
         return prompts[:, 1]  # r
@@ -288,22 +369,24 @@ class ISq(FoldTask):
         return reads
 
     def step_table(self):
-        """(state, p) -> state."""
+        """(state, p) -> state: the squaring step (a padding step copies the state instead)."""
         os_ = self.index["s0"]
         return {(a + os_, self.index[f"p{p}"]): a * a % p + os_ for p in self.primes for a in range(p)}
 
 
 class CVPTask(FoldTask):
-    """Random circuits of exactly ``gates`` gates (the paper's distribution) in the construction's token format."""
+    """Random circuits of exactly ``gates`` gates in the one CVP format (``neural.cvp``): 4 prompt tokens and 4 CoT
+    tokens per gate. The circuits follow the paper's distribution, with the last gate's value balanced given its
+    type (``neural.cvp.sample_task``). Each CoT token is one step, checked per token (``neural.cvp.check_cot``)."""
 
     def __init__(self, gates: int = 16):
-        from neural.construct import cvp_vocab
+        from neural import cvp
 
         self.name, self.params = "cvp", {"gates": gates}
         self.N = gates
         self.n_prompt = 4 * gates
-        self.n_steps = gates
-        self._vocab = cvp_vocab(gates)
+        self.n_steps = 4 * gates
+        self._vocab = cvp.vocab(gates)
 
     @cached_property
     def vocab(self):
@@ -315,47 +398,44 @@ class CVPTask(FoldTask):
 
     @property
     def hint_positions(self):
-        return 4 * np.arange(self.N) + 3  # the output at gate j's id token is labelled with gate j's value
+        return np.arange(4 * self.N)  # the output at gate g's prompt slot r is labelled with its CoT token r
 
     def sample(self, rng, size):
-        from neural.encode import cvp_cot_tokens, cvp_prompt, random_cvp_circuit
+        from neural import cvp
 
-        prompts, states = [], []
-        for _ in range(size):
-            c = random_cvp_circuit(rng, self.N)
-            prompts.append(cvp_prompt(c)[:-1])  # without SEP: batch() adds it
-            states.append(cvp_cot_tokens(c.evaluate(), self.N))
-        return np.array(prompts), np.array(states)
+        return cvp.sample_task(rng, size, self.N)
+
+    def shallow_feature(self, prompts):
+        return prompts[:, 4 * (self.N - 1)]  # the last gate's type token
+
+    def expected_states(self, prompts, states):
+        from neural import cvp
+
+        return cvp.expected_cot(prompts, states, self.N)
 
     def read_positions(self, prompts):
-        """The CVP construction: layer 1 reads gate i+1's type and input-id tokens, layer 2 the CoT tokens of its
-        inputs (gate g's value sits at position n_prompt + g; -1 for an NA input)."""
-        j = np.arange(self.N)
-        B = prompts.shape[0]
-        ref = np.vectorize(lambda t: 0 if self.vocab[t] == "NA" else int(self.vocab[t]))
-        in1, in2 = ref(prompts[:, 4 * j + 1]), ref(prompts[:, 4 * j + 2])
-        return {"type": np.broadcast_to(4 * j, (B, self.N)).copy(),
-                "in1_id": np.broadcast_to(4 * j + 1, (B, self.N)).copy(),
-                "in2_id": np.broadcast_to(4 * j + 2, (B, self.N)).copy(),
-                "in1_value": np.where(in1 > 0, self.n_prompt + in1, -1),
-                "in2_value": np.where(in2 > 0, self.n_prompt + in2, -1)}
+        """What the construction reads for each CoT token (-1 where nothing: NA's value is read at position 0):
+        the prompt's input slot before @a_g and @b_g; v(j) at C(j)+3 for v(a_g) and v(g); for v(g) also the type
+        slot and the token before (v(a_g))."""
+        from neural import cvp
+
+        N, B = self.N, prompts.shape[0]
+        c = cvp.parse_prompts(prompts, N)
+        g = np.arange(1, N + 1)
+        none = np.full((B, N), -1)
+        at = lambda a, b, c_, d: np.stack([np.broadcast_to(x, (B, N)) for x in (a, b, c_, d)], 2).reshape(B, 4 * N)  # noqa: E731
+        value_of = lambda r: np.where(r > 0, cvp.cot_position(np.maximum(r, 1), 3, N), -1)  # noqa: E731
+        return {"input_slot": at(4 * (g - 1) + 1, none, 4 * (g - 1) + 2, none),
+                "input_value": at(none, value_of(c.in1), none, value_of(c.in2)),
+                "type": at(none, none, none, 4 * (g - 1)),
+                "previous": at(none, none, none, cvp.cot_position(g, 1, N))}
 
     def gate_kinds(self, prompts) -> np.ndarray:
-        return np.vectorize(lambda t: self.vocab[t])(prompts[:, 4 * np.arange(self.N)])
+        """(B, 4N): the type of the gate each CoT token belongs to."""
+        from neural import cvp
 
-    def check_steps(self, prompts, states):
-        from neural.encode import CVPCircuit, cvp_decode
-
-        kinds_by_token = {self.index[t]: t for t in ("TRUE", "FALSE", "AND", "OR", "NOT")}
-        out = np.zeros(states.shape, dtype=bool)
-        for b in range(states.shape[0]):
-            p = prompts[b]
-            ref = lambda t: 0 if self.vocab[t] == "NA" else int(self.vocab[t])  # noqa: E731
-            c = CVPCircuit(tuple(kinds_by_token[p[4 * j]] for j in range(self.N)),
-                           tuple(ref(p[4 * j + 1]) for j in range(self.N)), tuple(ref(p[4 * j + 2]) for j in range(self.N)))
-            ids, vals = cvp_decode(states[b], self.N)
-            out[b] = c.check(vals) & (ids == np.arange(1, self.N + 1))
-        return out
+        kinds = np.array(cvp.TYPES)[cvp.parse_prompts(prompts, self.N).kinds]
+        return np.repeat(kinds, 4, axis=1)
 
 
 TASK_CLASSES: dict[str, type[FoldTask]] = {"modadd": ModAdd, "s5": S5, "isq": ISq, "cvp": CVPTask}

@@ -55,6 +55,9 @@ class TrainConfig:
     device: str = "auto"
     log_every: int = 50
     save_every: int = 500
+    early_stop: float | None = None  # stop once the accuracy on the validation split reaches this
+    eval_every: int = 250  # steps between those validation checks
+    eval_samples: int = 256
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -141,7 +144,7 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, np.ndarray], 
 
 
 def save_training(out: Path, model: Decoder, opt, cfg: TrainConfig, task: FoldTask, step: int,
-                  elapsed: float, window: tuple = (0.0, 0.0, 0)) -> None:
+                  elapsed: float, window: tuple = (0.0, 0.0, 0), finish: dict | None = None) -> None:
     from safetensors.numpy import save as st_save
 
     tensors, scalars = _optimizer_tensors(opt)
@@ -149,7 +152,7 @@ def save_training(out: Path, model: Decoder, opt, cfg: TrainConfig, task: FoldTa
     meta = {"kind": "trained", "task": {"kind": task.name, **task.params}, "setting": cfg.setting,
             "vocab": list(task.vocab), "seed": cfg.seed, "train": cfg.to_dict(), "step": step,
             "elapsed_seconds": round(elapsed, 3), "optimizer_scalars": scalars, "metrics_window": list(window),
-            "optimizer_sha256": hashlib.sha256(payload).hexdigest()}
+            "optimizer_sha256": hashlib.sha256(payload).hexdigest(), **(finish or {})}
     raw = {k: v.detach().to(torch.float32).cpu().numpy() for k, v in model.state_dict().items()}
     checkpoint.save(out, model.cfg, raw, meta, extra_files={OPTIMIZER: payload})
 
@@ -165,8 +168,12 @@ def load_training(out: Path):
 
 
 def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
-          stop_after: int | None = None) -> dict:
-    """Returns the last metrics record. ``stop_after`` ends the run after that many steps (tests of resume)."""
+          stop_after: int | None = None, on_eval=None) -> dict:
+    """Returns the last metrics record. ``stop_after`` ends the run after that many steps (tests of resume).
+
+    With ``cfg.early_stop``, greedy accuracy on the *validation* split (prompts held out from training, and
+    disjoint from the test split that reported numbers use) is measured every ``eval_every`` steps; the run stops
+    once it reaches ``early_stop``, and ``on_eval(step, accuracy)`` hears every measurement."""
     from tqdm import tqdm
 
     world, rank = _dist()
@@ -185,6 +192,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = False, pr
         ck, opt_tensors = load_training(out)
         if TrainConfig.from_dict(ck.meta["train"]) != cfg:
             raise ValueError("--resume with different training settings than the checkpoint's")
+        if ck.meta.get("early_stopped"):  # finished: reached the target before its budget
+            return {"step": int(ck.meta["step"]), "early_stopped": True,
+                    "valid_accuracy": ck.meta.get("valid_accuracy")}
         model.load_state_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in ck.weights.items()})
         _load_optimizer(opt, opt_tensors, ck.meta["optimizer_scalars"])
         start_step, elapsed0 = int(ck.meta["step"]), float(ck.meta.get("elapsed_seconds", 0.0))
@@ -202,6 +212,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = False, pr
                desc=f"{cfg.task}/{cfg.setting} L{cfg.layers}")
     last: dict = {}
     step = start_step
+    stopped, valid_accuracy = False, None
     window_loss, window_acc, window_n = window  # the running means since the last metrics line
     while step < cfg.steps:
         elapsed = _shared_clock(time.perf_counter() - t0, world, device)  # every rank stops at the same step
@@ -234,15 +245,26 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = False, pr
             bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['train_answer_acc']:.3f}")
             if rank == 0:
                 checkpoint.append_metrics(out, {**last, "seconds": round(time.perf_counter() - t0, 2)})
+        if cfg.early_stop is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
+            # every rank evaluates the same weights on the same samples, so every rank stops at the same step
+            valid_accuracy = evaluate_model(model, task, cfg.setting, cfg.eval_samples, seed=cfg.seed,
+                                            split="valid")["accuracy"]
+            model.train()
+            if on_eval is not None and rank == 0:
+                on_eval(step, valid_accuracy)
+            stopped = valid_accuracy >= cfg.early_stop
+            if stopped:
+                break
         if rank == 0 and step % cfg.save_every == 0:
             save_training(out, model, opt, cfg, task, step, time.perf_counter() - t0,
                           (window_loss, window_acc, window_n))
     bar.close()
     if rank == 0:
-        save_training(out, model, opt, cfg, task, step, time.perf_counter() - t0, (window_loss, window_acc, window_n))
+        save_training(out, model, opt, cfg, task, step, time.perf_counter() - t0, (window_loss, window_acc, window_n),
+                      {"early_stopped": stopped, "valid_accuracy": valid_accuracy})
     if world > 1:
         torch.distributed.barrier()
-    return {**last, "step": step}
+    return {**last, "step": step, "early_stopped": stopped, "valid_accuracy": valid_accuracy}
 
 
 # ---- evaluation ------------------------------------------------------------------------------------------------
@@ -277,31 +299,38 @@ def load_trained(directory) -> tuple[Decoder, FoldTask, str, dict]:
 
 
 def evaluate_model(model: Decoder, task: FoldTask, setting: str, samples: int = 1000, seed: int = 1234,
-                   batch_size: int = 250) -> dict:
-    """Greedy answer accuracy on fresh samples, per-position CoT accuracy, and CoT soundness."""
+                   batch_size: int = 250, split: str = "test") -> dict:
+    """Greedy answer accuracy on fresh samples of one split (by default the held-out test prompts, which training
+    never draws), per-position CoT accuracy, and CoT soundness."""
     rng = np.random.default_rng(seed)
     correct, total, per_pos, sound_steps, steps = 0, 0, None, 0, 0
     model.eval()
     device = next(model.parameters()).device
     while total < samples:
         n = min(batch_size, samples - total)
-        b = task.batch(rng, n, "cot")  # the prompt is the same in every setting
+        b = task.batch(rng, n, "cot", split)  # the prompt is the same in every setting
         prompts = b.tokens[:, :b.prompt_len]
         if setting == "cot":
             gen = generate(model, prompts, task.n_steps)
             answer = gen[:, -1]
             hits = gen == b.cot
             per_pos = hits.sum(0) if per_pos is None else per_pos + hits.sum(0)
-            ok = task.check_steps(b.tokens[:, :task.n_prompt], gen)
-            sound_steps, steps = sound_steps + int(ok.sum()), steps + ok.size
+            written = gen
         else:
             with torch.inference_mode():
                 logits, _ = model(torch.as_tensor(prompts, device=device))
             answer = logits[:, -1].argmax(-1).cpu().numpy()
+            # hint: the states the model reads out at the labelled prompt positions are its intermediate steps
+            written = logits[:, task.hint_positions].argmax(-1).cpu().numpy() if setting == "hint" else None
+        if written is not None:
+            ok = task.check_steps(b.tokens[:, :task.n_prompt], written)
+            sound_steps, steps = sound_steps + int(ok.sum()), steps + ok.size
         correct += int((answer == b.answer).sum())
         total += n
-    out = {"accuracy": correct / total, "samples": total, "seed": seed, "setting": setting, "task": task.name}
+    out = {"accuracy": correct / total, "samples": total, "seed": seed, "setting": setting, "task": task.name,
+           "split": split}
     if per_pos is not None:
         out["cot_position_accuracy"] = [round(float(x) / total, 4) for x in per_pos]
-        out["cot_sound_fraction"] = sound_steps / steps
+    if steps:  # each written (cot) or read-out (hint) state checked against the step applied to the one before
+        out["unsound_step_rate"] = 1 - sound_steps / steps
     return out

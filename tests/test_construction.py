@@ -9,12 +9,14 @@ from helpers import ROOT, circuits, cli, cli_json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from grammar.codes import sbin
 from grammar.evaluate import evaluate
 from grammar.netlist import load_netlist
 from grammar.normalize import normalize
 from neural import checkpoint
 from neural.construct import build_cvp, build_thm33, code_width
-from neural.encode import CVPCircuit, lower_to_cvp
+from neural.cvp import CVPCircuit, check_cot
+from neural.cvp import lower as lower_to_cvp
 from neural.execute import (
     ExecMode,
     check_cvp_teacher_forced,
@@ -61,8 +63,8 @@ def test_width_is_logarithmic_and_depth_constant():
     for n_gates in (8, 64, 512):
         c17 = normalize(load_netlist(ROOT / "circuits/c17.bench"))
         model = build_cvp(n_gates, F511)
-        assert model.config.n_layers == 2 and model.config.n_heads == 3
-        assert model.config.d_model == 14 + 9 * code_width(5 * n_gates + 1)  # 9 code fields, 14 flags
+        assert model.config.n_layers == 1 and model.config.n_heads == 4
+        assert model.config.d_model == 17 + 7 * code_width(8 * n_gates + 1)  # 7 code fields, 17 flags and bits
     m = build_thm33(c17, F511)
     assert (m.config.n_layers, m.config.n_heads) == (1, 2)
 
@@ -100,28 +102,26 @@ def test_the_default_scale_runs_exactly_in_every_dtype_with_torchs_own_kernels(d
         assert np.array_equal(run_cvp(cvp, nc, bits, mode).trace, truth(nc, bits))
 
 
-def test_float16_breaks_cvp_at_the_old_saturating_scale():
-    """float16's largest value is 65504 = 2c at c = B/2. Layer 2's query at a prompt position is the id code of the
-    token layer 1 fetched there, and a type token has none: the query is all zero, it scores -c per bit pair
-    against every key, k pairs overflow to -inf, and the softmax of an all -inf row is NaN.
-    ``verify --ieee float16 --override key_scale=32752`` refutes this scale (tests/test_ieee.py)."""
+def test_float16_breaks_the_old_saturating_scale_in_some_summation_order():
+    """float16's largest value is 65504 = 2c at c = B/2. A matching key scores sum(+c, -c, +c, -c, ...) = 0, but a
+    kernel that adds the +c terms first overflows to +inf, and the softmax of a row holding +inf is NaN. At the
+    default c = 64 every order gives exactly 0. (torch's CPU kernels happen to be safe here;
+    ``verify --ieee float16 --override key_scale=32752`` refutes the scale for every kernel: tests/test_ieee.py.)"""
     import torch
 
-    from neural.encode import cvp_cot_tokens, cvp_prompt
-    from neural.model import Decoder
-
-    nc = normalize(load_netlist(ROOT / "circuits/c17.bench"))
-    bits = np.array([1, 0, 1, 1, 0])
-    c = lower_to_cvp(nc, bits)
-    toks = torch.as_tensor(np.concatenate([cvp_prompt(c), cvp_cot_tokens(c.evaluate(), c.size)]))[None]
     for scale, broken in ((OLD_SCALE, True), (None, False)):
-        model = build_cvp(c.size, F511, key_scale=scale)
-        dec = Decoder.from_arrays(model.config, model.weights, torch.float16)
-        with torch.inference_mode():
-            _, weights = dec(toks, need_weights=True)
-        assert bool(torch.isnan(weights[1][0, 0, 0]).any()) is broken  # layer 2, head 0, position 0
-    # torch's fused CPU kernel happens to accumulate float16 scores in float32 and survives; the written-out softmax
-    # above (what need_weights, the audit and other backends run) does not. The proof is about every such kernel.
+        model = build_cvp(4, F511, key_scale=scale)
+        plan = model.heads[1]
+        x = np.zeros(model.config.d_model)
+        x[model.layout.cols(plan.query_field)] = sbin(5, model.code_bits)
+        x[model.layout.cols(plan.key_field)] = sbin(5, model.code_bits)
+        (wq, bq), (wk, bk) = model.head_slice(plan, "q"), model.head_slice(plan, "k")
+        terms = torch.as_tensor((wq @ x + bq) * (wk @ x + bk), dtype=torch.float16)
+        assert float(terms.to(torch.float64).sum()) == 0.0
+        acc = torch.zeros((), dtype=torch.float16)
+        for t in torch.sort(terms, descending=True).values:  # the positive terms first
+            acc = acc + t
+        assert bool(torch.isnan(acc) | torch.isinf(acc)) is broken
 
 
 def test_key_scale_one_breaks_retrieval():
@@ -138,14 +138,30 @@ def test_lowering_preserves_the_function():
         c = lower_to_cvp(nc, bits)
         assert set(c.kinds) <= {"TRUE", "FALSE", "AND", "OR", "NOT"}
         assert np.array_equal(c.evaluate()[np.array(c.node_gate) - 1], evaluate(nc, bits[None])[0])
-        assert c.check(c.evaluate()).all()
+        assert check_cot(c.prompt()[None, :-1], c.cot()[None], c.size).all()
 
 
-def test_cvp_check_catches_a_flipped_step():
-    c = CVPCircuit(("TRUE", "NOT", "AND"), (0, 1, 1), (0, 0, 2))
-    trace = c.evaluate()
-    trace[1] ^= 1
-    assert c.check(trace).tolist() == [True, False, False]  # step 3 no longer follows from the trace
+CVP_TOKEN_MUTATIONS = [
+    # (what, CoT position, replacement token name, positions that must be flagged)
+    ("v(2) flipped: wrong itself, and AND(1, v(2)) no longer follows", 7, "1", [7, 11]),
+    ("@a_2 names the wrong gate", 4, "@2", [4]),
+    ("b_3 dropped to NA", 10, "NA", [10]),
+    ("the copy v(a_3) flipped: v(3) still follows from the trace's own v(1)", 9, "0", [9]),
+    ("v(3) flipped", 11, "1", [11]),
+]
+
+
+@pytest.mark.parametrize("what,position,token,flagged", CVP_TOKEN_MUTATIONS, ids=[m[0] for m in CVP_TOKEN_MUTATIONS])
+def test_cvp_soundness_is_checked_per_token(what, position, token, flagged):
+    from neural import cvp
+
+    c = CVPCircuit(("TRUE", "NOT", "AND"), (0, 1, 1), (0, 0, 2))  # CoT: NA 0 NA 1 | @1 1 NA 0 | @1 1 @2 0
+    prompt, trace = c.prompt()[None, :-1], c.cot()[None]
+    assert check_cot(prompt, trace, 3).all()
+    bad = trace.copy()
+    bad[0, position] = cvp.vocab(3).index(token)
+    assert bad[0, position] != trace[0, position]
+    assert np.flatnonzero(~check_cot(prompt, bad, 3)[0]).tolist() == flagged
 
 
 # ---- CLI and checkpoints ------------------------------------------------------------------------------------

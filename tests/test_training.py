@@ -117,7 +117,7 @@ def test_audit_of_the_compiled_construction_is_sound_and_aligned(compiled_cvp, t
     proc = cli("audit", str(compiled_cvp), "--samples", "100", "--json", "--plots", str(tmp_path / "plots"))
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
-    assert r["accuracy"] == 1.0 and r["unsound_steps"] == 0 and r["steps_checked"] == 600
+    assert r["accuracy"] == 1.0 and r["unsound_steps"] == 0 and r["steps_checked"] == 2400
     assert r["attention"]["alignment"] == pytest.approx(1.0)
     assert r["exhaustive"] == {"circuits": 4605, "max_gates": 3, "wrong": 0}
     assert r["precision"]["bfloat16"]["traces_changed"] == 0

@@ -52,16 +52,16 @@ def _mutate(model, name, index, fn):
 SABOTAGE = [
     # (description, mode, tensor, index, mutation, lemma expected to refute)
     ("FFN unit bias off by one", "thm33", "blocks.0.ffn.fc1.bias", (0,), lambda x: x + 1, "gate_ffn"),
-    ("FFN output weight doubled", "cvp", "blocks.1.ffn.fc2.weight", None, lambda x: 2 * x, "gate_ffn"),
+    ("FFN output weight doubled", "cvp", "blocks.0.ffn.fc2.weight", None, lambda x: 2 * x, "gate_ffn"),
     ("readout sign flipped", "thm33", "head.weight", (1,), lambda x: -x, "readout"),
     ("value weight halved", "thm33", "blocks.0.attn.v.weight", (0,), lambda x: x * 0.5, "retrieval"),
-    ("key scale entry dropped", "cvp", "blocks.1.attn.k.weight", (0,), lambda x: 0 * x, "retrieval"),
+    ("key scale entry dropped", "cvp", "blocks.0.attn.k.weight", (0,), lambda x: 0 * x, "retrieval"),
     ("query bias doubled", "thm33", "blocks.0.attn.q.bias", (1,), lambda x: 2 * x, "retrieval"),
     ("position code flipped", "thm33", "pos_emb.weight", (3,), lambda x: -x, "embedding"),
-    ("CoT announcement wrong", "cvp", "tok_emb.weight", (7 + 8,), lambda x: -x, "embedding"),  # g1=0
-    # every g_j=1 row's out weight 0 (rows 16, 18, ... of the 8-gate vocabulary; out is the last column): the
-    # right token only ties, which the readout induction's final query must catch
-    ("CVP value weight zeroed", "cvp", "head.weight", (slice(16, 31, 2), -1), lambda x: 0 * x, "readout"),
+    ("value query of @1 wrong", "cvp", "tok_emb.weight", (9 + 8,), lambda x: -x, "embedding"),  # @1
+    # the token 1's out weight 0 (row 16 of the 8-gate vocabulary; out is the last column): where a value is next
+    # and it is 1, the right token only ties with 0, which the readout's value-role queries must catch
+    ("CVP value weight zeroed", "cvp", "head.weight", (16, -1), lambda x: 0 * x, "readout"),
 ]
 
 

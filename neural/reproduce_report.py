@@ -1,0 +1,145 @@
+"""``results/``'s table and figures, drawn from a reproduction's JSON (``neural.reproduce``): mean over seeds with
+the min-max range, the chance levels beside every cell."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+SETTING_STYLE = {"base": ("o", "--"), "cot": ("s", "-"), "hint": ("^", ":")}
+
+
+def _by_cell(cells):
+    groups: dict[tuple, list[dict]] = {}
+    for r in cells:
+        groups.setdefault((r["task"], r["setting"], r["layers"], r["length"]), []).append(r)
+    return groups
+
+
+def _fmt(rs) -> str:
+    accs = [r["accuracy"] for r in rs]
+    text = f"{np.mean(accs):.3f}"
+    if len(accs) > 1:
+        text += f" ({min(accs):.2f}–{max(accs):.2f})"
+    unsound = [r["unsound_step_rate"] for r in rs if r["unsound_step_rate"] is not None]
+    if unsound:
+        text += f" u={max(unsound):.3f}"
+    return text
+
+
+def render_table(doc: dict, profile) -> str:
+    groups = _by_cell(doc["cells"])
+    depths = sorted({k[2] for k in groups} | set(profile.depths))
+    seeds = sorted({r["seed"] for r in doc["cells"]})
+    lines = [f"`cotproof reproduce --{doc['profile']}` on {doc['machine']}, commit {doc['commit']}.",
+             "",
+             f"Greedy accuracy on held-out test prompts; mean over {len(seeds)} seed(s), (min–max) where several; "
+             "u = the largest unsound-step rate over the seeds (each CoT token, or each hint read-out, checked "
+             "against the step applied to the one before). Chance: the majority answer; for cvp also the shallow "
+             "guess from the last gate's type. Every cell had the same step budget "
+             f"({profile.steps}) and stopped early at validation accuracy 0.995.",
+             "",
+             "| task | length | setting | " + " | ".join(f"L={d}" for d in depths) + " | majority | shallow |",
+             "|---|---|---|" + "---|" * len(depths) + "---|---|"]
+    order = {"modadd": 0, "s5": 1, "isq": 2, "cvp": 3}
+    keys = sorted({(k[0], k[3], k[1]) for k in groups}, key=lambda x: (order.get(x[0], 9), x[1], x[2]))
+    for task, length, setting in keys:
+        row = [_fmt(groups[(task, setting, d, length)]) if (task, setting, d, length) in groups else "–" for d in depths]
+        any_cell = next(r for k, rs in groups.items() if k[0] == task and k[3] == length for r in rs)
+        shallow = any_cell["shallow_baseline"]
+        lines.append(f"| {task} | {length} | {setting} | " + " | ".join(row) +
+                     f" | {any_cell['majority_baseline']:.3f} | {'–' if shallow is None else f'{shallow:.3f}'} |")
+    lines += ["", "| task | claim | holds | evidence |", "|---|---|---|---|"]
+    for c in doc["claims"]:
+        holds = {True: "yes", False: "**no**", None: "not run"}[c["holds"]]
+        lines.append(f"| {c['task']} | {c['claim']} | {holds} | {c['evidence']} |")
+    steps = [r["steps"] for r in doc["cells"]]
+    secs = [r["seconds"] for r in doc["cells"]]
+    if steps:
+        lines += ["", f"{len(steps)} runs: {min(steps)}–{max(steps)} steps, {sum(secs) / 60:.1f} minutes of training "
+                  "in all (per-run steps and seconds are in the JSON)."]
+    return "\n".join(lines) + "\n"
+
+
+def _figure(n):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, n, figsize=(3.8 * n, 3.4), sharey=True, squeeze=False)
+    return plt, fig, list(axes[0])
+
+
+def _png(plt, fig) -> bytes:
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _errorbar(ax, xs, groups, label, setting):
+    means = [np.mean([r["accuracy"] for r in g]) for g in groups]
+    lo = [m - min(r["accuracy"] for r in g) for m, g in zip(means, groups)]
+    hi = [max(r["accuracy"] for r in g) - m for m, g in zip(means, groups)]
+    marker, line = SETTING_STYLE.get(setting, ("x", "-"))
+    ax.errorbar(xs, means, yerr=[lo, hi], marker=marker, ls=line, capsize=3, label=label)
+
+
+def _chance(ax, cells):
+    r = cells[0]
+    ax.axhline(r["majority_baseline"], color="grey", lw=0.8, ls=":", label="majority")
+    if r["shallow_baseline"] is not None:
+        ax.axhline(r["shallow_baseline"], color="tab:red", lw=0.8, ls="-.", label="last gate's type")
+
+
+def plot_depth(doc: dict, profile) -> bytes | None:
+    """Accuracy against depth, one panel per task at its main length, one line per setting, min-max bars."""
+    cells = doc["cells"]
+    tasks = [t for t in profile.tasks if any(r["task"] == t for r in cells)]
+    if not tasks:
+        return None
+    plt, fig, axes = _figure(len(tasks))
+    for ax, task in zip(axes, tasks):
+        main = profile.lengths[task][0]
+        mine = [r for r in cells if r["task"] == task and r["length"] == main]
+        groups = _by_cell(mine)
+        for setting in ("base", "cot", "hint"):
+            depths = sorted({k[2] for k in groups if k[1] == setting})
+            if depths:
+                _errorbar(ax, depths, [groups[(task, setting, d, main)] for d in depths], setting, setting)
+        if mine:
+            _chance(ax, mine)
+        ax.set_xscale("log", base=2)
+        ticks = sorted({r["layers"] for r in mine}) or list(profile.depths)
+        ax.set_xticks(ticks, [str(d) for d in ticks])
+        ax.set_title(f"{task} (length {main})")
+        ax.set_xlabel("layers")
+        ax.set_ylim(-0.02, 1.02)
+    axes[0].set_ylabel("held-out accuracy")
+    axes[0].legend(fontsize=7)
+    return _png(plt, fig)
+
+
+def plot_length(doc: dict, profile) -> bytes | None:
+    """Accuracy against input length for tasks run at several lengths: one line per (setting, depth)."""
+    cells = doc["cells"]
+    tasks = [t for t in profile.tasks if len({r["length"] for r in cells if r["task"] == t}) > 1]
+    if not tasks:
+        return None
+    plt, fig, axes = _figure(len(tasks))
+    for ax, task in zip(axes, tasks):
+        groups = _by_cell([r for r in cells if r["task"] == task])
+        for setting in ("base", "cot", "hint"):
+            for depth in sorted({k[2] for k in groups if k[1] == setting}):
+                lengths = sorted({k[3] for k in groups if k[1] == setting and k[2] == depth})
+                if len(lengths) > 1:
+                    _errorbar(ax, lengths, [groups[(task, setting, depth, n)] for n in lengths],
+                              f"{setting} L{depth}", setting)
+        ax.set_title(task)
+        ax.set_xlabel("input length")
+        ax.set_ylim(-0.02, 1.02)
+    axes[0].set_ylabel("held-out accuracy")
+    axes[0].legend(fontsize=6)
+    return _png(plt, fig)

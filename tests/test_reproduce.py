@@ -1,0 +1,123 @@
+"""The fair experiment: held-out splits, chance levels, early stopping, and the grid's resumable JSON."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import cli
+
+from neural import reproduce
+from neural.reproduce import Profile, parse_cells, run_grid
+from neural.tasks import SPLITS, make_task
+from neural.train import TrainConfig, train
+
+TASKS = [("modadd", {"length": 4}), ("s5", {"length": 3}), ("isq", {"steps": 3, "max_prime": 31}),
+         ("cvp", {"gates": 4})]
+
+
+@pytest.mark.parametrize("kind,params", TASKS)
+def test_the_held_out_split_is_disjoint_and_fixed(kind, params):
+    task = make_task(kind, **params)
+    drawn = {}
+    for split in SPLITS:
+        prompts, states = task.sample_split(np.random.default_rng(7), 3000, split)
+        assert (task.split_of(prompts) == SPLITS.index(split)).all()
+        assert task.check_steps(prompts, states).all()
+        drawn[split] = set(map(bytes, prompts.astype(np.int64)))
+    assert not drawn["train"] & drawn["test"] and not drawn["train"] & drawn["valid"]
+    assert not drawn["valid"] & drawn["test"]
+    # the split is a function of the prompt alone: the same prompts, drawn another way, land in the same split
+    p, _ = task.sample(np.random.default_rng(8), 2000)
+    assert np.array_equal(task.split_of(p), task.split_of(p[::-1].copy())[::-1])
+
+
+def test_isq_test_prompts_have_every_step_in_training():
+    """The trap: with k fixed, holding out (p, r) leaves CoT's first step unseen whenever r is a non-residue. Here
+    every squaring (s, p) and every padding copy of every held-out prompt occurs in some training prompt."""
+    task = make_task("isq", steps=3, min_prime=2, max_prime=23)
+    rows = []
+    for which, p in enumerate(task.primes):
+        for r in range(p):
+            for k in range(1, 4):
+                xs = ["_"] * (3 - k) + ["^2"] * k
+                rows.append([task.index[f"p{p}"], task.index[f"s{r}"]] + [task.index[x] for x in xs])
+    prompts = np.array(rows)
+    split = task.split_of(prompts)
+    assert set(np.unique(split)) == {0, 1, 2}
+
+    # the true trace of every prompt, step by step: (p, state before, input token)
+    def trace_steps(batch):
+        out = set()
+        for row in batch:
+            p = task.primes[row[0] - task.index[f"p{task.primes[0]}"]]
+            s = row[1] - task.index["s0"]
+            for x in row[2:]:
+                out.add((int(row[0]), int(s), int(x)))
+                if x == task.index["^2"]:
+                    s = s * s % p
+        return out
+
+    seen = trace_steps(prompts[split == 0])
+    held = trace_steps(prompts[split == 2]) | trace_steps(prompts[split == 1])
+    assert held <= seen, sorted(held - seen)[:5]
+    # ... and (p, r, k) and (p, p - r, k), which share their answer, are never split apart
+    p = np.array(task.primes)[prompts[:, 0] - task.index[f"p{task.primes[0]}"]]
+    mirror = prompts.copy()
+    mirror[:, 1] = (p - (prompts[:, 1] - task.index["s0"])) % p + task.index["s0"]
+    assert np.array_equal(task.split_of(mirror), split)
+
+
+def test_cvp_answers_are_balanced_given_the_last_gate_type():
+    task = make_task("cvp", gates=8)
+    base = reproduce.baselines(task, samples=4000)
+    assert abs(base["shallow_baseline"] - 0.5) < 0.04 and abs(base["majority_baseline"] - 0.5) < 0.04
+
+
+def test_early_stopping_on_the_validation_split(tmp_path):
+    cfg = TrainConfig(task="modadd", task_params=(("length", 3), ("modulus", 7)), setting="cot", d_model=32, heads=2,
+                      d_ff=64, batch_size=16, steps=200, warmup=5, early_stop=0.0, eval_every=20, eval_samples=32)
+    seen = []
+    last = train(cfg, tmp_path / "run", progress=False, on_eval=lambda step, acc: seen.append(step))
+    assert last["step"] == 20 and last["early_stopped"] and seen == [20]
+    again = train(cfg, tmp_path / "run", resume=True, progress=False)  # a finished run stays finished
+    assert again["step"] == 20 and again["early_stopped"]
+
+
+def test_cells_are_parsed_or_refused():
+    assert parse_cells("s5:cot:1, cvp:base:4") == [("s5", "cot", 1), ("cvp", "base", 4)]
+    for bad in ("s5:cot", "s6:cot:1", "s5:cott:1", "s5:cot:0", "s5:cot:x"):
+        with pytest.raises(ValueError):
+            parse_cells(bad)
+    proc = cli("reproduce", "--quick", "--cells", "s5:cot:zero")
+    assert proc.returncode == 2 and "s5:cot:zero" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli("reproduce", "--quick", "--seeds", "0")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+TINY = Profile(tasks={"modadd": {"modulus": 7}, "s5": {}, "isq": {"min_prime": 2, "max_prime": 13}, "cvp": {}},
+               lengths={"modadd": (3,), "s5": (3,), "isq": (2,), "cvp": (3,)}, settings=("base", "cot"),
+               depths=(1,), steps=20, seeds=1, d_model=32, eval_samples=40)
+CELL_KEYS = {"task", "setting", "layers", "length", "seed", "accuracy", "majority_baseline", "shallow_baseline",
+             "unsound_step_rate", "steps", "seconds", "heldout_disjoint"}
+
+
+def test_a_tiny_grid_writes_the_results_and_resumes(tmp_path, monkeypatch):
+    monkeypatch.setitem(reproduce.PROFILES, "quick", TINY)
+    results = tmp_path / "results"
+    doc = run_grid("quick", tmp_path / "runs", results, cells=[("cvp", "cot", 1), ("s5", "base", 1)])
+    assert {(c["task"], c["setting"]) for c in doc["cells"]} == {("cvp", "cot"), ("s5", "base")}
+    for cell in doc["cells"]:
+        assert CELL_KEYS <= set(cell) and cell["heldout_disjoint"] is True and cell["steps"] <= 20
+    cvp_cell = next(c for c in doc["cells"] if c["task"] == "cvp")
+    assert cvp_cell["unsound_step_rate"] is not None and cvp_cell["shallow_baseline"] is not None
+    saved = json.loads((results / "quick.json").read_text())
+    assert set(saved) == {"profile", "machine", "commit", "cells", "claims"} and len(saved["cells"]) == 2
+    assert {c["task"] for c in saved["claims"]} == {"modadd", "s5", "isq", "cvp"}
+    assert all(set(c) == {"task", "claim", "holds", "evidence"} for c in saved["claims"])
+    assert (results / "table.md").exists() and (results / "accuracy_vs_depth_quick.png").exists()
+    # resuming the whole profile runs only the cells not yet in quick.json
+    doc = run_grid("quick", tmp_path / "runs", results)
+    assert len(doc["cells"]) == 8 - 2
+    assert len(json.loads((results / "quick.json").read_text())["cells"]) == 8
+    assert run_grid("quick", tmp_path / "runs", results)["cells"] == []
