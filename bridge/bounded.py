@@ -32,7 +32,7 @@ from neural.fp import FPFormat
 SKIPPED = "skipped"
 ACTIVATIONS_PER_PASS = 1 << 22  # residual entries one torch pass may hold (instances x length x width)
 TORCH_WORTH_IT = 1e8  # multiply-adds above which batched torch float32 beats numpy F(e,s) plus torch's import
-CVP_SIMULATION_LIMIT = 4096  # sequence length (8N) above which whole-model CVP simulation is skipped
+CVP_SIMULATION_LIMIT = 1024  # sequence length (8N) above which whole-model CVP simulation is skipped
 
 
 def prefetch_torch() -> None:

@@ -36,15 +36,17 @@ def render_table(doc: dict, profile) -> str:
              f"Greedy accuracy on held-out test prompts; mean over {len(seeds)} seed(s), (min–max) where several; "
              "u = the largest unsound-step rate over the seeds (each CoT token, or each hint read-out, checked "
              "against the step applied to the one before). Chance: the majority answer; for cvp also the shallow "
-             "guess from the last gate's type. Every cell had the same step budget "
-             f"({profile.steps}) and stopped early at validation accuracy 0.995.",
+             "guess from the last gate's type. Every cell of a task had the same step budget "
+             f"({', '.join(f'{t} {profile.budget(t)}' for t in profile.tasks)}) and stopped early at validation "
+             "accuracy 0.995.",
              "",
              "| task | length | setting | " + " | ".join(f"L={d}" for d in depths) + " | majority | shallow |",
              "|---|---|---|" + "---|" * len(depths) + "---|---|"]
     order = {"modadd": 0, "s5": 1, "isq": 2, "cvp": 3}
     keys = sorted({(k[0], k[3], k[1]) for k in groups}, key=lambda x: (order.get(x[0], 9), x[1], x[2]))
     for task, length, setting in keys:
-        row = [_fmt(groups[(task, setting, d, length)]) if (task, setting, d, length) in groups else "–" for d in depths]
+        row = [_fmt(groups[(task, setting, d, length)]) if (task, setting, d, length) in groups else "–"
+               for d in depths]
         any_cell = next(r for k, rs in groups.items() if k[0] == task and k[3] == length for r in rs)
         shallow = any_cell["shallow_baseline"]
         lines.append(f"| {task} | {length} | {setting} | " + " | ".join(row) +

@@ -13,8 +13,8 @@ Tasks: ``modadd`` (x_i in Z_7, sum mod 7), ``s5`` (x_i a permutation of 5 elemen
 gate, the construction's own format, ``neural.cvp``). States have tokens of their own (``s3``, ``s01234``), as the CVP
 CoT tokens do: with shared tokens, the query at step i must pick x_{i+1} out of i look-alike state tokens by
 position alone, and a 240 s S5 run left the last step, which has the most look-alikes, at chance. The CoT step of
-each is a function of (state, x) token codes; ``step_circuit`` compiles it into a NormCircuit over their bits, so the one trace checker of
-``grammar.evaluate`` checks every task's traces.
+each is a function of (state, x) token codes; ``step_circuit`` compiles it into a NormCircuit over their bits, so
+the one trace checker of ``grammar.evaluate`` checks every task's traces (CVP's per-token check is ``neural.cvp``).
 """
 from __future__ import annotations
 
@@ -304,8 +304,9 @@ class ISq(FoldTask):
     ``steps`` tokens long and the answer always sits at the same position.
 
     The held-out split is by whole prompt (p, r, k), but never all of a pair's k: each (p, r) holds out exactly one
-    k, chosen by hash (the same for p - r, whose prompts have the same answers). So every step (s, p) of a test prompt is the first step of the *training* prompt (p, s, k')
-    for another k', and only the composite answer is unseen. With a fixed k, holding out (p, r) would leave CoT's
+    k, chosen by hash (the same for p - r, whose prompts have the same answers). So every step (s, p) of a test
+    prompt is the first step of the *training* prompt (p, s, k') for another k', and only the composite answer is
+    unseen. With a fixed k, holding out (p, r) would leave CoT's
     first step unseen whenever r is a non-residue mod p (every later state is a square), and CoT would fail there
     for a reason that has nothing to do with depth."""
 

@@ -1,10 +1,13 @@
 """Training the one decoder on the four tasks, on the CPU here and on a GPU (or several) elsewhere.
 
-- Fresh samples every step, drawn from ``default_rng([seed, step, rank])``: the data at a step depends on nothing
-  else, so ``--resume`` continues an interrupted run exactly (weights, AdamW moments and step are checkpointed).
-- The learning rate is linear warm-up, constant, then cosine decay to 0.1x over the last 30%. Its progress is step/steps; with
-  ``--time-limit`` it is the larger of that and elapsed/limit, so a time-limited run still anneals before it stops
-  (such a run depends on wall time, so bit-exact ``--resume`` is promised for ``--steps`` runs).
+- Fresh samples every step, drawn from ``default_rng([seed, step, rank])`` among the task's *training* prompts (the
+  hash split of ``neural.tasks``): the data at a step depends on nothing else, so ``--resume`` continues an
+  interrupted run exactly (weights, AdamW moments and step are checkpointed).
+- The learning rate is linear warm-up, constant, then cosine decay to 0.1x over the last 30%. Its progress is
+  step/steps; with ``--time-limit`` it is the larger of that and elapsed/limit, so a time-limited run still anneals
+  before it stops (such a run depends on wall time, so bit-exact ``--resume`` is promised for ``--steps`` runs).
+- ``early_stop``: the run ends once greedy accuracy on *validation* prompts reaches the target at two checks in a
+  row; the reported numbers come from the separate *test* prompts.
 - Checkpoints: ``model.safetensors``, ``optimizer.safetensors`` and ``config.json`` (written last, with the hashes
   of both), each replaced atomically; ``metrics.jsonl`` gets one line per log interval.
 - Several processes: run under ``torchrun``; DistributedDataParallel (gloo on CPU, nccl on GPU) averages the
@@ -55,7 +58,8 @@ class TrainConfig:
     device: str = "auto"
     log_every: int = 50
     save_every: int = 500
-    early_stop: float | None = None  # stop once the accuracy on the validation split reaches this
+    early_stop: float | None = None  # stop once the accuracy on the validation split reaches this ...
+    early_stop_patience: int = 2  # ... at this many checks in a row (one lucky check is not a learned task)
     eval_every: int = 250  # steps between those validation checks
     eval_samples: int = 256
 
@@ -173,7 +177,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = False, pr
 
     With ``cfg.early_stop``, greedy accuracy on the *validation* split (prompts held out from training, and
     disjoint from the test split that reported numbers use) is measured every ``eval_every`` steps; the run stops
-    once it reaches ``early_stop``, and ``on_eval(step, accuracy)`` hears every measurement."""
+    once it has reached ``early_stop`` at ``early_stop_patience`` checks in a row, and ``on_eval(step, accuracy)``
+    hears every measurement."""
     from tqdm import tqdm
 
     world, rank = _dist()
@@ -187,7 +192,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = False, pr
     torch.manual_seed(cfg.seed)
     model = Decoder(cfg.model_config(task)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-    start_step, elapsed0, window = 0, 0.0, (0.0, 0.0, 0)
+    start_step, elapsed0, window, passes = 0, 0.0, (0.0, 0.0, 0), 0
     if resume and (out / checkpoint.CONFIG).exists():
         ck, opt_tensors = load_training(out)
         if TrainConfig.from_dict(ck.meta["train"]) != cfg:
@@ -199,6 +204,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = False, pr
         _load_optimizer(opt, opt_tensors, ck.meta["optimizer_scalars"])
         start_step, elapsed0 = int(ck.meta["step"]), float(ck.meta.get("elapsed_seconds", 0.0))
         window = tuple(ck.meta.get("metrics_window", (0.0, 0.0, 0)))
+        passes = int(ck.meta.get("early_stop_passes", 0))
         if rank == 0:  # drop lines logged after the checkpoint: they will be logged again, identically
             kept = [m for m in checkpoint.read_metrics(out) if m["step"] <= start_step]
             checkpoint.atomic_write_text(out / checkpoint.METRICS, "".join(json.dumps(m) + "\n" for m in kept))
@@ -252,16 +258,17 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = False, pr
             model.train()
             if on_eval is not None and rank == 0:
                 on_eval(step, valid_accuracy)
-            stopped = valid_accuracy >= cfg.early_stop
+            passes = passes + 1 if valid_accuracy >= cfg.early_stop else 0
+            stopped = passes >= cfg.early_stop_patience
             if stopped:
                 break
         if rank == 0 and step % cfg.save_every == 0:
             save_training(out, model, opt, cfg, task, step, time.perf_counter() - t0,
-                          (window_loss, window_acc, window_n))
+                          (window_loss, window_acc, window_n), {"early_stop_passes": passes})
     bar.close()
     if rank == 0:
         save_training(out, model, opt, cfg, task, step, time.perf_counter() - t0, (window_loss, window_acc, window_n),
-                      {"early_stopped": stopped, "valid_accuracy": valid_accuracy})
+                      {"early_stopped": stopped, "valid_accuracy": valid_accuracy, "early_stop_passes": passes})
     if world > 1:
         torch.distributed.barrier()
     return {**last, "step": step, "early_stopped": stopped, "valid_accuracy": valid_accuracy}
