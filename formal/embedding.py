@@ -55,8 +55,8 @@ class _Checker:
             return  # the first violation is the counterexample; the rest would repeat it
         arr = self.model.weights[table]
         cols = self.model.layout.cols(field)  # a field is a contiguous run of columns: read it as a view
-        got = arr[np.atleast_1d(rows)][:, cols[0]:cols[-1] + 1] if not isinstance(rows, slice) else \
-            arr[rows, cols[0]:cols[-1] + 1]
+        view = arr[:, cols[0]:cols[-1] + 1]  # the field's columns first: rows are then copied field-wide only
+        got = view[rows] if isinstance(rows, slice) else view[np.atleast_1d(rows)]
         want = np.broadcast_to(np.asarray(want, dtype=got.dtype), got.shape)
         bad = np.argwhere(got != want)
         if bad.size:
@@ -140,18 +140,23 @@ def _cvp(model: ConstructedModel, ck: _Checker) -> list[Violation]:
         ck.violations.append(Violation("embedding", "embedding", f"max_len {length}, but a model for {N} gates "
                                        f"reads 8N = {8 * N} positions", {"max_len": length, "max_gates": N}))
         return ck.violations
-    want = {f: np.broadcast_to(sbin(0, k), (length, k)).copy() for f in ("q_type", "q_in", "q_prev")}
-    flags = {f: np.zeros((length, 1)) for f in ("role_id", "role_va", "role_vg")}
     g = j
-    want["q_in"][cot(g, 0) - 1] = sbin(4 * (g - 1) + 1, k)  # @a_g next: gate g's first input slot
-    want["q_in"][cot(g, 1)] = sbin(4 * (g - 1) + 2, k)  # @b_g next: its second input slot
-    want["q_type"][cot(g, 2)] = sbin(4 * (g - 1), k)  # v(g) next: its type slot ...
-    want["q_prev"][cot(g, 2)] = sbin(cot(g, 1), k)  # ... and the token before, v(a_g)
-    flags["role_id"][np.r_[cot(g, 0) - 1, cot(g, 1)]] = 1.0
-    flags["role_va"][cot(g, 0)] = 1.0
-    flags["role_vg"][cot(g, 2)] = 1.0
-    for field, table in {**want, **flags}.items():
-        ck.expect(P, slice(None), field, table, f"the CVP schedule's {field}")
+    # (rows, what they hold) per field; every other row holds the default: sbin(0), or 0 for a flag
+    schedule = {
+        "q_in": (np.r_[cot(g, 0) - 1, cot(g, 1)],  # @a_g next: gate g's first input slot; @b_g next: its second
+                 np.r_[sbin(4 * (g - 1) + 1, k), sbin(4 * (g - 1) + 2, k)]),
+        "q_type": (cot(g, 2), sbin(4 * (g - 1), k)),  # v(g) next: its type slot ...
+        "q_prev": (cot(g, 2), sbin(cot(g, 1), k)),  # ... and the token before, v(a_g)
+        "role_id": (np.r_[cot(g, 0) - 1, cot(g, 1)], 1.0),
+        "role_va": (cot(g, 0), 1.0),
+        "role_vg": (cot(g, 2), 1.0),
+    }
+    for field, (at, value) in schedule.items():
+        ck.expect(P, at, field, value, f"the CVP schedule's {field}")
+        rest = np.ones(length, dtype=bool)
+        rest[at] = False
+        ck.expect(P, np.flatnonzero(rest), field, sbin(0, k) if field.startswith("q_") else 0.0,
+                  f"the CVP schedule's {field} (position 0, or no role, where nothing is scheduled)")
     _check_head_rows(model, rows, ck)
     return ck.violations
 
