@@ -119,8 +119,8 @@ def plot_depth(doc: dict, profile) -> bytes | None:
         ax.set_title(f"{task} (length {main})")
         ax.set_xlabel("layers")
         ax.set_ylim(-0.02, 1.02)
+        ax.legend(fontsize=6, loc="center right")
     axes[0].set_ylabel("held-out accuracy")
-    axes[0].legend(fontsize=7)
     return _png(plt, fig)
 
 
