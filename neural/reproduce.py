@@ -25,6 +25,7 @@ import numpy as np
 from neural.checkpoint import atomic_write_bytes, atomic_write_text
 
 EARLY_STOP = 0.995  # validation accuracy at two checks in a row (TrainConfig.early_stop_patience)
+NOT_RUN = "no deciding cell has run"
 LENGTH_PARAM = {"modadd": "length", "s5": "length", "isq": "steps", "cvp": "gates"}  # each task's input length
 
 
@@ -334,7 +335,7 @@ def claims(rows: list[dict], profile: Profile) -> list[dict]:
         ok2, t2 = base_low(task)
         both = None if ok1 is None or ok2 is None else ok1 and ok2
         out.append({"task": task, "claim": f"{name}: base stays at or below 0.25 at every depth run; CoT with 1 "
-                    "layer reaches 0.99", "holds": both, "evidence": f"{t1}; {t2}"})
+                    "layer reaches 0.99", "holds": both, "evidence": "; ".join(t for t in (t1, t2) if t) or NOT_RUN})
     ok1, t1 = cot_one_layer("cvp")
     base = _group(rows, "cvp", "base")
     holds = ok1
@@ -356,5 +357,6 @@ def claims(rows: list[dict], profile: Profile) -> list[dict]:
                      f"; depth at which base reaches 0.9: {reach if reach else 'none of ' + str(depths)}" +
                      f"; shallow baseline {base[0]['shallow_baseline']:.3f}")
     out.append({"task": "cvp", "claim": "circuit value: CoT with 1 layer reaches 0.99; base is well below it at 1 "
-                "layer (by 0.15 or more) and does not get worse with depth", "holds": holds, "evidence": evidence})
+                "layer (by 0.15 or more) and does not get worse with depth", "holds": holds,
+                "evidence": evidence.lstrip("; ") or NOT_RUN})
     return out
