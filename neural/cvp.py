@@ -33,7 +33,6 @@ from grammar.ir import NormCircuit
 TYPES = ("TRUE", "FALSE", "AND", "OR", "NOT")
 TYPE_OP = {"TRUE": "CONST1", "FALSE": "CONST0", "AND": "AND", "OR": "OR", "NOT": "NOT"}
 NA, SEP = 0, 1
-ROLES = ("type", "a", "b", "id")  # the four prompt slots of a gate
 COT_SLOTS = ("a", "value_a", "b", "value")  # the four CoT tokens of a gate
 
 
@@ -63,10 +62,6 @@ def ref_token(j, n_gates: int):
     j = np.asarray(j)
     out = np.where(j > 0, 8 + n_gates + j, NA)
     return int(out) if out.ndim == 0 else out
-
-
-def prompt_length(n_gates: int) -> int:
-    return 4 * n_gates + 1  # with SEP
 
 
 def sequence_length(n_gates: int) -> int:
