@@ -306,9 +306,8 @@ class ISq(FoldTask):
     The held-out split is by whole prompt (p, r, k), but never all of a pair's k: each (p, r) holds out exactly one
     k, chosen by hash (the same for p - r, whose prompts have the same answers). So every step (s, p) of a test
     prompt is the first step of the *training* prompt (p, s, k') for another k', and only the composite answer is
-    unseen. With a fixed k, holding out (p, r) would leave CoT's
-    first step unseen whenever r is a non-residue mod p (every later state is a square), and CoT would fail there
-    for a reason that has nothing to do with depth."""
+    unseen. With a fixed k, holding out (p, r) would leave CoT's first step unseen whenever r is a non-residue mod p
+    (every later state is a square), and CoT would fail there for a reason that has nothing to do with depth."""
 
     def __init__(self, steps: int = 8, min_prime: int = 2, max_prime: int = 397):
         if steps < 2:
