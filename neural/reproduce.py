@@ -226,9 +226,22 @@ def commit() -> str:
 
 
 def load_results(path: Path) -> list[dict]:
+    """The cells already scored; a file that is not a results JSON is refused, never overwritten."""
+    from grammar.errors import InputError, SourceLoc
+
     if not path.exists():
         return []
-    return json.loads(path.read_text())["cells"]
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"not JSON: {err.msg}", SourceLoc(str(path), err.lineno, err.colno),
+                         expected="a results file written by cotproof reproduce") from None
+    cells = doc.get("cells") if isinstance(doc, dict) else None
+    key = {"task", "setting", "layers", "length", "seed"}
+    if not isinstance(cells, list) or not all(isinstance(r, dict) and key <= r.keys() for r in cells):
+        raise InputError("not a reproduction's results: no list of cells with task, setting, layers, length and seed",
+                         SourceLoc(str(path)), expected="a results file written by cotproof reproduce")
+    return cells
 
 
 def run_grid(profile_name: str, out: Path, results: Path, seeds: int | None = None, cells: list | None = None,

@@ -139,3 +139,13 @@ def test_quick_cells_reproduce_the_committed_numbers(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     for cell in json.loads(proc.stdout)["cells"]:
         assert abs(cell["accuracy"] - committed[(cell["task"], cell["setting"], cell["layers"])]) <= 0.05, cell
+
+
+def test_a_damaged_results_file_is_refused_not_overwritten(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    for text, where in (('{"cells": [\n  {"task": }', "quick.json:2:"), ('{"cells": [{"task": "s5"}]}', "quick.json")):
+        (results / "quick.json").write_text(text)
+        proc = cli("reproduce", "--quick", "--results", str(results), "--out", str(tmp_path / "runs"))
+        assert proc.returncode == 2 and where in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+        assert (results / "quick.json").read_text() == text
