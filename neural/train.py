@@ -219,7 +219,13 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = False, pr
     last: dict = {}
     step = start_step
     stopped, valid_accuracy = False, None
-    window_loss, window_acc, window_n = window  # the running means since the last metrics line
+    # the running sums since the last metrics line stay on the device (float64, so the same sums as Python
+    # floats): reading a loss every step would make the host wait for the GPU at every step
+    window_sums = torch.tensor(window[:2], dtype=torch.float64, device=device)
+    window_n = int(window[2])
+
+    def window_now() -> tuple:
+        return (*window_sums.tolist(), window_n)
     while step < cfg.steps:
         elapsed = _shared_clock(time.perf_counter() - t0, world, device)  # every rank stops at the same step
         if cfg.time_limit is not None and elapsed >= cfg.time_limit:
@@ -241,13 +247,16 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = False, pr
         step += 1
         with torch.no_grad():
             mask = labels[:, -1] != IGNORE
-            answer_acc = (logits[:, -1].argmax(-1) == labels[:, -1])[mask].float().mean().item()
-        window_loss, window_acc, window_n = window_loss + loss.item(), window_acc + answer_acc, window_n + 1
+            answer_acc = (logits[:, -1].argmax(-1) == labels[:, -1])[mask].float().mean()
+            window_sums += torch.stack([loss.detach(), answer_acc]).double()
+        window_n += 1
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:
+            window_loss, window_acc = window_sums.tolist()
             last = {"step": step, "loss": round(window_loss / window_n, 5),
                     "train_answer_acc": round(window_acc / window_n, 4), "lr": lr}
-            window_loss, window_acc, window_n = 0.0, 0.0, 0
+            window_sums.zero_()
+            window_n = 0
             bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['train_answer_acc']:.3f}")
             if rank == 0:
                 checkpoint.append_metrics(out, {**last, "seconds": round(time.perf_counter() - t0, 2)})
@@ -263,11 +272,11 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = False, pr
             if stopped:
                 break
         if rank == 0 and step % cfg.save_every == 0:
-            save_training(out, model, opt, cfg, task, step, time.perf_counter() - t0,
-                          (window_loss, window_acc, window_n), {"early_stop_passes": passes})
+            save_training(out, model, opt, cfg, task, step, time.perf_counter() - t0, window_now(),
+                          {"early_stop_passes": passes})
     bar.close()
     if rank == 0:
-        save_training(out, model, opt, cfg, task, step, time.perf_counter() - t0, (window_loss, window_acc, window_n),
+        save_training(out, model, opt, cfg, task, step, time.perf_counter() - t0, window_now(),
                       {"early_stopped": stopped, "valid_accuracy": valid_accuracy, "early_stop_passes": passes})
     if world > 1:
         torch.distributed.barrier()
