@@ -17,6 +17,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,7 +103,8 @@ def parse_cells(text: str | None) -> list[tuple[str, str, int]] | None:
 
 def cells_of(profile: Profile, seeds: int, chosen: list | None = None) -> list[Cell]:
     """Every cell of the profile: each setting at every depth at the task's main length, and the length axis at
-    every depth too; ``chosen`` (task, setting, layers) selects cells, at any depth, even one the profile lacks."""
+    every depth too; ``chosen`` (task, setting, layers) selects cells, at any depth, even one the profile lacks,
+    and orders them as listed."""
     cells = []
     for task in profile.tasks:
         main, *others = profile.lengths[task]
@@ -117,7 +119,7 @@ def cells_of(profile: Profile, seeds: int, chosen: list | None = None) -> list[C
     for task, setting, layers in chosen:  # a depth the profile does not run: at the task's main length
         if (task, setting, layers) not in have:
             picked += [Cell(task, setting, layers, profile.lengths[task][0], s) for s in range(seeds)]
-    return picked
+    return sorted(picked, key=lambda c: chosen.index((c.task, c.setting, c.layers)))  # in the order asked for
 
 
 def train_config(profile: Profile, cell: Cell):
@@ -183,12 +185,15 @@ def run_cell(profile_name: str, cell: Cell, root: str, index: str = "", fresh: b
     if fresh:
         shutil.rmtree(run_dir, ignore_errors=True)
 
+    started = time.perf_counter()
+
     def report(step, acc):
         print(f"[{index}] {cell.name} length {cell.length} seed {cell.seed}: step {step}/{cfg.steps}, "
-              f"validation accuracy {acc:.3f}", file=sys.stderr, flush=True)
+              f"validation accuracy {acc:.3f}, {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
 
     last = train(cfg, run_dir, resume=True, progress=False, on_eval=report)
     model, task, setting, meta = load_trained(run_dir)
+    model.to(resolve_device(cfg.device))  # scored where it trained: greedy decoding of 1,000 prompts is no small job
     ev = evaluate_model(model, task, setting, profile.eval_samples, seed=1234, split="test")
     row = {"task": cell.task, "setting": cell.setting, "layers": cell.layers, "length": cell.length,
            "seed": cell.seed, "accuracy": round(ev["accuracy"], 4), **baselines(task),
@@ -196,7 +201,7 @@ def run_cell(profile_name: str, cell: Cell, root: str, index: str = "", fresh: b
            "steps": int(meta["step"]), "seconds": round(float(meta.get("elapsed_seconds", 0.0)), 1),
            "early_stopped": bool(last.get("early_stopped")),
            "heldout_disjoint": heldout_disjoint(task, cfg, 1234, profile.eval_samples),
-           "device": resolve_device(cfg.device)}
+           "device": resolve_device(cfg.device), "machine": machine()}
     print(f"[{index}] {cell.name} length {cell.length} seed {cell.seed}: test accuracy {row['accuracy']:.3f} after "
           f"{row['steps']} steps, {row['seconds']:.0f} s", file=sys.stderr, flush=True)
     return row
@@ -255,6 +260,8 @@ def run_grid(profile_name: str, out: Path, results: Path, seeds: int | None = No
     if cells is None:
         todo = [c for c in todo if c.key not in rows]  # resume: cells already scored stay as they are
     fresh = cells is not None
+    if jobs > 1:  # the longest cells first, so that the short ones fill the workers' gaps at the end, not a tail
+        todo.sort(key=lambda c: -c.layers * profile.budget(c.task))
     ran = []
     if jobs > 1:
         os.environ.setdefault("COTPROOF_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))

@@ -3,6 +3,7 @@ the min-max range, the chance levels beside every cell."""
 from __future__ import annotations
 
 import io
+from collections import Counter
 
 import numpy as np
 
@@ -27,11 +28,17 @@ def _fmt(rs) -> str:
     return text
 
 
+def _machines(doc: dict) -> str:
+    """Where the cells ran, from each row (a grid resumed elsewhere mixes machines), else the document's."""
+    counts = Counter(r.get("machine", doc["machine"]) for r in doc["cells"]) or Counter([doc["machine"]])
+    return "; ".join(f"{m} ({n} cells)" if len(counts) > 1 else m for m, n in counts.most_common())
+
+
 def render_table(doc: dict, profile) -> str:
     groups = _by_cell(doc["cells"])
     depths = sorted({k[2] for k in groups} | set(profile.depths))
     seeds = sorted({r["seed"] for r in doc["cells"]})
-    lines = [f"`cotproof reproduce --{doc['profile']}` on {doc['machine']}, commit {doc['commit']}.",
+    lines = [f"`cotproof reproduce --{doc['profile']}`, commit {doc['commit']}; cells ran on {_machines(doc)}.",
              "",
              f"Greedy accuracy on held-out test prompts; mean over {len(seeds)} seed(s), (min–max) where several; "
              "u = the largest unsound-step rate over the seeds (each CoT token, or each hint read-out, checked "
@@ -119,7 +126,7 @@ def plot_depth(doc: dict, profile) -> bytes | None:
         ax.set_title(f"{task} (length {main})")
         ax.set_xlabel("layers")
         ax.set_ylim(-0.02, 1.02)
-        ax.legend(fontsize=6, loc="center right")
+        ax.legend(fontsize=6, loc="best")
     axes[0].set_ylabel("held-out accuracy")
     return _png(plt, fig)
 
