@@ -122,6 +122,12 @@ def cells_of(profile: Profile, seeds: int, chosen: list | None = None) -> list[C
     return sorted(picked, key=lambda c: chosen.index((c.task, c.setting, c.layers)))  # in the order asked for
 
 
+def longest_first(cells: list[Cell], profile: Profile) -> list[Cell]:
+    """Cells by their cost bound (layers x step budget), largest first, ties as given: with parallel workers the
+    short cells then fill the gaps at the end instead of one long cell running alone after the rest."""
+    return sorted(cells, key=lambda c: -c.layers * profile.budget(c.task))
+
+
 def train_config(profile: Profile, cell: Cell):
     from neural.train import TrainConfig
 
@@ -260,8 +266,8 @@ def run_grid(profile_name: str, out: Path, results: Path, seeds: int | None = No
     if cells is None:
         todo = [c for c in todo if c.key not in rows]  # resume: cells already scored stay as they are
     fresh = cells is not None
-    if jobs > 1:  # the longest cells first, so that the short ones fill the workers' gaps at the end, not a tail
-        todo.sort(key=lambda c: -c.layers * profile.budget(c.task))
+    if jobs > 1:
+        todo = longest_first(todo, profile)
     ran = []
     if jobs > 1:
         os.environ.setdefault("COTPROOF_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))

@@ -9,7 +9,7 @@ import pytest
 from helpers import cli
 
 from neural import reproduce
-from neural.reproduce import Profile, parse_cells, run_grid
+from neural.reproduce import PROFILES, Profile, cells_of, longest_first, parse_cells, run_grid
 from neural.tasks import SPLITS, make_task
 from neural.train import TrainConfig, train
 
@@ -92,6 +92,13 @@ def test_cells_are_parsed_or_refused():
     for bad in ("s5:cot", "s6:cot:1", "s5:cott:1", "s5:cot:0", "s5:cot:x"):
         with pytest.raises(ValueError):
             parse_cells(bad)
+    full = PROFILES["full"]
+    chosen = cells_of(full, 2, parse_cells("cvp:cot:1,s5:base:8,modadd:cot:1"))
+    assert [(c.task, c.length, c.seed) for c in chosen[:4]] == [("cvp", 16, 0), ("cvp", 16, 1), ("s5", 16, 0),
+                                                                ("s5", 16, 1)]  # in the order asked for
+    assert {c.length for c in chosen if c.task == "modadd"} == {4, 8, 16}  # a task's length axis comes along
+    ordered = longest_first(chosen, full)
+    assert [c.name for c in ordered[:2]] == ["s5:base:8"] * 2 and ordered[2:4] == chosen[:2]  # ties keep order
     proc = cli("reproduce", "--quick", "--cells", "s5:cot:zero")
     assert proc.returncode == 2 and "s5:cot:zero" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli("reproduce", "--quick", "--seeds", "0")
