@@ -41,8 +41,15 @@ def cvp_rows(model: ConstructedModel) -> CVPRows:
     ids = np.array([-1] + [index[f"g{j}"] for j in range(1, N + 1)])
     refs = np.array([index["NA"]] + [index[f"@{j}"] for j in range(1, N + 1)])
     values = np.array([index["0"], index["1"]])
-    others = np.setdiff1d(np.arange(len(model.vocab)), np.r_[refs, values])
+    others = np.flatnonzero(all_but(len(model.vocab), np.r_[refs, values]))
     return CVPRows({t: index[t] for t in CVP_TYPE_NAMES}, ids, refs, values, others)
+
+
+def all_but(n: int, rows) -> np.ndarray:
+    """A mask of the n rows without ``rows``: a set difference in O(n), where np.setdiff1d sorts."""
+    mask = np.ones(n, dtype=bool)
+    mask[np.asarray(rows, dtype=np.int64)] = False
+    return mask
 
 
 class _Checker:
@@ -51,17 +58,25 @@ class _Checker:
         self.violations: list[Violation] = []
 
     def expect(self, table: str, rows, field: str, want, what: str, token=None) -> None:
+        """``rows``: a slice, row indices (``want`` one row each, or one for all), or a boolean mask over every
+        row (``want`` one row for all). A mask compares the field of every row in place, with no copy of the rows
+        it selects: the defaults of an 8N-row position table are most of its rows."""
         if self.violations:
             return  # the first violation is the counterexample; the rest would repeat it
         arr = self.model.weights[table]
         cols = self.model.layout.cols(field)  # a field is a contiguous run of columns: read it as a view
         view = arr[:, cols[0]:cols[-1] + 1]  # the field's columns first: rows are then copied field-wide only
-        got = view[rows] if isinstance(rows, slice) else view[np.atleast_1d(rows)]
+        mask = isinstance(rows, np.ndarray) and rows.dtype == bool
+        if mask:
+            index = np.flatnonzero(rows & np.any(view != np.asarray(want, dtype=view.dtype), axis=1))[:1]
+        else:
+            index = np.arange(arr.shape[0])[rows] if isinstance(rows, slice) else np.atleast_1d(rows)
+        got = view[index] if mask else view[rows] if isinstance(rows, slice) else view[index]
         want = np.broadcast_to(np.asarray(want, dtype=got.dtype), got.shape)
         bad = np.argwhere(got != want)
         if bad.size:
             i, c = bad[0]
-            row = int(np.arange(arr.shape[0])[rows][i] if isinstance(rows, slice) else np.atleast_1d(rows)[i])
+            row = int(index[i])
             self.violations.append(Violation(
                 "embedding", "embedding",
                 f"{table}[{row}, {int(cols[c])}] = {got[i, c]:g}, but {what} needs {want[i, c]:g} "
@@ -122,19 +137,20 @@ def _cvp(model: ConstructedModel, ck: _Checker) -> list[Violation]:
         ck.expect(T, slice(None), field, 0.0, "a position field (zero in the token table)")
     for i, t in enumerate(CVP_TYPE_NAMES):
         ck.expect(T, rows.types[t], "type", np.eye(len(CVP_TYPE_NAMES))[i], f"the one-hot of {t}", name)
-    ck.expect(T, np.setdiff1d(np.arange(len(model.vocab)), list(rows.types.values())), "type", 0.0,
+    V = len(model.vocab)
+    ck.expect(T, all_but(V, list(rows.types.values())), "type", np.zeros(len(CVP_TYPE_NAMES)),
               "a token that is no gate type", name)
     j = np.arange(1, N + 1)
     ck.expect(T, rows.ids[j], "in_code", sbin(j, k), "sbin(j) on the prompt id gj", name)
-    ck.expect(T, np.setdiff1d(np.arange(len(model.vocab)), rows.ids[j]), "in_code", sbin(0, k),
+    ck.expect(T, all_but(V, rows.ids[j]), "in_code", sbin(0, k),
               "id 0 (NA, and every token that is no prompt id)", name)
     cot = lambda g, slot: 4 * N + 1 + 4 * (g - 1) + slot  # noqa: E731
     ck.expect(T, rows.refs[j], "idq", sbin(cot(j, 3), k), "the position of v(j), C(j)+3, on @j", name)
-    ck.expect(T, np.setdiff1d(np.arange(len(model.vocab)), rows.refs[j]), "idq", sbin(0, k),
+    ck.expect(T, all_but(V, rows.refs[j]), "idq", sbin(0, k),
               "position 0 (value 0) on every token that is no @j: NA's value is 0, and no other token names one",
               name)
     ck.expect(T, rows.values[1], "value", 1.0, "value 1 on the token 1", name)
-    ck.expect(T, np.setdiff1d(np.arange(len(model.vocab)), rows.values[1:]), "value", 0.0, "value 0", name)
+    ck.expect(T, all_but(V, rows.values[1:]), "value", np.zeros(1), "value 0", name)
     length = model.config.max_len
     if length != 8 * N:
         ck.violations.append(Violation("embedding", "embedding", f"max_len {length}, but a model for {N} gates "
@@ -153,9 +169,7 @@ def _cvp(model: ConstructedModel, ck: _Checker) -> list[Violation]:
     }
     for field, (at, value) in schedule.items():
         ck.expect(P, at, field, value, f"the CVP schedule's {field}")
-        rest = np.ones(length, dtype=bool)
-        rest[at] = False
-        ck.expect(P, np.flatnonzero(rest), field, sbin(0, k) if field.startswith("q_") else 0.0,
+        ck.expect(P, all_but(length, at), field, sbin(0, k) if field.startswith("q_") else np.zeros(1),
                   f"the CVP schedule's {field} (position 0, or no role, where nothing is scheduled)")
     _check_head_rows(model, rows, ck)
     return ck.violations
