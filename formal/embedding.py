@@ -111,12 +111,13 @@ def embedding_violations(model: ConstructedModel, circuit=None) -> list[Violatio
     if model.mode == "thm33":
         n = circuit.n_inputs
         ck.expect(Keys.TOK_EMB, [0, 1], "tok", [[0.0], [1.0]], "the token's bit")
-        for t, g in enumerate(circuit.gates):
-            row = n + t - 1
-            onehot = np.array([op == g.op for op in model.ffn.type_ops], dtype=np.float64)
-            ck.expect(Keys.POS_EMB, row, "type", onehot, f"gate {t} ({g.op}) announced at position {row}")
-            ck.expect(Keys.POS_EMB, row, "pred1", sbin(g.a, k), f"sbin(first input of gate {t})")
-            ck.expect(Keys.POS_EMB, row, "pred2", sbin(g.b, k), f"sbin(second input of gate {t})")
+        gates = circuit.gates
+        rows = n - 1 + np.arange(len(gates))  # position n + t - 1 announces gate t
+        ops = np.array([g.op for g in gates], dtype=object)
+        onehot = np.stack([ops == op for op in model.ffn.type_ops], axis=1).astype(np.float64)
+        ck.expect(Keys.POS_EMB, rows, "type", onehot, "the one-hot type of the gate announced there")
+        ck.expect(Keys.POS_EMB, rows, "pred1", sbin([g.a for g in gates], k), "sbin(first input of that gate)")
+        ck.expect(Keys.POS_EMB, rows, "pred2", sbin([g.b for g in gates], k), "sbin(second input of that gate)")
         return ck.violations
     return _cvp(model, ck)
 

@@ -247,7 +247,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = False, pr
         step += 1
         with torch.no_grad():
             mask = labels[:, -1] != IGNORE
-            answer_acc = (logits[:, -1].argmax(-1) == labels[:, -1])[mask].float().mean()
+            hits = (logits[:, -1].argmax(-1) == labels[:, -1]) & mask  # no boolean indexing: it syncs on CUDA
+            answer_acc = hits.sum().float() / mask.sum().float()
             window_sums += torch.stack([loss.detach(), answer_acc]).double()
         window_n += 1
         bar.update(1)
