@@ -10,6 +10,7 @@ F(e,s) execution is tested bit for bit against the Z3 encoding the lemmas use, s
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,31 +94,31 @@ class Simulator:
             self._sess = session(self.model.config, self.model.weights, self.mode)
         return self._sess
 
-    def _predict(self, sequences: np.ndarray, steps: np.ndarray) -> np.ndarray:
-        """Teacher-forced predictions after ``steps`` for (B, L) equal-length sequences: F(e,s) one at a time,
-        torch many per pass."""
+    def _predictions(self, sequences: np.ndarray, steps: np.ndarray) -> Iterator[np.ndarray]:
+        """Teacher-forced predictions after ``steps`` for (B, L) equal-length sequences, row by row and lazily:
+        F(e,s) one row at a time, torch many per pass."""
         if self.mode.kind == "finite":
-            return np.stack([teacher_forced(self.session, row, steps) for row in sequences])
+            for row in sequences:
+                yield teacher_forced(self.session, row, steps)
+            return
         per_pass = max(1, ACTIVATIONS_PER_PASS // (sequences.shape[1] * self.model.config.d_model))
-        return np.concatenate([teacher_forced(self.session, sequences[i:i + per_pass], steps)
-                               for i in range(0, len(sequences), per_pass)])
+        for i in range(0, len(sequences), per_pass):
+            yield from teacher_forced(self.session, sequences[i:i + per_pass], steps)
 
-    def thm33_failures(self, nc, batch: np.ndarray) -> list[dict | None]:
+    # The failures come lazily, in order: every check stops at the first, so a refuted model (where nearly every
+    # instance fails) costs one instance's report, not a simulation and a rerun of each.
+
+    def thm33_failures(self, nc, batch: np.ndarray) -> Iterator[dict | None]:
         """One failure (or None) per row of input bits, teacher-forced."""
         tf = thm33_teacher_forcing(nc, batch)
-        pred = self._predict(tf.tokens, tf.steps)
-        return [self._failure(thm33_wrong, nc, bits) if not np.array_equal(p, e) else None
-                for bits, p, e in zip(batch, pred, tf.expected)]
+        for bits, p, e in zip(batch, self._predictions(tf.tokens, tf.steps), tf.expected):
+            yield None if np.array_equal(p, e) else self._failure(thm33_wrong, nc, bits)
 
-    def cvp_failures(self, circuits: list[cvp.CVPCircuit]) -> list[dict | None]:
+    def cvp_failures(self, circuits: list[cvp.CVPCircuit]) -> Iterator[dict | None]:
         """One failure (or None) per circuit, teacher-forced; padded to the model's N gates, they share passes."""
-        out: list[dict | None] = [None] * len(circuits)
         tf = cvp_teacher_forcing(circuits, self.model.max_gates)
-        pred = self._predict(tf.tokens, tf.steps)
-        for i, (p, e) in enumerate(zip(pred, tf.expected)):
-            if not np.array_equal(p, e):
-                out[i] = self._failure(cvp_wrong, circuits[i])
-        return out
+        for c, p, e in zip(circuits, self._predictions(tf.tokens, tf.steps), tf.expected):
+            yield None if np.array_equal(p, e) else self._failure(cvp_wrong, c)
 
     def _failure(self, wrong, *instance) -> dict | None:
         """The report of a wrong instance, run again on its own: in F(e,s) when torch float32 stood in for it."""
