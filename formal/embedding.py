@@ -71,7 +71,7 @@ class _Checker:
             index = np.flatnonzero(rows & np.any(view != np.asarray(want, dtype=view.dtype), axis=1))[:1]
         else:
             index = np.arange(arr.shape[0])[rows] if isinstance(rows, slice) else np.atleast_1d(rows)
-        got = view[index] if mask else view[rows] if isinstance(rows, slice) else view[index]
+        got = view[rows] if isinstance(rows, slice) else view[index]
         want = np.broadcast_to(np.asarray(want, dtype=got.dtype), got.shape)
         bad = np.argwhere(got != want)
         if bad.size:

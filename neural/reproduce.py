@@ -266,10 +266,9 @@ def run_grid(profile_name: str, out: Path, results: Path, seeds: int | None = No
     if cells is None:
         todo = [c for c in todo if c.key not in rows]  # resume: cells already scored stay as they are
     fresh = cells is not None
-    if jobs > 1:
-        todo = longest_first(todo, profile)
     ran = []
     if jobs > 1:
+        todo = longest_first(todo, profile)
         os.environ.setdefault("COTPROOF_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
     labels = [f"{i + 1}/{len(todo)}" for i in range(len(todo))]
 
