@@ -185,8 +185,7 @@ def _check_head_rows(model, rows: CVPRows, ck: _Checker) -> None:
     code = model.layout.cols("g_in")
     k, N = model.code_bits, model.max_gates
     refs = rows.refs
-    outside = np.ones(W.shape[1], dtype=bool)
-    outside[code] = False
+    outside = all_but(W.shape[1], code)
     tail = W[refs[0], outside]
     before = np.flatnonzero(outside & (np.arange(W.shape[1]) < code[0]) & (W[refs[0]] != 0))
     non_id = np.r_[rows.values, rows.others]

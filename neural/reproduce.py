@@ -199,7 +199,8 @@ def run_cell(profile_name: str, cell: Cell, root: str, index: str = "", fresh: b
 
     last = train(cfg, run_dir, resume=True, progress=False, on_eval=report)
     model, task, setting, meta = load_trained(run_dir)
-    model.to(resolve_device(cfg.device))  # scored where it trained: greedy decoding of 1,000 prompts is no small job
+    device = resolve_device(cfg.device)
+    model.to(device)  # scored where it trained: greedy decoding of 1,000 prompts is no small job
     ev = evaluate_model(model, task, setting, profile.eval_samples, seed=1234, split="test")
     row = {"task": cell.task, "setting": cell.setting, "layers": cell.layers, "length": cell.length,
            "seed": cell.seed, "accuracy": round(ev["accuracy"], 4), **baselines(task),
@@ -207,7 +208,7 @@ def run_cell(profile_name: str, cell: Cell, root: str, index: str = "", fresh: b
            "steps": int(meta["step"]), "seconds": round(float(meta.get("elapsed_seconds", 0.0)), 1),
            "early_stopped": bool(last.get("early_stopped")),
            "heldout_disjoint": heldout_disjoint(task, cfg, 1234, profile.eval_samples),
-           "device": resolve_device(cfg.device), "machine": machine()}
+           "device": device, "machine": machine()}
     print(f"[{index}] {cell.name} length {cell.length} seed {cell.seed}: test accuracy {row['accuracy']:.3f} after "
           f"{row['steps']} steps, {row['seconds']:.0f} s", file=sys.stderr, flush=True)
     return row
