@@ -36,8 +36,13 @@ def _task_from(args) -> tuple[str, dict]:
 
 
 def cmd_train(args) -> int:
-    from neural.train import TrainConfig, train
+    from dataclasses import replace
 
+    from neural.runs import TrainConfig
+    from neural.train import train_group
+
+    if args.seeds < 1:
+        raise InputError("--seeds must be at least 1", SourceLoc("--seeds"), text=str(args.seeds), expected="N >= 1")
     kind, params = _task_from(args)
     if params.get("modulus") is not None and kind == "modadd":
         params = {"length": int(params["length"]), "modulus": int(params["modulus"])}
@@ -46,21 +51,28 @@ def cmd_train(args) -> int:
                       d_ff=args.d_ff or 4 * args.d_model, activation=args.activation,
                       layernorm=not args.no_layernorm, lr=args.lr, weight_decay=args.weight_decay,
                       batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
-                      time_limit=args.time_limit, seed=args.seed, device=args.device, save_every=args.save_every)
+                      time_limit=args.time_limit, seed=args.seed, device=args.device, save_every=args.save_every,
+                      precision=args.precision)
+    if args.seeds == 1:
+        cfgs, outs = [cfg], [Path(args.out)]
+    else:  # one group: the seeds train as one stacked model, each into its own directory
+        cfgs = [replace(cfg, seed=cfg.seed + i) for i in range(args.seeds)]
+        outs = [Path(args.out) / f"seed{c.seed}" for c in cfgs]
     try:
-        last = train(cfg, args.out, resume=args.resume, progress=not args.json)
+        lasts = train_group(cfgs, outs, resume=args.resume, progress=not args.json)
     except ValueError as err:
         raise InputError(str(err), SourceLoc(args.out), expected="consistent training settings") from None
     except OSError as err:
         raise InputError(f"cannot write the checkpoint: {err.strerror or err}", SourceLoc(args.out),
                          expected="--out DIR in a writable place") from None
-    emit({"out": args.out, **last}, args.json,
-         lambda p: f"wrote {p['out']} after {p['step']} steps (loss {p.get('loss', float('nan')):.4f})")
+    for out, last in zip(outs, lasts):
+        emit({"out": str(out), **last}, args.json,
+             lambda p: f"wrote {p['out']} after {p['step']} steps (loss {p.get('loss', float('nan')):.4f})")
     return 0
 
 
 def cmd_eval(args) -> int:
-    from neural.train import evaluate_model, load_trained
+    from neural.evaluation import evaluate_model, load_trained
 
     model, task, setting, meta = load_trained(args.dir)
     out = evaluate_model(model, task, setting, args.samples, args.seed)
@@ -84,7 +96,7 @@ def cmd_reproduce(args) -> int:
             raise InputError(f"{flag} must be at least 1", SourceLoc(flag), text=str(value), expected="N >= 1")
     try:
         doc = run_grid("full" if args.full else "quick", Path(args.out), Path(args.results), args.seeds, cells,
-                       args.jobs)
+                       args.jobs, args.device, args.precision)
     except OSError as err:
         raise InputError(f"cannot write results: {err.strerror or err}", SourceLoc(args.results),
                          expected="writable --out and --results") from None
@@ -128,6 +140,12 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--save-every", type=int, default=500)
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="train seeds SEED..SEED+N-1 as one group (one stacked model), into OUT/seed<S> each; "
+                        "with --json, one line per seed")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="bf16: autocast with float32 master weights (and TF32 matmuls on CUDA); auto: bf16 on CUDA, "
+                        "fp32 on a CPU")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--json", action="store_true")
@@ -146,7 +164,12 @@ def register(sub) -> None:
     mode.add_argument("--full", action="store_true", help="depths 1-8, a length axis, 3 seeds: for a GPU")
     p.add_argument("--cells", metavar="TASK:SETTING:LAYERS[,...]", help="rerun just these cells, from scratch")
     p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the profile's)")
-    p.add_argument("--jobs", type=int, default=1, help="cells trained at once, each in its own process")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="worker processes, each training one group of cells at a time on one device (default: one "
+                        "per visible GPU, or 1 on a CPU)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                   help="auto: bf16 autocast on CUDA, fp32 on a CPU")
     p.add_argument("--out", default="runs/reproduce", help="checkpoints of every cell")
     p.add_argument("--results", default="results", help="<profile>.json, table.md and the figures")
     p.add_argument("--json", action="store_true", help="print the cells run and the claims as JSON")

@@ -1,7 +1,7 @@
 """Greedy CoT generation with a KV cache and teacher-forced checking, in the finite and the IEEE modes.
 
 A *session* feeds tokens and returns predictions, keeping its own cache; the greedy loop and the teacher-forced pass
-are written once, over either session, so the finite mode, the IEEE modes and trained models (``neural.train``,
+are written once, over either session, so the finite mode, the IEEE modes and trained models (``neural.evaluation``,
 ``bridge.audit``) are all decoded by the same code.
 """
 from __future__ import annotations

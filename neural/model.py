@@ -163,7 +163,8 @@ class Decoder(nn.Module):
             if tuple(arrays[name].shape) != tuple(tensor.shape):
                 raise ValueError(f"weight {name} has shape {tuple(arrays[name].shape)}, "
                                  f"the architecture needs {tuple(tensor.shape)}")
-        model.load_state_dict({name: torch.as_tensor(np.asarray(a)).to(dtype) for name, a in arrays.items()},
+        model.load_state_dict({name: (a if torch.is_tensor(a) else torch.as_tensor(np.asarray(a))).to(dtype)
+                               for name, a in arrays.items()},
                               assign=True)
         return model.eval()
 

@@ -122,20 +122,14 @@ def cells_of(profile: Profile, seeds: int, chosen: list | None = None) -> list[C
     return sorted(picked, key=lambda c: chosen.index((c.task, c.setting, c.layers)))  # in the order asked for
 
 
-def longest_first(cells: list[Cell], profile: Profile) -> list[Cell]:
-    """Cells by their cost bound (layers x step budget), largest first, ties as given: with parallel workers the
-    short cells then fill the gaps at the end instead of one long cell running alone after the rest."""
-    return sorted(cells, key=lambda c: -c.layers * profile.budget(c.task))
-
-
-def train_config(profile: Profile, cell: Cell):
-    from neural.train import TrainConfig
+def train_config(profile: Profile, cell: Cell, precision: str = "auto"):
+    from neural.runs import TrainConfig
 
     params = {**profile.tasks[cell.task], LENGTH_PARAM[cell.task]: cell.length}
     return TrainConfig(task=cell.task, task_params=tuple(sorted(params.items())), setting=cell.setting,
                        layers=cell.layers, d_model=profile.d_model, heads=4, d_ff=4 * profile.d_model, lr=profile.lr,
                        warmup=profile.warmup, steps=profile.budget(cell.task), seed=cell.seed, early_stop=EARLY_STOP,
-                       eval_every=250, eval_samples=512, save_every=250, log_every=50)
+                       eval_every=250, eval_samples=512, save_every=250, log_every=50, precision=precision)
 
 
 # ---- one cell -------------------------------------------------------------------------------------------------
@@ -174,33 +168,48 @@ def heldout_disjoint(task, cfg, eval_seed: int, eval_samples: int, train_steps: 
     return not any(bytes(row) in seen for row in test_p.astype(np.int64))
 
 
-def run_cell(profile_name: str, cell: Cell, root: str, index: str = "", fresh: bool = False) -> dict:
-    """Train (or resume) one cell, then score it on the test split. Runs in a worker process under ``--jobs``."""
+def run_group(profile_name: str, cells: list[Cell], root: str, index: str = "", fresh: bool = False,
+              device: str | None = None, precision: str = "auto") -> list[dict]:
+    """Train (or resume) a group of cells as one stacked model (``neural.group``), then score each on the test
+    split. Runs in a worker process under ``--jobs``."""
     import shutil
 
     import torch
 
-    from neural.train import evaluate_model, load_trained, resolve_device, train
+    from neural.runs import resolve_device
+    from neural.train import train_group
 
     threads = os.environ.get("COTPROOF_THREADS")
     if threads:
         torch.set_num_threads(int(threads))
     profile = PROFILES[profile_name]
-    cfg = train_config(profile, cell)
-    run_dir = cell.directory(Path(root) / profile_name)
+    cfgs = [train_config(profile, cell, precision) for cell in cells]
+    dirs = [cell.directory(Path(root) / profile_name) for cell in cells]
     if fresh:
-        shutil.rmtree(run_dir, ignore_errors=True)
-
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
+    device = device or _WORKER_DEVICE or resolve_device(cfgs[0].device)
     started = time.perf_counter()
+    tag = f"[{index}]" + (f" (group of {len(cells)})" if len(cells) > 1 else "")
 
-    def report(step, acc):
-        print(f"[{index}] {cell.name} length {cell.length} seed {cell.seed}: step {step}/{cfg.steps}, "
+    def report(i, step, acc):
+        cell = cells[i]
+        print(f"{tag} {cell.name} length {cell.length} seed {cell.seed}: step {step}/{cfgs[i].steps}, "
               f"validation accuracy {acc:.3f}, {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
 
-    last = train(cfg, run_dir, resume=True, progress=False, on_eval=report)
+    lasts = train_group(cfgs, dirs, resume=True, progress=False, on_eval=report, device=device)
+    return [score_cell(profile, cell, cfg, d, last, device, len(cells), tag)
+            for cell, cfg, d, last in zip(cells, cfgs, dirs, lasts)]
+
+
+def score_cell(profile: Profile, cell: Cell, cfg, run_dir: Path, last: dict, device: str, group: int,
+               tag: str = "") -> dict:
+    """One cell's row: test accuracy where it trained (greedy decoding of 1,000 prompts is no small job), chance
+    levels, soundness, and how it ran."""
+    from neural.evaluation import evaluate_model, load_trained
+
     model, task, setting, meta = load_trained(run_dir)
-    device = resolve_device(cfg.device)
-    model.to(device)  # scored where it trained: greedy decoding of 1,000 prompts is no small job
+    model.to(device)
     ev = evaluate_model(model, task, setting, profile.eval_samples, seed=1234, split="test")
     row = {"task": cell.task, "setting": cell.setting, "layers": cell.layers, "length": cell.length,
            "seed": cell.seed, "accuracy": round(ev["accuracy"], 4), **baselines(task),
@@ -208,10 +217,86 @@ def run_cell(profile_name: str, cell: Cell, root: str, index: str = "", fresh: b
            "steps": int(meta["step"]), "seconds": round(float(meta.get("elapsed_seconds", 0.0)), 1),
            "early_stopped": bool(last.get("early_stopped")),
            "heldout_disjoint": heldout_disjoint(task, cfg, 1234, profile.eval_samples),
-           "device": device, "machine": machine()}
-    print(f"[{index}] {cell.name} length {cell.length} seed {cell.seed}: test accuracy {row['accuracy']:.3f} after "
+           "device": device, "machine": machine(), "group": group}
+    print(f"{tag} {cell.name} length {cell.length} seed {cell.seed}: test accuracy {row['accuracy']:.3f} after "
           f"{row['steps']} steps, {row['seconds']:.0f} s", file=sys.stderr, flush=True)
     return row
+
+
+# ---- groups -----------------------------------------------------------------------------------------------------
+
+MAX_GROUP = {"cpu": 4, "cuda": 64}  # members of one group (see plan_groups)
+
+
+def plan_groups(profile: Profile, cells: list[Cell], root: Path, device: str, memory_bytes: float,
+                fresh: bool = False, precision: str = "auto") -> list[list[Cell]]:
+    """Cells that train well together, as groups of at most ``MAX_GROUP`` members within ``memory_bytes``.
+
+    Members must share ``neural.group.group_key`` and the step they resume from. On CUDA a group also spans the
+    settings and lengths of a task (padded to its longest sequence): small models there are bound by kernel
+    launches, and G models cost about the launches of one. On a CPU training is bound by arithmetic (grouping
+    measured 0.9-1.1x of separate processes, ``docs/benchmarks.md``), so padding would be lost work: a CPU group
+    holds cells of one exact shape only, such as the seeds of a cell."""
+    from neural.train import group_key
+
+    cuda = device.startswith("cuda")
+    by_key: dict[tuple, list[Cell]] = {}
+    for cell in cells:
+        cfg = train_config(profile, cell, precision)
+        task = cfg.make_task()
+        key = (group_key(cfg, task), 0 if fresh else resume_step(cell.directory(root)))
+        if not cuda:
+            key += (cell.setting, cell.length)
+        by_key.setdefault(key, []).append(cell)
+    groups = []
+    for members in by_key.values():
+        per_member = max(training_bytes(train_config(profile, c)) for c in members)
+        size = int(max(1, min(MAX_GROUP["cuda" if cuda else "cpu"], memory_bytes // per_member)))
+        n = -(-len(members) // size)  # as few groups as fit, of equal size
+        groups += [members[i::n] for i in range(n)]
+    return groups
+
+
+def resume_step(run_dir: Path) -> int:
+    """The step a cell's checkpoint holds (0 when it has none); a finished cell resumes as finished."""
+    try:
+        return int(json.loads((run_dir / "config.json").read_text()).get("step", 0))
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+def training_bytes(cfg) -> float:
+    """A generous estimate of one run's training memory: weights, gradients and two AdamW moments in float32, and
+    the activations autograd keeps (about 16 floats per width unit per token and layer, the attention scores, and
+    the logits)."""
+    from neural.config import weight_shapes
+
+    mc = cfg.model_config(cfg.make_task())
+    params = sum(int(np.prod(s)) for s in weight_shapes(mc).values())
+    tokens = cfg.batch_size * mc.max_len
+    activations = tokens * (mc.n_layers * (16 * mc.d_model + 4 * mc.d_ff + 2 * mc.n_heads * mc.max_len)
+                            + 3 * mc.vocab_size)
+    return 4.0 * (4 * params + activations)
+
+
+def group_cost(profile: Profile, group: list[Cell]) -> float:
+    """What orders groups longest first: depth x step budget x members."""
+    return group[0].layers * profile.budget(group[0].task) * len(group)
+
+
+def device_memory(device: str, jobs: int) -> float:
+    """The bytes one worker may plan its groups into: half of the device's memory (or of the machine's available
+    memory on a CPU), shared by the workers on it."""
+    import torch
+
+    if device.startswith("cuda"):
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return free / 2 / max(1, jobs)
+    try:
+        available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        available = 4 << 30
+    return available / 2 / max(1, jobs)
 
 
 # ---- the grid ---------------------------------------------------------------------------------------------------
@@ -257,8 +342,13 @@ def load_results(path: Path) -> list[dict]:
 
 
 def run_grid(profile_name: str, out: Path, results: Path, seeds: int | None = None, cells: list | None = None,
-             jobs: int = 1) -> dict:
-    """Run the profile's unfinished cells (``cells``: rerun just these, from scratch) and write the results."""
+             jobs: int | None = None, device: str | None = None, precision: str = "auto") -> dict:
+    """Run the profile's unfinished cells (``cells``: rerun just these, from scratch) and write the results.
+
+    Cells train in groups (``plan_groups``), ``jobs`` worker processes at a time (default: one per visible GPU, or
+    one on a CPU), each worker on one device: with several GPUs, the workers are dealt out over them."""
+    from neural.runs import resolve_device
+
     profile = PROFILES[profile_name]
     todo = cells_of(profile, profile.seeds if seeds is None else seeds, cells)
     results.mkdir(parents=True, exist_ok=True)
@@ -267,31 +357,60 @@ def run_grid(profile_name: str, out: Path, results: Path, seeds: int | None = No
     if cells is None:
         todo = [c for c in todo if c.key not in rows]  # resume: cells already scored stay as they are
     fresh = cells is not None
-    ran = []
-    if jobs > 1:
-        todo = longest_first(todo, profile)
-        os.environ.setdefault("COTPROOF_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
-    labels = [f"{i + 1}/{len(todo)}" for i in range(len(todo))]
+    device = resolve_device(device or "auto")
+    devices = [device]
+    if device == "cuda":
+        import torch
 
-    def done(row):
-        ran.append(row)
-        rows[tuple(row[k] for k in ("task", "setting", "layers", "length", "seed"))] = row
+        devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    jobs = jobs or len(devices)
+    worker_devices = [devices[i % len(devices)] for i in range(jobs)]
+    per_device = -(-jobs // len(devices))
+    groups = plan_groups(profile, todo, out / profile_name, device,
+                         device_memory(worker_devices[0], per_device), fresh, precision)
+    if jobs > 1:
+        groups = sorted(groups, key=lambda g: -group_cost(profile, g))  # stable: ties keep their order
+    ran = []
+    labels = [f"{i + 1}/{len(groups)}" for i in range(len(groups))]
+
+    def done(new_rows):
+        for row in new_rows:
+            ran.append(row)
+            rows[tuple(row[k] for k in ("task", "setting", "layers", "length", "seed"))] = row
         write_results(profile_name, list(rows.values()), results)
 
     if jobs <= 1:
-        for cell, label in zip(todo, labels):
-            done(run_cell(profile_name, cell, str(out), label, fresh))
+        for group, label in zip(groups, labels):
+            done(run_group(profile_name, group, str(out), label, fresh, worker_devices[0], precision))
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(run_cell, profile_name, c, str(out), label, fresh) for c, label in zip(todo, labels)]
+        ctx = multiprocessing.get_context("spawn")
+        handed_out = ctx.Queue()
+        for d in worker_devices:
+            handed_out.put(d)
+        threads = None if device.startswith("cuda") else max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_start_worker,
+                                 initargs=(handed_out, threads)) as pool:
+            futures = [pool.submit(run_group, profile_name, g, str(out), label, fresh, None, precision)
+                       for g, label in zip(groups, labels)]
             for f in as_completed(futures):
                 done(f.result())
     if not ran and rows:
         write_results(profile_name, list(rows.values()), results)
     return document(profile_name, ran)
+
+
+_WORKER_DEVICE: str | None = None
+
+
+def _start_worker(handed_out, threads: int | None) -> None:
+    """Each worker takes one device for its whole life, so the workers spread over every visible GPU."""
+    global _WORKER_DEVICE
+    _WORKER_DEVICE = handed_out.get()
+    if threads:
+        os.environ["COTPROOF_THREADS"] = str(threads)
 
 
 def document(profile_name: str, rows: list[dict]) -> dict:

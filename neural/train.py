@@ -1,26 +1,36 @@
-"""Training the one decoder on the four tasks, on the CPU here and on a GPU (or several) elsewhere.
+"""Training the one decoder on the four tasks, alone or in groups, on the CPU here and on GPUs elsewhere.
 
 - Fresh samples every step, drawn from ``default_rng([seed, step, rank])`` among the task's *training* prompts (the
   hash split of ``neural.tasks``): the data at a step depends on nothing else, so ``--resume`` continues an
   interrupted run exactly (weights, AdamW moments and step are checkpointed).
-- The learning rate is linear warm-up, constant, then cosine decay to 0.1x over the last 30%. Its progress is
-  step/steps; with ``--time-limit`` it is the larger of that and elapsed/limit, so a time-limited run still anneals
-  before it stops (such a run depends on wall time, so bit-exact ``--resume`` is promised for ``--steps`` runs).
 - ``early_stop``: the run ends once greedy accuracy on *validation* prompts reaches the target at two checks in a
   row; the reported numbers come from the separate *test* prompts.
-- Checkpoints: ``model.safetensors``, ``optimizer.safetensors`` and ``config.json`` (written last, with the hashes
-  of both), each replaced atomically; ``metrics.jsonl`` gets one line per log interval.
 - Several processes: run under ``torchrun``; DistributedDataParallel (gloo on CPU, nccl on GPU) averages the
   gradients, each rank draws its own samples, and rank 0 alone writes.
+
+Every run trains as a member of a *group* (a run alone is a group of one), as one ``StackedDecoder``: one forward
+and backward pass and one AdamW step for every member. AdamW acts element by element, so on stacked weights it is
+each member's own AdamW. What is per member stays per member:
+
+- data: member i draws its step-t batch from ``default_rng([seed_i, t, rank])``, exactly the stream it draws alone;
+- loss: each member's mean over its own labelled positions (the group's objective is their sum, whose gradient
+  with respect to member i's weights is member i's gradient);
+- gradient clipping: each member's global norm is clipped to 1 on its own;
+- metrics, validation, early stop and checkpoints: a member that stops is saved and leaves the group, and the rest
+  go on without it.
+
+A member's checkpoint is the one a run alone writes (``neural.runs.save_training``), so ``eval``, ``audit`` and
+``--resume`` cannot tell a grouped run from a single one. What members must share is ``group_key``: vocabulary,
+architecture, schedule, batch size, device and precision. They may differ in task length and setting (shorter
+sequences are padded at the end, see ``neural.stacked``), seed and early stop.
 """
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
-import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,80 +38,313 @@ import torch
 from torch.nn import functional as F
 
 from neural import checkpoint
-from neural.config import ModelConfig
+from neural.config import Keys, ModelConfig
+from neural.evaluation import evaluate_model
 from neural.model import Decoder
-from neural.tasks import IGNORE, SETTINGS, FoldTask, make_task
+from neural.runs import TrainConfig, load_training, lr_at, resolve_device, save_training
+from neural.stacked import StackedDecoder
+from neural.tasks import IGNORE, SETTINGS, FoldTask
 
-OPTIMIZER = "optimizer.safetensors"
-STABLE = 0.7  # warm-up, constant rate until 70% of the budget, then cosine to 0.1x (tasks that "grok", like S5,
-# need the full rate until they do; an early decay left S5's last CoT position at chance in a 240 s run)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    task: str
-    task_params: tuple = ()
-    setting: str = "cot"
-    layers: int = 1
-    d_model: int = 128
-    heads: int = 4
-    d_ff: int = 512
-    activation: str = "gelu"
-    layernorm: bool = True
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    batch_size: int = 128
-    steps: int = 100_000
-    warmup: int = 100
-    time_limit: float | None = None
-    seed: int = 0
-    device: str = "auto"
-    log_every: int = 50
-    save_every: int = 500
-    early_stop: float | None = None  # stop once the accuracy on the validation split reaches this ...
-    early_stop_patience: int = 2  # ... at this many checks in a row (one lucky check is not a learned task)
-    eval_every: int = 250  # steps between those validation checks
-    eval_samples: int = 256
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["task_params"] = dict(self.task_params)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        d = dict(d)
-        d["task_params"] = tuple(sorted(d.get("task_params", {}).items()))
-        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
-
-    def make_task(self) -> FoldTask:
-        return make_task(self.task, **dict(self.task_params))
-
-    def model_config(self, task: FoldTask) -> ModelConfig:
-        if self.d_model % self.heads:
-            raise ValueError(f"d_model {self.d_model} is not divisible by {self.heads} heads")
-        return ModelConfig(vocab_size=len(task.vocab), max_len=task.seq_len(self.setting), d_model=self.d_model,
-                           n_layers=self.layers, n_heads=self.heads, d_head=self.d_model // self.heads,
-                           d_ff=self.d_ff, activation=self.activation, layernorm=self.layernorm)
+BETAS = (0.9, 0.98)
+CLIP_NORM = 1.0
 
 
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
-    return name
+def group_key(cfg: TrainConfig, task: FoldTask | None = None) -> tuple:
+    """What runs must share to train as one group: the vocabulary and architecture (so the weights stack), and
+    the schedule, batch, device and precision (so one optimiser step serves all). Seeds, settings, task lengths
+    and early-stop targets may differ."""
+    task = task or cfg.make_task()
+    return (tuple(task.vocab), cfg.layers, cfg.d_model, cfg.heads, cfg.d_ff, cfg.activation, cfg.layernorm, cfg.lr,
+            cfg.weight_decay, cfg.batch_size, cfg.steps, cfg.warmup, cfg.time_limit, cfg.device, cfg.precision)
 
 
-def lr_at(cfg: TrainConfig, step: int, elapsed: float | None = None) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    if cfg.time_limit and elapsed is not None:
-        progress = max(progress, min(1.0, elapsed / cfg.time_limit))
-    if progress < STABLE:
-        return cfg.lr
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (progress - STABLE) / (1 - STABLE))))
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` is bf16 autocast on CUDA (float32 master weights, TF32 matmuls) and float32 elsewhere: on this
+    project's CPUs bf16 matmuls run at less than half the float32 rate."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"unknown precision {precision!r}: auto, bf16 or fp32")
+    if precision == "auto":
+        return "bf16" if device.startswith("cuda") else "fp32"
+    return precision
+
+
+@dataclass
+class Member:
+    """One run of the group: its settings, where it writes, and the state that is its own."""
+
+    cfg: TrainConfig
+    out: Path
+    task: FoldTask
+    model_cfg: ModelConfig
+    weights: dict  # name -> tensor: the start weights (random or resumed)
+    moments: dict | None  # resumed AdamW moments, "{i}.exp_avg" -> array, or None
+    start: int = 0
+    elapsed: float = 0.0
+    window: tuple = (0.0, 0.0, 0)
+    passes: int = 0
+    valid_accuracy: float | None = None
+    result: dict | None = None  # set once the member is finished
+
+    @property
+    def seq_len(self) -> int:
+        return self.model_cfg.max_len
+
+
+class Group:
+    def __init__(self, cfgs: list[TrainConfig], outs: list[Path], resume: bool = False, device: str | None = None):
+        if not cfgs or len(cfgs) != len(outs):
+            raise ValueError("a group needs one output directory per run, and at least one run")
+        if len({str(Path(o).resolve()) for o in outs}) != len(outs):
+            raise ValueError("two runs of one group would write to the same directory")
+        self.world, self.rank = _dist()
+        self.device = device or resolve_device(cfgs[0].device)
+        if self.device == "cuda" and self.world > 1:
+            self.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        self.precision = resolve_precision(cfgs[0].precision, self.device)
+        self.members = [self._member(cfg, Path(out), resume) for cfg, out in zip(cfgs, outs)]
+        keys = {group_key(m.cfg, m.task) for m in self.members}
+        if len(keys) > 1:
+            raise ValueError("these runs cannot train as one group: they differ in vocabulary, architecture, "
+                             "schedule, batch size, device or precision")
+        starts = {m.start for m in self.members if m.result is None}
+        if len(starts) > 1:
+            raise ValueError(f"the runs of a group resume from different steps {sorted(starts)}: group them by step")
+        self.cfg = cfgs[0]  # the shared schedule
+
+    # ---- members ---------------------------------------------------------------------------------------------
+
+    def _member(self, cfg: TrainConfig, out: Path, resume: bool) -> Member:
+        if cfg.setting not in SETTINGS:
+            raise ValueError(f"unknown setting {cfg.setting!r}")
+        task = cfg.make_task()
+        model_cfg = cfg.model_config(task)
+        torch.manual_seed(cfg.seed)  # the initial weights a run alone starts from
+        weights = {k: v.detach() for k, v in Decoder(model_cfg).state_dict().items()}
+        member = Member(cfg, out, task, model_cfg, weights, None)
+        if resume and (out / checkpoint.CONFIG).exists():
+            ck, moments = load_training(out)
+            if TrainConfig.from_dict(ck.meta["train"]) != cfg:
+                raise ValueError(f"--resume with different training settings than the checkpoint's in {out}")
+            member.start = int(ck.meta["step"])
+            if ck.meta.get("early_stopped") or member.start >= cfg.steps:  # finished before
+                member.result = {"step": member.start, "early_stopped": bool(ck.meta.get("early_stopped")),
+                                 "valid_accuracy": ck.meta.get("valid_accuracy")}
+                return member
+            member.weights = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in ck.weights.items()}
+            member.moments = moments
+            member.elapsed = float(ck.meta.get("elapsed_seconds", 0.0))
+            member.window = tuple(ck.meta.get("metrics_window", (0.0, 0.0, 0)))
+            member.passes = int(ck.meta.get("early_stop_passes", 0))
+            member.valid_accuracy = ck.meta.get("valid_accuracy")
+            if self.rank == 0:  # drop lines logged after the checkpoint: they will be logged again, identically
+                kept = [m for m in checkpoint.read_metrics(out) if m["step"] <= member.start]
+                checkpoint.atomic_write_text(out / checkpoint.METRICS, "".join(json.dumps(m) + "\n" for m in kept))
+        elif self.rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / checkpoint.METRICS).unlink(missing_ok=True)
+        return member
+
+    # ---- the stacked model and its optimiser ------------------------------------------------------------------
+
+    def _stack(self, active: list[Member]) -> tuple[StackedDecoder, torch.optim.Optimizer]:
+        max_len = max(m.seq_len for m in active)
+        shape = replace(active[0].model_cfg, max_len=max_len)
+
+        def padded(name: str, tensor) -> torch.Tensor:
+            tensor = torch.as_tensor(tensor, dtype=torch.float32)
+            if name.startswith(Keys.POS_EMB.split(".")[0]) and tensor.shape[0] < max_len:
+                tensor = torch.cat([tensor, tensor.new_zeros(max_len - tensor.shape[0], *tensor.shape[1:])])
+            return tensor
+
+        model = StackedDecoder(shape, [{k: padded(k, v) for k, v in m.weights.items()} for m in active])
+        model.to(self.device)
+        opt = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, betas=BETAS)
+        if active[0].moments is not None:
+            state = {}
+            for i, name in enumerate(model.names):
+                state[i] = {"step": torch.tensor(float(active[0].start)),
+                            **{key: torch.stack([padded(name, m.moments[f"{i}.{key}"]) for m in active]).to(self.device)
+                               for key in ("exp_avg", "exp_avg_sq")}}
+            current = opt.state_dict()
+            current["state"] = state
+            opt.load_state_dict(current)
+        for m in active:  # the stack holds them now
+            m.weights, m.moments = {}, None
+        return model, opt
+
+    def _shrink(self, model: StackedDecoder, opt, keep: list[int]):
+        """Members ``keep`` only: the weights and AdamW state of the rest are dropped."""
+        smaller = model.select(keep)
+        new_opt = torch.optim.AdamW(smaller.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
+                                    betas=BETAS)
+        for old, new in zip(model.parameters(), smaller.parameters()):
+            st = opt.state.get(old)
+            if st:
+                new_opt.state[new] = {"step": st["step"].clone(), "exp_avg": st["exp_avg"][keep].clone(),
+                                      "exp_avg_sq": st["exp_avg_sq"][keep].clone()}
+        return smaller, new_opt
+
+    def _save(self, m: Member, g: int, model: StackedDecoder, opt, step: int, elapsed: float, window: tuple,
+              finish: dict) -> None:
+        weights = model.member(g, m.seq_len)
+        moments, adam_step = {}, 0.0
+        for i, p in enumerate(model.parameters()):
+            st = opt.state.get(p)
+            if st:
+                adam_step = float(st["step"])
+                for key in ("exp_avg", "exp_avg_sq"):
+                    value = st[key][g]
+                    moments[f"{i}.{key}"] = value[:m.seq_len] if model.names[i] == Keys.POS_EMB else value
+        save_training(m.out, m.cfg, m.task, m.model_cfg, weights, moments, adam_step, step, elapsed, window, finish)
+
+    def _decoder(self, model: StackedDecoder, g: int, m: Member) -> Decoder:
+        return Decoder.from_arrays(m.model_cfg, model.member(g, m.seq_len)).to(self.device)
+
+    # ---- one step's data ----------------------------------------------------------------------------------------
+
+    def _batch(self, active: list[Member], step: int, per_rank: int):
+        """Tokens and labels (G, B, T), padded at the end to the longest member; the columns that carry a label in
+        some member; and for each member its answer column's index among them."""
+        batches = [m.task.batch(np.random.default_rng([m.cfg.seed, step, self.rank]), per_rank, m.cfg.setting)
+                   for m in active]
+        t = max(b.tokens.shape[1] for b in batches)
+        tokens = np.zeros((len(active), per_rank, t), dtype=np.int64)
+        labels = np.full((len(active), per_rank, t), IGNORE, dtype=np.int64)
+        for g, b in enumerate(batches):
+            tokens[g, :, :b.tokens.shape[1]] = b.tokens
+            labels[g, :, :b.labels.shape[1]] = b.labels
+        columns = np.flatnonzero((labels != IGNORE).any(axis=(0, 1)))
+        answer = np.searchsorted(columns, [b.tokens.shape[1] - 1 for b in batches])
+        labels = labels[:, :, columns]
+        counts = (labels != IGNORE).reshape(len(active), -1).sum(1)
+        return tokens, labels, columns, answer, counts
+
+    # ---- the loop -----------------------------------------------------------------------------------------------
+
+    def run(self, progress: bool = True, stop_after: int | None = None, on_eval=None) -> list[dict]:
+        from tqdm import tqdm
+
+        cfg, device, rank = self.cfg, self.device, self.rank
+        active = [m for m in self.members if m.result is None]
+        if not active:
+            return [m.result for m in self.members]
+        if device.startswith("cuda") and self.precision == "bf16":
+            torch.backends.cuda.matmul.allow_tf32 = True  # what stays float32 under autocast
+            torch.backends.cudnn.allow_tf32 = True
+        autocast = (lambda: torch.autocast(device.split(":")[0], dtype=torch.bfloat16)) if self.precision == "bf16" \
+            else contextlib.nullcontext
+        model, opt = self._stack(active)
+        net = torch.nn.parallel.DistributedDataParallel(model) if self.world > 1 else model
+        per_rank = max(1, cfg.batch_size // self.world)
+        start = step = active[0].start
+        t0 = time.perf_counter() - max(m.elapsed for m in active)
+        names = {f"{m.task.name}/{m.cfg.setting}" for m in active}
+        bar = tqdm(total=cfg.steps, initial=start, disable=not progress or rank != 0, unit="step",
+                   desc=(names.pop() if len(names) == 1 else f"{len(active)} runs") + f" L{cfg.layers}"
+                   + (f" x{len(active)}" if len(active) > 1 else ""))
+        # running sums since each member's last metrics line stay on the device (float64, the same sums as Python
+        # floats): reading a loss every step would make the host wait for the GPU at every step
+        sums = torch.tensor([m.window[:2] for m in active], dtype=torch.float64, device=device)
+        counts_n = [int(m.window[2]) for m in active]
+        last = [{} for _ in active]
+
+        def window(g: int) -> tuple:
+            return (*sums[g].tolist(), counts_n[g])
+
+        def finish(m: Member, stopped: bool) -> dict:
+            return {"early_stopped": stopped, "valid_accuracy": m.valid_accuracy, "early_stop_passes": m.passes}
+
+        while step < cfg.steps and active:
+            elapsed = _shared_clock(time.perf_counter() - t0, self.world, device)  # every rank stops together
+            if cfg.time_limit is not None and elapsed >= cfg.time_limit:
+                break
+            if stop_after is not None and step - start >= stop_after:
+                break
+            tokens, labels, columns, answer, counts = self._batch(active, step, per_rank)
+            tokens = torch.as_tensor(tokens, device=device)
+            labels = torch.as_tensor(labels, device=device)
+            columns_t = torch.as_tensor(columns, device=device)
+            lr = lr_at(cfg, step, elapsed)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            with autocast():
+                logits = net(tokens, columns_t)
+            logits = logits.float()
+            g_n, vocab = logits.shape[0], logits.shape[-1]
+            token_loss = F.cross_entropy(logits.reshape(-1, vocab), labels.reshape(-1), ignore_index=IGNORE,
+                                         reduction="none").view(g_n, -1)
+            losses = token_loss.sum(1) / torch.as_tensor(counts, device=device, dtype=torch.float32)
+            opt.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            self._clip(model)
+            opt.step()
+            step += 1
+            with torch.no_grad():
+                pick = torch.as_tensor(answer, device=device)
+                answer_logits = logits[torch.arange(g_n, device=device), :, pick]  # (G, B, V)
+                answer_labels = labels[torch.arange(g_n, device=device), :, pick]  # (G, B)
+                mask = answer_labels != IGNORE
+                hits = (answer_logits.argmax(-1) == answer_labels) & mask  # no boolean indexing: it syncs on CUDA
+                accuracy = hits.sum(1).float() / mask.sum(1).float()
+                sums += torch.stack([losses.detach(), accuracy], 1).double()
+            counts_n = [n + 1 for n in counts_n]
+            bar.update(1)
+            stopped = []
+            for g, m in enumerate(active):
+                if step % m.cfg.log_every == 0 or step == cfg.steps:
+                    loss_sum, acc_sum = sums[g].tolist()
+                    last[g] = {"step": step, "loss": round(loss_sum / counts_n[g], 5),
+                               "train_answer_acc": round(acc_sum / counts_n[g], 4), "lr": lr}
+                    sums[g].zero_()
+                    counts_n[g] = 0
+                    if rank == 0:
+                        checkpoint.append_metrics(m.out, {**last[g], "seconds": round(time.perf_counter() - t0, 2)})
+                    if len(active) == 1:
+                        bar.set_postfix(loss=f"{last[g]['loss']:.4f}", acc=f"{last[g]['train_answer_acc']:.3f}")
+                if m.cfg.early_stop is not None and (step % m.cfg.eval_every == 0 or step == cfg.steps):
+                    # every rank evaluates the same weights on the same samples, so every rank stops at one step
+                    m.valid_accuracy = evaluate_model(self._decoder(model, g, m), m.task, m.cfg.setting,
+                                                      m.cfg.eval_samples, seed=m.cfg.seed, split="valid")["accuracy"]
+                    if on_eval is not None and rank == 0:
+                        on_eval(next(i for i, x in enumerate(self.members) if x is m), step, m.valid_accuracy)
+                    m.passes = m.passes + 1 if m.valid_accuracy >= m.cfg.early_stop else 0
+                    if m.passes >= m.cfg.early_stop_patience:
+                        stopped.append(g)
+                        continue
+                if rank == 0 and step % m.cfg.save_every == 0:
+                    self._save(m, g, model, opt, step, time.perf_counter() - t0, window(g),
+                               {"early_stop_passes": m.passes})
+            for g in stopped:
+                m = active[g]
+                if rank == 0:
+                    self._save(m, g, model, opt, step, time.perf_counter() - t0, window(g), finish(m, True))
+                m.result = {**last[g], "step": step, "early_stopped": True, "valid_accuracy": m.valid_accuracy}
+            if stopped:
+                keep = [g for g in range(len(active)) if g not in stopped]
+                active = [active[g] for g in keep]
+                last = [last[g] for g in keep]
+                counts_n = [counts_n[g] for g in keep]
+                sums = sums[keep]
+                if active:
+                    model, opt = self._shrink(model, opt, keep)
+                    net = torch.nn.parallel.DistributedDataParallel(model) if self.world > 1 else model
+        bar.close()
+        for g, m in enumerate(active):
+            if rank == 0:
+                self._save(m, g, model, opt, step, time.perf_counter() - t0, window(g), finish(m, False))
+            m.result = {**last[g], "step": step, "early_stopped": False, "valid_accuracy": m.valid_accuracy}
+        if self.world > 1:
+            torch.distributed.barrier()
+        return [m.result for m in self.members]
+
+    @staticmethod
+    def _clip(model: StackedDecoder) -> None:
+        """Each member's gradient, clipped to global norm ``CLIP_NORM`` on its own (``clip_grad_norm_`` per run)."""
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        squares = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0)  # (G,)
+        scale = (CLIP_NORM / (squares.sqrt() + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(scale.view(-1, *([1] * (g.ndim - 1))))
 
 
 def _dist():
@@ -122,232 +365,22 @@ def _shared_clock(elapsed: float, world: int, device: str) -> float:
     return float(t.item())
 
 
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, np.ndarray], dict]:
-    state = opt.state_dict()
-    tensors, scalars = {}, {}
-    for pid, st in state["state"].items():
-        for key, value in st.items():
-            if torch.is_tensor(value) and value.ndim > 0:
-                tensors[f"{pid}.{key}"] = value.detach().cpu().numpy()
-            else:
-                scalars[f"{pid}.{key}"] = float(value)
-    return tensors, scalars
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, np.ndarray], scalars: dict) -> None:
-    state = {}
-    for name, arr in tensors.items():
-        pid, key = name.split(".", 1)
-        state.setdefault(int(pid), {})[key] = torch.as_tensor(arr)
-    for name, value in scalars.items():
-        pid, key = name.split(".", 1)
-        state.setdefault(int(pid), {})[key] = torch.tensor(value)
-    current = opt.state_dict()
-    current["state"] = state
-    opt.load_state_dict(current)
-
-
-def save_training(out: Path, model: Decoder, opt, cfg: TrainConfig, task: FoldTask, step: int,
-                  elapsed: float, window: tuple = (0.0, 0.0, 0), finish: dict | None = None) -> None:
-    from safetensors.numpy import save as st_save
-
-    tensors, scalars = _optimizer_tensors(opt)
-    payload = st_save({k: np.ascontiguousarray(v) for k, v in tensors.items()}) if tensors else st_save({})
-    meta = {"kind": "trained", "task": {"kind": task.name, **task.params}, "setting": cfg.setting,
-            "vocab": list(task.vocab), "seed": cfg.seed, "train": cfg.to_dict(), "step": step,
-            "elapsed_seconds": round(elapsed, 3), "optimizer_scalars": scalars, "metrics_window": list(window),
-            "optimizer_sha256": hashlib.sha256(payload).hexdigest(), **(finish or {})}
-    raw = {k: v.detach().to(torch.float32).cpu().numpy() for k, v in model.state_dict().items()}
-    checkpoint.save(out, model.cfg, raw, meta, extra_files={OPTIMIZER: payload})
-
-
-def load_training(out: Path):
-    from safetensors.numpy import load as st_load
-
-    ck = checkpoint.load(out)  # finishes a checkpoint write that a kill interrupted
-    payload = (out / OPTIMIZER).read_bytes() if (out / OPTIMIZER).exists() else None
-    if payload is None or hashlib.sha256(payload).hexdigest() != ck.meta.get("optimizer_sha256"):
-        raise ValueError(f"{out / OPTIMIZER} is missing or does not match config.json: cannot resume exactly")
-    return ck, st_load(payload)
-
-
 def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
           stop_after: int | None = None, on_eval=None) -> dict:
-    """Returns the last metrics record. ``stop_after`` ends the run after that many steps (tests of resume).
-
-    With ``cfg.early_stop``, greedy accuracy on the *validation* split (prompts held out from training, and
-    disjoint from the test split that reported numbers use) is measured every ``eval_every`` steps; the run stops
-    once it has reached ``early_stop`` at ``early_stop_patience`` checks in a row, and ``on_eval(step, accuracy)``
-    hears every measurement."""
-    from tqdm import tqdm
-
-    world, rank = _dist()
-    out = Path(out_dir)
-    device = resolve_device(cfg.device)
-    if device == "cuda" and world > 1:
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-    task = cfg.make_task()
-    if cfg.setting not in SETTINGS:
-        raise ValueError(f"unknown setting {cfg.setting!r}")
-    torch.manual_seed(cfg.seed)
-    model = Decoder(cfg.model_config(task)).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
-    start_step, elapsed0, window, passes = 0, 0.0, (0.0, 0.0, 0), 0
-    if resume and (out / checkpoint.CONFIG).exists():
-        ck, opt_tensors = load_training(out)
-        if TrainConfig.from_dict(ck.meta["train"]) != cfg:
-            raise ValueError("--resume with different training settings than the checkpoint's")
-        if ck.meta.get("early_stopped"):  # finished: reached the target before its budget
-            return {"step": int(ck.meta["step"]), "early_stopped": True,
-                    "valid_accuracy": ck.meta.get("valid_accuracy")}
-        model.load_state_dict({k: torch.as_tensor(v, dtype=torch.float32) for k, v in ck.weights.items()})
-        _load_optimizer(opt, opt_tensors, ck.meta["optimizer_scalars"])
-        start_step, elapsed0 = int(ck.meta["step"]), float(ck.meta.get("elapsed_seconds", 0.0))
-        window = tuple(ck.meta.get("metrics_window", (0.0, 0.0, 0)))
-        passes = int(ck.meta.get("early_stop_passes", 0))
-        if rank == 0:  # drop lines logged after the checkpoint: they will be logged again, identically
-            kept = [m for m in checkpoint.read_metrics(out) if m["step"] <= start_step]
-            checkpoint.atomic_write_text(out / checkpoint.METRICS, "".join(json.dumps(m) + "\n" for m in kept))
-    elif rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / checkpoint.METRICS).unlink(missing_ok=True)
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    per_rank = max(1, cfg.batch_size // world)
-    t0 = time.perf_counter() - elapsed0
-    bar = tqdm(total=cfg.steps, initial=start_step, disable=not progress or rank != 0, unit="step",
-               desc=f"{cfg.task}/{cfg.setting} L{cfg.layers}")
-    last: dict = {}
-    step = start_step
-    stopped, valid_accuracy = False, None
-    # the running sums since the last metrics line stay on the device (float64, so the same sums as Python
-    # floats): reading a loss every step would make the host wait for the GPU at every step
-    window_sums = torch.tensor(window[:2], dtype=torch.float64, device=device)
-    window_n = int(window[2])
-
-    def window_now() -> tuple:
-        return (*window_sums.tolist(), window_n)
-    while step < cfg.steps:
-        elapsed = _shared_clock(time.perf_counter() - t0, world, device)  # every rank stops at the same step
-        if cfg.time_limit is not None and elapsed >= cfg.time_limit:
-            break
-        if stop_after is not None and step - start_step >= stop_after:
-            break
-        batch = task.batch(np.random.default_rng([cfg.seed, step, rank]), per_rank, cfg.setting)
-        tokens = torch.as_tensor(batch.tokens, device=device)
-        labels = torch.as_tensor(batch.labels, device=device)
-        lr = lr_at(cfg, step, elapsed)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        logits, _ = net(tokens)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        with torch.no_grad():
-            mask = labels[:, -1] != IGNORE
-            hits = (logits[:, -1].argmax(-1) == labels[:, -1]) & mask  # no boolean indexing: it syncs on CUDA
-            answer_acc = hits.sum().float() / mask.sum().float()
-            window_sums += torch.stack([loss.detach(), answer_acc]).double()
-        window_n += 1
-        bar.update(1)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            window_loss, window_acc = window_sums.tolist()
-            last = {"step": step, "loss": round(window_loss / window_n, 5),
-                    "train_answer_acc": round(window_acc / window_n, 4), "lr": lr}
-            window_sums.zero_()
-            window_n = 0
-            bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['train_answer_acc']:.3f}")
-            if rank == 0:
-                checkpoint.append_metrics(out, {**last, "seconds": round(time.perf_counter() - t0, 2)})
-        if cfg.early_stop is not None and (step % cfg.eval_every == 0 or step == cfg.steps):
-            # every rank evaluates the same weights on the same samples, so every rank stops at the same step
-            valid_accuracy = evaluate_model(model, task, cfg.setting, cfg.eval_samples, seed=cfg.seed,
-                                            split="valid")["accuracy"]
-            model.train()
-            if on_eval is not None and rank == 0:
-                on_eval(step, valid_accuracy)
-            passes = passes + 1 if valid_accuracy >= cfg.early_stop else 0
-            stopped = passes >= cfg.early_stop_patience
-            if stopped:
-                break
-        if rank == 0 and step % cfg.save_every == 0:
-            save_training(out, model, opt, cfg, task, step, time.perf_counter() - t0, window_now(),
-                          {"early_stop_passes": passes})
-    bar.close()
-    if rank == 0:
-        save_training(out, model, opt, cfg, task, step, time.perf_counter() - t0, window_now(),
-                      {"early_stopped": stopped, "valid_accuracy": valid_accuracy, "early_stop_passes": passes})
-    if world > 1:
-        torch.distributed.barrier()
-    return {**last, "step": step, "early_stopped": stopped, "valid_accuracy": valid_accuracy}
+    """One run: a group of one (``train_group``). Returns its last metrics record."""
+    hear = None if on_eval is None else (lambda member, step, accuracy: on_eval(step, accuracy))
+    return train_group([cfg], [out_dir], resume, progress, stop_after, hear)[0]
 
 
-# ---- evaluation ------------------------------------------------------------------------------------------------
+def train_group(cfgs: list[TrainConfig], out_dirs: list, resume: bool = False, progress: bool = True,
+                stop_after: int | None = None, on_eval=None, device: str | None = None) -> list[dict]:
+    """Train several runs as one stacked model (``neural.group``): one forward and backward pass and one
+    optimiser step for all of them, each with its own data stream, loss, clipping, metrics, early stop and
+    checkpoint. Returns each run's last metrics record, in order. ``stop_after`` ends the run after that many steps
+    (tests of resume); ``device`` overrides the configs' own.
 
-def generate(model: Decoder, prompts, steps: int) -> np.ndarray:
-    """Batched greedy decoding with the KV cache: ``neural.execute.greedy`` over the module."""
-    from neural.execute import TorchSession, greedy
-
-    return greedy(TorchSession(model), np.asarray(prompts), steps)
-
-
-def load_trained(directory) -> tuple[Decoder, FoldTask, str, dict]:
-    from grammar.errors import InputError, SourceLoc
-
-    ck = checkpoint.load(directory)
-    if "task" not in ck.meta or "setting" not in ck.meta:
-        raise InputError("this checkpoint names no task and setting (a compiled construction?)",
-                         SourceLoc(str(Path(directory) / checkpoint.CONFIG)),
-                         expected='"task" and "setting" in config.json')
-    spec = dict(ck.meta["task"])
-    try:
-        task = make_task(spec.pop("kind", None), **spec)
-    except (TypeError, ValueError) as err:  # a config from another version, or edited by hand
-        raise InputError(f"config.json names a task this version cannot build: {err}",
-                         SourceLoc(str(Path(directory) / checkpoint.CONFIG)),
-                         expected="a task written by this version of cotproof train") from None
-    if list(task.vocab) != list(ck.meta.get("vocab", task.vocab)):
-        raise InputError("the checkpoint's vocabulary differs from its task's", SourceLoc(str(directory)),
-                         expected="a checkpoint written by cotproof train")
-    model = Decoder.from_arrays(ck.config, ck.weights)
-    return model, task, ck.meta["setting"], ck.meta
-
-
-def evaluate_model(model: Decoder, task: FoldTask, setting: str, samples: int = 1000, seed: int = 1234,
-                   batch_size: int = 250, split: str = "test") -> dict:
-    """Greedy answer accuracy on fresh samples of one split (by default the held-out test prompts, which training
-    never draws), per-position CoT accuracy, and CoT soundness."""
-    rng = np.random.default_rng(seed)
-    correct, total, per_pos, sound_steps, steps = 0, 0, None, 0, 0
-    model.eval()
-    device = next(model.parameters()).device
-    while total < samples:
-        n = min(batch_size, samples - total)
-        b = task.batch(rng, n, "cot", split)  # the prompt is the same in every setting
-        prompts = b.tokens[:, :b.prompt_len]
-        if setting == "cot":
-            gen = generate(model, prompts, task.n_steps)
-            answer = gen[:, -1]
-            hits = gen == b.cot
-            per_pos = hits.sum(0) if per_pos is None else per_pos + hits.sum(0)
-            written = gen
-        else:
-            with torch.inference_mode():
-                logits, _ = model(torch.as_tensor(prompts, device=device))
-            answer = logits[:, -1].argmax(-1).cpu().numpy()
-            # hint: the states the model reads out at the labelled prompt positions are its intermediate steps
-            written = logits[:, task.hint_positions].argmax(-1).cpu().numpy() if setting == "hint" else None
-        if written is not None:
-            ok = task.check_steps(b.tokens[:, :task.n_prompt], written)
-            sound_steps, steps = sound_steps + int(ok.sum()), steps + ok.size
-        correct += int((answer == b.answer).sum())
-        total += n
-    out = {"accuracy": correct / total, "samples": total, "seed": seed, "setting": setting, "task": task.name,
-           "split": split}
-    if per_pos is not None:
-        out["cot_position_accuracy"] = [round(float(x) / total, 4) for x in per_pos]
-    if steps:  # each written (cot) or read-out (hint) state checked against the step applied to the one before
-        out["unsound_step_rate"] = 1 - sound_steps / steps
-    return out
+    With ``early_stop``, greedy accuracy on the *validation* split (prompts held out from training, and disjoint
+    from the test split that reported numbers use) is measured every ``eval_every`` steps; a run stops once it has
+    reached ``early_stop`` at ``early_stop_patience`` checks in a row, and ``on_eval(i, step, accuracy)`` hears
+    every measurement of run i."""
+    return Group(cfgs, [Path(d) for d in out_dirs], resume, device).run(progress, stop_after, on_eval)

@@ -9,9 +9,18 @@ import pytest
 from helpers import cli
 
 from neural import reproduce
-from neural.reproduce import PROFILES, Profile, cells_of, longest_first, parse_cells, run_grid
+from neural.reproduce import (
+    PROFILES,
+    Profile,
+    cells_of,
+    group_cost,
+    parse_cells,
+    plan_groups,
+    run_grid,
+)
+from neural.runs import TrainConfig
 from neural.tasks import SPLITS, make_task
-from neural.train import TrainConfig, train
+from neural.train import train
 
 TASKS = [("modadd", {"length": 4}), ("s5", {"length": 3}), ("isq", {"steps": 3, "max_prime": 31}),
          ("cvp", {"gates": 4})]
@@ -87,7 +96,7 @@ def test_early_stopping_on_the_validation_split(tmp_path):
     assert never["step"] == 60 and not never["early_stopped"]
 
 
-def test_cells_are_parsed_or_refused():
+def test_cells_are_parsed_or_refused(tmp_path):
     assert parse_cells("s5:cot:1, cvp:base:4") == [("s5", "cot", 1), ("cvp", "base", 4)]
     for bad in ("s5:cot", "s6:cot:1", "s5:cott:1", "s5:cot:0", "s5:cot:x"):
         with pytest.raises(ValueError):
@@ -97,8 +106,10 @@ def test_cells_are_parsed_or_refused():
     assert [(c.task, c.length, c.seed) for c in chosen[:4]] == [("cvp", 16, 0), ("cvp", 16, 1), ("s5", 16, 0),
                                                                 ("s5", 16, 1)]  # in the order asked for
     assert {c.length for c in chosen if c.task == "modadd"} == {4, 8, 16}  # a task's length axis comes along
-    ordered = longest_first(chosen, full)
-    assert [c.name for c in ordered[:2]] == ["s5:base:8"] * 2 and ordered[2:4] == chosen[:2]  # ties keep order
+    groups = plan_groups(full, chosen, tmp_path, "cpu", 1e12)
+    assert groups[0] == chosen[:2]  # the seeds of a cell form one group, in the order asked for
+    ordered = sorted(groups, key=lambda g: -group_cost(full, g))  # longest first, as --jobs runs them
+    assert [c.name for c in ordered[0]] == ["s5:base:8"] * 2 and ordered[1] == chosen[:2]  # ties keep order
     proc = cli("reproduce", "--quick", "--cells", "s5:cot:zero")
     assert proc.returncode == 2 and "s5:cot:zero" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli("reproduce", "--quick", "--seeds", "0")

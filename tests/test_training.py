@@ -10,8 +10,10 @@ import pytest
 from helpers import ROOT, cli, cli_json
 
 from neural import checkpoint
+from neural.evaluation import evaluate_model, load_trained
+from neural.runs import TrainConfig
 from neural.tasks import IGNORE, SETTINGS, make_task
-from neural.train import TrainConfig, evaluate_model, load_trained, train
+from neural.train import train
 
 TASKS = [("modadd", {"length": 6}), ("s5", {"length": 5}), ("isq", {"steps": 4}), ("cvp", {"gates": 5})]
 

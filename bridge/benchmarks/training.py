@@ -11,8 +11,8 @@ import torch
 from torch.nn import functional as F
 
 from neural.model import Decoder
+from neural.runs import TrainConfig
 from neural.tasks import IGNORE
-from neural.train import TrainConfig
 
 
 def main() -> None:

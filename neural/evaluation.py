@@ -1,0 +1,78 @@
+"""Greedy decoding, loading a trained checkpoint, and scoring it on one split of a task's prompts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neural import checkpoint
+from neural.model import Decoder
+from neural.tasks import FoldTask, make_task
+
+
+def generate(model: Decoder, prompts, steps: int) -> np.ndarray:
+    """Batched greedy decoding with the KV cache: ``neural.execute.greedy`` over the module."""
+    from neural.execute import TorchSession, greedy
+
+    return greedy(TorchSession(model), np.asarray(prompts), steps)
+
+
+def load_trained(directory) -> tuple[Decoder, FoldTask, str, dict]:
+    from grammar.errors import InputError, SourceLoc
+
+    ck = checkpoint.load(directory)
+    if "task" not in ck.meta or "setting" not in ck.meta:
+        raise InputError("this checkpoint names no task and setting (a compiled construction?)",
+                         SourceLoc(str(Path(directory) / checkpoint.CONFIG)),
+                         expected='"task" and "setting" in config.json')
+    spec = dict(ck.meta["task"])
+    try:
+        task = make_task(spec.pop("kind", None), **spec)
+    except (TypeError, ValueError) as err:  # a config from another version, or edited by hand
+        raise InputError(f"config.json names a task this version cannot build: {err}",
+                         SourceLoc(str(Path(directory) / checkpoint.CONFIG)),
+                         expected="a task written by this version of cotproof train") from None
+    if list(task.vocab) != list(ck.meta.get("vocab", task.vocab)):
+        raise InputError("the checkpoint's vocabulary differs from its task's", SourceLoc(str(directory)),
+                         expected="a checkpoint written by cotproof train")
+    model = Decoder.from_arrays(ck.config, ck.weights)
+    return model, task, ck.meta["setting"], ck.meta
+
+
+def evaluate_model(model: Decoder, task: FoldTask, setting: str, samples: int = 1000, seed: int = 1234,
+                   batch_size: int = 250, split: str = "test") -> dict:
+    """Greedy answer accuracy on fresh samples of one split (by default the held-out test prompts, which training
+    never draws), per-position CoT accuracy, and CoT soundness."""
+    rng = np.random.default_rng(seed)
+    correct, total, per_pos, sound_steps, steps = 0, 0, None, 0, 0
+    model.eval()
+    device = next(model.parameters()).device
+    while total < samples:
+        n = min(batch_size, samples - total)
+        b = task.batch(rng, n, "cot", split)  # the prompt is the same in every setting
+        prompts = b.tokens[:, :b.prompt_len]
+        if setting == "cot":
+            gen = generate(model, prompts, task.n_steps)
+            answer = gen[:, -1]
+            hits = gen == b.cot
+            per_pos = hits.sum(0) if per_pos is None else per_pos + hits.sum(0)
+            written = gen
+        else:
+            with torch.inference_mode():
+                logits, _ = model(torch.as_tensor(prompts, device=device))
+            answer = logits[:, -1].argmax(-1).cpu().numpy()
+            # hint: the states the model reads out at the labelled prompt positions are its intermediate steps
+            written = logits[:, task.hint_positions].argmax(-1).cpu().numpy() if setting == "hint" else None
+        if written is not None:
+            ok = task.check_steps(b.tokens[:, :task.n_prompt], written)
+            sound_steps, steps = sound_steps + int(ok.sum()), steps + ok.size
+        correct += int((answer == b.answer).sum())
+        total += n
+    out = {"accuracy": correct / total, "samples": total, "seed": seed, "setting": setting, "task": task.name,
+           "split": split}
+    if per_pos is not None:
+        out["cot_position_accuracy"] = [round(float(x) / total, 4) for x in per_pos]
+    if steps:  # each written (cot) or read-out (hint) state checked against the step applied to the one before
+        out["unsound_step_rate"] = 1 - sound_steps / steps
+    return out

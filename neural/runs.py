@@ -1,0 +1,122 @@
+"""What a training run is: its settings (``TrainConfig``), its learning-rate schedule, and its checkpoint.
+
+- The learning rate is linear warm-up, constant, then cosine decay to 0.1x over the last 30%. Its progress is
+  step/steps; with ``--time-limit`` it is the larger of that and elapsed/limit, so a time-limited run still anneals
+  before it stops (such a run depends on wall time, so bit-exact ``--resume`` is promised for ``--steps`` runs).
+- Checkpoints: ``model.safetensors``, ``optimizer.safetensors`` and ``config.json`` (written last, with the hashes
+  of both), each replaced atomically; ``metrics.jsonl`` gets one line per log interval. A run trained alone and a
+  run trained in a group (``neural.train``) write the same files.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neural import checkpoint
+from neural.config import ModelConfig
+from neural.tasks import FoldTask, make_task
+
+OPTIMIZER = "optimizer.safetensors"
+STABLE = 0.7  # warm-up, constant rate until 70% of the budget, then cosine to 0.1x (tasks that "grok", like S5,
+# need the full rate until they do; an early decay left S5's last CoT position at chance in a 240 s run)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    task: str
+    task_params: tuple = ()
+    setting: str = "cot"
+    layers: int = 1
+    d_model: int = 128
+    heads: int = 4
+    d_ff: int = 512
+    activation: str = "gelu"
+    layernorm: bool = True
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    steps: int = 100_000
+    warmup: int = 100
+    time_limit: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    log_every: int = 50
+    save_every: int = 500
+    early_stop: float | None = None  # stop once the accuracy on the validation split reaches this ...
+    early_stop_patience: int = 2  # ... at this many checks in a row (one lucky check is not a learned task)
+    eval_every: int = 250  # steps between those validation checks
+    eval_samples: int = 256
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 elsewhere (neural.group.resolve_precision)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["task_params"] = dict(self.task_params)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        d["task_params"] = tuple(sorted(d.get("task_params", {}).items()))
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+    def make_task(self) -> FoldTask:
+        return make_task(self.task, **dict(self.task_params))
+
+    def model_config(self, task: FoldTask) -> ModelConfig:
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by {self.heads} heads")
+        return ModelConfig(vocab_size=len(task.vocab), max_len=task.seq_len(self.setting), d_model=self.d_model,
+                           n_layers=self.layers, n_heads=self.heads, d_head=self.d_model // self.heads,
+                           d_ff=self.d_ff, activation=self.activation, layernorm=self.layernorm)
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
+    return name
+
+
+def lr_at(cfg: TrainConfig, step: int, elapsed: float | None = None) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    if cfg.time_limit and elapsed is not None:
+        progress = max(progress, min(1.0, elapsed / cfg.time_limit))
+    if progress < STABLE:
+        return cfg.lr
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (progress - STABLE) / (1 - STABLE))))
+
+
+def save_training(out: Path, cfg: TrainConfig, task: FoldTask, model_cfg: ModelConfig,
+                  weights: dict[str, torch.Tensor], moments: dict[str, torch.Tensor], adam_step: float, step: int,
+                  elapsed: float, window: tuple = (0.0, 0.0, 0), finish: dict | None = None) -> None:
+    """One model's checkpoint. ``moments`` are its AdamW moments named ``"{i}.exp_avg"``/``"{i}.exp_avg_sq"`` with
+    i its parameter's index in ``Decoder.parameters()``, the layout of ``torch.optim.AdamW.state_dict()``, so a
+    run trained alone and a run trained in a group write the same files."""
+    from safetensors.numpy import save as st_save
+
+    payload = st_save({k: np.ascontiguousarray(v.detach().float().cpu().numpy()) for k, v in moments.items()})
+    scalars = {f"{i}.step": float(adam_step) for i in range(len(weights))} if moments else {}
+    meta = {"kind": "trained", "task": {"kind": task.name, **task.params}, "setting": cfg.setting,
+            "vocab": list(task.vocab), "seed": cfg.seed, "train": cfg.to_dict(), "step": step,
+            "elapsed_seconds": round(elapsed, 3), "optimizer_scalars": scalars, "metrics_window": list(window),
+            "optimizer_sha256": hashlib.sha256(payload).hexdigest(), **(finish or {})}
+    raw = {k: v.detach().to(torch.float32).cpu().numpy() for k, v in weights.items()}
+    checkpoint.save(out, model_cfg, raw, meta, extra_files={OPTIMIZER: payload})
+
+
+def load_training(out: Path):
+    from safetensors.numpy import load as st_load
+
+    ck = checkpoint.load(out)  # finishes a checkpoint write that a kill interrupted
+    payload = (out / OPTIMIZER).read_bytes() if (out / OPTIMIZER).exists() else None
+    if payload is None or hashlib.sha256(payload).hexdigest() != ck.meta.get("optimizer_sha256"):
+        raise ValueError(f"{out / OPTIMIZER} is missing or does not match config.json: cannot resume exactly")
+    return ck, st_load(payload)
