@@ -16,16 +16,18 @@ from bridge.output import EXIT_FAILED, EXIT_OK, emit
 PLANS = {
     "quick": {"parse": ["--gates", "20000", "--repeats", "1"], "execution": ["--gates", "2000", "--check-gates", "160"],
               "proof_scaling": ["--sizes", "16", "4096", "--repeats", "1"], "trace_check": ["--gates", "20000"],
-              "training": ["--steps", "10"], "netlists": ["--bits", "32", "--vectors", "4096"]},
+              "training": ["--groups", "1,4", "--n1", "2", "--n2", "5"], "netlists": ["--bits", "32", "--vectors", "4096"]},
     "full": {"parse": ["--gates", "100000"], "execution": ["--gates", "10000"],
              "proof_scaling": ["--sizes", "16", "256", "4096", "65536"], "trace_check": ["--gates", "100000"],
-             "training": ["--steps", "50"], "netlists": ["--bits", "64"]},
+             "training": ["--groups", "1,4,16,64"], "netlists": ["--bits", "64"]},
 }
 
 
-def run_benchmarks(plan: str) -> dict:
+def run_benchmarks(plan: str, only: str | None = None) -> dict:
     results = {}
     for name, argv in PLANS[plan].items():
+        if only is not None and name != only:
+            continue
         start = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", f"bridge.benchmarks.{name}", *argv], capture_output=True,
                               text=True)
@@ -40,7 +42,7 @@ def run_benchmarks(plan: str) -> dict:
 
 def cmd_bench(args) -> int:
 
-    report = run_benchmarks("quick" if args.quick else "full")
+    report = run_benchmarks("quick" if args.quick else "full", "training" if args.training else None)
     failed = [n for n, r in report["benchmarks"].items() if "error" in r]
     emit(report, args.json, lambda r: "\n".join(
         [f"cotproof bench ({r['plan']})"] + [f"  {k:<55} {v}" for k, v in r["ratios"].items()]
@@ -51,5 +53,7 @@ def cmd_bench(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks, reported as ratios measured in one run")
     p.add_argument("--quick", action="store_true", help="smaller sizes (a few minutes, fits CI)")
+    p.add_argument("--training", action="store_true",
+                   help="only training throughput: grouped runs against separate processes, G = 1, 4, 16, 64")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)

@@ -170,7 +170,7 @@ def heldout_disjoint(task, cfg, eval_seed: int, eval_samples: int, train_steps: 
 
 def run_group(profile_name: str, cells: list[Cell], root: str, index: str = "", fresh: bool = False,
               device: str | None = None, precision: str = "auto") -> list[dict]:
-    """Train (or resume) a group of cells as one stacked model (``neural.group``), then score each on the test
+    """Train (or resume) a group of cells as one stacked model (``neural.train``), then score each on the test
     split. Runs in a worker process under ``--jobs``."""
     import shutil
 
@@ -232,7 +232,7 @@ def plan_groups(profile: Profile, cells: list[Cell], root: Path, device: str, me
                 fresh: bool = False, precision: str = "auto") -> list[list[Cell]]:
     """Cells that train well together, as groups of at most ``MAX_GROUP`` members within ``memory_bytes``.
 
-    Members must share ``neural.group.group_key`` and the step they resume from. On CUDA a group also spans the
+    Members must share ``neural.train.group_key`` and the step they resume from. On CUDA a group also spans the
     settings and lengths of a task (padded to its longest sequence): small models there are bound by kernel
     launches, and G models cost about the launches of one. On a CPU training is bound by arithmetic (grouping
     measured 0.9-1.1x of separate processes, ``docs/benchmarks.md``), so padding would be lost work: a CPU group

@@ -51,7 +51,7 @@ class TrainConfig:
     early_stop_patience: int = 2  # ... at this many checks in a row (one lucky check is not a learned task)
     eval_every: int = 250  # steps between those validation checks
     eval_samples: int = 256
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 elsewhere (neural.group.resolve_precision)
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 elsewhere (neural.train.resolve_precision)
 
     def to_dict(self) -> dict:
         d = asdict(self)

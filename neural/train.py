@@ -41,6 +41,7 @@ from neural import checkpoint
 from neural.config import Keys, ModelConfig
 from neural.evaluation import evaluate_model
 from neural.model import Decoder
+from neural.prefetch import Batches
 from neural.runs import TrainConfig, load_training, lr_at, resolve_device, save_training
 from neural.stacked import StackedDecoder
 from neural.tasks import IGNORE, SETTINGS, FoldTask
@@ -91,21 +92,22 @@ class Member:
 
 
 class Group:
+    """The runs of one group, trained as one ``StackedDecoder`` (see the module's docstring)."""
+
     def __init__(self, cfgs: list[TrainConfig], outs: list[Path], resume: bool = False, device: str | None = None):
         if not cfgs or len(cfgs) != len(outs):
             raise ValueError("a group needs one output directory per run, and at least one run")
         if len({str(Path(o).resolve()) for o in outs}) != len(outs):
             raise ValueError("two runs of one group would write to the same directory")
+        if len({group_key(cfg) for cfg in cfgs}) > 1:  # before any directory is touched
+            raise ValueError("these runs cannot train as one group: they differ in vocabulary, architecture, "
+                             "schedule, batch size, device or precision")
         self.world, self.rank = _dist()
         self.device = device or resolve_device(cfgs[0].device)
         if self.device == "cuda" and self.world > 1:
             self.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         self.precision = resolve_precision(cfgs[0].precision, self.device)
         self.members = [self._member(cfg, Path(out), resume) for cfg, out in zip(cfgs, outs)]
-        keys = {group_key(m.cfg, m.task) for m in self.members}
-        if len(keys) > 1:
-            raise ValueError("these runs cannot train as one group: they differ in vocabulary, architecture, "
-                             "schedule, batch size, device or precision")
         starts = {m.start for m in self.members if m.result is None}
         if len(starts) > 1:
             raise ValueError(f"the runs of a group resume from different steps {sorted(starts)}: group them by step")
@@ -202,26 +204,38 @@ class Group:
 
     # ---- one step's data ----------------------------------------------------------------------------------------
 
-    def _batch(self, active: list[Member], step: int, per_rank: int):
+    def _batch(self, source: Batches, active: list[Member], step: int, per_rank: int):
         """Tokens and labels (G, B, T), padded at the end to the longest member; the columns that carry a label in
         some member; and for each member its answer column's index among them."""
-        batches = [m.task.batch(np.random.default_rng([m.cfg.seed, step, self.rank]), per_rank, m.cfg.setting)
-                   for m in active]
-        t = max(b.tokens.shape[1] for b in batches)
+        batches = source.request([(m.cfg.task, m.cfg.task_params, m.cfg.setting, m.cfg.seed) for m in active], step,
+                                 self.rank, per_rank, self.cfg.steps)
+        t = max(tok.shape[1] for tok, _ in batches)
         tokens = np.zeros((len(active), per_rank, t), dtype=np.int64)
         labels = np.full((len(active), per_rank, t), IGNORE, dtype=np.int64)
-        for g, b in enumerate(batches):
-            tokens[g, :, :b.tokens.shape[1]] = b.tokens
-            labels[g, :, :b.labels.shape[1]] = b.labels
+        for g, (tok, lab) in enumerate(batches):
+            tokens[g, :, :tok.shape[1]] = tok
+            labels[g, :, :lab.shape[1]] = lab
         columns = np.flatnonzero((labels != IGNORE).any(axis=(0, 1)))
-        answer = np.searchsorted(columns, [b.tokens.shape[1] - 1 for b in batches])
+        answer = np.searchsorted(columns, [tok.shape[1] - 1 for tok, _ in batches])
         labels = labels[:, :, columns]
-        counts = (labels != IGNORE).reshape(len(active), -1).sum(1)
+        counts = (labels != IGNORE).reshape(len(active), -1).sum(1).astype(np.float32)
         return tokens, labels, columns, answer, counts
 
     # ---- the loop -----------------------------------------------------------------------------------------------
 
-    def run(self, progress: bool = True, stop_after: int | None = None, on_eval=None) -> list[dict]:
+    def run(self, progress: bool = True, stop_after: int | None = None, on_eval=None,
+            data_workers: int | None = None) -> list[dict]:
+        """``data_workers``: processes drawing batches ahead (default: a few on CUDA, none on a CPU, whose cores
+        are busy training)."""
+        if data_workers is None:
+            data_workers = min(4, max(1, (os.cpu_count() or 2) // 4)) if self.device.startswith("cuda") else 0
+        source = Batches(data_workers)
+        try:
+            return self._run(source, progress, stop_after, on_eval)
+        finally:
+            source.close()
+
+    def _run(self, source: Batches, progress: bool, stop_after: int | None, on_eval) -> list[dict]:
         from tqdm import tqdm
 
         cfg, device, rank = self.cfg, self.device, self.rank
@@ -260,29 +274,26 @@ class Group:
                 break
             if stop_after is not None and step - start >= stop_after:
                 break
-            tokens, labels, columns, answer, counts = self._batch(active, step, per_rank)
-            tokens = torch.as_tensor(tokens, device=device)
-            labels = torch.as_tensor(labels, device=device)
-            columns_t = torch.as_tensor(columns, device=device)
+            tokens, labels, columns, answer, counts = (self._to_device(a) for a in
+                                                       self._batch(source, active, step, per_rank))
             lr = lr_at(cfg, step, elapsed)
             for group in opt.param_groups:
                 group["lr"] = lr
             with autocast():
-                logits = net(tokens, columns_t)
+                logits = net(tokens, columns)
             logits = logits.float()
             g_n, vocab = logits.shape[0], logits.shape[-1]
             token_loss = F.cross_entropy(logits.reshape(-1, vocab), labels.reshape(-1), ignore_index=IGNORE,
                                          reduction="none").view(g_n, -1)
-            losses = token_loss.sum(1) / torch.as_tensor(counts, device=device, dtype=torch.float32)
+            losses = token_loss.sum(1) / counts
             opt.zero_grad(set_to_none=True)
             losses.sum().backward()
             self._clip(model)
             opt.step()
             step += 1
             with torch.no_grad():
-                pick = torch.as_tensor(answer, device=device)
-                answer_logits = logits[torch.arange(g_n, device=device), :, pick]  # (G, B, V)
-                answer_labels = labels[torch.arange(g_n, device=device), :, pick]  # (G, B)
+                answer_logits = logits[torch.arange(g_n, device=device), :, answer]  # (G, B, V)
+                answer_labels = labels[torch.arange(g_n, device=device), :, answer]  # (G, B)
                 mask = answer_labels != IGNORE
                 hits = (answer_logits.argmax(-1) == answer_labels) & mask  # no boolean indexing: it syncs on CUDA
                 accuracy = hits.sum(1).float() / mask.sum(1).float()
@@ -337,6 +348,13 @@ class Group:
             torch.distributed.barrier()
         return [m.result for m in self.members]
 
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        """To the device without making the host wait: from pinned memory, asynchronously, on CUDA."""
+        tensor = torch.from_numpy(np.ascontiguousarray(array))
+        if self.device.startswith("cuda"):
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor
+
     @staticmethod
     def _clip(model: StackedDecoder) -> None:
         """Each member's gradient, clipped to global norm ``CLIP_NORM`` on its own (``clip_grad_norm_`` per run)."""
@@ -373,14 +391,15 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool = False, pr
 
 
 def train_group(cfgs: list[TrainConfig], out_dirs: list, resume: bool = False, progress: bool = True,
-                stop_after: int | None = None, on_eval=None, device: str | None = None) -> list[dict]:
-    """Train several runs as one stacked model (``neural.group``): one forward and backward pass and one
+                stop_after: int | None = None, on_eval=None, device: str | None = None,
+                data_workers: int | None = None) -> list[dict]:
+    """Train several runs as one stacked model (``Group``): one forward and backward pass and one
     optimiser step for all of them, each with its own data stream, loss, clipping, metrics, early stop and
     checkpoint. Returns each run's last metrics record, in order. ``stop_after`` ends the run after that many steps
-    (tests of resume); ``device`` overrides the configs' own.
+    (tests of resume); ``device`` overrides the configs' own; ``data_workers`` see ``Group.run``.
 
     With ``early_stop``, greedy accuracy on the *validation* split (prompts held out from training, and disjoint
     from the test split that reported numbers use) is measured every ``eval_every`` steps; a run stops once it has
     reached ``early_stop`` at ``early_stop_patience`` checks in a row, and ``on_eval(i, step, accuracy)`` hears
     every measurement of run i."""
-    return Group(cfgs, [Path(d) for d in out_dirs], resume, device).run(progress, stop_after, on_eval)
+    return Group(cfgs, [Path(d) for d in out_dirs], resume, device).run(progress, stop_after, on_eval, data_workers)

@@ -151,6 +151,15 @@ def test_a_killed_group_resumes_exactly_and_a_member_resumes_alone(tmp_path):
                                [m["loss"] for m in checkpoint.read_metrics(split[1])], rtol=1e-4)
 
 
+def test_batches_drawn_ahead_in_workers_are_the_batches_drawn_inline(tmp_path):
+    cfgs = [_tiny(seed=0, steps=12), _tiny(seed=1, setting="base", steps=12)]
+    train_group(cfgs, [tmp_path / "inline0", tmp_path / "inline1"], progress=False, data_workers=0)
+    train_group(cfgs, [tmp_path / "ahead0", tmp_path / "ahead1"], progress=False, data_workers=2)
+    for s in range(2):
+        a, b = checkpoint.load(tmp_path / f"inline{s}"), checkpoint.load(tmp_path / f"ahead{s}")
+        assert all(np.array_equal(a.weights[k], b.weights[k]) for k in a.weights)
+
+
 def test_runs_that_cannot_share_a_step_are_refused(tmp_path):
     with pytest.raises(ValueError, match="cannot train as one group"):
         train_group([_tiny(), _tiny(lr=1e-2, seed=1)], [tmp_path / "a", tmp_path / "b"], progress=False)

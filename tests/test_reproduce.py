@@ -144,6 +144,15 @@ def test_a_tiny_grid_writes_the_results_and_resumes(tmp_path, monkeypatch):
     assert run_grid("quick", tmp_path / "runs", results)["cells"] == []
 
 
+def test_the_seeds_of_a_cell_train_as_one_group(tmp_path, monkeypatch):
+    monkeypatch.setitem(reproduce.PROFILES, "quick", TINY)
+    doc = run_grid("quick", tmp_path / "runs", tmp_path / "results", seeds=2, cells=[("modadd", "cot", 1)])
+    assert sorted((c["seed"], c["group"]) for c in doc["cells"]) == [(0, 2), (1, 2)]
+    for seed in (0, 1):  # each seed's checkpoint is its own, as if it had trained alone
+        meta = json.loads((tmp_path / f"runs/quick/modadd_cot_L1_n3_s{seed}/config.json").read_text())
+        assert meta["seed"] == seed and meta["step"] == doc["cells"][seed]["steps"]
+
+
 @pytest.mark.slow
 def test_quick_cells_reproduce_the_committed_numbers(tmp_path):
     """The issue's check, on this CPU: the two deciding CoT cells rerun from scratch land within 0.05 of the
