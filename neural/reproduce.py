@@ -280,8 +280,16 @@ def training_bytes(cfg) -> float:
 
 
 def group_cost(profile: Profile, group: list[Cell]) -> float:
-    """What orders groups longest first: depth x step budget x members."""
-    return group[0].layers * profile.budget(group[0].task) * len(group)
+    """What orders groups longest first: the training FLOP of the whole budget, summed over members (depth alone
+    would rank a 1-layer cvp cell, with its long sequences, with a 1-layer modadd cell 3x cheaper)."""
+    from neural.stacked import flops_per_step
+
+    total = 0.0
+    for cell in group:
+        cfg = train_config(profile, cell)
+        mc = cfg.model_config(cfg.make_task())
+        total += cfg.steps * flops_per_step(mc, cfg.batch_size, mc.max_len, mc.max_len)
+    return total
 
 
 def device_memory(device: str, jobs: int) -> float:

@@ -108,8 +108,10 @@ def test_cells_are_parsed_or_refused(tmp_path):
     assert {c.length for c in chosen if c.task == "modadd"} == {4, 8, 16}  # a task's length axis comes along
     groups = plan_groups(full, chosen, tmp_path, "cpu", 1e12)
     assert groups[0] == chosen[:2]  # the seeds of a cell form one group, in the order asked for
-    ordered = sorted(groups, key=lambda g: -group_cost(full, g))  # longest first, as --jobs runs them
-    assert [c.name for c in ordered[0]] == ["s5:base:8"] * 2 and ordered[1] == chosen[:2]  # ties keep order
+    ordered = sorted(groups, key=lambda g: -group_cost(full, g))  # costliest first, as --jobs runs them
+    # by training FLOP, not depth: 1-layer cvp CoT (129-token sequences) outweighs 8-layer s5 base (17 tokens)
+    assert ordered[0] == chosen[:2] and [c.name for c in ordered[1]] == ["s5:base:8"] * 2
+    assert [c.length for g in ordered[2:] for c in g] == [16, 16, 8, 8, 4, 4]  # modadd, longest first
     proc = cli("reproduce", "--quick", "--cells", "s5:cot:zero")
     assert proc.returncode == 2 and "s5:cot:zero" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli("reproduce", "--quick", "--seeds", "0")

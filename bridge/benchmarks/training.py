@@ -9,8 +9,10 @@ For each group size G, on the CPU always and on CUDA when present:
   aggregate rate of G separate runs is that of ``min(G, jobs)`` concurrent ones.
 
 Rates are steady-state: each process times two runs of n1 and n2 steps and divides the difference, so process
-start, model set-up and checkpoint writes cancel out. Reported: aggregate cell-steps/s, achieved FLOP/s
-(``neural.stacked.flops_per_step``) and their ratio, ``grouped_to_separate_ratio``.
+start, model set-up and checkpoint writes cancel out. Grouped and separate are measured ``--repeats`` times,
+interleaved, and the ratio is the median of the per-round ratios (this machine's speed drifts by minutes).
+Reported: aggregate cell-steps/s, achieved FLOP/s (``neural.stacked.flops_per_step``) and
+``grouped_to_separate_ratio``.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -92,6 +95,7 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=1)
     ap.add_argument("--n1", type=int, default=3)
     ap.add_argument("--n2", type=int, default=13)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--jobs", type=int, default=None, help="separate processes at a time (default: cores, or 14 "
                                                           "on a GPU)")
     ap.add_argument("--device", default=None, help="one device only (default: cpu, and cuda when present)")
@@ -113,21 +117,23 @@ def main() -> None:
         jobs = args.jobs or (os.cpu_count() or 1 if device == "cpu" else 14)
         name = torch.cuda.get_device_name(0) if device == "cuda" else f"CPU, {os.cpu_count()} cores"
         for g in (int(x) for x in args.groups.split(",")):
-            measured = args.n2 - args.n1
-            if device == "cpu" and g > 4:  # a CPU group step costs about G single steps: keep the time bounded
-                measured = max(2, measured * 4 // g)
-            n1, n2 = args.n1, args.n1 + measured
+            rounds = []
             try:
-                grouped = steady_rate(g, args.setting, args.layers, device, n1, n2)
+                for _ in range(args.repeats):
+                    rounds.append((steady_rate(g, args.setting, args.layers, device, args.n1, args.n2),
+                                   separate(g, jobs, args, device)))
             except torch.OutOfMemoryError:
                 report["rows"].append({"device": name, "G": g, "error": "out of memory"})
                 continue
-            alone = separate(g, jobs, args, device)
+            grouped = statistics.median(r[0] for r in rounds)
+            alone = statistics.median(r[1] for r in rounds)
+            ratios = [r[0] / r[1] for r in rounds]
             row = {"device": name, "G": g, "grouped_cell_steps_per_s": round(grouped, 2),
                    "separate_cell_steps_per_s": round(alone, 2), "separate_jobs": min(g, jobs),
                    "grouped_tflops": round(grouped * flops / 1e12, 4),
                    "separate_tflops": round(alone * flops / 1e12, 4),
-                   "grouped_to_separate_ratio": round(grouped / alone, 3)}
+                   "grouped_to_separate_ratio": round(statistics.median(ratios), 3),
+                   "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)], "rounds": len(rounds)}
             report["rows"].append(row)
             report[f"{device}_G{g}_grouped_to_separate_ratio"] = row["grouped_to_separate_ratio"]
             print(json.dumps(row), file=sys.stderr, flush=True)
