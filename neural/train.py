@@ -30,7 +30,7 @@ import contextlib
 import json
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -84,11 +84,40 @@ class Member:
     window: tuple = (0.0, 0.0, 0)
     passes: int = 0
     valid_accuracy: float | None = None
+    last: dict = field(default_factory=dict)  # the latest metrics line
     result: dict | None = None  # set once the member is finished
 
     @property
     def seq_len(self) -> int:
         return self.model_cfg.max_len
+
+
+class Window:
+    """Each member's loss and training-accuracy sums since its last metrics line. They stay on the device (float64,
+    the same sums as Python floats): reading a loss every step would make the host wait for the GPU every step."""
+
+    def __init__(self, members: list[Member], device: str):
+        self.sums = torch.tensor([m.window[:2] for m in members], dtype=torch.float64, device=device)
+        self.counts = [int(m.window[2]) for m in members]
+
+    def add(self, losses: torch.Tensor, accuracy: torch.Tensor) -> None:
+        self.sums += torch.stack([losses, accuracy], 1).double()
+        self.counts = [n + 1 for n in self.counts]
+
+    def read(self, g: int) -> tuple[float, float]:
+        """Member g's means since its last line, and a fresh window."""
+        loss_sum, accuracy_sum = self.sums[g].tolist()
+        n, self.counts[g] = self.counts[g], 0
+        self.sums[g].zero_()
+        return loss_sum / n, accuracy_sum / n
+
+    def state(self, g: int) -> tuple:
+        """What a checkpoint keeps, so a resumed run logs the same lines."""
+        return (*self.sums[g].tolist(), self.counts[g])
+
+    def keep(self, members: list[int]) -> None:
+        self.sums = self.sums[members]
+        self.counts = [self.counts[g] for g in members]
 
 
 class Group:
@@ -238,115 +267,113 @@ class Group:
     def _run(self, source: Batches, progress: bool, stop_after: int | None, on_eval) -> list[dict]:
         from tqdm import tqdm
 
-        cfg, device, rank = self.cfg, self.device, self.rank
+        cfg, device = self.cfg, self.device
         active = [m for m in self.members if m.result is None]
         if not active:
             return [m.result for m in self.members]
         if device.startswith("cuda") and self.precision == "bf16":
             torch.backends.cuda.matmul.allow_tf32 = True  # what stays float32 under autocast
             torch.backends.cudnn.allow_tf32 = True
-        autocast = (lambda: torch.autocast(device.split(":")[0], dtype=torch.bfloat16)) if self.precision == "bf16" \
-            else contextlib.nullcontext
         model, opt = self._stack(active)
-        net = torch.nn.parallel.DistributedDataParallel(model) if self.world > 1 else model
-        per_rank = max(1, cfg.batch_size // self.world)
+        net = self._distributed(model)
         start = step = active[0].start
         t0 = time.perf_counter() - max(m.elapsed for m in active)
         names = {f"{m.task.name}/{m.cfg.setting}" for m in active}
-        bar = tqdm(total=cfg.steps, initial=start, disable=not progress or rank != 0, unit="step",
+        bar = tqdm(total=cfg.steps, initial=start, disable=not progress or self.rank != 0, unit="step",
                    desc=(names.pop() if len(names) == 1 else f"{len(active)} runs") + f" L{cfg.layers}"
                    + (f" x{len(active)}" if len(active) > 1 else ""))
-        # running sums since each member's last metrics line stay on the device (float64, the same sums as Python
-        # floats): reading a loss every step would make the host wait for the GPU at every step
-        sums = torch.tensor([m.window[:2] for m in active], dtype=torch.float64, device=device)
-        counts_n = [int(m.window[2]) for m in active]
-        last = [{} for _ in active]
-
-        def window(g: int) -> tuple:
-            return (*sums[g].tolist(), counts_n[g])
-
-        def finish(m: Member, stopped: bool) -> dict:
-            return {"early_stopped": stopped, "valid_accuracy": m.valid_accuracy, "early_stop_passes": m.passes}
-
+        window = Window(active, device)
         while step < cfg.steps and active:
             elapsed = _shared_clock(time.perf_counter() - t0, self.world, device)  # every rank stops together
             if cfg.time_limit is not None and elapsed >= cfg.time_limit:
                 break
             if stop_after is not None and step - start >= stop_after:
                 break
-            tokens, labels, columns, answer, counts = (self._to_device(a) for a in
-                                                       self._batch(source, active, step, per_rank))
             lr = lr_at(cfg, step, elapsed)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            with autocast():
-                logits = net(tokens, columns)
-            logits = logits.float()
-            g_n, vocab = logits.shape[0], logits.shape[-1]
-            token_loss = F.cross_entropy(logits.reshape(-1, vocab), labels.reshape(-1), ignore_index=IGNORE,
-                                         reduction="none").view(g_n, -1)
-            losses = token_loss.sum(1) / counts
-            opt.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            self._clip(model)
-            opt.step()
+            window.add(*self._step(source, active, net, model, opt, step, lr))
             step += 1
-            with torch.no_grad():
-                answer_logits = logits[torch.arange(g_n, device=device), :, answer]  # (G, B, V)
-                answer_labels = labels[torch.arange(g_n, device=device), :, answer]  # (G, B)
-                mask = answer_labels != IGNORE
-                hits = (answer_logits.argmax(-1) == answer_labels) & mask  # no boolean indexing: it syncs on CUDA
-                accuracy = hits.sum(1).float() / mask.sum(1).float()
-                sums += torch.stack([losses.detach(), accuracy], 1).double()
-            counts_n = [n + 1 for n in counts_n]
             bar.update(1)
-            stopped = []
-            for g, m in enumerate(active):
-                if step % m.cfg.log_every == 0 or step == cfg.steps:
-                    loss_sum, acc_sum = sums[g].tolist()
-                    last[g] = {"step": step, "loss": round(loss_sum / counts_n[g], 5),
-                               "train_answer_acc": round(acc_sum / counts_n[g], 4), "lr": lr}
-                    sums[g].zero_()
-                    counts_n[g] = 0
-                    if rank == 0:
-                        checkpoint.append_metrics(m.out, {**last[g], "seconds": round(time.perf_counter() - t0, 2)})
-                    if len(active) == 1:
-                        bar.set_postfix(loss=f"{last[g]['loss']:.4f}", acc=f"{last[g]['train_answer_acc']:.3f}")
-                if m.cfg.early_stop is not None and (step % m.cfg.eval_every == 0 or step == cfg.steps):
-                    # every rank evaluates the same weights on the same samples, so every rank stops at one step
-                    m.valid_accuracy = evaluate_model(self._decoder(model, g, m), m.task, m.cfg.setting,
-                                                      m.cfg.eval_samples, seed=m.cfg.seed, split="valid")["accuracy"]
-                    if on_eval is not None and rank == 0:
-                        on_eval(next(i for i, x in enumerate(self.members) if x is m), step, m.valid_accuracy)
-                    m.passes = m.passes + 1 if m.valid_accuracy >= m.cfg.early_stop else 0
-                    if m.passes >= m.cfg.early_stop_patience:
-                        stopped.append(g)
-                        continue
-                if rank == 0 and step % m.cfg.save_every == 0:
-                    self._save(m, g, model, opt, step, time.perf_counter() - t0, window(g),
-                               {"early_stop_passes": m.passes})
+            stopped = [g for g, m in enumerate(active)
+                       if self._after_step(m, g, step, lr, model, opt, window, time.perf_counter() - t0, on_eval)]
             for g in stopped:
-                m = active[g]
-                if rank == 0:
-                    self._save(m, g, model, opt, step, time.perf_counter() - t0, window(g), finish(m, True))
-                m.result = {**last[g], "step": step, "early_stopped": True, "valid_accuracy": m.valid_accuracy}
-            if stopped:
+                self._finish(active[g], g, model, opt, step, time.perf_counter() - t0, window, stopped=True)
+            if len(active) == 1 and active[0].last.get("step") == step:
+                bar.set_postfix(loss=f"{active[0].last['loss']:.4f}", acc=f"{active[0].last['train_answer_acc']:.3f}")
+            if stopped:  # they leave the group: the rest go on as a smaller stack
                 keep = [g for g in range(len(active)) if g not in stopped]
                 active = [active[g] for g in keep]
-                last = [last[g] for g in keep]
-                counts_n = [counts_n[g] for g in keep]
-                sums = sums[keep]
+                window.keep(keep)
                 if active:
                     model, opt = self._shrink(model, opt, keep)
-                    net = torch.nn.parallel.DistributedDataParallel(model) if self.world > 1 else model
+                    net = self._distributed(model)
         bar.close()
         for g, m in enumerate(active):
-            if rank == 0:
-                self._save(m, g, model, opt, step, time.perf_counter() - t0, window(g), finish(m, False))
-            m.result = {**last[g], "step": step, "early_stopped": False, "valid_accuracy": m.valid_accuracy}
+            self._finish(m, g, model, opt, step, time.perf_counter() - t0, window, stopped=False)
         if self.world > 1:
             torch.distributed.barrier()
         return [m.result for m in self.members]
+
+    def _step(self, source: Batches, active: list[Member], net, model: StackedDecoder, opt, step: int, lr: float):
+        """One optimiser step of every member (``net`` is ``model``, or its DistributedDataParallel wrapper).
+        Returns each member's loss and training answer accuracy (G,), left on the device."""
+        device = self.device
+        per_rank = max(1, self.cfg.batch_size // self.world)
+        tokens, labels, columns, answer, counts = (self._to_device(a) for a in
+                                                   self._batch(source, active, step, per_rank))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16) if self.precision == "bf16" \
+            else contextlib.nullcontext()
+        with autocast:
+            logits = net(tokens, columns)
+        logits = logits.float()
+        g_n, vocab = logits.shape[0], logits.shape[-1]
+        token_loss = F.cross_entropy(logits.reshape(-1, vocab), labels.reshape(-1), ignore_index=IGNORE,
+                                     reduction="none").view(g_n, -1)
+        losses = token_loss.sum(1) / counts  # each member's mean over its own labels
+        opt.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        self._clip(model)
+        opt.step()
+        with torch.no_grad():
+            members = torch.arange(g_n, device=device)
+            answer_logits, answer_labels = logits[members, :, answer], labels[members, :, answer]  # (G, B, V), (G, B)
+            mask = answer_labels != IGNORE
+            hits = (answer_logits.argmax(-1) == answer_labels) & mask  # no boolean indexing: it syncs on CUDA
+            return losses.detach(), hits.sum(1).float() / mask.sum(1).float()
+
+    def _after_step(self, m: Member, g: int, step: int, lr: float, model: StackedDecoder, opt, window: "Window",
+                    seconds: float, on_eval) -> bool:
+        """Member g's metrics line, validation check and checkpoint after ``step``; True once it stops early."""
+        if step % m.cfg.log_every == 0 or step == self.cfg.steps:
+            loss, accuracy = window.read(g)
+            m.last = {"step": step, "loss": round(loss, 5), "train_answer_acc": round(accuracy, 4), "lr": lr}
+            if self.rank == 0:
+                checkpoint.append_metrics(m.out, {**m.last, "seconds": round(seconds, 2)})
+        if m.cfg.early_stop is not None and (step % m.cfg.eval_every == 0 or step == self.cfg.steps):
+            # every rank evaluates the same weights on the same samples, so every rank stops at one step
+            m.valid_accuracy = evaluate_model(self._decoder(model, g, m), m.task, m.cfg.setting, m.cfg.eval_samples,
+                                              seed=m.cfg.seed, split="valid")["accuracy"]
+            if on_eval is not None and self.rank == 0:
+                on_eval(next(i for i, x in enumerate(self.members) if x is m), step, m.valid_accuracy)
+            m.passes = m.passes + 1 if m.valid_accuracy >= m.cfg.early_stop else 0
+            if m.passes >= m.cfg.early_stop_patience:
+                return True
+        if self.rank == 0 and step % m.cfg.save_every == 0:
+            self._save(m, g, model, opt, step, seconds, window.state(g), {"early_stop_passes": m.passes})
+        return False
+
+    def _finish(self, m: Member, g: int, model: StackedDecoder, opt, step: int, seconds: float, window: "Window",
+                stopped: bool) -> None:
+        """Member g's last checkpoint and result: it stopped early, or the group's run ended."""
+        if self.rank == 0:
+            self._save(m, g, model, opt, step, seconds, window.state(g),
+                       {"early_stopped": stopped, "valid_accuracy": m.valid_accuracy, "early_stop_passes": m.passes})
+        m.result = {**m.last, "step": step, "early_stopped": stopped, "valid_accuracy": m.valid_accuracy}
+
+    def _distributed(self, model: StackedDecoder):
+        """Under torchrun, DistributedDataParallel averages the members' gradients over the ranks."""
+        return torch.nn.parallel.DistributedDataParallel(model) if self.world > 1 else model
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
         """To the device without making the host wait: from pinned memory, asynchronously, on CUDA."""
