@@ -139,16 +139,24 @@ def test_a_killed_group_resumes_exactly_and_a_member_resumes_alone(tmp_path):
         assert all(np.array_equal(ca.weights[k], cb.weights[k]) for k in ca.weights)
         assert strip(checkpoint.read_metrics(a)) == strip(checkpoint.read_metrics(b))
     # a grouped checkpoint is a single run's checkpoint: same files, same meta keys, and --resume takes it
-    alone = tmp_path / "alone"
-    train(cfgs[1], alone, progress=False, stop_after=10)
-    assert {p.name for p in alone.iterdir()} == {p.name for p in split[1].iterdir()}
-    assert set(json.loads((alone / "config.json").read_text())) == set(json.loads((split[1] / "config.json")
-                                                                                  .read_text()))
+    single = tmp_path / "single"
+    train(cfgs[1], single, progress=False, stop_after=10)
+    assert {p.name for p in single.iterdir()} == {p.name for p in split[1].iterdir()}
+    assert set(json.loads((single / "config.json").read_text())) == set(json.loads((split[1] / "config.json")
+                                                                                   .read_text()))
     train_group(cfgs, split, progress=False, stop_after=10)
     last = train(cfgs[1], split[1], resume=True, progress=False)
     assert last["step"] == 40
     np.testing.assert_allclose([m["loss"] for m in checkpoint.read_metrics(straight[1])],
                                [m["loss"] for m in checkpoint.read_metrics(split[1])], rtol=1e-4)
+    # ... and runs begun alone resume as one group
+    alone = [tmp_path / f"alone{s}" for s in range(3)]
+    for cfg, out in zip(cfgs, alone):
+        train(cfg, out, progress=False, stop_after=10)
+    assert [r["step"] for r in train_group(cfgs, alone, resume=True, progress=False)] == [40, 40, 40]
+    for a, b in zip(straight, alone):
+        np.testing.assert_allclose([m["loss"] for m in checkpoint.read_metrics(a)],
+                                   [m["loss"] for m in checkpoint.read_metrics(b)], rtol=1e-4)
 
 
 def test_batches_drawn_ahead_in_workers_are_the_batches_drawn_inline(tmp_path):
