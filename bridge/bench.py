@@ -16,7 +16,8 @@ from bridge.output import EXIT_FAILED, EXIT_OK, emit
 PLANS = {
     "quick": {"parse": ["--gates", "20000", "--repeats", "1"], "execution": ["--gates", "2000", "--check-gates", "160"],
               "proof_scaling": ["--sizes", "16", "4096", "--repeats", "1"], "trace_check": ["--gates", "20000"],
-              "training": ["--groups", "1,4", "--n1", "2", "--n2", "5", "--repeats", "1"], "netlists": ["--bits", "32", "--vectors", "4096"]},
+              "training": ["--groups", "1,4", "--n1", "2", "--n2", "5", "--repeats", "1"],
+              "netlists": ["--bits", "32", "--vectors", "4096"]},
     "full": {"parse": ["--gates", "100000"], "execution": ["--gates", "10000"],
              "proof_scaling": ["--sizes", "16", "256", "4096", "65536"], "trace_check": ["--gates", "100000"],
              "training": ["--groups", "1,4,16,64"], "netlists": ["--bits", "64"]},

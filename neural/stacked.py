@@ -76,7 +76,8 @@ class StackedDecoder(nn.Module):
         if not self.cfg.layernorm:
             return x
         x = F.layer_norm(x, (self.cfg.d_model,))  # nn.LayerNorm's default eps
-        return torch.addcmul(self.weight(Keys.bias(module)).unsqueeze(1), x, self.weight(Keys.weight(module)).unsqueeze(1))
+        weight, bias = self.weight(Keys.weight(module)), self.weight(Keys.bias(module))
+        return torch.addcmul(bias.unsqueeze(1), x, weight.unsqueeze(1))
 
     def _attend(self, q, k, v, g: int, b: int, t: int) -> torch.Tensor:
         cfg = self.cfg
