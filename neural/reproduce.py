@@ -6,9 +6,10 @@ learning-rate schedule, whatever its depth, and stops early once its accuracy on
 keeps out of training and validation. Beside each cell stand the chance levels that make it readable: the
 majority class, and for cvp the best guess from the last gate's type alone.
 
-Results go to ``results/<profile>.json`` after every cell (atomically), so a killed grid resumes at the first
-unfinished cell, and a cell killed mid-run resumes from its last checkpoint, exactly. ``table.md`` and the figures
-are drawn from that file.
+Cells train in groups (``plan_groups``, ``neural.train``): one stacked model for cells that can share a step.
+Results go to ``results/<profile>.json`` after every group (atomically), so a killed grid resumes at the first
+unfinished cell, and a group killed mid-run is formed again from its cells' checkpoints and resumes exactly.
+``table.md`` and the figures are drawn from that file.
 """
 from __future__ import annotations
 
