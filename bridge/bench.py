@@ -55,6 +55,7 @@ def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks, reported as ratios measured in one run")
     p.add_argument("--quick", action="store_true", help="smaller sizes (a few minutes, fits CI)")
     p.add_argument("--training", action="store_true",
-                   help="only training throughput: grouped runs against separate processes, G = 1, 4, 16, 64")
+                   help="only training throughput: grouped runs against separate processes, G = 1, 4, 16, 64 "
+                        "(with --quick: 1, 4)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)

@@ -94,6 +94,13 @@ def cmd_reproduce(args) -> int:
     for flag, value in (("--seeds", args.seeds), ("--jobs", args.jobs)):
         if value is not None and value < 1:
             raise InputError(f"{flag} must be at least 1", SourceLoc(flag), text=str(value), expected="N >= 1")
+    from neural.runs import resolve_device
+
+    try:
+        resolve_device(args.device)
+    except ValueError as err:
+        raise InputError(str(err), SourceLoc("--device"), text=args.device, expected="auto, cpu, or cuda where "
+                         "torch sees a CUDA device") from None
     try:
         doc = run_grid("full" if args.full else "quick", Path(args.out), Path(args.results), args.seeds, cells,
                        args.jobs, args.device, args.precision)

@@ -235,23 +235,22 @@ def plan_groups(profile: Profile, cells: list[Cell], root: Path, device: str, me
 
     Members must share ``neural.train.group_key`` and the step they resume from. On CUDA a group also spans the
     settings and lengths of a task (padded to its longest sequence): small models there are bound by kernel
-    launches, and G models cost about the launches of one. On a CPU training is bound by arithmetic (grouping
-    measured 0.9-1.1x of separate processes, ``docs/benchmarks.md``), so padding would be lost work: a CPU group
-    holds cells of one exact shape only, such as the seeds of a cell."""
+    launches, and G models cost about the launches of one. On a CPU training is bound by arithmetic (a group of 4
+    measured 1.08x the rate of separate processes, of 64 0.48x, ``docs/benchmarks.md``), so padding would be lost
+    work: a CPU group holds cells of one exact shape only, such as the seeds of a cell."""
     from neural.train import group_key
 
     cuda = device.startswith("cuda")
+    cfgs = {cell: train_config(profile, cell, precision) for cell in cells}
     by_key: dict[tuple, list[Cell]] = {}
-    for cell in cells:
-        cfg = train_config(profile, cell, precision)
-        task = cfg.make_task()
-        key = (group_key(cfg, task), 0 if fresh else resume_step(cell.directory(root)))
+    for cell, cfg in cfgs.items():
+        key = (group_key(cfg), 0 if fresh else resume_step(cell.directory(root)))
         if not cuda:
             key += (cell.setting, cell.length)
         by_key.setdefault(key, []).append(cell)
     groups = []
     for members in by_key.values():
-        per_member = max(training_bytes(train_config(profile, c)) for c in members)
+        per_member = max(training_bytes(cfgs[c]) for c in members)
         size = int(max(1, min(MAX_GROUP["cuda" if cuda else "cpu"], memory_bytes // per_member)))
         n = -(-len(members) // size)  # as few groups as fit, of equal size
         groups += [members[i::n] for i in range(n)]
@@ -418,8 +417,8 @@ def _start_worker(handed_out, threads: int | None) -> None:
     """Each worker takes one device for its whole life, so the workers spread over every visible GPU."""
     global _WORKER_DEVICE
     _WORKER_DEVICE = handed_out.get()
-    if threads:
-        os.environ["COTPROOF_THREADS"] = str(threads)
+    if threads:  # a COTPROOF_THREADS the user set wins
+        os.environ.setdefault("COTPROOF_THREADS", str(threads))
 
 
 def document(profile_name: str, rows: list[dict]) -> dict:

@@ -148,10 +148,7 @@ class Group:
         if cfg.setting not in SETTINGS:
             raise ValueError(f"unknown setting {cfg.setting!r}")
         task = cfg.make_task()
-        model_cfg = cfg.model_config(task)
-        torch.manual_seed(cfg.seed)  # the initial weights a run alone starts from
-        weights = {k: v.detach() for k, v in Decoder(model_cfg).state_dict().items()}
-        member = Member(cfg, out, task, model_cfg, weights, None)
+        member = Member(cfg, out, task, cfg.model_config(task), {}, None)
         if resume and (out / checkpoint.CONFIG).exists():
             ck, moments = load_training(out)
             if TrainConfig.from_dict(ck.meta["train"]) != cfg:
@@ -170,7 +167,10 @@ class Group:
             if self.rank == 0:  # drop lines logged after the checkpoint: they will be logged again, identically
                 kept = [m for m in checkpoint.read_metrics(out) if m["step"] <= member.start]
                 checkpoint.atomic_write_text(out / checkpoint.METRICS, "".join(json.dumps(m) + "\n" for m in kept))
-        elif self.rank == 0:
+            return member
+        torch.manual_seed(cfg.seed)  # the initial weights a run alone starts from
+        member.weights = {k: v.detach() for k, v in Decoder(member.model_cfg).state_dict().items()}
+        if self.rank == 0:
             out.mkdir(parents=True, exist_ok=True)
             (out / checkpoint.METRICS).unlink(missing_ok=True)
         return member
@@ -183,13 +183,13 @@ class Group:
 
         def padded(name: str, tensor) -> torch.Tensor:
             tensor = torch.as_tensor(tensor, dtype=torch.float32)
-            if name.startswith(Keys.POS_EMB.split(".")[0]) and tensor.shape[0] < max_len:
+            if name == Keys.POS_EMB and tensor.shape[0] < max_len:
                 tensor = torch.cat([tensor, tensor.new_zeros(max_len - tensor.shape[0], *tensor.shape[1:])])
             return tensor
 
         model = StackedDecoder(shape, [{k: padded(k, v) for k, v in m.weights.items()} for m in active])
         model.to(self.device)
-        opt = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, betas=BETAS)
+        opt = self._adamw(model)
         if active[0].moments is not None:
             state = {}
             for i, name in enumerate(model.names):
@@ -203,11 +203,13 @@ class Group:
             m.weights, m.moments = {}, None
         return model, opt
 
+    def _adamw(self, model: StackedDecoder) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay, betas=BETAS)
+
     def _shrink(self, model: StackedDecoder, opt, keep: list[int]):
         """Members ``keep`` only: the weights and AdamW state of the rest are dropped."""
         smaller = model.select(keep)
-        new_opt = torch.optim.AdamW(smaller.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
-                                    betas=BETAS)
+        new_opt = self._adamw(smaller)
         for old, new in zip(model.parameters(), smaller.parameters()):
             st = opt.state.get(old)
             if st:

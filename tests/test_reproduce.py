@@ -118,6 +118,14 @@ def test_cells_are_parsed_or_refused(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="asks for CUDA where there is none")
+def test_a_device_torch_cannot_see_is_refused(tmp_path):
+    proc = cli("reproduce", "--quick", "--device", "cuda", "--out", str(tmp_path / "runs"), "--results",
+               str(tmp_path / "results"))
+    assert proc.returncode == 2 and "--device" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
 TINY = Profile(tasks={"modadd": {"modulus": 7}, "cvp": {}}, lengths={"modadd": (3,), "cvp": (3,)},
                settings=("base", "cot"),
                depths=(1,), steps=20, seeds=1, d_model=32, eval_samples=40)

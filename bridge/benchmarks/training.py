@@ -63,11 +63,12 @@ def steady_rate(g: int, setting: str, layers: int, device: str, n1: int, n2: int
 
 def flops_per_cell_step(setting: str, layers: int) -> float:
     from neural.stacked import flops_per_step
+    from neural.tasks import IGNORE
 
     cfg = configs(1, setting, layers, "cpu")[0]
     task = cfg.make_task()
     b = task.batch(np.random.default_rng(0), cfg.batch_size, setting)
-    labelled = int((b.labels != -100).any(0).sum())
+    labelled = int((b.labels != IGNORE).any(0).sum())
     return flops_per_step(cfg.model_config(task), cfg.batch_size, b.tokens.shape[1], labelled)
 
 
