@@ -8,6 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+FOUND_CHARS = 120  # the offending text is quoted up to this length: a 100 kB token is named, not printed
+
+
 @dataclass(frozen=True)
 class SourceLoc:
     """A place in a user's file. ``line`` and ``column`` count from 1; 0 means unknown. Binary files give ``byte``."""
@@ -42,7 +45,13 @@ class InputError(Exception):
         head = f"{self.loc}: error: {self.message}" if self.loc else f"error: {self.message}"
         parts = [head]
         if self.text is not None:
-            parts.append(f"  found: {self.text!r}")
+            text = self.text if len(self.text) <= FOUND_CHARS else self.text[:FOUND_CHARS] + "..."
+            parts.append(f"  found: {text!r}" + (f" ({len(self.text):,} characters)" if text != self.text else ""))
         if self.expected:
             parts.append(f"  expected: {self.expected}")
         return "\n".join(parts)
+
+
+class Refused(InputError):
+    """A well-formed request for more than this machine should attempt (memory, simulated tokens, input size):
+    exit status 2 like any bad input, with the estimate in the message and ``--no-limit`` to go ahead anyway."""

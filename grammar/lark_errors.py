@@ -1,7 +1,7 @@
 """Turn Lark's exceptions into one InputError with file:line:column and expectations in human words."""
 from __future__ import annotations
 
-from lark import Transformer
+from lark.visitors import Transformer_NonRecursive
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from grammar.errors import InputError, SourceLoc
@@ -55,8 +55,9 @@ def from_lark(err: UnexpectedInput, path: str, source: str) -> InputError:
     return InputError(str(err), SourceLoc(path, line, column))
 
 
-class SourceTransformer(Transformer):
+class SourceTransformer(Transformer_NonRecursive):
     """A Transformer that knows its file, so every callback can point at a token or a rule's start (``at``).
+    Non-recursive, so a 100,000-term expression or deep nesting costs memory, never Python's recursion limit.
     ``run`` unwraps the VisitError lark puts around an InputError a callback raises, so the user sees their
     message and nothing else."""
 

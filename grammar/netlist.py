@@ -55,25 +55,12 @@ def format_of(path: str | os.PathLike, fmt: str | None = None, flag: str = "--fo
     return suffix
 
 
-def read_text(path: str | os.PathLike) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read netlist: {getattr(err, 'strerror', None) or err}",
-                         SourceLoc(str(path))) from None
-
-
-def read_bytes(path: str | os.PathLike) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as err:
-        raise InputError(f"cannot read netlist: {err.strerror or err}", SourceLoc(str(path))) from None
-
-
 def load_netlist(path: str | os.PathLike, fmt: str | None = None) -> Circuit:
     """Read a netlist by its extension, or in the format ``fmt`` names."""
     f = formats()[format_of(path, fmt)]
-    return f.read(read_bytes(path) if f.binary else read_text(path), str(path))
+    from grammar.source import read_bytes, read_text
+
+    return f.read(read_bytes(path, "netlist") if f.binary else read_text(path, "netlist"), str(path))
 
 
 def netlist_bytes(circuit: Circuit, fmt: str, where: str = "OUT") -> bytes:

@@ -185,10 +185,9 @@ class _SpecTree(SourceTransformer):
 def parse_spec(path: str | os.PathLike, overrides: dict[str, str] | None = None, text: str | None = None) -> Spec:
     path = str(path)
     if text is None:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as err:
-            raise InputError(f"cannot read spec: {err.strerror or err}", SourceLoc(path)) from None
+        from grammar.source import read_text
+
+        text = read_text(path, "spec")
     try:
         tree = _parser().parse(text)
     except UnexpectedInput as err:

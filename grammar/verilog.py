@@ -31,8 +31,6 @@ def _name(tok: Token) -> str:
 class _Module(SourceTransformer):
     """Expressions become ('ref', name) | ('const', 0|1) | (op, [operands]); declarations lists of names."""
 
-
-
     def name_list(self, children):
         return [(_name(t), self.at(t)) for t in children]
 
@@ -53,7 +51,10 @@ class _Module(SourceTransformer):
     def _binary(op):  # noqa: N805
         @v_args(inline=True)
         def build(self, a, b):
-            return (op, (a[1] if a[0] == op else [a]) + [b])  # a & b & c -> one AND of three
+            if a[0] == op:  # a & b & c -> one AND of three; appended in place, so n terms cost O(n), not O(n^2)
+                a[1].append(b)
+                return a
+            return (op, [a, b])
         return build
 
     and_op, or_op, xor_op = _binary("AND"), _binary("OR"), _binary("XOR")
@@ -99,31 +100,45 @@ def parse_verilog(text: str, path: str = "<verilog>") -> Circuit:
 def _lower(assigns, taken: set[str]) -> list[Gate]:
     gates: list[Gate] = []
     for lhs, loc, expr in assigns:
-        count = 0
+        gates += _lower_assign(lhs, loc, expr, taken)
+    return gates
 
-        def fresh() -> str:
-            nonlocal count
-            while True:
-                count += 1
-                if f"{lhs}~{count}" not in taken:
-                    taken.add(f"{lhs}~{count}")
-                    return f"{lhs}~{count}"
 
-        def emit(e, name: str | None) -> str:
-            """The signal carrying ``e``: a gate named ``name`` if given, else an existing signal or a helper."""
-            kind, arg = e
-            if kind == "ref" and name is None:
-                return arg
-            target = name or fresh()
-            origin = None if name else lhs
-            if kind == "ref":
-                gates.append(Gate(target, "BUF", (arg,), loc, origin))
-            elif kind == "const":
-                gates.append(Gate(target, "CONST1" if arg else "CONST0", (), loc, origin))
-            else:
-                operands = tuple(emit(x, None) for x in arg)
-                gates.append(Gate(target, kind, operands, loc, origin))
-            return target
+def _lower_assign(lhs: str, loc, expr, taken: set[str]) -> list[Gate]:
+    """The gates for ``assign lhs = expr``: the top one named ``lhs``, helpers ``lhs~k``. Operands come before the
+    gates that read them; the walk uses an explicit stack, so nesting depth costs memory, never Python's recursion
+    limit."""
+    gates: list[Gate] = []
+    count = 0
 
-        emit(expr, lhs)
+    def fresh() -> str:
+        nonlocal count
+        while True:
+            count += 1
+            if f"{lhs}~{count}" not in taken:
+                taken.add(f"{lhs}~{count}")
+                return f"{lhs}~{count}"
+
+    def gate(target: str, op: str, operands: tuple) -> Gate:
+        return Gate(target, op, operands, loc, None if target == lhs else lhs)
+
+    stack = [(expr, lhs, False)]
+    signals: list[str] = []  # the signal carrying each finished sub-expression, in post-order
+    while stack:
+        (kind, arg), target, expanded = stack.pop()
+        if kind == "ref" and target is None:  # an existing signal: no gate
+            signals.append(arg)
+        elif kind in ("ref", "const"):
+            target = target or fresh()
+            gates.append(gate(target, "BUF", (arg,)) if kind == "ref" else
+                         gate(target, "CONST1" if arg else "CONST0", ()))
+            signals.append(target)
+        elif not expanded:
+            stack.append(((kind, arg), target or fresh(), True))
+            stack.extend((x, None, False) for x in reversed(arg))
+        else:
+            operands = tuple(signals[len(signals) - len(arg):])
+            del signals[len(signals) - len(arg):]
+            gates.append(gate(target, kind, operands))
+            signals.append(target)
     return gates
