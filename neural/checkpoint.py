@@ -2,12 +2,15 @@
 
 - Loading never unpickles: weights are safetensors (numpy flavour, so the proof path needs no torch), and a
   directory holding a pickle file is refused before anything in it is read.
-- Writes are atomic per checkpoint: every file is staged and sealed before any is moved in (``commit``), and a
-  load finishes or discards an interrupted write. ``config.json`` records the SHA-256 of the weights, so files
-  from different checkpoints are caught on load as a mismatch, never used.
+- Writes are atomic per checkpoint: every file is staged and sealed before any is moved in (``commit``). Each
+  writer stages in a folder of its own and moves in under a lock, so concurrent writers never mix their files:
+  the last complete write wins. The next writer finishes or discards an interrupted write (``recover``).
+- Loading is read-only: a sealed write that a kill interrupted is read through, never moved. ``config.json``
+  records the SHA-256 of the weights, so files from different checkpoints are caught as a mismatch, never used.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,10 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from grammar.errors import InputError, SourceLoc
+from grammar.source import read_bytes, read_text
 from neural.config import ModelConfig, weight_shapes
 
 WEIGHTS, CONFIG, METRICS = "model.safetensors", "config.json", "metrics.jsonl"
-STAGING, COMPLETE = ".next", "COMPLETE"  # see commit()
+STAGING, COMPLETE, LOCK = ".next", "COMPLETE", ".lock"  # see commit(); a writer stages in .next-<pid>-<random>
+MODEL_BYTES_PER_WEIGHT = 24  # float64 arrays on load, a float32 torch copy, and room for one more while converting
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 FORMAT_VERSION = 1
 
@@ -72,20 +77,49 @@ def save(directory: str | os.PathLike, config: ModelConfig, weights: dict[str, n
 
 def commit(out: Path, files: dict[str, bytes]) -> None:
     """Replace several files as one. Each file alone is replaced atomically, but a kill between two of them would
-    leave weights that the config's hashes do not match; so every file is first written to ``out/.next``, a
-    COMPLETE marker seals the set, and only then are they moved in (config last). ``recover`` finishes a sealed
-    set that a kill interrupted, and discards an unsealed one, so the directory always holds one whole checkpoint."""
-    stage = out / STAGING
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
-    for name, data in files.items():
-        atomic_write_bytes(stage / name, data)
-    atomic_write_bytes(stage / COMPLETE, b"")
-    _move_in(out)
+    leave weights that the config's hashes do not match; so every file is first written to a staging folder of
+    this writer's own (``.next-<pid>-*``), a COMPLETE marker seals the set, and only then are they moved in,
+    config last, under an exclusive lock. ``recover`` finishes a sealed set that a kill interrupted and discards
+    an unsealed one whose writer is gone, so the directory always holds one whole checkpoint."""
+    out.mkdir(parents=True, exist_ok=True)
+    recover(out)
+    stage = Path(tempfile.mkdtemp(dir=out, prefix=f"{STAGING}-{os.getpid()}-"))
+    try:
+        for name, data in files.items():
+            atomic_write_bytes(stage / name, data)
+        atomic_write_bytes(stage / COMPLETE, b"")
+        with _locked(out, exclusive=True):
+            _move_in(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
-def _move_in(out: Path) -> None:
-    stage = out / STAGING
+@contextlib.contextmanager
+def _locked(directory: Path, exclusive: bool):
+    """An advisory lock on ``directory/.lock``: writers hold it exclusively while moving files in, readers shared
+    while reading. A reader never creates the lock file (a read-only command changes nothing)."""
+    try:
+        import fcntl
+    except ImportError:  # no flock on this platform: staging alone still keeps each write whole
+        yield
+        return
+    path = directory / LOCK
+    if not exclusive and not path.exists():
+        yield
+        return
+    try:
+        fd = os.open(path, (os.O_RDWR | os.O_CREAT) if exclusive else os.O_RDONLY, 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _move_in(stage: Path, out: Path) -> None:
     names = sorted((p.name for p in stage.iterdir() if p.name != COMPLETE and not p.name.startswith(".")),
                    key=lambda n: n == CONFIG)
     for name in names:
@@ -96,18 +130,54 @@ def _move_in(out: Path) -> None:
     shutil.rmtree(stage, ignore_errors=True)
 
 
+def _stages(directory: Path) -> list[Path]:
+    """Staging folders in ``directory``, oldest first."""
+    found = [p for p in directory.glob(f"{STAGING}*") if p.is_dir()]
+    return sorted(found, key=lambda p: p.stat().st_mtime)
+
+
+def _writer_alive(stage: Path) -> bool:
+    """Whether the process that named this staging folder still runs (``.next-<pid>-*``); the old single-name
+    ``.next`` has no owner."""
+    parts = stage.name.split("-")
+    if len(parts) < 3 or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to someone else
+        return True
+    return True
+
+
 def recover(directory: str | os.PathLike) -> None:
-    """Finish or discard a ``commit`` that was interrupted (see there)."""
-    stage = Path(directory) / STAGING
-    if not stage.is_dir():
+    """For writers: finish sealed writes that a kill interrupted (oldest first, so the newest wins) and discard
+    unsealed ones whose writer is gone. A live writer's folder is left to it."""
+    d = Path(directory)
+    if not d.is_dir():
         return
     try:
-        if (stage / COMPLETE).exists():
-            _move_in(Path(directory))
-        else:
-            shutil.rmtree(stage, ignore_errors=True)
-    except OSError:  # a read-only directory: leave it; load() then reports any mismatch it finds
+        with _locked(d, exclusive=True):
+            for stage in _stages(d):
+                if (stage / COMPLETE).exists():
+                    _move_in(stage, d)
+                elif not _writer_alive(stage):
+                    shutil.rmtree(stage, ignore_errors=True)
+    except OSError:  # a read-only directory: leave it; load() reads through a sealed stage anyway
         pass
+
+
+def _sealed_view(d: Path) -> dict[str, Path]:
+    """Where a reader finds each file: in the newest sealed staging folder if a write was interrupted after
+    sealing (its files are the checkpoint that was being committed), else in the directory itself."""
+    sealed = [s for s in _stages(d) if (s / COMPLETE).exists()]
+    view = {name: d / name for name in (CONFIG, WEIGHTS)}
+    if sealed:
+        for name in view:
+            if (sealed[-1] / name).is_file():
+                view[name] = sealed[-1] / name
+    return view
 
 
 def _jsonable(x):
@@ -135,20 +205,25 @@ def refuse_pickles(directory: Path) -> None:
 
 
 def load(directory: str | os.PathLike) -> Checkpoint:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load as st_load
-
+    """The checkpoint in ``directory``, checked (schema, size, hash, shapes) and changing nothing there."""
     d = Path(directory)
     if not d.is_dir():
         raise InputError("no such checkpoint directory", SourceLoc(str(d)),
                          expected=f"a directory with {WEIGHTS} and {CONFIG}")
-    recover(d)
     refuse_pickles(d)
-    for name in (CONFIG, WEIGHTS):
-        if not (d / name).is_file():
-            raise InputError(f"checkpoint has no {name}", SourceLoc(str(d / name)),
-                             expected=f"a directory with {WEIGHTS} and {CONFIG}")
-    text = (d / CONFIG).read_text()
+    with _locked(d, exclusive=False):
+        view = _sealed_view(d)
+        for name in (CONFIG, WEIGHTS):
+            if not view[name].is_file():
+                raise InputError(f"checkpoint has no {name}", SourceLoc(str(d / name)),
+                                 expected=f"a directory with {WEIGHTS} and {CONFIG}")
+        text = read_text(view[CONFIG], "checkpoint config")
+        doc, cfg = _config(d, text)
+        payload = read_bytes(view[WEIGHTS], "checkpoint weights", cap=_weights_cap(cfg))
+    return _checkpoint(d, doc, cfg, payload)
+
+
+def _config(d: Path, text: str) -> tuple[dict, ModelConfig]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as err:
@@ -162,7 +237,24 @@ def load(directory: str | os.PathLike) -> Checkpoint:
     except (TypeError, ValueError) as err:
         raise InputError(f"config 'model' is invalid: {err}", SourceLoc(str(d / CONFIG)),
                          expected="the fields of neural.config.ModelConfig") from None
-    payload = (d / WEIGHTS).read_bytes()
+    from grammar.limits import require_memory
+
+    require_memory(MODEL_BYTES_PER_WEIGHT * cfg.parameter_count(),
+                   f"a model of {cfg.parameter_count():,} weights ({cfg.n_layers:,} layers, d_model {cfg.d_model:,})",
+                   SourceLoc(str(d / CONFIG)), "a config.json that matches the weights beside it")
+    return doc, cfg
+
+
+def _weights_cap(cfg: ModelConfig) -> int:
+    """A weights file larger than float64 storage of the config's weights plus a generous header is not this
+    model's (and must not be read whole to find that out)."""
+    return 8 * cfg.parameter_count() + (1 << 20) + 512 * (16 * cfg.n_layers + 8)
+
+
+def _checkpoint(d: Path, doc: dict, cfg: ModelConfig, payload: bytes) -> Checkpoint:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as st_load
+
     expected_hash = doc.get("weights_sha256")
     if expected_hash is not None and hashlib.sha256(payload).hexdigest() != expected_hash:
         raise InputError(f"{WEIGHTS} does not match {CONFIG} (a partial write, or the files come from different "
@@ -191,7 +283,7 @@ def read_metrics(directory: str | os.PathLike) -> list[dict]:
     if not p.exists():
         return []
     out = []
-    for line in p.read_text().splitlines():
+    for line in read_text(p, "metrics file").splitlines():
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:

@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+import math
+import numbers
+from dataclasses import MISSING, asdict, dataclass, fields
+
+ACTIVATIONS = ("relu", "gelu")
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,32 @@ class ModelConfig:
     bias: bool = True
     attn_scale: float | None = None  # None: 1/sqrt(d_head); the construction uses 1.0
 
+    def __post_init__(self):
+        """Every config, whether built here or read from a user's config.json, is checked once, here: a wrong type
+        or range is a ValueError naming the field, never a crash deep inside torch."""
+        for name in ("vocab_size", "max_len", "d_model", "n_layers", "n_heads", "d_head", "d_ff"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, not {self.activation!r}")
+        for name in ("layernorm", "bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, not {getattr(self, name)!r}")
+        a = self.attn_scale
+        if a is not None and (isinstance(a, bool) or not isinstance(a, numbers.Real) or not math.isfinite(a)
+                              or a <= 0):
+            raise ValueError(f"attn_scale must be a positive finite number or null, not {a!r}")
+
+    def parameter_count(self) -> int:
+        """The number of weights, by arithmetic (``weight_shapes`` lists them one by one, which a config claiming
+        a billion layers must not be allowed to make it do)."""
+        d, hd, b = self.d_model, self.n_heads * self.d_head, int(self.bias)
+        norms = 2 * d if self.layernorm else 0
+        layer = 3 * (hd * d + b * hd) + (d * hd + b * d) + (self.d_ff * d + b * self.d_ff) + (d * self.d_ff + b * d)
+        return ((self.vocab_size + self.max_len) * d + self.n_layers * (layer + 2 * norms) + norms
+                + self.vocab_size * d + b * self.vocab_size)
+
     @property
     def scale(self) -> float:
         return self.attn_scale if self.attn_scale is not None else self.d_head ** -0.5
@@ -32,6 +62,9 @@ class ModelConfig:
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        missing = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING} - set(data)
+        if missing:
+            raise ValueError(f"missing model config keys: {sorted(missing)}")
         return cls(**data)
 
     def to_json(self) -> str:

@@ -110,6 +110,37 @@ def _check_representable(model: ConstructedModel, rows: int = 1 << 14) -> None:
                              f"represent; choose another key_scale or format")
 
 
+# ---- sizes, known before anything is built ----------------------------------------------------------------------
+
+def _thm33_layout(k: int) -> Layout:
+    return Layout.of([("tok", 1), ("type", len(GATE_OPS)), ("pred1", k), ("pred2", k), ("pos", k),
+                      ("a", 1), ("b", 1), ("out", 1)])
+
+
+def _cvp_layout(k: int) -> Layout:
+    from neural import cvp
+
+    T = len(cvp.TYPES)
+    return Layout.of([("type", T), ("in_code", k), ("idq", k), ("value", 1),
+                      ("pos", k), ("q_type", k), ("q_in", k), ("q_prev", k),
+                      ("g_type", T), ("g_in", k), ("a", 1), ("b", 1),
+                      ("role_id", 1), ("role_va", 1), ("role_vg", 1), ("out", 1)])
+
+
+def planned_size(mode: str, length: int, vocab_size: int) -> tuple[int, int]:
+    """(sequence length, residual width) of the construction for ``length`` positions, by the same layouts the
+    builders use, so a command can price a model before building it."""
+    k = code_width(length + 1)
+    return length, (_thm33_layout(k) if mode == "thm33" else _cvp_layout(k)).width
+
+
+def construction_bytes(mode: str, length: int, vocab_size: int) -> float:
+    """Peak memory of building and checking one construction: the position and token tables (float64, with a
+    rounded copy a block at a time) and the key/query tables the proofs and runs derive from them."""
+    length, width = planned_size(mode, length, vocab_size)
+    return 8.0 * 6 * (length + 2 * vocab_size) * width
+
+
 # ---- Theorem 3.3 mode ------------------------------------------------------------------------------------------
 
 def build_thm33(nc: NormCircuit, fmt: FPFormat, key_scale: float | None = None) -> ConstructedModel:
@@ -124,8 +155,7 @@ def build_thm33(nc: NormCircuit, fmt: FPFormat, key_scale: float | None = None) 
     length = n + T
     k = code_width(length + 1)
     c = default_key_scale(fmt, k) if key_scale is None else float(key_scale)
-    layout = Layout.of([("tok", 1), ("type", len(GATE_OPS)), ("pred1", k), ("pred2", k), ("pos", k),
-                        ("a", 1), ("b", 1), ("out", 1)])
+    layout = _thm33_layout(k)
     d_head = 2 * k
     units = minterm_units(GATE_OPS)
     cfg = ModelConfig(vocab_size=2, max_len=length, d_model=layout.width, n_layers=1, n_heads=2, d_head=d_head,
@@ -181,10 +211,7 @@ def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> 
     k = code_width(length + 1)  # positions 0..8N-1, and @N's query 8N
     c = default_key_scale(fmt, k) if key_scale is None else float(key_scale)
     T = len(cvp.TYPES)
-    layout = Layout.of([("type", T), ("in_code", k), ("idq", k), ("value", 1),
-                        ("pos", k), ("q_type", k), ("q_in", k), ("q_prev", k),
-                        ("g_type", T), ("g_in", k), ("a", 1), ("b", 1),
-                        ("role_id", 1), ("role_va", 1), ("role_vg", 1), ("out", 1)])
+    layout = _cvp_layout(k)
     vocab = cvp.vocab(N)
     ops = tuple(cvp.TYPE_OP[t] for t in cvp.TYPES)
     units = minterm_units(ops)

@@ -8,7 +8,7 @@ import torch
 
 from neural import checkpoint
 from neural.model import Decoder
-from neural.tasks import FoldTask, make_task
+from neural.tasks import SETTINGS, FoldTask, make_task
 
 
 def generate(model: Decoder, prompts, steps: int) -> np.ndarray:
@@ -26,13 +26,16 @@ def load_trained(directory) -> tuple[Decoder, FoldTask, str, dict]:
         raise InputError("this checkpoint names no task and setting (a compiled construction?)",
                          SourceLoc(str(Path(directory) / checkpoint.CONFIG)),
                          expected='"task" and "setting" in config.json')
-    spec = dict(ck.meta["task"])
+    where = SourceLoc(str(Path(directory) / checkpoint.CONFIG))
+    if ck.meta["setting"] not in SETTINGS:
+        raise InputError(f"config.json names the setting {ck.meta['setting']!r}", where,
+                         expected=" or ".join(SETTINGS))
     try:
+        spec = dict(ck.meta["task"])
         task = make_task(spec.pop("kind", None), **spec)
     except (TypeError, ValueError) as err:  # a config from another version, or edited by hand
         raise InputError(f"config.json names a task this version cannot build: {err}",
-                         SourceLoc(str(Path(directory) / checkpoint.CONFIG)),
-                         expected="a task written by this version of cotproof train") from None
+                         where, expected="a task written by this version of cotproof train") from None
     if list(task.vocab) != list(ck.meta.get("vocab", task.vocab)):
         raise InputError("the checkpoint's vocabulary differs from its task's", SourceLoc(str(directory)),
                          expected="a checkpoint written by cotproof train")

@@ -13,6 +13,7 @@ unfinished cell, and a group killed mid-run is formed again from its cells' chec
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -218,7 +219,7 @@ def score_cell(profile: Profile, cell: Cell, cfg, run_dir: Path, last: dict, dev
            "steps": int(meta["step"]), "seconds": round(float(meta.get("elapsed_seconds", 0.0)), 1),
            "early_stopped": bool(last.get("early_stopped")),
            "heldout_disjoint": heldout_disjoint(task, cfg, 1234, profile.eval_samples),
-           "device": device, "machine": machine(), "group": group}
+           "device": device, "machine": machine(), "commit": commit(), "group": group}
     print(f"{tag} {cell.name} length {cell.length} seed {cell.seed}: test accuracy {row['accuracy']:.3f} after "
           f"{row['steps']} steps, {row['seconds']:.0f} s", file=sys.stderr, flush=True)
     return row
@@ -266,17 +267,7 @@ def resume_step(run_dir: Path) -> int:
 
 
 def training_bytes(cfg) -> float:
-    """A generous estimate of one run's training memory: weights, gradients and two AdamW moments in float32, and
-    the activations autograd keeps (about 16 floats per width unit per token and layer, the attention scores, and
-    the logits)."""
-    from neural.config import weight_shapes
-
-    mc = cfg.model_config(cfg.make_task())
-    params = sum(int(np.prod(s)) for s in weight_shapes(mc).values())
-    tokens = cfg.batch_size * mc.max_len
-    activations = tokens * (mc.n_layers * (16 * mc.d_model + 4 * mc.d_ff + 2 * mc.n_heads * mc.max_len)
-                            + 3 * mc.vocab_size)
-    return 4.0 * (4 * params + activations)
+    return cfg.training_bytes()
 
 
 def group_cost(profile: Profile, group: list[Cell]) -> float:
@@ -321,6 +312,7 @@ def machine() -> str:
     return f"CPU: {os.cpu_count()} cores, {platform.machine()}, {platform.system()}, torch {version}"
 
 
+@functools.lru_cache(maxsize=1)
 def commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
@@ -333,11 +325,12 @@ def commit() -> str:
 def load_results(path: Path) -> list[dict]:
     """The cells already scored; a file that is not a results JSON is refused, never overwritten."""
     from grammar.errors import InputError, SourceLoc
+    from grammar.source import read_text
 
     if not path.exists():
         return []
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(read_text(path, "results file"))
     except json.JSONDecodeError as err:
         raise InputError(f"not JSON: {err.msg}", SourceLoc(str(path), err.lineno, err.colno),
                          expected="a results file written by cotproof reproduce") from None
@@ -346,25 +339,37 @@ def load_results(path: Path) -> list[dict]:
     if not isinstance(cells, list) or not all(isinstance(r, dict) and key <= r.keys() for r in cells):
         raise InputError("not a reproduction's results: no list of cells with task, setting, layers, length and seed",
                          SourceLoc(str(path)), expected="a results file written by cotproof reproduce")
-    return cells
+    # A row keeps the provenance of the run that produced it; rows from before rows carried their own get the
+    # file's.
+    return [{"commit": doc.get("commit", "unknown"), "machine": doc.get("machine", "unknown"), **r} for r in cells]
 
 
 def run_grid(profile_name: str, out: Path, results: Path, seeds: int | None = None, cells: list | None = None,
-             jobs: int | None = None, device: str | None = None, precision: str = "auto") -> dict:
-    """Run the profile's unfinished cells (``cells``: rerun just these, from scratch) and write the results.
+             jobs: int | None = None, device: str | None = None, precision: str = "auto", rerun: bool = False) -> dict:
+    """Run the profile's unfinished cells (``cells``: rerun just these, from scratch; ``rerun``: every cell, from
+    scratch) and write the results. With nothing to run, nothing is written: the files stay byte for byte.
 
     Cells train in groups (``plan_groups``), ``jobs`` worker processes at a time (default: one per visible GPU, or
     one on a CPU), each worker on one device: with several GPUs, the workers are dealt out over them."""
     from neural.runs import resolve_device
 
+    from grammar.limits import require_training_steps
+
     profile = PROFILES[profile_name]
-    todo = cells_of(profile, profile.seeds if seeds is None else seeds, cells)
-    results.mkdir(parents=True, exist_ok=True)
+    seeds = profile.seeds if seeds is None else seeds
+    per_seed = cells_of(profile, 1, cells)  # priced before the grid is built: --seeds 10**12 is refused, not listed
+    require_training_steps(seeds * sum(profile.budget(c.task) for c in per_seed),
+                           f"{len(per_seed):,} cells x {seeds:,} seeds", "--seeds")
+    todo = cells_of(profile, seeds, cells)
     path = results / f"{profile_name}.json"
     rows = {tuple(r[k] for k in ("task", "setting", "layers", "length", "seed")): r for r in load_results(path)}
-    if cells is None:
+    if cells is None and not rerun:
         todo = [c for c in todo if c.key not in rows]  # resume: cells already scored stay as they are
-    fresh = cells is not None
+    if not todo:
+        return document(profile_name, [])
+    _require_resources(profile, todo)
+    results.mkdir(parents=True, exist_ok=True)
+    fresh = cells is not None or rerun
     device = resolve_device(device or "auto")
     devices = [device]
     if device == "cuda":
@@ -380,6 +385,10 @@ def run_grid(profile_name: str, out: Path, results: Path, seeds: int | None = No
         groups = sorted(groups, key=lambda g: -group_cost(profile, g))  # stable: ties keep their order
     ran = []
     labels = [f"{i + 1}/{len(groups)}" for i in range(len(groups))]
+    steps = sum(train_config(profile, c).steps for c in todo)
+    print(f"reproduce {profile_name}: {len(todo)} cells in {len(groups)} groups, {steps:,} training steps in all, "
+          f"on {device} with {jobs} worker(s); each cell's line follows when it is scored", file=sys.stderr,
+          flush=True)
 
     def done(new_rows):
         for row in new_rows:
@@ -405,9 +414,17 @@ def run_grid(profile_name: str, out: Path, results: Path, seeds: int | None = No
                        for g, label in zip(groups, labels)]
             for f in as_completed(futures):
                 done(f.result())
-    if not ran and rows:
-        write_results(profile_name, list(rows.values()), results)
     return document(profile_name, ran)
+
+
+def _require_resources(profile: Profile, todo: list[Cell]) -> None:
+    """Before any training: every cell must fit in memory (``--cells s5:cot:1000000`` is refused here, with the
+    estimate, not killed an hour in)."""
+    from grammar.limits import require_memory
+
+    for cell in todo:
+        require_memory(train_config(profile, cell).training_bytes(), f"cell {cell.name} (length {cell.length})",
+                       "--cells", "cells of sensible depth")
 
 
 _WORKER_DEVICE: str | None = None
@@ -424,8 +441,15 @@ def _start_worker(handed_out, threads: int | None) -> None:
 def document(profile_name: str, rows: list[dict]) -> dict:
     rows = sorted(rows, key=lambda r: (list(LENGTH_PARAM).index(r["task"]), r["setting"], r["length"], r["layers"],
                                        r["seed"]))
-    return {"profile": profile_name, "machine": machine(), "commit": commit(), "cells": rows,
-            "claims": claims(rows, PROFILES[profile_name])}
+    return {"profile": profile_name, "machine": _provenance(rows, "machine", machine),
+            "commit": _provenance(rows, "commit", commit), "cells": rows, "claims": claims(rows, PROFILES[profile_name])}
+
+
+def _provenance(rows: list[dict], key: str, current) -> str:
+    """A results file's commit (or machine) is that of the runs that produced its cells, not of the process that
+    last wrote the file: one value, or the distinct ones joined."""
+    values = sorted({str(r[key]) for r in rows if r.get(key)})
+    return "; ".join(values) if values else current()
 
 
 def write_results(profile_name: str, rows: list[dict], results: Path) -> None:

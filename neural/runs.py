@@ -64,6 +64,16 @@ class TrainConfig:
         d["task_params"] = tuple(sorted(d.get("task_params", {}).items()))
         return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
+    def training_bytes(self) -> float:
+        """A generous estimate of this run's training memory: weights, gradients and two AdamW moments in float32,
+        and the activations autograd keeps (about 16 floats per width unit per token and layer, the attention
+        scores, and the logits)."""
+        mc = self.model_config(self.make_task())
+        tokens = self.batch_size * mc.max_len
+        activations = tokens * (mc.n_layers * (16 * mc.d_model + 4 * mc.d_ff + 2 * mc.n_heads * mc.max_len)
+                                + 3 * mc.vocab_size)
+        return 4.0 * (4 * mc.parameter_count() + activations)
+
     def make_task(self) -> FoldTask:
         return make_task(self.task, **dict(self.task_params))
 
@@ -115,7 +125,8 @@ def save_training(out: Path, cfg: TrainConfig, task: FoldTask, model_cfg: ModelC
 def load_training(out: Path):
     from safetensors.numpy import load as st_load
 
-    ck = checkpoint.load(out)  # finishes a checkpoint write that a kill interrupted
+    checkpoint.recover(out)  # the resuming writer finishes a checkpoint write that a kill interrupted
+    ck = checkpoint.load(out)
     payload = (out / OPTIMIZER).read_bytes() if (out / OPTIMIZER).exists() else None
     if payload is None or hashlib.sha256(payload).hexdigest() != ck.meta.get("optimizer_sha256"):
         raise ValueError(f"{out / OPTIMIZER} is missing or does not match config.json: cannot resume exactly")

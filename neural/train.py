@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -151,8 +152,12 @@ class Group:
         member = Member(cfg, out, task, cfg.model_config(task), {}, None)
         if resume and (out / checkpoint.CONFIG).exists():
             ck, moments = load_training(out)
-            if TrainConfig.from_dict(ck.meta["train"]) != cfg:
-                raise ValueError(f"--resume with different training settings than the checkpoint's in {out}")
+            saved = TrainConfig.from_dict(ck.meta["train"])
+            if saved != cfg:
+                differ = [f"{k} {a!r} (checkpoint) vs {b!r} (now)" for (k, a), b in
+                          zip(saved.to_dict().items(), cfg.to_dict().values()) if a != b]
+                raise ValueError(f"--resume with different training settings than the checkpoint's in {out}: "
+                                 + "; ".join(differ))
             member.start = int(ck.meta["step"])
             if ck.meta.get("early_stopped") or member.start >= cfg.steps:  # finished before
                 member.result = {"step": member.start, "early_stopped": bool(ck.meta.get("early_stopped")),
@@ -282,6 +287,7 @@ class Group:
         t0 = time.perf_counter() - max(m.elapsed for m in active)
         names = {f"{m.task.name}/{m.cfg.setting}" for m in active}
         bar = tqdm(total=cfg.steps, initial=start, disable=not progress or self.rank != 0, unit="step",
+                   mininterval=0.1 if sys.stderr.isatty() else 10.0,  # in a log: a line every 10 s, not a flood
                    desc=(names.pop() if len(names) == 1 else f"{len(active)} runs") + f" L{cfg.layers}"
                    + (f" x{len(active)}" if len(active) > 1 else ""))
         window = Window(active, device)
