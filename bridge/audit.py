@@ -136,14 +136,23 @@ def audit(directory: str, samples: int = 500, seed: int = 0, plots: str | None =
         raise InputError(f"this checkpoint was trained in the '{setting}' setting: it writes no chain of thought to "
                          f"audit; use 'cotproof eval' for its accuracy", SourceLoc(str(directory)),
                          expected="a cot checkpoint or a compiled construction")
+    from bridge.progress import Progress
+    from grammar.limits import require_memory
+
+    cfg, length = model.cfg, task.n_prompt + task.n_steps
+    require_memory(4.0 * samples * length * (40 * cfg.d_model * cfg.n_layers + 2 * cfg.n_heads * length),
+                   f"auditing {samples:,} samples of {length:,} tokens", "--samples", "fewer --samples")
+    stages = Progress(6 if meta.get("kind") == "construction" else 5, "stage", "audit")
     b = task.batch(np.random.default_rng(seed), samples, "cot", "test")  # held-out prompts only
     prompts = b.tokens[:, :b.prompt_len]
     gen = _greedy(model, task, prompts)
+    stages.update()
     out = {"checkpoint": str(directory), "task": task.name, "samples": samples, "seed": seed,
            **_trace_report(task, prompts[:, :task.n_prompt], gen, b.answer, b.cot)}
     full = np.concatenate([prompts, gen[:, :-1]], axis=1)
     attn = _attention(model, full[:min(samples, 200)])
     out["attention"] = _alignment(task, prompts[:min(samples, 200), :task.n_prompt], attn)
+    stages.update()
     precision = {}
     for dtype in ("bfloat16", "float16"):
         cast = model.to(getattr(torch, dtype))
@@ -151,10 +160,13 @@ def audit(directory: str, samples: int = 500, seed: int = 0, plots: str | None =
         rep = _trace_report(task, prompts[:, :task.n_prompt], g, b.answer, b.cot)
         precision[dtype] = {"accuracy": rep["accuracy"], "unsound_steps": rep["unsound_steps"],
                             "traces_changed": int((g != gen).any(axis=1).sum())}
+        stages.update()
     model.to(torch.float32)
     out["precision"] = precision
     if meta.get("kind") == "construction":
         out["exhaustive"] = _exhaustive_cvp(model, task, max_gates=3)
+        stages.update()
+    stages.close()
     if plots:
         from bridge.audit_plots import write_plots
 
@@ -225,10 +237,12 @@ def human(r: dict) -> str:
 
 
 def register(sub) -> None:
+    from bridge import flags
+
     p = sub.add_parser("audit", help="check every CoT step of a checkpoint against the construction")
     p.add_argument("dir")
-    p.add_argument("--samples", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", type=flags.positive_int, default=500)
+    p.add_argument("--seed", type=flags.seed, default=0)
     p.add_argument("--plots", metavar="DIR")
     p.add_argument("--strict", action="store_true", help="exit 1 on any departure, not only on unsound steps")
     p.add_argument("--json", action="store_true")

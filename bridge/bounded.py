@@ -59,6 +59,30 @@ def estimated_work(model: ConstructedModel, nc, claims: dict, instances: int, ra
     return n * (cfg.n_layers * length ** 2 * cfg.d_model + steps * cfg.vocab_size * cfg.d_model)
 
 
+def cvp_circuit_count(max_gates: int) -> int:
+    """How many circuits ``cvp.all_circuits`` enumerates: 5 * j^2 choices for gate j, so sum of 5^m (m!)^2."""
+    total, ways = 0, 1
+    for j in range(1, max_gates + 1):
+        ways *= 5 * j * j
+        total += ways
+    return total
+
+
+def planned_instances(model: ConstructedModel, nc, claims: dict, instances: int) -> tuple[int, int]:
+    """(instances, tokens per instance) the bounded checks will simulate, exactly as ``end_to_end`` and
+    ``random_instances`` choose them, so the work can be priced (and refused) before any of it starts."""
+    e2e = claims.get("end_to_end")
+    if model.mode == "thm33":
+        length = nc.n_inputs + nc.n_gates
+        exhaustive = 2 ** nc.n_inputs if e2e is not None and nc.n_inputs <= int(e2e.get("max_inputs", 6)) else 0
+        return exhaustive + instances, length
+    length = cvp.sequence_length(model.max_gates)
+    if length > CVP_SIMULATION_LIMIT:  # both checks are skipped, and say so
+        return 0, length
+    exhaustive = cvp_circuit_count(min(int(e2e.get("max_gates", 2)), model.max_gates)) if e2e is not None else 0
+    return exhaustive + instances, length
+
+
 @dataclass
 class Simulator:
     """Where a bounded check runs the whole model, and how the report names it.
@@ -158,13 +182,17 @@ def cvp_wrong(model: ConstructedModel, c: cvp.CVPCircuit, mode: ExecMode, sess=N
             "got": model.vocab[int(check.predicted[t])], "arithmetic": str(mode)}
 
 
-def _result(name: str, method: str, failures, start: float) -> LemmaResult:
+def _result(name: str, method: str, failures, start: float, total: int | None = None) -> LemmaResult:
+    from bridge.progress import Progress
+
     count = 0
-    for failure in failures:
-        count += 1
-        if failure is not None:
-            return LemmaResult(name, REFUTED, time.perf_counter() - start, method,
-                               detail=f"failed on instance {count}", failure=failure)
+    with Progress(total, "instance", f"  {name}") as progress:
+        for failure in failures:
+            count += 1
+            progress.update()
+            if failure is not None:
+                return LemmaResult(name, REFUTED, time.perf_counter() - start, method,
+                                   detail=f"failed on instance {count}", failure=failure)
     return LemmaResult(name, PROVED, time.perf_counter() - start, method, detail=f"{count} instances, all exact")
 
 
@@ -178,12 +206,13 @@ def end_to_end(model, nc, max_inputs: int = 6, max_gates: int = 2, sim: Simulato
                                detail=f"{n} inputs > max_inputs = {max_inputs}")
         batch = np.array([[(i >> b) & 1 for b in range(n)] for i in range(2 ** n)], dtype=np.uint8)
         return _result("end_to_end", f"exhaustive simulation in {sim.label}: all {2 ** n} inputs",
-                       sim.thm33_failures(nc, batch), start)
+                       sim.thm33_failures(nc, batch), start, len(batch))
     bound = min(max_gates, model.max_gates)
     if (skip := _too_long(model, "end_to_end", sim)) is not None:
         return skip
+    circuits = list(cvp.all_circuits(bound))
     return _result("end_to_end", f"exhaustive simulation in {sim.label}: every circuit of <= {bound} gates, "
-                   f"padded to {model.max_gates}", sim.cvp_failures(list(cvp.all_circuits(bound))), start)
+                   f"padded to {model.max_gates}", sim.cvp_failures(circuits), start, len(circuits))
 
 
 def _too_long(model: ConstructedModel, name: str, sim: Simulator) -> LemmaResult | None:
@@ -208,10 +237,10 @@ def random_instances(model: ConstructedModel, nc, instances: int, seed: int, max
     if model.mode == "thm33":
         batch = rng.integers(0, 2, (instances, nc.n_inputs)).astype(np.uint8)
         return _result("random", f"seeded simulation in {sim.label} (seed {seed})", sim.thm33_failures(nc, batch),
-                       start)
+                       start, instances)
     top = min(max_gates, model.max_gates)
     if (skip := _too_long(model, "random", sim)) is not None:
         return skip
     cases = [cvp.random_circuit(rng, int(rng.integers(1, top + 1))) for _ in range(instances)]
     return _result("random", f"seeded simulation in {sim.label} (seed {seed}, circuits of <= {top} gates, padded "
-                   f"to {model.max_gates})", sim.cvp_failures(cases), start)
+                   f"to {model.max_gates})", sim.cvp_failures(cases), start, instances)

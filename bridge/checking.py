@@ -1,6 +1,7 @@
 """``cotproof check`` (trace soundness, numpy and SAT checkers side by side) and ``cotproof equiv`` (miter)."""
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -31,7 +32,7 @@ def cmd_check(args) -> int:
     emit(payload, args.json, lambda p: "sound: every step follows from the trace's own earlier values"
          if p["sound"] else f"UNSOUND: step {p['first_unsound_step']} (gate {p['gate']['name']}, {p['gate']['op']}) "
                             f"does not follow from the earlier values")
-    return 0
+    return EXIT_OK if fast is None else EXIT_FAILED  # the exit-code table: 1 means the checked thing is wrong
 
 
 # Up to this many gates in all, the plain CNF miter re-decides every answer, within CROSS_CHECK_SECONDS; past
@@ -63,24 +64,37 @@ def cmd_equiv(args) -> int:
             status, counterexample = miter.status, miter.counterexample
     if status == "unknown":
         print("equiv: UNKNOWN (neither checker finished: raise --conflicts or --timeout)", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"equivalent": None, "status": "unknown", "counterexample": None, "methods": methods}))
         return EXIT_UNKNOWN
-    payload = {"equivalent": status == "equivalent", "counterexample": counterexample}  # the documented shape
+    payload = {"equivalent": status == "equivalent", "status": status, "counterexample": counterexample,
+               "methods": methods}
     if counterexample:
         from grammar.evaluate import evaluate
 
-        x = lambda nc: np.array([counterexample[n] for n in nc.input_names], dtype=np.uint8)  # noqa: E731
-        payload["outputs"] = {"a": evaluate(a, x(a)[None])[0][list(a.outputs)].tolist(),
-                              "b": evaluate(b, x(b)[None])[0][list(b.outputs)].tolist()}
-        if payload["outputs"]["a"] == payload["outputs"]["b"]:
+        def outputs(nc) -> dict[str, int]:
+            x = np.array([counterexample[n] for n in nc.input_names], dtype=np.uint8)
+            values = evaluate(nc, x[None])[0]
+            return {name: int(values[node]) for name, node in zip(nc.output_names, nc.outputs)}
+
+        payload["outputs"] = {"a": outputs(a), "b": outputs(b)}
+        payload["differing_outputs"] = [f"{na} / {nb}" if na != nb else na for (na, va), (nb, vb)
+                                        in zip(payload["outputs"]["a"].items(), payload["outputs"]["b"].items())
+                                        if va != vb]
+        if not payload["differing_outputs"]:
             print("equiv: the counterexample does not replay (both circuits agree on it)", file=sys.stderr)
             return EXIT_UNKNOWN
     emit(payload, args.json, lambda p: ("equivalent" if p["equivalent"] else
          "NOT equivalent; counterexample: " + " ".join(f"{k}={v}" for k, v in p["counterexample"].items())
-         + f"\n  outputs of A: {p['outputs']['a']}, of B: {p['outputs']['b']}") + f"\n  by: {', '.join(methods)}")
+         + f"\n  outputs that differ: {', '.join(p['differing_outputs'])}"
+         + "\n  A: " + " ".join(f"{k}={v}" for k, v in p["outputs"]["a"].items())
+         + "\n  B: " + " ".join(f"{k}={v}" for k, v in p["outputs"]["b"].items())) + f"\n  by: {', '.join(methods)}")
     return EXIT_OK if payload["equivalent"] else EXIT_FAILED
 
 
 def register(sub) -> None:
+    from bridge import flags
+
     from bridge.target import add_netlist_flags
 
     p = sub.add_parser("check", help="check a CoT trace step by step (numpy and SAT checkers)")
@@ -93,8 +107,8 @@ def register(sub) -> None:
     p = sub.add_parser("equiv", help="are two netlists equivalent? (sweeping, and a SAT miter as cross-check)")
     p.add_argument("a")
     p.add_argument("b")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds for the CNF miter; a timeout is UNKNOWN")
-    p.add_argument("--conflicts", type=int, default=1_000_000,
+    p.add_argument("--timeout", type=flags.seconds, default=60.0, help="seconds for the CNF miter; a timeout is UNKNOWN")
+    p.add_argument("--conflicts", type=flags.positive_int, default=1_000_000,
                    help="SAT conflicts for sweeping before it gives up (then the CNF miter decides)")
     add_netlist_flags(p)
     p.add_argument("--json", action="store_true")

@@ -47,10 +47,9 @@ def cmd_info(args) -> int:
 
 def read_vectors(path: str, count: int) -> np.ndarray:
     """One bit string per line (blank lines and '#' comments skipped); a bad line is an error at its place."""
-    try:
-        lines = open(path, encoding="utf-8").read().splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"cannot read vectors: {getattr(err, 'strerror', None) or err}", SourceLoc(path)) from None
+    from grammar.source import read_text
+
+    lines = read_text(path, "vector file").splitlines()
     rows = []
     for number, line in enumerate(lines, start=1):
         text = line.split("#", 1)[0].strip().replace("_", "")
@@ -84,6 +83,10 @@ def cmd_eval(args) -> int:
     if args.vectors is not None:
         x = read_vectors(args.vectors, nc.n_inputs)
     else:
+        from grammar.limits import require_memory
+
+        require_memory(args.random * (2.0 * nc.n_inputs + nc.n_nodes / 4 + 64 * len(nc.outputs)),
+                       f"evaluating {args.random:,} random vectors", "--random", "fewer vectors")
         if args.random < 0:
             raise InputError("--random needs a count of at least 0", SourceLoc("--random"), text=str(args.random))
         x = np.random.default_rng(args.seed).integers(0, 2, (args.random, nc.n_inputs)).astype(np.uint8)
@@ -116,6 +119,8 @@ def cmd_convert(args) -> int:
 
 
 def register(csub) -> None:
+    from bridge import flags
+
     from bridge.target import add_netlist_flags
 
     p = csub.add_parser("info", help="inputs, outputs and gate counts")
@@ -128,8 +133,8 @@ def register(csub) -> None:
     p.add_argument("file", help=NETLIST_HELP)
     p.add_argument("--inputs", help="one vector: bits in the order of the circuit's inputs")
     p.add_argument("--vectors", metavar="FILE", help="one bit string per line; prints JSON lines")
-    p.add_argument("--random", type=int, metavar="N", help="N random vectors; prints JSON lines")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--random", type=flags.count, metavar="N", help="N random vectors; prints JSON lines")
+    p.add_argument("--seed", type=flags.seed, default=0)
     add_netlist_flags(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)

@@ -1,8 +1,6 @@
 """``cotproof run`` and ``cotproof compile``: the constructed transformer executing a circuit, and its checkpoint."""
 from __future__ import annotations
 
-import sys
-
 from bridge.output import EXIT_FAILED, EXIT_OK, emit
 from bridge.target import Target, add_netlist_flags, build, load_target, optimize_lines, optimized
 from grammar.errors import InputError, SourceLoc
@@ -23,16 +21,16 @@ def parse_precision(text: str) -> tuple[int, int]:
 
 
 def exec_mode(args, target: Target):
-    from neural.execute import IEEE_DTYPES, ExecMode
-    from neural.fp import FPFormat
+    from neural.execute import ExecMode
+    from neural.fp import IEEE_FORMATS, FPFormat
 
     if args.ieee and args.precision:
         raise InputError("--precision and --ieee exclude each other", SourceLoc("--ieee"),
                          expected="one execution mode")
     if args.ieee:
-        if args.ieee not in IEEE_DTYPES:
-            raise InputError(f"--ieee {args.ieee} is not a supported dtype", SourceLoc("--ieee"), text=args.ieee,
-                             expected=", ".join(IEEE_DTYPES))
+        if args.ieee not in IEEE_FORMATS:  # the dtypes `verify --ieee` can prove, no others
+            raise InputError(f"--ieee {args.ieee} is not a dtype cotproof proves the construction exact in",
+                             SourceLoc("--ieee"), text=args.ieee, expected=", ".join(IEEE_FORMATS))
         return ExecMode("ieee", target.fmt, args.ieee)
     return ExecMode("finite", FPFormat(*parse_precision(args.precision)) if args.precision else target.fmt)
 
@@ -49,11 +47,11 @@ def cmd_run(args) -> int:
     bits = parse_bits(args.inputs, nc.n_inputs, "--inputs")
     mode = exec_mode(args, target)
     model = build(target, construction, bits)
-    progress = _progress(model.cot_steps, args.json)
+    from bridge.progress import Progress
+
     runner = run_thm33 if construction == "thm33" else run_cvp
-    result = runner(model, nc, bits, mode, progress.update_to if progress else None)
-    if progress:
-        progress.close()
+    with Progress(model.cot_steps, "step", "CoT") as progress:
+        result = runner(model, nc, bits, mode, progress.update_to)
     payload = {"outputs": result.outputs, "trace": [int(b) for b in result.trace], "sound": result.sound,
                "first_unsound_step": result.first_unsound, "construction": construction, "mode": str(mode)}
     if not result.sound:
@@ -69,17 +67,6 @@ def cmd_run(args) -> int:
            f"sound: NO: step {p['first_unsound_step']} (gate {p['gate']['name']}, {p['gate']['op']}) is wrong, "
            "so the outputs above are not to be trusted"]))
     return EXIT_OK if result.sound else EXIT_FAILED
-
-
-def _progress(total: int, quiet: bool):
-    """A tqdm bar on stderr for long generations; None when short or when stderr is not a terminal."""
-    if quiet or total < 2000 or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit="step", desc="CoT", file=sys.stderr)
-    bar.update_to = lambda n: bar.update(n - bar.n)
-    return bar
 
 
 def construction_meta(model) -> dict:

@@ -27,5 +27,8 @@ def parse_overrides(items: list[str] | None) -> dict[str, str]:
         if not sep or not key.strip() or not value.strip():
             raise InputError("--override needs KEY=VALUE", SourceLoc("--override"), text=item,
                              expected="for example key_scale=1")
+        if key.strip() in out:  # the last one silently winning would hide a typo
+            raise InputError(f"--override {key.strip()} is given twice", SourceLoc("--override"), text=item,
+                             expected="each key once")
         out[key.strip()] = value.strip()
     return out

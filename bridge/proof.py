@@ -65,6 +65,22 @@ def verify(path: str, overrides: dict[str, str] | None = None, timeout_s: float 
     return report
 
 
+def require_simulation(model: ConstructedModel, circuit, claims: dict, instances: int, where: str) -> None:
+    """Price the bounded checks before any proof starts: refuse (exit 2, with the estimate) a spec that asks for
+    more simulated tokens or memory than this machine should attempt; ``--no-limit`` lifts it."""
+    from bridge.bounded import estimated_work, planned_instances
+    from grammar.limits import require_memory, require_multiply_adds, require_tokens
+
+    count, length = planned_instances(model, circuit, claims, instances)
+    what = f"the bounded checks ({count:,} instances of {length:,} tokens)" if count < 1e12 else \
+        f"the bounded checks ({count:.3g} instances of {length:,} tokens)"
+    require_tokens(count * length, what, where, "fewer random.instances, a smaller claims.end_to_end bound")
+    require_memory(24.0 * count * length, what, where, "fewer random.instances")
+    if count:
+        require_multiply_adds(estimated_work(model, circuit, claims, instances, 32), what, where,
+                              "fewer random.instances, or a smaller circuit")
+
+
 def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None = None, instances: int = 0,
                 seed: int = 0, timeout_s: float = 60.0, progress=None, label: str = "<model>",
                 random_max_gates: int = 32, ieee: str | None = None) -> Report:
@@ -76,6 +92,7 @@ def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None
 
     claims = default_claims() if claims is None else claims
     report = Report(label, model.mode, model=model, circuit=circuit, ieee=ieee)
+    require_simulation(model, circuit, claims, instances, label)
     work = estimated_work(model, circuit, claims, instances, random_max_gates)
     if ieee is not None or work >= TORCH_WORTH_IT:
         prefetch_torch()

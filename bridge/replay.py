@@ -66,7 +66,9 @@ def replay_component(model, cex: dict) -> dict | None:
         for key, val in cex.items():
             if key.startswith("residual"):
                 x[0, int(key[len("residual"):])] = val
-        a, b = int(cex["a"]), int(cex["b"])
+        a, b = _witness_bit(cex.get("a")), _witness_bit(cex.get("b"))
+        if a is None or b is None:
+            return _not_a_bit(cex, "a", "b")
         x[0, lay.col(plan.a_field)], x[0, lay.col(plan.b_field)] = a, b
         x[0, lay.cols(plan.type_field)] = np.eye(len(plan.type_ops))[cex["type_index"]]
         for flag in (f for f in plan.roles if f is not None):
@@ -84,7 +86,9 @@ def replay_component(model, cex: dict) -> dict | None:
         for key, val in cex.items():
             if key.startswith("residual"):
                 x[0, int(key[len("residual"):])] = val
-        ans = int(cex["ans"])
+        ans = _witness_bit(cex.get("ans"))
+        if ans is None:
+            return _not_a_bit(cex, "ans")
         if model.mode == "cvp":
             if "role" not in cex:
                 return {"replayed": False, "why": "an induction step over abstract counters: no concrete residual"}
@@ -112,6 +116,22 @@ def replay_component(model, cex: dict) -> dict | None:
         return {"replayed": bool((v != cex["value_in"]).any()), "value_in": cex["value_in"],
                 "value_out": [float(t) for t in v]}
     return None
+
+
+def _witness_bit(value) -> int | None:
+    """A witness's 0 or 1; None for anything else a solver may return (NaN, inf, 0.5, in tiny formats)."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(f) if f in (0.0, 1.0) else None
+
+
+def _not_a_bit(cex: dict, *keys: str) -> dict:
+    """No component replay, said plainly: the witness sets a bit-valued input to something that is no bit, so
+    there is no concrete residual to feed the component (the whole-model replay still runs)."""
+    found = ", ".join(f"{k} = {cex.get(k)}" for k in keys)
+    return {"replayed": False, "why": f"the witness has {found}: not a bit, so no concrete residual to replay"}
 
 
 def replay_model(model, circuit, instances: int = 64, seed: int = 0, max_gates: int = 32,
@@ -221,6 +241,7 @@ def replay(model, circuit, outcome, ieee: str | None = None) -> dict:
         return {"lemma": outcome.lemma, "query": outcome.name, **cex, "replay": torch_replay, "replayed": replayed}
     component = replay_component(model, cex)
     whole = replay_model(model, circuit)
-    replayed = component["replayed"] if component is not None else whole is not None
+    concrete = component is not None and "why" not in component  # a component with a concrete residual to run
+    replayed = component["replayed"] if concrete else whole is not None
     return {"lemma": outcome.lemma, "query": outcome.name, **cex, "replay": component, "model_failure": whole,
             "replayed": bool(replayed)}

@@ -56,8 +56,10 @@ def cross_check_bitwuzla(paths: list[Path], timeout_s: float) -> dict:
     except ImportError:
         raise InputError("--cross-check bitwuzla needs the bitwuzla Python package, which is not installed",
                          SourceLoc("--cross-check"), expected="pip install bitwuzla") from None
+    from bridge.progress import Progress
+
     disagreements, unanswered, answers = [], [], {}
-    for p in paths:
+    for p in Progress.over(paths, "query", "  cross-check bitwuzla"):
         options = bitwuzla.Options()
         options.set(bitwuzla.Option.TIME_LIMIT_PER, max(1, int(timeout_s * 1000)))
         parser = bitwuzla.Parser(bitwuzla.TermManager(), options)
@@ -89,8 +91,10 @@ def cross_check(paths: list[Path], timeout_s: float) -> dict:
         raise InputError("--cross-check needs the cvc5 Python package, which is not installed",
                          SourceLoc("--cross-check"), expected="pip install cvc5") from None
     options = {"tlimit-per": str(max(1, int(timeout_s * 1000))), "fp-exp": "true"}
+    from bridge.progress import Progress
+
     disagreements, unanswered, answers = [], [], {}
-    for p in paths:
+    for p in Progress.over(paths, "query", "  cross-check cvc5"):
         tm = cvc5.TermManager()
         solver, symbols = cvc5.Solver(tm), cvc5.SymbolManager(tm)
         for key, value in options.items():

@@ -121,12 +121,21 @@ def build(target: Target, mode: str | None = None, bits: np.ndarray | None = Non
     from neural import cvp
     from neural.construct import build_cvp, build_thm33
 
+    from grammar.limits import require_memory
+    from neural.construct import construction_bytes
+
     c = target.spec.construction
     mode = mode or c.mode
+    if mode == "thm33":
+        length, vocab = target.circuit.n_inputs + target.circuit.n_gates, 2
+    else:
+        max_gates = c.max_gates if bits is None else cvp.lower(target.circuit, bits).size
+        length, vocab = cvp.sequence_length(max_gates), len(cvp.vocab(1)) + 2 * max_gates
+    require_memory(construction_bytes(mode, length, vocab), f"the {mode} construction for {length:,} positions",
+                   target.path, "a smaller circuit or max_gates")
     try:
         if mode == "thm33":
             return build_thm33(target.circuit, target.fmt, c.key_scale)
-        max_gates = c.max_gates if bits is None else cvp.lower(target.circuit, bits).size
         return build_cvp(max_gates, target.fmt, c.key_scale)
     except ValueError as err:
         raise InputError(str(err), SourceLoc(target.path), expected="a circuit and construction parameters that "

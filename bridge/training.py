@@ -17,7 +17,7 @@ def _task_from(args) -> tuple[str, dict]:
         spec = parse_spec(args.spec, parse_overrides(args.override))
         if spec.task is None:
             raise InputError("this spec has no task", SourceLoc(args.spec), expected="a 'task' section")
-        return spec.task.kind, dict(spec.task.params)
+        return spec.task.kind, _whole_params(dict(spec.task.params), args.spec)
     if not args.task:
         raise InputError("no task given", SourceLoc("--task"), expected="SPEC or --task modadd|s5|isq|cvp")
     from bridge.inputs import parse_overrides
@@ -32,7 +32,16 @@ def _task_from(args) -> tuple[str, dict]:
             raise InputError(f"task {args.task} has no parameter {key!r}", SourceLoc("--param"), text=key,
                              expected=", ".join(sorted(params)))
         params[key] = parse_scalar(value)
-    return args.task, params
+    return args.task, _whole_params(params, "--param")
+
+
+def _whole_params(params: dict, where: str) -> dict:
+    """Every task parameter is a count (a length, a modulus, a number of gates or steps, a prime bound)."""
+    for key, value in params.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"task parameter {key} must be a whole number of at least 1", SourceLoc(where),
+                             text=f"{key}={value}", expected=f"{key}=N with N >= 1")
+    return params
 
 
 def cmd_train(args) -> int:
@@ -53,11 +62,26 @@ def cmd_train(args) -> int:
                       batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
                       time_limit=args.time_limit, seed=args.seed, device=args.device, save_every=args.save_every,
                       precision=args.precision)
+    try:  # the task, from the user's parameters, before anything else: a bad one is bad input
+        task = cfg.make_task()
+    except ValueError as err:
+        raise InputError(str(err), SourceLoc(args.spec or "--param"), expected="task parameters this task "
+                         "accepts") from None
+    try:
+        cfg.model_config(task)
+    except ValueError as err:
+        raise InputError(str(err), SourceLoc("--heads"), expected="--d-model a multiple of --heads") from None
+    from grammar.limits import require_memory, require_training_steps
+
+    require_training_steps(args.steps * args.seeds, f"training {args.seeds} seed(s)", "--steps")
+    require_memory(args.seeds * cfg.training_bytes(), f"training {args.seeds} model(s) of {cfg.layers} layer(s), "
+                   f"d_model {cfg.d_model}, batch {cfg.batch_size}", "train", "fewer layers, a smaller width or batch")
     if args.seeds == 1:
         cfgs, outs = [cfg], [Path(args.out)]
     else:  # one group: the seeds train as one stacked model, each into its own directory
         cfgs = [replace(cfg, seed=cfg.seed + i) for i in range(args.seeds)]
         outs = [Path(args.out) / f"seed{c.seed}" for c in cfgs]
+    _refuse_overwrite(outs, args)
     try:
         lasts = train_group(cfgs, outs, resume=args.resume, progress=not args.json)
     except ValueError as err:
@@ -71,10 +95,27 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _refuse_overwrite(outs: list[Path], args) -> None:
+    """A finished or running checkpoint is someone's result: only --resume (continue it) or --force (start over)
+    may write into it."""
+    from neural import checkpoint
+
+    if args.resume or args.force:
+        return
+    for out in outs:
+        if (out / checkpoint.CONFIG).exists():
+            raise InputError("this directory already holds a checkpoint", SourceLoc(str(out)),
+                             expected="--resume to continue it, --force to train over it, or another --out")
+
+
 def cmd_eval(args) -> int:
     from neural.evaluation import evaluate_model, load_trained
 
     model, task, setting, meta = load_trained(args.dir)
+    from grammar.limits import require_tokens
+
+    require_tokens(args.samples * task.seq_len(setting), f"scoring {args.samples:,} samples", "--samples",
+                   "fewer --samples")
     out = evaluate_model(model, task, setting, args.samples, args.seed)
     emit(out, args.json, lambda p: f"{p['task']}/{p['setting']}: accuracy {p['accuracy']:.4f} on {p['samples']} "
                                    f"fresh samples (seed {p['seed']})" + (
@@ -103,7 +144,7 @@ def cmd_reproduce(args) -> int:
                          "torch sees a CUDA device") from None
     try:
         doc = run_grid("full" if args.full else "quick", Path(args.out), Path(args.results), args.seeds, cells,
-                       args.jobs, args.device, args.precision)
+                       args.jobs, args.device, args.precision, args.rerun)
     except OSError as err:
         raise InputError(f"cannot write results: {err.strerror or err}", SourceLoc(args.results),
                          expected="writable --out and --results") from None
@@ -112,6 +153,9 @@ def cmd_reproduce(args) -> int:
 
 
 def _reproduce_text(doc: dict) -> str:
+    if not doc["cells"]:
+        return (f"every {doc['profile']} cell is already in the results: nothing trained, nothing written "
+                f"(--rerun retrains every cell, --cells TASK:SETTING:LAYERS just those)")
     lines = [f"{len(doc['cells'])} cells run ({doc['profile']}, {doc['machine']})"]
     for r in doc["cells"]:
         lines.append(f"  {r['task']}:{r['setting']}:{r['layers']} length {r['length']} seed {r['seed']}: "
@@ -123,6 +167,8 @@ def _reproduce_text(doc: dict) -> str:
 
 
 def register(sub) -> None:
+    from bridge import flags
+
     from grammar.spec import TASK_DEFAULTS
     from neural.tasks import SETTINGS
 
@@ -132,36 +178,38 @@ def register(sub) -> None:
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="task parameter, with --task")
     p.add_argument("--override", action="append", metavar="KEY=VALUE", help="spec override, with SPEC")
     p.add_argument("--setting", choices=SETTINGS, default="cot")
-    p.add_argument("--layers", type=int, default=1)
-    p.add_argument("--d-model", type=int, default=128)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--d-ff", type=int, default=None, help="default 4 * d_model")
+    p.add_argument("--layers", type=flags.positive_int, default=1)
+    p.add_argument("--d-model", type=flags.positive_int, default=128)
+    p.add_argument("--heads", type=flags.positive_int, default=4)
+    p.add_argument("--d-ff", type=flags.positive_int, default=None, help="default 4 * d_model")
     p.add_argument("--activation", choices=("gelu", "relu"), default="gelu")
     p.add_argument("--no-layernorm", action="store_true")
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--steps", type=int, default=100_000)
-    p.add_argument("--warmup", type=int, default=100)
-    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=flags.positive_float, default=2e-3)
+    p.add_argument("--weight-decay", type=flags.nonnegative_float, default=0.0)
+    p.add_argument("--batch-size", type=flags.positive_int, default=128)
+    p.add_argument("--steps", type=flags.positive_int, default=5_000,
+                   help="optimizer steps")
+    p.add_argument("--warmup", type=flags.count, default=100)
+    p.add_argument("--time-limit", type=flags.seconds, default=None, metavar="SECONDS")
+    p.add_argument("--seed", type=flags.seed, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--save-every", type=int, default=500)
-    p.add_argument("--seeds", type=int, default=1, metavar="N",
+    p.add_argument("--save-every", type=flags.positive_int, default=500)
+    p.add_argument("--seeds", type=flags.positive_int, default=1, metavar="N",
                    help="train seeds SEED..SEED+N-1 as one group (one stacked model), into OUT/seed<S> each; "
                         "with --json, one line per seed")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="bf16: autocast with float32 master weights (and TF32 matmuls on CUDA); auto: bf16 on CUDA, "
                         "fp32 on a CPU")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    p.add_argument("--force", action="store_true", help="train from scratch over a checkpoint already in --out")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="greedy-decoding accuracy of a trained checkpoint on fresh samples")
     p.add_argument("dir")
-    p.add_argument("--samples", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--samples", type=flags.positive_int, default=1000)
+    p.add_argument("--seed", type=flags.seed, default=1234)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 
@@ -170,8 +218,9 @@ def register(sub) -> None:
     mode.add_argument("--quick", action="store_true", help="the small grid, under an hour on a 2-core CPU (default)")
     mode.add_argument("--full", action="store_true", help="depths 1-8, a length axis, 3 seeds: for a GPU")
     p.add_argument("--cells", metavar="TASK:SETTING:LAYERS[,...]", help="rerun just these cells, from scratch")
-    p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the profile's)")
-    p.add_argument("--jobs", type=int, default=None,
+    p.add_argument("--rerun", action="store_true", help="retrain every cell of the profile from scratch")
+    p.add_argument("--seeds", type=flags.positive_int, default=None, help="seeds per cell (default: the profile's)")
+    p.add_argument("--jobs", type=flags.positive_int, default=None,
                    help="worker processes, each training one group of cells at a time on one device (default: one "
                         "per visible GPU, or 1 on a CPU)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

@@ -10,16 +10,31 @@ import json
 import sys
 import time
 
+from bridge import flags
 from bridge.output import EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN, ArgParser, run_command
 from bridge.target import add_netlist_flags, optimize_lines
 
 
+class _CrossCheck(argparse.Action):
+    """``--cross-check [SOLVERS]``. The solver list is optional, so ``--cross-check SPEC`` must not swallow the spec:
+    a word that names no solver is kept as the positional argument instead (``_spec``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from bridge.smt_export import SOLVERS
+
+        if values is None or all(n.strip() in SOLVERS for n in values.split(",") if n.strip()) and values.strip(","):
+            namespace.cross_check = values or self.const
+        else:
+            namespace.cross_check = self.const
+            namespace.stray_spec = values
+
+
 def add_verify_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", help="a spec (.lark) or a netlist (.bench/.aag/.aig/.blif/.v)")
+    p.add_argument("spec", nargs="?", help="a spec (.lark) or a netlist (.bench/.aag/.aig/.blif/.v)")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per solver query; a timeout is UNKNOWN")
+    p.add_argument("--timeout", type=flags.seconds, default=60.0, help="seconds per solver query; a timeout is UNKNOWN")
     p.add_argument("--emit-smt2", metavar="DIR", help="also write every solver query as SMT-LIB2 to DIR")
-    p.add_argument("--cross-check", nargs="?", const="cvc5", metavar="SOLVERS",
+    p.add_argument("--cross-check", nargs="?", const="cvc5", metavar="SOLVERS", action=_CrossCheck,
                    help="re-solve the exported queries with cvc5, bitwuzla or both (cvc5,bitwuzla; default cvc5) "
                         "and report disagreements")
     p.add_argument("--override", action="append", metavar="KEY=VALUE")
@@ -90,7 +105,14 @@ def run_verify(args) -> int:
     from bridge.proof import verify
     from bridge.smt_export import cross_check_all, emit_smt2, parse_solvers
     from formal.query import PROVED, REFUTED
+    from grammar.errors import InputError, SourceLoc
 
+    stray = getattr(args, "stray_spec", None)
+    if stray is not None and args.spec is not None:  # `SPEC --cross-check WORD`: WORD was meant as a solver
+        parse_solvers(stray)
+    args.spec = args.spec or stray
+    if args.spec is None:
+        raise InputError("no spec or netlist given", SourceLoc("verify"), expected="cotproof verify SPEC [flags]")
     solvers = parse_solvers(args.cross_check) if args.cross_check else ()
     progress = _Progress() if (not args.json and sys.stderr.isatty()) else None
     try:

@@ -1,9 +1,21 @@
 """cotproof bench --quick runs in CI time and reports ratios (their values are not asserted: timings drift)."""
 from __future__ import annotations
 
+import pytest
 from helpers import cli_json
 
 
+def test_bench_runs_each_benchmark_in_its_own_process_and_reports_ratios():
+    """The harness, on one benchmark (the whole quick plan is the slow test below)."""
+    from bridge.bench import run_benchmarks
+
+    out = run_benchmarks("quick", "trace_check")
+    assert set(out["benchmarks"]) == {"trace_check"} and "error" not in out["benchmarks"]["trace_check"]
+    assert out["benchmarks"]["trace_check"]["agree"] is True and out["benchmarks"]["trace_check"]["peak_rss_mib"] > 0
+    assert "trace_check.numpy_to_pysat_speed_ratio" in out["ratios"]
+
+
+@pytest.mark.slow
 def test_bench_quick_reports_ratios():
     out = cli_json("bench", "--quick")
     assert out["plan"] == "quick"

@@ -177,7 +177,8 @@ def test_cli_run_matches_reference(extra):
 @pytest.mark.parametrize("args,message", [
     (["--inputs", "1011"], "--inputs has 4 bits but 5 are needed"),
     (["--inputs", "10110", "--precision", "5,x"], "--precision"),
-    (["--inputs", "10110", "--ieee", "float8"], "not a supported dtype"),
+    (["--inputs", "10110", "--ieee", "float8"], "not a dtype cotproof proves"),
+    (["--inputs", "10110", "--ieee", "float64"], "not a dtype cotproof proves"),
     (["--inputs", "10110", "--ieee", "float32", "--precision", "5,11"], "exclude each other"),
 ])
 def test_cli_run_rejects_bad_flags(args, message):

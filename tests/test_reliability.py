@@ -191,14 +191,16 @@ def test_fuzz_cli_entry_points_10k(tmp_path, capsys, case):
     _fuzz_once(tmp_path, *case, capsys)
 
 
-def test_a_checkpoint_write_killed_between_files_is_finished_or_discarded(tmp_path):
-    """A kill after the staged set is sealed is rolled forward on load; an unsealed one is thrown away."""
+def test_a_checkpoint_write_killed_between_files_is_read_through_then_finished_or_discarded(tmp_path):
+    """A kill after the staged set is sealed: a reader sees the new checkpoint and changes nothing; the next writer
+    rolls it forward. An unsealed set whose writer is gone: the old checkpoint stands, and the next writer discards
+    it."""
     from neural.config import ModelConfig, weight_shapes
 
     cfg = ModelConfig(vocab_size=3, max_len=4, d_model=4, n_layers=1, n_heads=1, d_head=4, d_ff=4)
     arrays = lambda v: {k: np.full(s, v, dtype=np.float32) for k, s in weight_shapes(cfg).items()}  # noqa: E731
     checkpoint.save(tmp_path, cfg, arrays(1.0), {"step": 1})
-    stage = tmp_path / checkpoint.STAGING
+    stage = tmp_path / f"{checkpoint.STAGING}-999999-killed"  # no process 999999: its writer is gone
     checkpoint.save(tmp_path / "new", cfg, arrays(2.0), {"step": 2})
     stage.mkdir()
     for name in (checkpoint.WEIGHTS, checkpoint.CONFIG):
@@ -206,7 +208,15 @@ def test_a_checkpoint_write_killed_between_files_is_finished_or_discarded(tmp_pa
     (stage / checkpoint.COMPLETE).write_bytes(b"")
     os.replace(stage / checkpoint.WEIGHTS, tmp_path / checkpoint.WEIGHTS)  # killed right after the first move
     ck = checkpoint.load(tmp_path)
-    assert ck.meta["step"] == 2 and (ck.weights["head.weight"] == 2.0).all() and not stage.exists()
+    assert ck.meta["step"] == 2 and (ck.weights["head.weight"] == 2.0).all() and stage.exists()  # read-only
+    checkpoint.recover(tmp_path)
+    assert not stage.exists() and checkpoint.load(tmp_path).meta["step"] == 2
     stage.mkdir()  # an unsealed staging area: the old checkpoint stands
     (stage / checkpoint.WEIGHTS).write_bytes(b"partial")
-    assert checkpoint.load(tmp_path).meta["step"] == 2 and not stage.exists()
+    assert checkpoint.load(tmp_path).meta["step"] == 2 and stage.exists()
+    checkpoint.recover(tmp_path)
+    assert not stage.exists()
+    live = tmp_path / f"{checkpoint.STAGING}-{os.getpid()}-writing"  # a live writer's folder is left to it
+    live.mkdir()
+    checkpoint.recover(tmp_path)
+    assert live.exists()

@@ -61,16 +61,18 @@ def test_aiger_rewrite_is_equivalent_and_a_one_gate_mutant_is_not(tmp_path):
 def test_cli_check_and_equiv(tmp_path):
     good = cli_json("check", "circuits/c17.bench", "--inputs", "10110", "--trace", "001110")
     assert good == {"sound": True, "first_unsound_step": None}
-    bad = cli_json("check", "circuits/c17.bench", "--inputs", "10110", "--trace", "001010")
-    assert bad["sound"] is False and bad["first_unsound_step"] == 3
+    proc = cli("check", "circuits/c17.bench", "--inputs", "10110", "--trace", "001010", "--json")
+    bad = json.loads(proc.stdout)  # an unsound trace is exit 1, like an unsound run
+    assert proc.returncode == 1 and bad["sound"] is False and bad["first_unsound_step"] == 3
     (tmp_path / "c17.aag").write_text(write_aag(load_netlist(ROOT / "circuits/c17.bench")))
-    assert cli_json("equiv", "circuits/c17.bench", str(tmp_path / "c17.aag")) == {"equivalent": True,
-                                                                                  "counterexample": None}
+    same = cli_json("equiv", "circuits/c17.bench", str(tmp_path / "c17.aag"))
+    assert same["equivalent"] is True and same["status"] == "equivalent" and same["counterexample"] is None
     text = (ROOT / "circuits/c17.bench").read_text().replace("23 = NAND(16, 19)", "23 = AND(16, 19)")
     (tmp_path / "m.bench").write_text(text)
     proc = cli("equiv", "circuits/c17.bench", str(tmp_path / "m.bench"), "--json")
     assert proc.returncode == 1
     out = json.loads(proc.stdout)
     assert out["equivalent"] is False and out["outputs"]["a"] != out["outputs"]["b"]
+    assert out["differing_outputs"] == ["23"] and set(out["outputs"]["a"]) == {"22", "23"}  # outputs by name
     wrong = cli("check", "circuits/c17.bench", "--inputs", "10110", "--trace", "0011")
     assert wrong.returncode == 2 and "--trace has 4 bits but 6 are needed" in wrong.stderr
