@@ -191,6 +191,10 @@ def _exhaustive_cvp(model, task, max_gates: int) -> dict:
 
 def cmd_audit(args) -> int:
 
+    if args.plots:
+        from bridge.inputs import writable_directory
+
+        writable_directory(args.plots, "--plots")
     report = audit(args.dir, args.samples, args.seed, args.plots)
     departures = []
     if report["unsound_steps"]:

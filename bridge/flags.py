@@ -6,11 +6,18 @@ import argparse
 import math
 
 
+LARGEST = 2 ** 63 - 1  # what a count or seed may be: numpy, torch and the limit arithmetic all hold it
+
+
 def _integer(text: str) -> int:
     try:
-        return int(text, 10)
+        value = int(text, 10)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise argparse.ArgumentTypeError(f"{shown!r} is not a whole number") from None
+    if abs(value) > LARGEST:
+        raise argparse.ArgumentTypeError(f"a {len(text)}-digit number is too large (at most {LARGEST:,})")
+    return value
 
 
 def _number(text: str) -> float:
@@ -40,8 +47,8 @@ def count(text: str) -> int:
 
 def seed(text: str) -> int:
     value = _integer(text)
-    if not 0 <= value < 2 ** 63:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed: a seed is 0 to 2**63 - 1")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed: a seed is 0 or more")
     return value
 
 

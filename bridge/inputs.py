@@ -2,6 +2,8 @@
 ``bridge.target``."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from grammar.errors import InputError, SourceLoc
@@ -31,4 +33,19 @@ def parse_overrides(items: list[str] | None) -> dict[str, str]:
             raise InputError(f"--override {key.strip()} is given twice", SourceLoc("--override"), text=item,
                              expected="each key once")
         out[key.strip()] = value.strip()
+    return out
+
+
+def writable_directory(path: str, flag: str) -> Path:
+    """A directory a command will write into, created and checked before any work starts, so a proof of minutes
+    does not end in an unwritable path."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".cotproof-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise InputError(f"{flag}: cannot write into this directory: {err.strerror or err}", SourceLoc(path[:200]),
+                         expected="a writable directory") from None
     return out

@@ -39,8 +39,9 @@ class Progress:
     def line(self, now: float) -> str:
         elapsed = now - self.start
         rate = self.n / elapsed if elapsed > 0 else 0.0
-        text = f"{self.desc}: {self.n:,}" + (f"/{self.total:,}" if self.total else "") + f" {self.unit}s"
-        text += f", {rate:,.1f} {self.unit}s/s, {elapsed:,.0f} s so far"
+        units = self.unit[:-1] + "ies" if self.unit.endswith("y") else self.unit + "s"
+        text = f"{self.desc}: {self.n:,}" + (f"/{self.total:,}" if self.total else "") + f" {units}"
+        text += f", {rate:,.1f} {units}/s, {elapsed:,.0f} s so far"
         if self.total and rate > 0:
             text += f", about {(self.total - self.n) / rate:,.0f} s to go"
         return text

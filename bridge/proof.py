@@ -26,6 +26,7 @@ class Report:
     cross_check: dict | None = None
     optimize: dict | None = None  # --optimize: gates and CoT steps before and after, and the equivalence proof
     ieee: str | None = None  # the torch dtype the lemmas are stated for, or None: the paper's F(e,s)
+    unrolled_k: int = 4  # the retrieval claim's unrolled bound: the SMT-LIB export states the same queries
     model: ConstructedModel | None = field(default=None, repr=False)  # what was proved, for SMT-LIB export
     circuit: object | None = field(default=None, repr=False)  # the NormCircuit of a Theorem 3.3 model
 
@@ -96,14 +97,14 @@ def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None
     work = estimated_work(model, circuit, claims, instances, random_max_gates)
     if ieee is not None or work >= TORCH_WORTH_IT:
         prefetch_torch()
+    report.unrolled_k = int(claims.get("retrieval", {}).get("unrolled_k", 4))
     results = {}
     for name in composed_from(ieee is not None):  # embedding (and, in IEEE, the order) always: composition needs them
         if name not in (TABLE_LEMMA, ORDER_LEMMA) and name not in claims and "composition" not in claims:
             continue
-        unrolled_k = int(claims.get("retrieval", {}).get("unrolled_k", 4))
         if progress:
             progress.lemma(name)
-        results[name] = prove_lemma(model, circuit, name, timeout_s, unrolled_k,
+        results[name] = prove_lemma(model, circuit, name, timeout_s, report.unrolled_k,
                                     on_query=progress.query if progress else None, ieee=ieee is not None)
         report.lemmas.append(results[name])
     if "composition" in claims:

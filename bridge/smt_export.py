@@ -8,14 +8,16 @@ from pathlib import Path
 from bridge.proof import Report
 
 
-def emit_smt2(report: Report, directory: str, unrolled_k: int = 4) -> list[Path]:
+def emit_smt2(report: Report, directory: str) -> list[Path]:
+    """Every query of the proof, as z3 was asked it (the spec's unrolled bound included), one strict SMT-LIB file
+    each."""
     from formal.obligations import all_queries
     from formal.query import smt2_filename, to_smt2
     from neural.checkpoint import atomic_write_text
 
     out = Path(directory)
     paths = []
-    for q in all_queries(report.model, unrolled_k, ieee=report.ieee is not None):
+    for q in all_queries(report.model, report.unrolled_k, ieee=report.ieee is not None):
         p = out / smt2_filename(q.name)
         atomic_write_text(p, to_smt2(q))
         paths.append(p)

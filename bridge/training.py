@@ -82,6 +82,10 @@ def cmd_train(args) -> int:
         cfgs = [replace(cfg, seed=cfg.seed + i) for i in range(args.seeds)]
         outs = [Path(args.out) / f"seed{c.seed}" for c in cfgs]
     _refuse_overwrite(outs, args)
+    from bridge.inputs import writable_directory
+
+    for out in outs:  # before the first step, not at the first checkpoint minutes later
+        writable_directory(str(out), "--out")
     try:
         lasts = train_group(cfgs, outs, resume=args.resume, progress=not args.json)
     except ValueError as err:
@@ -116,7 +120,10 @@ def cmd_eval(args) -> int:
 
     require_tokens(args.samples * task.seq_len(setting), f"scoring {args.samples:,} samples", "--samples",
                    "fewer --samples")
-    out = evaluate_model(model, task, setting, args.samples, args.seed)
+    from bridge.progress import Progress
+
+    with Progress(args.samples, "sample", "eval") as progress:
+        out = evaluate_model(model, task, setting, args.samples, args.seed, on_progress=progress.update_to)
     emit(out, args.json, lambda p: f"{p['task']}/{p['setting']}: accuracy {p['accuracy']:.4f} on {p['samples']} "
                                    f"fresh samples (seed {p['seed']})" + (
         f"\nper CoT position: {p['cot_position_accuracy']}" if "cot_position_accuracy" in p else ""))

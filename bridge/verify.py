@@ -45,12 +45,17 @@ def add_verify_arguments(p: argparse.ArgumentParser) -> None:
 
 
 class _Progress:
-    """A status line on stderr (only on a terminal): which lemma, how many queries so far."""
+    """Which lemma, how many queries so far, on stderr: a status line on a terminal; elsewhere (a log, CI) a plain
+    line every ``LINE_EVERY`` seconds once the proof has run ``DELAY`` seconds (``bridge.progress``)."""
 
     def __init__(self):
-        self.start = time.perf_counter()
+        from bridge.progress import DELAY, LINE_EVERY
+
+        self.start = self.last_line = time.perf_counter()
         self.count = 0
         self.name = ""
+        self.tty = sys.stderr.isatty()
+        self.delay, self.every = DELAY, LINE_EVERY
 
     def lemma(self, name: str) -> None:
         self.name = name
@@ -61,11 +66,18 @@ class _Progress:
         self._show()
 
     def _show(self) -> None:
-        sys.stderr.write(f"\r  proving {self.name:<12} {self.count:>4} queries  {time.perf_counter() - self.start:6.1f}s")
-        sys.stderr.flush()
+        now = time.perf_counter()
+        text = f"  proving {self.name:<12} {self.count:>4} queries  {now - self.start:6.1f}s"
+        if self.tty:
+            sys.stderr.write("\r" + text)
+            sys.stderr.flush()
+        elif now - self.start >= self.delay and now - self.last_line >= self.every:
+            self.last_line = now
+            print(text.strip(), file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        sys.stderr.write("\r" + " " * 60 + "\r")
+        if self.tty:
+            sys.stderr.write("\r" + " " * 60 + "\r")
 
 
 def human(report) -> str:
@@ -114,7 +126,11 @@ def run_verify(args) -> int:
     if args.spec is None:
         raise InputError("no spec or netlist given", SourceLoc("verify"), expected="cotproof verify SPEC [flags]")
     solvers = parse_solvers(args.cross_check) if args.cross_check else ()
-    progress = _Progress() if (not args.json and sys.stderr.isatty()) else None
+    if args.emit_smt2:
+        from bridge.inputs import writable_directory
+
+        writable_directory(args.emit_smt2, "--emit-smt2")
+    progress = _Progress()
     try:
         report = verify(args.spec, parse_overrides(args.override), args.timeout, progress, args.format,
                         args.optimize, args.ieee)

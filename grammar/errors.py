@@ -21,13 +21,14 @@ class SourceLoc:
     byte: int | None = None  # binary files have no lines: the offset of the offending byte
 
     def __str__(self) -> str:
+        path = self.path if len(self.path) <= FOUND_CHARS else self.path[:FOUND_CHARS] + "..."
         if self.byte is not None:
-            return f"{self.path}:byte {self.byte}"
+            return f"{path}:byte {self.byte}"
         if self.line and self.column:
-            return f"{self.path}:{self.line}:{self.column}"
+            return f"{path}:{self.line}:{self.column}"
         if self.line:
-            return f"{self.path}:{self.line}"
-        return self.path
+            return f"{path}:{self.line}"
+        return path
 
 
 class InputError(Exception):

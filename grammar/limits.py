@@ -47,7 +47,17 @@ def memory_budget() -> int:
     return int(physical * MEMORY_SHARE)
 
 
+def _finite(x) -> float:
+    """An estimate as a float; an integer too large for one (an override of 10**400) is infinite, not a crash."""
+    try:
+        return float(x)
+    except OverflowError:
+        return float("inf")
+
+
 def human_bytes(n: float) -> str:
+    if n == float("inf"):
+        return "more than anything"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if abs(n) < 1024 or unit == "PiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -56,11 +66,14 @@ def human_bytes(n: float) -> str:
 
 
 def human_count(n: float) -> str:
+    if n == float("inf"):
+        return "more than 1e308"
     return f"{n:,.0f}" if n < 1e9 else f"{n:.2g}"
 
 
 def require_memory(estimate: float, what: str, where: str | SourceLoc, hint: str = "") -> None:
     """Refuse ``what`` if its estimated memory exceeds the budget."""
+    estimate = _finite(estimate)
     budget = memory_budget()
     if _lifted or estimate <= budget:
         return
@@ -71,6 +84,7 @@ def require_memory(estimate: float, what: str, where: str | SourceLoc, hint: str
 
 def require_tokens(tokens: float, what: str, where: str | SourceLoc, hint: str = "") -> None:
     """Refuse simulations that would run more than SIMULATED_TOKENS tokens through a whole model."""
+    tokens = _finite(tokens)
     if _lifted or tokens <= SIMULATED_TOKENS:
         return
     raise Refused(f"{what} would simulate about {human_count(tokens)} tokens, more than the limit of "
@@ -80,6 +94,7 @@ def require_tokens(tokens: float, what: str, where: str | SourceLoc, hint: str =
 
 def require_multiply_adds(work: float, what: str, where: str | SourceLoc, hint: str = "") -> None:
     """Refuse simulations whose arithmetic (mostly attention, quadratic in length) exceeds MULTIPLY_ADDS."""
+    work = _finite(work)
     if _lifted or work <= MULTIPLY_ADDS:
         return
     raise Refused(f"{what} would take about {work:.2g} multiply-adds, more than the limit of {MULTIPLY_ADDS:.0e} "
@@ -89,6 +104,7 @@ def require_multiply_adds(work: float, what: str, where: str | SourceLoc, hint: 
 
 def require_training_steps(steps: float, what: str, where: str | SourceLoc, hint: str = "") -> None:
     """Refuse a training request (steps x runs) beyond TRAINING_STEPS: days of compute asked for by a typo."""
+    steps = _finite(steps)
     if _lifted or steps <= TRAINING_STEPS:
         return
     raise Refused(f"{what} asks for {human_count(steps)} optimizer steps in all, more than the limit of "

@@ -298,13 +298,17 @@ def _resolve_key(key: str, task_kind: str | None, loc: SourceLoc) -> str:
     raise InputError(f"unknown parameter '{key}'", loc, text=key, expected=_one_of(keys))
 
 
+LARGEST_INT = 2 ** 63 - 1  # every count a spec sets fits in 64 bits, as numpy and the limit arithmetic need
+
+
 def _int(table, key, default, lo=None, hi=None) -> int:
     param = table.get(key)
     value = default if param is None else param.value
     if not isinstance(value, int) or isinstance(value, bool):
         raise InputError(f"'{key}' must be an integer", param.loc if param else None, text=str(value))
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        bounds = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+    hi = LARGEST_INT if hi is None else hi
+    if (lo is not None and value < lo) or value > hi:
+        bounds = f"between {lo} and {hi}" if lo is not None else f"at most {hi}"
         raise InputError(f"'{key}' is out of range", param.loc if param else None, text=str(value),
                          expected=f"an integer {bounds}")
     return value

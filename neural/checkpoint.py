@@ -132,8 +132,14 @@ def _move_in(stage: Path, out: Path) -> None:
 
 def _stages(directory: Path) -> list[Path]:
     """Staging folders in ``directory``, oldest first."""
-    found = [p for p in directory.glob(f"{STAGING}*") if p.is_dir()]
-    return sorted(found, key=lambda p: p.stat().st_mtime)
+    found = []
+    for p in directory.glob(f"{STAGING}*"):
+        try:  # another writer may finish and remove its folder between the listing and this look
+            if p.is_dir():
+                found.append((p.stat().st_mtime, p.name, p))
+        except FileNotFoundError:
+            continue
+    return [p for _, _, p in sorted(found)]
 
 
 def _writer_alive(stage: Path) -> bool:
@@ -153,16 +159,18 @@ def _writer_alive(stage: Path) -> bool:
 
 def recover(directory: str | os.PathLike) -> None:
     """For writers: finish sealed writes that a kill interrupted (oldest first, so the newest wins) and discard
-    unsealed ones whose writer is gone. A live writer's folder is left to it."""
+    unsealed ones. Only folders whose writer is gone: a live writer's folder, sealed or not, is its own to move."""
     d = Path(directory)
     if not d.is_dir():
         return
     try:
         with _locked(d, exclusive=True):
             for stage in _stages(d):
+                if _writer_alive(stage):
+                    continue
                 if (stage / COMPLETE).exists():
                     _move_in(stage, d)
-                elif not _writer_alive(stage):
+                else:
                     shutil.rmtree(stage, ignore_errors=True)
     except OSError:  # a read-only directory: leave it; load() reads through a sealed stage anyway
         pass

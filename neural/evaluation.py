@@ -44,9 +44,9 @@ def load_trained(directory) -> tuple[Decoder, FoldTask, str, dict]:
 
 
 def evaluate_model(model: Decoder, task: FoldTask, setting: str, samples: int = 1000, seed: int = 1234,
-                   batch_size: int = 250, split: str = "test") -> dict:
+                   batch_size: int = 250, split: str = "test", on_progress=None) -> dict:
     """Greedy answer accuracy on fresh samples of one split (by default the held-out test prompts, which training
-    never draws), per-position CoT accuracy, and CoT soundness."""
+    never draws), per-position CoT accuracy, and CoT soundness. ``on_progress(samples_done)`` after each batch."""
     rng = np.random.default_rng(seed)
     correct, total, per_pos, sound_steps, steps = 0, 0, None, 0, 0
     model.eval()
@@ -72,6 +72,8 @@ def evaluate_model(model: Decoder, task: FoldTask, setting: str, samples: int = 
             sound_steps, steps = sound_steps + int(ok.sum()), steps + ok.size
         correct += int((answer == b.answer).sum())
         total += n
+        if on_progress is not None:
+            on_progress(total)
     out = {"accuracy": correct / total, "samples": total, "seed": seed, "setting": setting, "task": task.name,
            "split": split}
     if per_pos is not None:

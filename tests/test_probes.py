@@ -209,6 +209,10 @@ FLAG_CASES = [
     (["run", "circuits/c17.bench", "--inputs", "10110", "--ieee", "float64"], "--ieee"),
     (["spec", "check", "specs/c17.lark", "--override", "key_scale=1", "--override", "key_scale=2"], "twice"),
     (["verify", "specs/c17.lark", "--override", "random.instances=-1"], "random.instances"),
+    (["verify", "specs/c17.lark", "--override", "random.instances=" + "9" * 400], "400 characters"),
+    (["audit", "never", "--samples", "1" * 100], "too large"),
+    (["verify", "specs/c17.lark", "--emit-smt2", "/dev/null/x"], "--emit-smt2"),
+    (["audit", "never", "--plots", "/dev/null/x"], "--plots"),
 ]
 
 
@@ -462,10 +466,12 @@ NUMBERS = st.one_of(st.integers(-10 ** 20, 10 ** 20).map(str), st.floats(allow_n
 @given(flag=st.sampled_from(["--layers", "--d-model", "--heads", "--d-ff", "--lr", "--weight-decay",
                              "--batch-size", "--steps", "--warmup", "--time-limit", "--seed", "--save-every",
                              "--seeds"]), value=NUMBERS)
-def test_any_training_flag_value_is_validated_or_accepted(trained, capsys, flag, value):
-    """``--out`` holds a checkpoint, so a value that passes validation is then refused as an overwrite: either
-    way exit 2, and no training starts."""
-    assert _in_process(["train", "--task", "modadd", flag, value, "--out", str(trained)], capsys) == BAD
+def test_any_training_flag_value_is_validated_or_accepted(tmp_path_factory, capsys, flag, value):
+    """``--out`` lies under a file, so a value that passes validation is then refused as an unwritable place,
+    before the first step: either way exit 2, and no training starts."""
+    blocked = tmp_path_factory.mktemp("blocked") / "file"
+    blocked.write_text("")
+    assert _in_process(["train", "--task", "modadd", flag, value, "--out", str(blocked / "run")], capsys) == BAD
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))

@@ -157,9 +157,11 @@ def test_exported_smt2_is_strict_and_bitwuzla_proves_every_file(tmp_path):
 def test_cross_check_takes_several_solvers_and_refuses_unknown_ones():
     pytest.importorskip("bitwuzla")
     pytest.importorskip("cvc5")
-    proc = cli("verify", "specs/c17.lark", "--cross-check", "cvc5,bitwuzla", "--timeout", "5", "--json",
-               "--override", "random.instances=0")
+    proc = cli("verify", "specs/c17.lark", "--cross-check", "cvc5,bitwuzla", "--timeout", "2", "--json",
+               "--override", "random.instances=0", "--override", "claims.retrieval.unrolled_k=2")
     cc = json.loads(proc.stdout)["cross_check"]
+    unrolled = [f for f in cc["solvers"]["bitwuzla"]["answers"] if "unrolled" in f]
+    assert unrolled and all(f.endswith("_k_2.smt2") for f in unrolled)  # the queries z3 answered, not k = 4
     assert proc.returncode == 0 and set(cc["solvers"]) == {"cvc5", "bitwuzla"} and cc["disagreements"] == []
     for one in cc["solvers"].values():  # each solver answered unsat to every query it answered in time
         assert one["queries"] >= 10 and one["disagreements"] == []
