@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import math
 
-
 LARGEST = 2 ** 63 - 1  # what a count or seed may be: numpy, torch and the limit arithmetic all hold it
 
 
@@ -30,45 +29,20 @@ def _number(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed: it must be at least 1")
-    return value
+def _at_least(parse, lowest, inclusive: bool, words: str):
+    """A flag type: ``parse`` the text, then require it to be ``>= lowest`` (or ``> lowest``)."""
+    def check(text: str):
+        value = parse(text)
+        if value < lowest or (not inclusive and value == lowest):
+            raise argparse.ArgumentTypeError(f"{value:g} is not allowed: it must be {words}")
+        return value
+    return check
 
 
-def count(text: str) -> int:
-    """A whole number, 0 allowed."""
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed: it must be 0 or more")
-    return value
-
-
-def seed(text: str) -> int:
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed: a seed is 0 or more")
-    return value
-
-
-def seconds(text: str) -> float:
-    """A duration: finite and positive (a timeout of 0 or -1 would make every answer UNKNOWN)."""
-    value = _number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value:g} is not allowed: it must be more than 0 seconds")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = _number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value:g} is not allowed: it must be more than 0")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value:g} is not allowed: it must be 0 or more")
-    return value
+positive_int = _at_least(_integer, 1, True, "at least 1")
+count = _at_least(_integer, 0, True, "0 or more")  # a whole number, 0 allowed
+seed = _at_least(_integer, 0, True, "0 or more")
+# a duration: finite and positive (a timeout of 0 or -1 would make every answer UNKNOWN)
+seconds = _at_least(_number, 0, False, "more than 0 seconds")
+positive_float = _at_least(_number, 0, False, "more than 0")
+nonnegative_float = _at_least(_number, 0, True, "0 or more")

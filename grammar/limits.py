@@ -71,45 +71,40 @@ def human_count(n: float) -> str:
     return f"{n:,.0f}" if n < 1e9 else f"{n:.2g}"
 
 
-def require_memory(estimate: float, what: str, where: str | SourceLoc, hint: str = "") -> None:
+def _require(amount, limit: float, what: str, where: str | SourceLoc, hint: str, describe) -> None:
+    """The one check behind every ``require_*``: ``describe(amount, limit)`` words the refusal."""
+    amount = _finite(amount)
+    if _lifted or amount <= limit:
+        return
+    raise Refused(f"{what} {describe(amount, limit)}; --no-limit runs it anyway", _loc(where), expected=hint)
+
+
+def require_memory(estimate: float, what: str, where: str | SourceLoc, hint: str = "a smaller request") -> None:
     """Refuse ``what`` if its estimated memory exceeds the budget."""
-    estimate = _finite(estimate)
-    budget = memory_budget()
-    if _lifted or estimate <= budget:
-        return
-    raise Refused(f"{what} needs about {human_bytes(estimate)} of memory, more than this machine's limit of "
-                  f"{human_bytes(budget)}; --no-limit runs it anyway", _loc(where),
-                  expected=hint or "a smaller request")
+    _require(estimate, memory_budget(), what, where, hint, lambda n, limit: f"needs about {human_bytes(n)} of "
+             f"memory, more than this machine's limit of {human_bytes(limit)}")
 
 
-def require_tokens(tokens: float, what: str, where: str | SourceLoc, hint: str = "") -> None:
+def require_tokens(tokens: float, what: str, where: str | SourceLoc,
+                   hint: str = "fewer or smaller instances") -> None:
     """Refuse simulations that would run more than SIMULATED_TOKENS tokens through a whole model."""
-    tokens = _finite(tokens)
-    if _lifted or tokens <= SIMULATED_TOKENS:
-        return
-    raise Refused(f"{what} would simulate about {human_count(tokens)} tokens, more than the limit of "
-                  f"{human_count(SIMULATED_TOKENS)} (roughly an hour on a small machine); --no-limit runs it anyway",
-                  _loc(where), expected=hint or "fewer or smaller instances")
+    _require(tokens, SIMULATED_TOKENS, what, where, hint, lambda n, limit: f"would simulate about "
+             f"{human_count(n)} tokens, more than the limit of {human_count(limit)} (roughly an hour on a small "
+             f"machine)")
 
 
-def require_multiply_adds(work: float, what: str, where: str | SourceLoc, hint: str = "") -> None:
+def require_multiply_adds(work: float, what: str, where: str | SourceLoc,
+                          hint: str = "fewer or shorter instances") -> None:
     """Refuse simulations whose arithmetic (mostly attention, quadratic in length) exceeds MULTIPLY_ADDS."""
-    work = _finite(work)
-    if _lifted or work <= MULTIPLY_ADDS:
-        return
-    raise Refused(f"{what} would take about {work:.2g} multiply-adds, more than the limit of {MULTIPLY_ADDS:.0e} "
-                  f"(roughly an hour on a small machine); --no-limit runs it anyway", _loc(where),
-                  expected=hint or "fewer or shorter instances")
+    _require(work, MULTIPLY_ADDS, what, where, hint, lambda n, limit: f"would take about {n:.2g} multiply-adds, "
+             f"more than the limit of {limit:.0e} (roughly an hour on a small machine)")
 
 
-def require_training_steps(steps: float, what: str, where: str | SourceLoc, hint: str = "") -> None:
+def require_training_steps(steps: float, what: str, where: str | SourceLoc,
+                           hint: str = "fewer steps or seeds") -> None:
     """Refuse a training request (steps x runs) beyond TRAINING_STEPS: days of compute asked for by a typo."""
-    steps = _finite(steps)
-    if _lifted or steps <= TRAINING_STEPS:
-        return
-    raise Refused(f"{what} asks for {human_count(steps)} optimizer steps in all, more than the limit of "
-                  f"{human_count(TRAINING_STEPS)} (the paper's full grid is 1.7 million); --no-limit runs it anyway",
-                  _loc(where), expected=hint or "fewer steps or seeds")
+    _require(steps, TRAINING_STEPS, what, where, hint, lambda n, limit: f"asks for {human_count(n)} optimizer "
+             f"steps in all, more than the limit of {human_count(limit)} (the paper's full grid is 1.7 million)")
 
 
 def _loc(where: str | SourceLoc) -> SourceLoc:
