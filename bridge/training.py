@@ -71,6 +71,13 @@ def cmd_train(args) -> int:
         cfg.model_config(task)
     except ValueError as err:
         raise InputError(str(err), SourceLoc("--heads"), expected="--d-model a multiple of --heads") from None
+    from neural.runs import resolve_device
+
+    try:
+        resolve_device(args.device)
+    except ValueError as err:
+        raise InputError(str(err), SourceLoc("--device"), text=args.device, expected="auto, cpu, or cuda where "
+                         "torch sees a CUDA device") from None
     from grammar.limits import require_memory, require_training_steps
 
     require_training_steps(args.steps * args.seeds, f"training {args.seeds} seed(s)", "--steps")
@@ -86,10 +93,8 @@ def cmd_train(args) -> int:
 
     for out in outs:  # before the first step, not at the first checkpoint minutes later
         writable_directory(str(out), "--out")
-    try:
+    try:  # user errors inside (a resume that does not match) are InputErrors; a ValueError here is a bug
         lasts = train_group(cfgs, outs, resume=args.resume, progress=not args.json)
-    except ValueError as err:
-        raise InputError(str(err), SourceLoc(args.out), expected="consistent training settings") from None
     except OSError as err:
         raise InputError(f"cannot write the checkpoint: {err.strerror or err}", SourceLoc(args.out),
                          expected="--out DIR in a writable place") from None

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from grammar.errors import InputError, SourceLoc
 from neural import checkpoint
 from neural.config import ModelConfig
 from neural.tasks import FoldTask, make_task
@@ -129,5 +130,6 @@ def load_training(out: Path):
     ck = checkpoint.load(out)
     payload = (out / OPTIMIZER).read_bytes() if (out / OPTIMIZER).exists() else None
     if payload is None or hashlib.sha256(payload).hexdigest() != ck.meta.get("optimizer_sha256"):
-        raise ValueError(f"{out / OPTIMIZER} is missing or does not match config.json: cannot resume exactly")
+        raise InputError(f"{OPTIMIZER} is missing or does not match config.json: cannot resume exactly",
+                         SourceLoc(str(out / OPTIMIZER)), expected="the optimizer state written with the checkpoint")
     return ck, st_load(payload)

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from grammar.errors import InputError, SourceLoc
 from neural import checkpoint
 from neural.config import Keys, ModelConfig
 from neural.evaluation import evaluate_model
@@ -140,7 +141,8 @@ class Group:
         self.members = [self._member(cfg, Path(out), resume) for cfg, out in zip(cfgs, outs)]
         starts = {m.start for m in self.members if m.result is None}
         if len(starts) > 1:
-            raise ValueError(f"the runs of a group resume from different steps {sorted(starts)}: group them by step")
+            raise InputError(f"the runs of a group resume from different steps {sorted(starts)}: group them by step",
+                             SourceLoc(str(outs[0].parent)), expected="runs checkpointed at the same step")
         self.cfg = cfgs[0]  # the shared schedule
 
     # ---- members ---------------------------------------------------------------------------------------------
@@ -156,8 +158,9 @@ class Group:
             if saved != cfg:
                 differ = [f"{k} {a!r} (checkpoint) vs {b!r} (now)" for (k, a), b in
                           zip(saved.to_dict().items(), cfg.to_dict().values()) if a != b]
-                raise ValueError(f"--resume with different training settings than the checkpoint's in {out}: "
-                                 + "; ".join(differ))
+                raise InputError("--resume with different training settings than the checkpoint's: "
+                                 + "; ".join(differ), SourceLoc(str(out / checkpoint.CONFIG)),
+                                 expected="the checkpoint's own settings, or --force to start over")
             member.start = int(ck.meta["step"])
             if ck.meta.get("early_stopped") or member.start >= cfg.steps:  # finished before
                 member.result = {"step": member.start, "early_stopped": bool(ck.meta.get("early_stopped")),
