@@ -142,31 +142,30 @@ def audit(directory: str, samples: int = 500, seed: int = 0, plots: str | None =
     cfg, length = model.cfg, task.n_prompt + task.n_steps
     require_memory(4.0 * samples * length * (40 * cfg.d_model * cfg.n_layers + 2 * cfg.n_heads * length),
                    f"auditing {samples:,} samples of {length:,} tokens", "--samples", "fewer --samples")
-    stages = Progress(6 if meta.get("kind") == "construction" else 5, "stage", "audit")
-    b = task.batch(np.random.default_rng(seed), samples, "cot", "test")  # held-out prompts only
-    prompts = b.tokens[:, :b.prompt_len]
-    gen = _greedy(model, task, prompts)
-    stages.update()
-    out = {"checkpoint": str(directory), "task": task.name, "samples": samples, "seed": seed,
-           **_trace_report(task, prompts[:, :task.n_prompt], gen, b.answer, b.cot)}
-    full = np.concatenate([prompts, gen[:, :-1]], axis=1)
-    attn = _attention(model, full[:min(samples, 200)])
-    out["attention"] = _alignment(task, prompts[:min(samples, 200), :task.n_prompt], attn)
-    stages.update()
-    precision = {}
-    for dtype in ("bfloat16", "float16"):
-        cast = model.to(getattr(torch, dtype))
-        g = _greedy(cast, task, prompts)
-        rep = _trace_report(task, prompts[:, :task.n_prompt], g, b.answer, b.cot)
-        precision[dtype] = {"accuracy": rep["accuracy"], "unsound_steps": rep["unsound_steps"],
-                            "traces_changed": int((g != gen).any(axis=1).sum())}
+    with Progress(5 if meta.get("kind") == "construction" else 4, "stage", "audit") as stages:
+        b = task.batch(np.random.default_rng(seed), samples, "cot", "test")  # held-out prompts only
+        prompts = b.tokens[:, :b.prompt_len]
+        gen = _greedy(model, task, prompts)
         stages.update()
-    model.to(torch.float32)
-    out["precision"] = precision
-    if meta.get("kind") == "construction":
-        out["exhaustive"] = _exhaustive_cvp(model, task, max_gates=3)
+        out = {"checkpoint": str(directory), "task": task.name, "samples": samples, "seed": seed,
+               **_trace_report(task, prompts[:, :task.n_prompt], gen, b.answer, b.cot)}
+        full = np.concatenate([prompts, gen[:, :-1]], axis=1)
+        attn = _attention(model, full[:min(samples, 200)])
+        out["attention"] = _alignment(task, prompts[:min(samples, 200), :task.n_prompt], attn)
         stages.update()
-    stages.close()
+        precision = {}
+        for dtype in ("bfloat16", "float16"):
+            cast = model.to(getattr(torch, dtype))
+            g = _greedy(cast, task, prompts)
+            rep = _trace_report(task, prompts[:, :task.n_prompt], g, b.answer, b.cot)
+            precision[dtype] = {"accuracy": rep["accuracy"], "unsound_steps": rep["unsound_steps"],
+                                "traces_changed": int((g != gen).any(axis=1).sum())}
+            stages.update()
+        model.to(torch.float32)
+        out["precision"] = precision
+        if meta.get("kind") == "construction":
+            out["exhaustive"] = _exhaustive_cvp(model, task, max_gates=3)
+            stages.update()
     if plots:
         from bridge.audit_plots import write_plots
 

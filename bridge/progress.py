@@ -46,6 +46,12 @@ class Progress:
             text += f", about {(self.total - self.n) / rate:,.0f} s to go"
         return text
 
+    def describe(self, desc: str) -> None:
+        """A new label for what is being counted (verify's current lemma)."""
+        self.desc = desc
+        if self.bar is not None:
+            self.bar.set_description(desc, refresh=False)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()

@@ -70,11 +70,10 @@ def require_simulation(model: ConstructedModel, circuit, claims: dict, instances
     """Price the bounded checks before any proof starts: refuse (exit 2, with the estimate) a spec that asks for
     more simulated tokens or memory than this machine should attempt; ``--no-limit`` lifts it."""
     from bridge.bounded import estimated_work, planned_instances
-    from grammar.limits import require_memory, require_multiply_adds, require_tokens
+    from grammar.limits import human_count, require_memory, require_multiply_adds, require_tokens
 
     count, length = planned_instances(model, circuit, claims, instances)
-    what = f"the bounded checks ({count:,} instances of {length:,} tokens)" if count < 1e12 else \
-        f"the bounded checks ({count:.3g} instances of {length:,} tokens)"
+    what = f"the bounded checks ({human_count(count)} instances of {length:,} tokens)"
     require_tokens(count * length, what, where, "fewer random.instances, a smaller claims.end_to_end bound")
     require_memory(24.0 * count * length, what, where, "fewer random.instances")
     if count:

@@ -130,7 +130,7 @@ def build(target: Target, mode: str | None = None, bits: np.ndarray | None = Non
         length, vocab = target.circuit.n_inputs + target.circuit.n_gates, 2
     else:
         max_gates = c.max_gates if bits is None else cvp.lower(target.circuit, bits).size
-        length, vocab = cvp.sequence_length(max_gates), len(cvp.vocab(1)) + 2 * max_gates
+        length, vocab = cvp.sequence_length(max_gates), len(cvp.vocab(0)) + 2 * max_gates  # ids and refs: 2N
     require_memory(construction_bytes(mode, length, vocab), f"the {mode} construction for {length:,} positions",
                    target.path, "a smaller circuit or max_gates")
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 from bridge import flags
 from bridge.output import EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN, ArgParser, run_command
@@ -45,39 +44,21 @@ def add_verify_arguments(p: argparse.ArgumentParser) -> None:
 
 
 class _Progress:
-    """Which lemma, how many queries so far, on stderr: a status line on a terminal; elsewhere (a log, CI) a plain
-    line every ``LINE_EVERY`` seconds once the proof has run ``DELAY`` seconds (``bridge.progress``)."""
+    """What ``prove_model`` reports (each lemma, each query answered) as ``bridge.progress`` shows it."""
 
     def __init__(self):
-        from bridge.progress import DELAY, LINE_EVERY
+        from bridge.progress import Progress
 
-        self.start = self.last_line = time.perf_counter()
-        self.count = 0
-        self.name = ""
-        self.tty = sys.stderr.isatty()
-        self.delay, self.every = DELAY, LINE_EVERY
+        self.progress = Progress(None, "query", "proving")
 
     def lemma(self, name: str) -> None:
-        self.name = name
-        self._show()
+        self.progress.describe(f"proving {name}")
 
     def query(self, outcome) -> None:
-        self.count += 1
-        self._show()
-
-    def _show(self) -> None:
-        now = time.perf_counter()
-        text = f"  proving {self.name:<12} {self.count:>4} queries  {now - self.start:6.1f}s"
-        if self.tty:
-            sys.stderr.write("\r" + text)
-            sys.stderr.flush()
-        elif now - self.start >= self.delay and now - self.last_line >= self.every:
-            self.last_line = now
-            print(text.strip(), file=sys.stderr, flush=True)
+        self.progress.update()
 
     def close(self) -> None:
-        if self.tty:
-            sys.stderr.write("\r" + " " * 60 + "\r")
+        self.progress.close()
 
 
 def human(report) -> str:

@@ -66,6 +66,7 @@ def human_bytes(n: float) -> str:
 
 
 def human_count(n: float) -> str:
+    n = _finite(n)
     if n == float("inf"):
         return "more than 1e308"
     return f"{n:,.0f}" if n < 1e9 else f"{n:.2g}"

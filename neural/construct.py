@@ -127,17 +127,12 @@ def _cvp_layout(k: int) -> Layout:
                       ("role_id", 1), ("role_va", 1), ("role_vg", 1), ("out", 1)])
 
 
-def planned_size(mode: str, length: int, vocab_size: int) -> tuple[int, int]:
-    """(sequence length, residual width) of the construction for ``length`` positions, by the same layouts the
-    builders use, so a command can price a model before building it."""
-    k = code_width(length + 1)
-    return length, (_thm33_layout(k) if mode == "thm33" else _cvp_layout(k)).width
-
-
 def construction_bytes(mode: str, length: int, vocab_size: int) -> float:
-    """Peak memory of building and checking one construction: the position and token tables (float64, with a
-    rounded copy a block at a time) and the key/query tables the proofs and runs derive from them."""
-    length, width = planned_size(mode, length, vocab_size)
+    """Peak memory of building and checking one construction for ``length`` positions, priced before it is built
+    with the builders' own layouts: the position and token tables (float64, with a rounded copy a block at a
+    time) and the key/query tables the proofs and runs derive from them."""
+    k = code_width(length + 1)
+    width = (_thm33_layout(k) if mode == "thm33" else _cvp_layout(k)).width
     return 8.0 * 6 * (length + 2 * vocab_size) * width
 
 

@@ -251,7 +251,7 @@ def plan_groups(profile: Profile, cells: list[Cell], root: Path, device: str, me
         by_key.setdefault(key, []).append(cell)
     groups = []
     for members in by_key.values():
-        per_member = max(training_bytes(cfgs[c]) for c in members)
+        per_member = max(cfgs[c].training_bytes() for c in members)
         size = int(max(1, min(MAX_GROUP["cuda" if cuda else "cpu"], memory_bytes // per_member)))
         n = -(-len(members) // size)  # as few groups as fit, of equal size
         groups += [members[i::n] for i in range(n)]
@@ -264,10 +264,6 @@ def resume_step(run_dir: Path) -> int:
         return int(json.loads((run_dir / "config.json").read_text()).get("step", 0))
     except (OSError, ValueError, AttributeError):
         return 0
-
-
-def training_bytes(cfg) -> float:
-    return cfg.training_bytes()
 
 
 def group_cost(profile: Profile, group: list[Cell]) -> float:
