@@ -107,7 +107,8 @@ def register(sub) -> None:
     p = sub.add_parser("equiv", help="are two netlists equivalent? (sweeping, and a SAT miter as cross-check)")
     p.add_argument("a")
     p.add_argument("b")
-    p.add_argument("--timeout", type=flags.seconds, default=60.0, help="seconds for the CNF miter; a timeout is UNKNOWN")
+    p.add_argument("--timeout", type=flags.seconds, default=60.0,
+                   help="seconds for the CNF miter; a timeout is UNKNOWN")
     p.add_argument("--conflicts", type=flags.positive_int, default=1_000_000,
                    help="SAT conflicts for sweeping before it gives up (then the CNF miter decides)")
     add_netlist_flags(p)

@@ -341,7 +341,8 @@ def load_results(path: Path) -> list[dict]:
 
 
 def run_grid(profile_name: str, out: Path, results: Path, seeds: int | None = None, cells: list | None = None,
-             jobs: int | None = None, device: str | None = None, precision: str = "auto", rerun: bool = False) -> dict:
+             jobs: int | None = None, device: str | None = None, precision: str = "auto",
+             rerun: bool = False) -> dict:
     """Run the profile's unfinished cells (``cells``: rerun just these, from scratch; ``rerun``: every cell, from
     scratch) and write the results. With nothing to run, nothing is written: the files stay byte for byte.
 
@@ -438,7 +439,8 @@ def document(profile_name: str, rows: list[dict]) -> dict:
     rows = sorted(rows, key=lambda r: (list(LENGTH_PARAM).index(r["task"]), r["setting"], r["length"], r["layers"],
                                        r["seed"]))
     return {"profile": profile_name, "machine": _provenance(rows, "machine", machine),
-            "commit": _provenance(rows, "commit", commit), "cells": rows, "claims": claims(rows, PROFILES[profile_name])}
+            "commit": _provenance(rows, "commit", commit), "cells": rows,
+            "claims": claims(rows, PROFILES[profile_name])}
 
 
 def _provenance(rows: list[dict], key: str, current) -> str:
