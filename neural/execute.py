@@ -1,11 +1,18 @@
-"""Greedy CoT generation with a KV cache and teacher-forced checking, in the finite and the IEEE modes.
+"""Running the decoder: greedy CoT generation with a KV cache, teacher-forced passes, and runs checked in one pass.
 
 A *session* feeds tokens and returns predictions, keeping its own cache; the greedy loop and the teacher-forced pass
 are written once, over either session, so the finite mode, the IEEE modes and trained models (``neural.evaluation``,
 ``bridge.audit``) are all decoded by the same code.
+
+A run of a constructed model (``run_thm33``, ``run_cvp``) does not generate token by token when it need not. Greedy
+decoding's output is the one sequence t whose every token is the argmax after the tokens before it. So a proposal p
+(the reference evaluation's CoT) scored by one teacher-forced pass, with the argmax after every position equal to
+the next token of p, *is* the greedy output: induction on steps, the two runs see the same prefix at every step.
+From the first step where the argmax departs from p, the model's own tokens are generated greedily, as before.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +45,9 @@ class FiniteSession:
 
     def __init__(self, cfg: ModelConfig, weights: dict, fmt: FPFormat):
         self.decoder = FiniteDecoder(cfg, weights, fmt)
+        self.cache = FiniteCache()
+
+    def reset(self) -> None:
         self.cache = FiniteCache()
 
     def next_tokens(self, tokens: np.ndarray) -> np.ndarray:
@@ -82,6 +92,11 @@ class TorchSession:
         best = [(p if head.bias is None else p + head.bias).argmax(-1) for p in parts]
         return (self.torch.cat(best) if best else flat.new_zeros(0, dtype=self.torch.long)).reshape(x.shape[:-1])
 
+    def reset(self) -> None:
+        from neural.model import KVCache
+
+        self.cache = KVCache()
+
     @classmethod
     def from_arrays(cls, cfg: ModelConfig, weights: dict, dtype: str, device: str = "cpu") -> "TorchSession":
         import torch
@@ -110,16 +125,19 @@ class TorchSession:
         return pred if tokens.ndim == 2 else pred[0]
 
 
-def session(cfg: ModelConfig, weights: dict, mode: ExecMode):
+def session(cfg: ModelConfig, weights: dict, mode: ExecMode, device: str = "cpu"):
+    """A session computing in ``mode``; ``device`` is where an IEEE mode's torch model runs."""
     if mode.kind == "finite":
         return FiniteSession(cfg, weights, mode.fmt)
-    return TorchSession.from_arrays(cfg, weights, mode.dtype)
+    return TorchSession.from_arrays(cfg, weights, mode.dtype, device)
 
 
 def greedy(sess, prompts, steps: int, progress=None) -> np.ndarray:
-    """Feed the prompts, then ``steps`` times append the argmax token (ties go to the lowest token id).
+    """Feed the prompts, then ``steps`` times append the argmax token (ties go to the lowest token id). The
+    session's cache is emptied first.
 
     ``prompts``: (T,) for one sequence, returning (steps,), or (B, T) for a batch, returning (B, steps)."""
+    sess.reset()
     prompts = np.asarray(prompts, dtype=np.int64)
     batch = np.atleast_2d(prompts)
     out = np.empty((batch.shape[0], steps), dtype=np.int64)
@@ -137,6 +155,22 @@ def teacher_forced(sess, tokens, at=None) -> np.ndarray:
     """One pass over the whole sequence: the argmax prediction after every position (or after those in ``at``).
     A torch session also takes a (B, T) batch of equal-length sequences."""
     return sess.predictions(tokens, at)
+
+
+ACTIVATIONS_PER_PASS = 1 << 22  # residual entries one torch pass may hold (rows x length x width)
+
+
+def teacher_forced_rows(sess, sequences: np.ndarray, at) -> Iterator[np.ndarray]:
+    """Teacher-forced predictions after ``at`` for (B, L) equal-length sequences, one row at a time and lazily
+    (a caller that stops at the first wrong row computes no more): F(e,s) one row per pass, torch as many rows
+    per pass as ``ACTIVATIONS_PER_PASS`` holds."""
+    if isinstance(sess, FiniteSession):
+        for row in sequences:
+            yield teacher_forced(sess, row, at)
+        return
+    per_pass = max(1, ACTIVATIONS_PER_PASS // max(1, sequences.shape[1] * sess.model.cfg.d_model))
+    for i in range(0, len(sequences), per_pass):
+        yield from teacher_forced(sess, sequences[i:i + per_pass], at)
 
 
 @dataclass(frozen=True)
@@ -199,6 +233,58 @@ def check_cvp_teacher_forced(model: ConstructedModel, c: cvp.CVPCircuit, mode: E
     return StepCheck(pred, tf.expected[0])
 
 
+# ---- runs checked in one pass --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Decoded:
+    """The model's greedy output for one prompt, and how it was found."""
+
+    tokens: np.ndarray  # (steps,)
+    departure: int | None  # the first step whose argmax departs from the proposal (decoded greedily from there)
+    arithmetic: str  # what computed the tokens that count
+
+    @property
+    def path(self) -> str:
+        return "one-pass" if self.departure is None else "one-pass+greedy"
+
+
+def decode_checked(model: ConstructedModel, forcing: TeacherForcing, mode: ExecMode, fast: ExecMode | None = None,
+                   device: str = "cpu", progress=None) -> list[Decoded]:
+    """Greedy decoding of every row of ``forcing`` (its prompts, proposing its expected tokens), in one
+    teacher-forced pass where the model agrees with the proposal and token by token from where it departs.
+
+    ``fast``: an arithmetic that ``bridge`` has proved computes exactly what ``mode`` computes (torch float32 for
+    F(e,s) when no dot product rounds), used for the pass; a row where it departs is decided again in ``mode``,
+    the arbiter. ``progress(n)``: n CoT steps decided so far."""
+    steps = forcing.expected.shape[1]
+    prompt_len = int(forcing.steps[0]) + 1 if steps else forcing.tokens.shape[1]
+    first = session(model.config, model.weights, fast or mode, device)
+    arbiter = first if fast is None else None
+    out = []
+    for row, pred in enumerate(teacher_forced_rows(first, forcing.tokens, forcing.steps)):
+        proposal = forcing.expected[row]
+        where = str(mode) if fast is None else f"{mode}, computed exactly as {fast}"
+        if fast is not None and not np.array_equal(pred, proposal):
+            arbiter = arbiter or session(model.config, model.weights, mode, device)
+            pred, where = teacher_forced(arbiter, forcing.tokens[row], forcing.steps), str(mode)
+        departs = np.flatnonzero(pred != proposal)
+        if not departs.size:
+            out.append(Decoded(proposal.copy(), None, where))
+        else:
+            j = int(departs[0])
+            tokens = proposal.copy()
+            tokens[j] = pred[j]  # the prefix is the proposal's up to here, so this is the model's own token
+            if j + 1 < steps:
+                prefix = np.concatenate([forcing.tokens[row, :prompt_len + j], tokens[j:j + 1]])
+                done = row * steps + j + 1
+                tokens[j + 1:] = greedy(arbiter, prefix, steps - j - 1,
+                                        None if progress is None else lambda n: progress(done + n))
+            out.append(Decoded(tokens, j, where))
+        if progress is not None:
+            progress((row + 1) * steps)
+    return out
+
+
 # ---- running circuits through the constructions --------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -207,40 +293,60 @@ class RunResult:
     outputs: dict[str, int]
     first_unsound: int | None  # the first normalised gate whose CoT step is wrong, or None when every step is sound
     tokens: np.ndarray  # the generated CoT tokens
+    path: str = "greedy"  # one-pass (the proposal checked in one pass) | one-pass+greedy
+    departure: int | None = None  # the CoT step from which the tokens were generated one at a time
+    arithmetic: str = ""
 
     @property
     def sound(self) -> bool:
         return self.first_unsound is None
 
 
-def _result(nc: NormCircuit, bits, trace, tokens, first_wrong: int | None = None) -> RunResult:
+def _result(nc: NormCircuit, bits, trace, decoded: Decoded, first_wrong: int | None = None) -> RunResult:
     """``first_wrong``: a wrong step the normalised trace cannot show (a CVP token naming the wrong gate)."""
     values = np.concatenate([np.asarray(bits, dtype=np.uint8), trace])
     bad = np.flatnonzero(~check_trace(nc, bits[None], trace[None])[0])
     firsts = [int(t) for t in (bad[:1].tolist() + ([first_wrong] if first_wrong is not None else []))]
     return RunResult(trace, {name: int(values[node]) for name, node in zip(nc.output_names, nc.outputs)},
-                     min(firsts) if firsts else None, np.asarray(tokens))
+                     min(firsts) if firsts else None, decoded.tokens, decoded.path, decoded.departure,
+                     decoded.arithmetic)
 
 
-def run_thm33(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode, progress=None) -> RunResult:
+def _rows(bits) -> tuple[np.ndarray, bool]:
     bits = np.asarray(bits, dtype=np.uint8)
-    tokens = greedy(session(model.config, model.weights, mode), bits, nc.n_gates, progress)
-    return _result(nc, bits, tokens.astype(np.uint8), tokens)
+    return np.atleast_2d(bits), bits.ndim == 1
 
 
-def run_cvp(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode, progress=None) -> RunResult:
-    """Lower, pad to the model's N gates, generate the 4N CoT tokens, and check each one (``neural.cvp``). The
-    trace is v(g) of every normalised gate; a run is sound when every CoT token is, the id tokens included."""
-    bits = np.asarray(bits, dtype=np.uint8)
+def run_thm33(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode, progress=None,
+              fast: ExecMode | None = None, device: str = "cpu"):
+    """Run each row of input bits ((B, n) -> a list of B results; (n,) -> one result), checked in one pass."""
+    batch, single = _rows(bits)
+    decoded = decode_checked(model, thm33_teacher_forcing(nc, batch), mode, fast, device, progress)
+    results = [_result(nc, b, d.tokens.astype(np.uint8), d) for b, d in zip(batch, decoded)]
+    return results[0] if single else results
+
+
+def run_cvp(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode, progress=None,
+            fast: ExecMode | None = None, device: str = "cpu"):
+    """Lower each row of input bits, pad it to the model's N gates, generate the 4N CoT tokens, and check each one
+    (``neural.cvp``). The trace is v(g) of every normalised gate; a run is sound when every CoT token is, the id
+    tokens included. (B, n) bits -> a list of B results; (n,) -> one result."""
+    batch, single = _rows(bits)
     N = model.max_gates
-    c = cvp.lower(nc, bits)
-    if c.size > N:
-        raise ValueError(f"the circuit lowers to {c.size} CVP gates but the construction takes at most {N}")
-    c = c.padded(N)
-    prompt = c.prompt()
-    tokens = greedy(session(model.config, model.weights, mode), prompt, 4 * N, progress)
+    circuits = [cvp.lower(nc, b) for b in batch]
+    for c in circuits:
+        if c.size > N:
+            raise ValueError(f"the circuit lowers to {c.size} CVP gates but the construction takes at most {N}")
+    decoded = decode_checked(model, cvp_teacher_forcing(circuits, N), mode, fast, device, progress)
+    results = [_cvp_result(nc, b, c.padded(N), d) for b, c, d in zip(batch, circuits, decoded)]
+    return results[0] if single else results
+
+
+def _cvp_result(nc: NormCircuit, bits, c: cvp.CVPCircuit, decoded: Decoded) -> RunResult:
+    N = c.size
+    tokens = decoded.tokens
     values = cvp.cot_values(tokens[None], N)[0]
-    wrong_gate = ~cvp.check_cot(prompt[None, :-1], tokens[None], N)[0].reshape(N, 4).all(axis=1)
+    wrong_gate = ~cvp.check_cot(c.prompt()[None, :-1], tokens[None], N)[0].reshape(N, 4).all(axis=1)
     cvp_trace = np.where(values >= 0, values, 1 - c.evaluate())  # a non-value token is a wrong value
     gate_of_step = np.asarray(c.node_gate[nc.n_inputs:], dtype=np.int64)  # normalised gate -> its CVP gate id
     trace = cvp_trace[gate_of_step - 1].astype(np.uint8)
@@ -248,4 +354,4 @@ def run_cvp(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode, prog
     if wrong_gate.any():  # the first normalised gate whose CVP gate comes at or after the first unsound one
         later = np.flatnonzero(gate_of_step >= np.flatnonzero(wrong_gate)[0] + 1)
         first_wrong = int(later[0]) if later.size else nc.n_gates - 1
-    return _result(nc, bits, trace, tokens, first_wrong)
+    return _result(nc, bits, trace, decoded, first_wrong)

@@ -79,12 +79,13 @@ class FiniteDecoder:
                 kh, vh = k[:, sl], v[:, sl]
                 if cache is not None:
                     kh, vh = cache.keys[layer, h].extend(kh), cache.values[layer, h].extend(vh)
-                out, w = fmt.attention(q[:, sl], kh, vh, cfg.scale, causal_offset=kh.shape[0] - q.shape[0])
+                out, w = fmt.attention(q[:, sl], kh, vh, cfg.scale, kh.shape[0] - q.shape[0], need_weights)
                 heads.append(out)
                 layer_weights.append(w)
             x = fmt.add(x, self._linear(np.concatenate(heads, axis=1), Keys.attn(layer, "o")))
             x = fmt.add(x, self._linear(fmt.relu(self._linear(x, Keys.ffn(layer, "fc1"))), Keys.ffn(layer, "fc2")))
-            all_weights.append(np.stack(layer_weights))
+            if need_weights:
+                all_weights.append(np.stack(layer_weights))
         if cache is not None:
             cache.length += len(tokens)
         logits = self._linear(x, Keys.HEAD)

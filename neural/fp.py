@@ -160,22 +160,34 @@ class FPFormat:
         acc = self.seq_sum(self.mul(x[..., None, live], weight[:, live]))  # products rounded first, then summed
         return acc if bias is None else self.add(acc, bias)
 
-    def attention(self, q, k, v, scale: float = 1.0, causal_offset: int | None = 0):
+    def attention(self, q, k, v, scale: float = 1.0, causal_offset: int | None = 0, need_weights: bool = True):
         """One head. q (Lq, dh), k (Lk, dh), v (Lk, dv). Query i sees keys j <= i + causal_offset
         (offset None: all keys). Softmax as in the paper: no max-subtraction, w_j = [exp(s_j)], Z = sum w_j,
-        out = (sum [w_j v_j]) / Z, sums left to right over j. Returns (out, w)."""
+        out = (sum [w_j v_j]) / Z, sums left to right over j. Returns (out, w), w None unless ``need_weights``.
+
+        Queries run in blocks whose score products fit ``PRODUCTS_PER_CHUNK``, each block reading only the keys it
+        may see, so without the weights memory stays O(block * Lk), not O(Lq * Lk)."""
         q, k, v = (np.asarray(a, dtype=np.float64) for a in (q, k, v))
         rows = max(1, PRODUCTS_PER_CHUNK // max(1, k.shape[0] * q.shape[1]))  # queries whose products fit at once
-        scores = np.concatenate([self.seq_sum(self.mul(q[i:i + rows, None, :], k[None, :, :]))
-                                 for i in range(0, q.shape[0], rows)] or [np.zeros((0, k.shape[0]))])
-        if scale != 1.0:
-            scores = self.mul(scores, scale)
-        w = self.exp(scores)
-        if causal_offset is not None:
-            allowed = np.arange(k.shape[0])[None, :] <= np.arange(q.shape[0])[:, None] + causal_offset
-            w = np.where(allowed, w, 0.0)
-        z, num = self._weighted_sums(w, v)
-        return self.div(num, z[:, None]), w
+        outs, weights = [], []
+        for start in range(0, q.shape[0], rows):
+            stop = min(q.shape[0], start + rows)
+            visible = k.shape[0] if causal_offset is None else max(0, min(k.shape[0], stop + causal_offset))
+            scores = self.seq_sum(self.mul(q[start:stop, None, :], k[None, :visible, :]))
+            if scale != 1.0:
+                scores = self.mul(scores, scale)
+            w = self.exp(scores)
+            if causal_offset is not None:
+                allowed = np.arange(visible)[None, :] <= np.arange(start, stop)[:, None] + causal_offset
+                w = np.where(allowed, w, 0.0)
+            z, num = self._weighted_sums(w, v[:visible])
+            outs.append(self.div(num, z[:, None]))
+            if need_weights:
+                weights.append(np.pad(w, ((0, 0), (0, k.shape[0] - visible))))
+        out = np.concatenate(outs) if outs else np.zeros((0, v.shape[1]))
+        if not need_weights:
+            return out, None
+        return out, (np.concatenate(weights) if weights else np.zeros((0, k.shape[0])))
 
     def _weighted_sums(self, w: np.ndarray, v: np.ndarray):
         """Z_i = sum_j w_ij and num_i = sum_j [w_ij v_j], left to right over j. A term with w_ij = 0 adds +-0 and

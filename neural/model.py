@@ -1,10 +1,12 @@
 """The one GPT-style decoder that constructed and trained weights both load into.
 
 Its state-dict names and shapes are ``neural.config.weight_shapes``; the construction fills exactly those arrays, so
-a compiled circuit is an ordinary instance of this module, not a separate code path. Attention runs torch's fused
-``scaled_dot_product_attention`` (flash-style online softmax where the backend has it), and is written out (scores,
-mask, softmax, weighted sum) only when the caller asks for the weights, as the audit and the replays do. The IEEE
-proofs (``verify --ieee``) cover both ways: max-subtracted softmax and online rescaling, in any summation order.
+a compiled circuit is an ordinary instance of this module, not a separate code path. A whole causal sequence runs
+torch's flash or memory-efficient kernel, which tile queries and keys (memory O(L*d), whatever L is); new tokens after
+a KV cache run ``scaled_dot_product_attention`` against the cache. Attention is written out (scores, mask, softmax,
+weighted sum), in blocks of queries, only when the caller asks for the weights, as the audit and the replays do, or
+where no fused kernel takes the arguments. The IEEE proofs (``verify --ieee``) cover every one of these:
+max-subtracted softmax and online rescaling, in any summation order.
 """
 from __future__ import annotations
 
@@ -31,25 +33,55 @@ class Attention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.cfg.n_heads, self.cfg.d_head).transpose(1, 2)  # (B, H, T, dh)
 
+    QUERY_BLOCK = 2048  # queries per block where attention is written out (memory O(block * L), not O(L^2))
+
     def forward(self, x: torch.Tensor, cache: "LayerCache | None" = None, need_weights: bool = False):
         q, k, v = self._split(self.q(x)), self._split(self.k(x)), self._split(self.v(x))
         if cache is not None:
             k, v = cache.append(k, v)
         t_q, t_k = q.shape[2], k.shape[2]
-        # query i (counted from the end of the cache) sees keys j <= i + (t_k - t_q)
-        if need_weights or t_q not in (1, t_k):
-            causal = torch.ones(t_q, t_k, dtype=torch.bool, device=x.device).tril(t_k - t_q)
-        if not need_weights:  # t_q == 1: the new token sees every cached key; t_q == t_k: plain causal
-            mask = None if t_q in (1, t_k) else causal
-            out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=1 < t_q == t_k,
-                                                             scale=self.cfg.scale)
-            return self.o(out.transpose(1, 2).reshape(x.shape[0], t_q, -1)), None
-        scores = q @ k.transpose(-1, -2)
-        if self.cfg.scale != 1.0:
-            scores = scores * self.cfg.scale
-        weights = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
-        out = (weights @ v).transpose(1, 2).reshape(x.shape[0], t_q, -1)
-        return self.o(out), weights
+        if need_weights:
+            out, weights = self._written_out(q, k, v, need_weights=True)
+        elif t_q == t_k:  # a whole causal sequence: one fused, tiled kernel, or query blocks where there is none
+            out, weights = _fused_causal(q, k, v, self.cfg.scale), None
+            if out is None:
+                out, _ = self._written_out(q, k, v)
+        else:  # new tokens after a cache: query i (counted from the end) sees keys j <= i + (t_k - t_q)
+            mask = None if t_q == 1 else torch.ones(t_q, t_k, dtype=torch.bool, device=x.device).tril(t_k - t_q)
+            out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.cfg.scale)
+            weights = None
+        return self.o(out.transpose(1, 2).reshape(x.shape[0], t_q, -1)), weights
+
+    def _written_out(self, q, k, v, need_weights: bool = False):
+        """Scores, mask, softmax and weighted sum, written out a block of ``QUERY_BLOCK`` queries at a time; each
+        block reads only the keys it may see. Returns (out, weights or None)."""
+        t_q, t_k = q.shape[2], k.shape[2]
+        outs, weights = [], []
+        for start in range(0, t_q, self.QUERY_BLOCK):
+            stop = min(t_q, start + self.QUERY_BLOCK)
+            visible = stop + t_k - t_q  # the block's last query sees keys up to this
+            causal = torch.ones(stop - start, visible, dtype=torch.bool, device=q.device).tril(start + t_k - t_q)
+            scores = q[:, :, start:stop] @ k[:, :, :visible].transpose(-1, -2)
+            if self.cfg.scale != 1.0:
+                scores = scores * self.cfg.scale
+            w = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
+            outs.append(w @ v[:, :, :visible])
+            if need_weights:
+                weights.append(nn.functional.pad(w, (0, t_k - visible)))
+        out = torch.cat(outs, dim=2) if outs else q.new_zeros(q.shape[:3] + (v.shape[-1],))
+        return out, (torch.cat(weights, dim=2) if need_weights and weights else None)
+
+
+def _fused_causal(q, k, v, scale: float):
+    """Causal attention by torch's flash or memory-efficient kernel, which tile queries and keys themselves (memory
+    O(L * d)); None where neither takes these arguments. The IEEE proofs cover the online rescaling they do."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    try:
+        with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]):
+            return nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
+    except RuntimeError:  # "No available kernel": the written-out blocks compute the same softmax
+        return None
 
 
 class FeedForward(nn.Module):
