@@ -9,7 +9,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from bridge.output import emit
 from grammar.errors import InputError, SourceLoc
@@ -45,51 +44,18 @@ def cmd_info(args) -> int:
     return 0
 
 
-def read_vectors(path: str, count: int) -> np.ndarray:
-    """One bit string per line (blank lines and '#' comments skipped); a bad line is an error at its place."""
-    from grammar.source import read_text
-
-    lines = read_text(path, "vector file").splitlines()
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        text = line.split("#", 1)[0].strip().replace("_", "")
-        if not text:
-            continue
-        bad = next((i for i, ch in enumerate(text) if ch not in "01"), None)
-        if bad is not None or len(text) != count:
-            column = line.index(text) + 1 + (bad or 0)
-            raise InputError("a vector must be a string of 0s and 1s, one bit per input" if bad is not None else
-                             f"this vector has {len(text)} bits but the circuit has {count} inputs",
-                             SourceLoc(path, number, column), text=text, expected=f"exactly {count} bits")
-        rows.append(np.frombuffer(text.encode(), dtype=np.uint8) - ord("0"))
-    return np.array(rows, dtype=np.uint8).reshape(-1, count)
-
-
 def cmd_eval(args) -> int:
-    from bridge.inputs import parse_bits
+    from bridge.inputs import input_vectors
     from bridge.target import load_target
     from grammar.evaluate import evaluate, evaluate_packed, pack_bits, unpack_bits
 
-    sources = [s for s in ("inputs", "vectors", "random") if getattr(args, s) is not None]
-    if len(sources) != 1:
-        raise InputError("give exactly one of --inputs, --vectors and --random", SourceLoc("--inputs"),
-                         expected="--inputs BITS, --vectors FILE or --random N [--seed S]")
     nc = load_target(args.file, fmt=args.format).circuit
-    if args.inputs is not None:
-        values = evaluate(nc, parse_bits(args.inputs, nc.n_inputs, "--inputs")[None, :])[0]
+    x, single = input_vectors(args, nc.n_inputs, nc.n_nodes / 4 + 64 * len(nc.outputs))
+    if single:
+        values = evaluate(nc, x)[0]
         payload = {"outputs": {name: int(values[node]) for name, node in zip(nc.output_names, nc.outputs)}}
         emit(payload, args.json, lambda p: "\n".join(f"{k} = {v}" for k, v in p["outputs"].items()))
         return 0
-    if args.vectors is not None:
-        x = read_vectors(args.vectors, nc.n_inputs)
-    else:
-        from grammar.limits import require_memory
-
-        require_memory(args.random * (2.0 * nc.n_inputs + nc.n_nodes / 4 + 64 * len(nc.outputs)),
-                       f"evaluating {args.random:,} random vectors", "--random", "fewer vectors")
-        if args.random < 0:
-            raise InputError("--random needs a count of at least 0", SourceLoc("--random"), text=str(args.random))
-        x = np.random.default_rng(args.seed).integers(0, 2, (args.random, nc.n_inputs)).astype(np.uint8)
     outputs = unpack_bits(evaluate_packed(nc, pack_bits(x))[list(nc.outputs)], len(x))
     names = nc.output_names
     out = sys.stdout

@@ -1,6 +1,7 @@
 """``cotproof run`` and ``cotproof compile``: the constructed transformer executing a circuit, and its checkpoint."""
 from __future__ import annotations
 
+from bridge import flags
 from bridge.output import EXIT_FAILED, EXIT_OK, emit
 from bridge.target import Target, add_netlist_flags, build, load_target, optimize_lines, optimized
 from grammar.errors import InputError, SourceLoc
@@ -31,12 +32,76 @@ def exec_mode(args, target: Target):
         if args.ieee not in IEEE_FORMATS:  # the dtypes `verify --ieee` can prove, no others
             raise InputError(f"--ieee {args.ieee} is not a dtype cotproof proves the construction exact in",
                              SourceLoc("--ieee"), text=args.ieee, expected=", ".join(IEEE_FORMATS))
-        return ExecMode("ieee", target.fmt, args.ieee)
+        return ExecMode("ieee", FPFormat.ieee(args.ieee), args.ieee)
     return ExecMode("finite", FPFormat(*parse_precision(args.precision)) if args.precision else target.fmt)
 
 
+def torch_device(name: str, mode) -> str:
+    """``--device``: where the torch kernels run. Checked before any work: a device torch does not know or cannot
+    see is bad input, and so is a device for the F(e,s) reference, which runs in numpy."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise InputError(f"--device {name!r} is not a torch device", SourceLoc("--device"), text=name,
+                         expected="cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise InputError(f"--device {name!r}: run supports cpu and cuda", SourceLoc("--device"), text=name,
+                         expected="cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError("--device cuda was asked for, but torch sees no CUDA device", SourceLoc("--device"),
+                             text=name, expected="--device cpu on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise InputError(f"--device {name}: torch sees {torch.cuda.device_count()} CUDA device(s)",
+                             SourceLoc("--device"), text=name, expected="an index below that")
+        if mode.kind == "finite":
+            raise InputError("the F(e,s) reference runs in numpy, not on a GPU", SourceLoc("--device"), text=name,
+                             expected="--ieee DTYPE with --device cuda")
+        torch.backends.cuda.matmul.allow_tf32 = False  # TF32 is not float32: it rounds products to 10 bits
+        torch.backends.cudnn.allow_tf32 = False
+    return str(device)
+
+
+def proved_in(model, circuit, dtype: str, where: str, timeout_s: float) -> dict:
+    """The lemmas of ``verify --ieee DTYPE`` over the very weights ``run`` is about to execute (the bounded
+    simulations aside: the run itself is checked step by step). A dtype they do not prove is refused."""
+    from bridge.proof import prove_model
+    from formal.query import PROVED
+    from grammar.errors import Refused
+    from grammar.spec import default_claims
+
+    claims = {name: params for name, params in default_claims().items() if name != "end_to_end"}
+    report = prove_model(model, circuit, claims, 0, timeout_s=timeout_s, label=where, ieee=dtype)
+    if report.status != PROVED:
+        lemma = next(r for r in report.lemmas if r.status not in (PROVED, "skipped"))
+        raise Refused(f"the construction is not proved exact in IEEE {dtype} for this circuit ({lemma.name}: "
+                      f"{lemma.status}); --unproved runs it anyway", SourceLoc("--ieee"), text=dtype,
+                      expected=f"`cotproof verify {where} --ieee {dtype}` to see why, or another dtype")
+    return {"dtype": dtype, "status": PROVED, "lemmas": [r.name for r in report.lemmas],
+            "seconds": round(sum(r.seconds for r in report.lemmas), 2)}
+
+
+def fast_arithmetic(model, mode, rows: int):
+    """A faster arithmetic proved to compute what ``mode`` computes, or None: for F(e,s), batched torch float32
+    when no dot product rounds (``bridge.bounded.Simulator``, the rule ``verify`` uses)."""
+    from bridge.bounded import Simulator
+
+    if mode.kind != "finite":
+        return None
+    sim = Simulator.choose(model, None, rows * model.config.n_layers * model.config.max_len ** 2
+                           * model.config.d_model)
+    return sim.mode if sim.confirm is not None else None
+
+
 def cmd_run(args) -> int:
-    from bridge.inputs import parse_bits, parse_overrides
+    import time
+
+    from bridge.inputs import input_vectors, parse_overrides
+    from bridge.progress import Progress
+    from bridge.target import in_ieee
+    from grammar.limits import human_count, require_memory, require_multiply_adds, require_tokens
     from neural.execute import run_cvp, run_thm33
 
     target = load_target(args.file, parse_overrides(args.override), args.format)
@@ -44,29 +109,97 @@ def cmd_run(args) -> int:
     if args.optimize:
         target = optimized(target, construction)
     nc = target.circuit
-    bits = parse_bits(args.inputs, nc.n_inputs, "--inputs")
+    batch, single = input_vectors(args, nc.n_inputs, nc.n_nodes)
     mode = exec_mode(args, target)
-    model = build(target, construction, bits)
-    from bridge.progress import Progress
-
+    if args.unproved and mode.kind != "ieee":
+        raise InputError("--unproved goes with --ieee DTYPE", SourceLoc("--unproved"),
+                         expected="--ieee float16|bfloat16|float32 --unproved")
+    device = torch_device(args.device, mode) if args.device != "cpu" else "cpu"
+    if mode.kind == "ieee":
+        target = in_ieee(target, mode.dtype)  # the model `verify --ieee` proves is the one that runs
+    model = build(target, construction, batch[0] if len(batch) else None)
+    length = model.config.max_len
+    what = f"running {human_count(len(batch))} vector(s) of {length:,} tokens"
+    require_tokens(len(batch) * length, what, "--random" if args.random is not None else args.file)
+    require_memory(24.0 * len(batch) * length, what, args.file, "fewer vectors")
+    require_multiply_adds(len(batch) * model.config.n_layers * length ** 2 * model.config.d_model, what, args.file,
+                          "fewer vectors, or a smaller circuit")
+    proof = None
+    if mode.kind == "ieee" and not args.unproved:
+        proof = proved_in(model, nc if construction == "thm33" else None, mode.dtype, args.file, args.timeout)
+    fast = fast_arithmetic(model, mode, len(batch))
     runner = run_thm33 if construction == "thm33" else run_cvp
-    with Progress(model.cot_steps, "step", "CoT") as progress:
-        result = runner(model, nc, bits, mode, progress.update_to)
+    start = time.perf_counter()
+    with Progress(len(batch) * model.cot_steps, "step", "CoT") as progress:
+        results = runner(model, nc, batch, mode, progress.update_to, fast, device)
+    seconds = time.perf_counter() - start
+    provenance = {"construction": construction, "mode": str(mode), "device": device,
+                  "proof": proof if proof else ("unproved" if args.unproved else None),
+                  "seconds": round(seconds, 3),
+                  "tokens_per_second": round(len(batch) * model.cot_steps / max(seconds, 1e-9), 1)}
+    if not single:
+        return _emit_lines(nc, batch, results, provenance)
+    result = results[0]
     payload = {"outputs": result.outputs, "trace": [int(b) for b in result.trace], "sound": result.sound,
-               "first_unsound_step": result.first_unsound, "construction": construction, "mode": str(mode)}
+               "first_unsound_step": result.first_unsound, **_how(result), **provenance}
     if not result.sound:
-        g = nc.gates[result.first_unsound]
-        payload["gate"] = {"name": g.name, "op": g.op, "origin": g.origin}
+        payload["gate"] = _gate(nc, result.first_unsound)
     if target.optimize_report:
         payload["optimize"] = target.optimize_report
     emit(payload, args.json, lambda p: "\n".join(
         optimize_lines(target.optimize_report) + [f"{k} = {v}" for k, v in p["outputs"].items()]
         + [f"trace ({len(p['trace'])} CoT steps, {p['mode']}, {construction}): "
            + "".join(map(str, p["trace"][:200])) + (" ..." if len(p["trace"]) > 200 else ""),
+           _path_line(p), _proof_line(p),
            "sound: yes" if p["sound"] else
            f"sound: NO: step {p['first_unsound_step']} (gate {p['gate']['name']}, {p['gate']['op']}) is wrong, "
            "so the outputs above are not to be trusted"]))
     return EXIT_OK if result.sound else EXIT_FAILED
+
+
+def _how(result) -> dict:
+    return {"path": result.path, "greedy_from_step": result.departure, "arithmetic": result.arithmetic}
+
+
+def _gate(nc, step: int) -> dict:
+    g = nc.gates[step]
+    return {"name": g.name, "op": g.op, "origin": g.origin}
+
+
+def _path_line(p: dict) -> str:
+    if p["path"] == "one-pass":
+        return (f"path: one pass, computed in {p['arithmetic']} ({p['tokens_per_second']:,.0f} tokens/s): the model's "
+                "argmax after every prefix is the next token of the reference trace, so that trace is its greedy "
+                "output")
+    return (f"path: one pass, then token by token from CoT step {p['greedy_from_step']}, where the model departs "
+            f"from the reference trace (computed in {p['arithmetic']})")
+
+
+def _proof_line(p: dict) -> str:
+    if p["proof"] == "unproved":
+        return f"proof: NONE: --unproved ran {p['mode']} without a proof that it is exact for this circuit"
+    if p["proof"]:
+        return f"proof: the lemmas of verify --ieee {p['proof']['dtype']} hold for these weights"
+    return f"proof: none needed: {p['mode']} is the reference arithmetic"
+
+
+def _emit_lines(nc, batch, results, provenance: dict) -> int:
+    """One JSON line per vector, then a summary on stderr. Exit 1 if any vector has an unsound step."""
+    import json
+    import sys
+
+    unsound = 0
+    for bits, result in zip(batch, results):
+        line = {"inputs": "".join(map(str, bits)), "outputs": result.outputs, "sound": result.sound,
+                "first_unsound_step": result.first_unsound, **_how(result)}
+        if not result.sound:
+            unsound += 1
+            line["gate"] = _gate(nc, result.first_unsound)
+        sys.stdout.write(json.dumps(line) + "\n")
+    sys.stdout.flush()
+    print(f"run: {len(results):,} vector(s), {unsound:,} with an unsound step; {provenance['mode']}, "
+          f"{provenance['tokens_per_second']:,.0f} CoT tokens/s", file=sys.stderr)
+    return EXIT_FAILED if unsound else EXIT_OK
 
 
 def construction_meta(model) -> dict:
@@ -101,9 +234,16 @@ def cmd_compile(args) -> int:
 def register(sub) -> None:
     p = sub.add_parser("run", help="run a circuit through the constructed transformer, with CoT")
     p.add_argument("file", help="a netlist (.bench/.aag/.aig/.blif/.v) or a spec with a circuit")
-    p.add_argument("--inputs", required=True, help="bits in the order of the circuit's inputs")
+    p.add_argument("--inputs", help="one vector: bits in the order of the circuit's inputs")
+    p.add_argument("--vectors", metavar="FILE", help="one bit string per line, run as one batch; prints JSON lines")
+    p.add_argument("--random", type=flags.count, metavar="N", help="N seeded random vectors; prints JSON lines")
+    p.add_argument("--seed", type=flags.seed, default=0, help="seed of --random")
     p.add_argument("--precision", metavar="E,S", help="finite mode F(E,S) (default: the spec's, or 5,11)")
-    p.add_argument("--ieee", metavar="DTYPE", help="IEEE mode with torch's kernels: float32, float16, bfloat16")
+    p.add_argument("--ieee", metavar="DTYPE", help="IEEE mode with torch's kernels: float32, float16, bfloat16; "
+                   "the lemmas of verify --ieee DTYPE are proved for the circuit first")
+    p.add_argument("--unproved", action="store_true", help="with --ieee: run without proving the dtype exact")
+    p.add_argument("--device", default="cpu", help="where torch runs: cpu, cuda, cuda:N")
+    p.add_argument("--timeout", type=flags.seconds, default=60.0, help="seconds per solver query of that proof")
     p.add_argument("--construction", choices=("thm33", "cvp"))
     p.add_argument("--override", action="append", metavar="KEY=VALUE")
     add_netlist_flags(p, optimize=True)

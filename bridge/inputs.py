@@ -1,5 +1,5 @@
-"""Flags users pass on the command line: bit strings and ``--override KEY=VALUE``. Files go through
-``bridge.target``."""
+"""Flags users pass on the command line: bit strings, input vectors and ``--override KEY=VALUE``. Netlists and specs
+go through ``bridge.target``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,6 +20,45 @@ def parse_bits(text: str, count: int, flag: str) -> np.ndarray:
         raise InputError(f"{flag} has {len(cleaned)} bits but {count} are needed", SourceLoc(flag), text=text,
                          expected=f"exactly {count} bits")
     return np.frombuffer(cleaned.encode(), dtype=np.uint8) - ord("0")
+
+
+def read_vectors(path: str, count: int) -> np.ndarray:
+    """One bit string per line (blank lines and '#' comments skipped); a bad line is an error at its place."""
+    from grammar.source import read_text
+
+    lines = read_text(path, "vector file").splitlines()
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        text = line.split("#", 1)[0].strip().replace("_", "")
+        if not text:
+            continue
+        bad = next((i for i, ch in enumerate(text) if ch not in "01"), None)
+        if bad is not None or len(text) != count:
+            column = line.index(text) + 1 + (bad or 0)
+            raise InputError("a vector must be a string of 0s and 1s, one bit per input" if bad is not None else
+                             f"this vector has {len(text)} bits but the circuit has {count} inputs",
+                             SourceLoc(path, number, column), text=text, expected=f"exactly {count} bits")
+        rows.append(np.frombuffer(text.encode(), dtype=np.uint8) - ord("0"))
+    return np.array(rows, dtype=np.uint8).reshape(-1, count)
+
+
+def input_vectors(args, count: int, bytes_per_vector: float = 0.0) -> tuple[np.ndarray, bool]:
+    """The input vectors of a command that takes exactly one of ``--inputs BITS``, ``--vectors FILE`` and ``--random
+    N [--seed S]``: ((B, count) bits, whether it was the one vector of ``--inputs``). Random vectors are priced
+    (``bytes_per_vector`` besides their bits) before they are drawn."""
+    sources = [s for s in ("inputs", "vectors", "random") if getattr(args, s) is not None]
+    if len(sources) != 1:
+        raise InputError("give exactly one of --inputs, --vectors and --random", SourceLoc("--inputs"),
+                         expected="--inputs BITS, --vectors FILE or --random N [--seed S]")
+    if args.inputs is not None:
+        return parse_bits(args.inputs, count, "--inputs")[None, :], True
+    if args.vectors is not None:
+        return read_vectors(args.vectors, count), False
+    from grammar.limits import require_memory
+
+    require_memory(args.random * (2.0 * count + bytes_per_vector), f"{args.random:,} random vectors", "--random",
+                   "fewer vectors")
+    return np.random.default_rng(args.seed).integers(0, 2, (args.random, count)).astype(np.uint8), False
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, str]:

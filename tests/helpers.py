@@ -67,6 +67,29 @@ def cli(*args: str, input_text: str | None = None) -> subprocess.CompletedProces
                           input=input_text, timeout=600)
 
 
+def in_process(*args: str) -> subprocess.CompletedProcess:
+    """The command in this process (argparse's own exit included): fast, for tests where the process boundary is
+    not the point. Limits stay on: nothing here passes --no-limit."""
+    import contextlib
+    import io
+    import os
+
+    from bridge.cli import main as cli_main
+
+    out, err = io.StringIO(), io.StringIO()
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                status = cli_main(list(args))
+            except SystemExit as stop:
+                status = stop.code
+    finally:
+        os.chdir(cwd)
+    return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
+
+
 def cli_json(*args: str) -> dict:
     proc = cli(*args, "--json")
     assert proc.returncode == 0, proc.stderr
