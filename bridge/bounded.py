@@ -25,15 +25,13 @@ from neural.execute import (
     check_thm33_teacher_forced,
     cvp_teacher_forcing,
     session,
-    teacher_forced,
+    teacher_forced_rows,
     thm33_teacher_forcing,
 )
 from neural.fp import FPFormat
 
 SKIPPED = "skipped"
-ACTIVATIONS_PER_PASS = 1 << 22  # residual entries one torch pass may hold (instances x length x width)
 TORCH_WORTH_IT = 1e8  # multiply-adds above which batched torch float32 beats numpy F(e,s) plus torch's import
-CVP_SIMULATION_LIMIT = 1024  # sequence length (8N) above which whole-model CVP simulation is skipped
 
 
 def prefetch_torch() -> None:
@@ -45,20 +43,6 @@ def prefetch_torch() -> None:
     threading.Thread(target=importlib.import_module, args=("torch",), name="import-torch", daemon=True).start()
 
 
-def estimated_work(model: ConstructedModel, nc, claims: dict, instances: int, random_max_gates: int) -> float:
-    """Multiply-adds of the bounded and random checks, roughly: attention over every position pair, and the
-    unembedding at every checked step."""
-    cfg = model.config
-    if model.mode == "thm33":
-        length = steps = nc.n_inputs + nc.n_gates
-        n = instances + (2 ** nc.n_inputs if nc.n_inputs <= int(claims.get("end_to_end", {}).get("max_inputs", 6))
-                         else 0)
-    else:
-        steps = 4 * model.max_gates  # every circuit is padded to the model's N gates
-        length, n = cvp.sequence_length(model.max_gates), instances + 105  # 105: every circuit of <= 2 gates
-    return n * (cfg.n_layers * length ** 2 * cfg.d_model + steps * cfg.vocab_size * cfg.d_model)
-
-
 def cvp_circuit_count(max_gates: int) -> int:
     """How many circuits ``cvp.all_circuits`` enumerates: 5 * j^2 choices for gate j, so sum of 5^m (m!)^2."""
     total, ways = 0, 1
@@ -68,19 +52,73 @@ def cvp_circuit_count(max_gates: int) -> int:
     return total
 
 
-def planned_instances(model: ConstructedModel, nc, claims: dict, instances: int) -> tuple[int, int]:
-    """(instances, tokens per instance) the bounded checks will simulate, exactly as ``end_to_end`` and
-    ``random_instances`` choose them, so the work can be priced (and refused) before any of it starts."""
-    e2e = claims.get("end_to_end")
+@dataclass(frozen=True)
+class SimulationPlan:
+    """What the bounded checks will simulate, chosen before any of it runs so that it can be priced and reported.
+
+    Every instance is full length: a Theorem 3.3 model reads the inputs and every gate, a CVP model 8N tokens
+    whatever the circuit (small ones are padded). The exhaustive check runs whole or not at all; the random check
+    runs as many of its requested instances as ``grammar.limits.simulation_budget`` leaves room for, and always at
+    least one, unless one alone is past the hard limit on multiply-adds. ``--no-limit`` runs everything.
+
+    An exhaustive check over budget is skipped when the model's length is what makes it dear (a CVP model for many
+    gates runs every small circuit padded to its N); it is priced, and refused, on its instance count at the
+    shortest length its circuits need (``floor_length``), so that a bound no machine can enumerate is an error."""
+
+    length: int  # tokens per instance
+    per_instance: float  # multiply-adds per instance: attention over every position pair, the unembedding per step
+    exhaustive: int  # end_to_end instances to run
+    exhaustive_skip: str | None  # why end_to_end does not run, when it is claimed but skipped
+    claimed: int  # end_to_end instances the claim names, run or not
+    floor_length: int  # tokens per end_to_end instance in the smallest model that holds its circuits
+    requested: int  # random instances the spec asks for
+    random: int  # random instances to run
+    random_skip: str | None
+
+    @property
+    def instances(self) -> int:
+        return self.exhaustive + self.random
+
+    @property
+    def work(self) -> float:
+        return self.instances * self.per_instance
+
+    @property
+    def priced_tokens(self) -> int:
+        """Tokens the limits weigh: those that run, and a skipped exhaustive check at its floor length."""
+        skipped = self.claimed - self.exhaustive
+        return self.instances * self.length + skipped * self.floor_length
+
+
+def plan_simulations(model: ConstructedModel, nc, claims: dict, requested: int) -> SimulationPlan:
+    from grammar.limits import MULTIPLY_ADDS, human_count, lifted, simulation_budget
+
+    cfg, e2e = model.config, claims.get("end_to_end")
     if model.mode == "thm33":
-        length = nc.n_inputs + nc.n_gates
+        length, steps = nc.n_inputs + nc.n_gates, nc.n_gates
         exhaustive = 2 ** nc.n_inputs if e2e is not None and nc.n_inputs <= int(e2e.get("max_inputs", 6)) else 0
-        return exhaustive + instances, length
-    length = cvp.sequence_length(model.max_gates)
-    if length > CVP_SIMULATION_LIMIT:  # both checks are skipped, and say so
-        return 0, length
-    exhaustive = cvp_circuit_count(min(int(e2e.get("max_gates", 2)), model.max_gates)) if e2e is not None else 0
-    return exhaustive + instances, length
+        floor_length = length
+    else:
+        length, steps = cvp.sequence_length(model.max_gates), 4 * model.max_gates
+        bound = min(int(e2e.get("max_gates", 2)), model.max_gates) if e2e is not None else 0
+        exhaustive, floor_length = (cvp_circuit_count(bound), cvp.sequence_length(bound)) if bound else (0, 0)
+    claimed = exhaustive
+    per = float(cfg.n_layers * length ** 2 * cfg.d_model + steps * cfg.vocab_size * cfg.d_model)
+    budget = simulation_budget()
+    exhaustive_skip = None
+    if exhaustive and exhaustive * per > budget and length > floor_length:
+        exhaustive_skip = (f"{human_count(exhaustive)} instances of {length:,} tokens would take about "
+                           f"{exhaustive * per:.2g} multiply-adds, past the simulation budget of {budget:.0e} "
+                           f"(--no-limit runs them); the lemmas cover every position")
+        exhaustive = 0
+    room = max(0.0, budget - exhaustive * per)
+    random, random_skip = min(requested, max(1, int(min(room / max(per, 1.0), requested)))), None
+    if requested and per > MULTIPLY_ADDS and not lifted():
+        random, random_skip = 0, (f"one instance of {length:,} tokens would take about {per:.2g} multiply-adds, "
+                                  f"past the limit of {MULTIPLY_ADDS:.0e} (--no-limit runs it); the lemmas cover "
+                                  f"every position")
+    return SimulationPlan(length, per, exhaustive, exhaustive_skip, claimed, floor_length, requested, random,
+                          random_skip)
 
 
 @dataclass
@@ -102,7 +140,7 @@ class Simulator:
 
     @classmethod
     def choose(cls, model: ConstructedModel, ieee: str | None = None, work: float = float("inf")) -> "Simulator":
-        """``work``: the checks' multiply-adds (``estimated_work``). Below ``TORCH_WORTH_IT`` F(e,s) in numpy is
+        """``work``: the checks' multiply-adds (``SimulationPlan.work``). Below ``TORCH_WORTH_IT`` F(e,s) in numpy is
         done before torch has even been imported, and the proof path stays torch-free."""
         if ieee is not None:
             return cls(model, ExecMode("ieee", dtype=ieee), f"torch {ieee}")
@@ -119,15 +157,8 @@ class Simulator:
         return self._sess
 
     def _predictions(self, sequences: np.ndarray, steps: np.ndarray) -> Iterator[np.ndarray]:
-        """Teacher-forced predictions after ``steps`` for (B, L) equal-length sequences, row by row and lazily:
-        F(e,s) one row at a time, torch many per pass."""
-        if self.mode.kind == "finite":
-            for row in sequences:
-                yield teacher_forced(self.session, row, steps)
-            return
-        per_pass = max(1, ACTIVATIONS_PER_PASS // (sequences.shape[1] * self.model.config.d_model))
-        for i in range(0, len(sequences), per_pass):
-            yield from teacher_forced(self.session, sequences[i:i + per_pass], steps)
+        """Teacher-forced predictions, lazily: the one-pass path ``cotproof run`` takes."""
+        return teacher_forced_rows(self.session, sequences, steps)
 
     # The failures come lazily, in order: every check stops at the first, so a refuted model (where nearly every
     # instance fails) costs one instance's report, not a simulation and a rerun of each.
@@ -182,7 +213,7 @@ def cvp_wrong(model: ConstructedModel, c: cvp.CVPCircuit, mode: ExecMode, sess=N
             "got": model.vocab[int(check.predicted[t])], "arithmetic": str(mode)}
 
 
-def _result(name: str, method: str, failures, start: float, total: int | None = None) -> LemmaResult:
+def _result(name: str, method: str, failures, start: float, total: int, length: int, note: str = "") -> LemmaResult:
     from bridge.progress import Progress
 
     count = 0
@@ -193,54 +224,62 @@ def _result(name: str, method: str, failures, start: float, total: int | None = 
             if failure is not None:
                 return LemmaResult(name, REFUTED, time.perf_counter() - start, method,
                                    detail=f"failed on instance {count}", failure=failure)
-    return LemmaResult(name, PROVED, time.perf_counter() - start, method, detail=f"{count} instances, all exact")
+    return LemmaResult(name, PROVED, time.perf_counter() - start, method,
+                       detail=f"{count:,} instances, {count * length:,} tokens, all exact{note}")
 
 
-def end_to_end(model, nc, max_inputs: int = 6, max_gates: int = 2, sim: Simulator | None = None) -> LemmaResult:
+def _skipped(name: str, method: str, why: str) -> LemmaResult:
+    return LemmaResult(name, SKIPPED, 0.0, method, detail=why)
+
+
+def end_to_end(model, nc, plan: SimulationPlan, max_inputs: int = 6, max_gates: int = 2,
+               sim: Simulator | None = None) -> LemmaResult:
+    """Every input (Theorem 3.3, up to ``max_inputs`` inputs) or every circuit of up to ``max_gates`` gates (CVP),
+    whole or not at all (``plan``)."""
     start = time.perf_counter()
     sim = sim or Simulator.choose(model)
     if model.mode == "thm33":
         n = nc.n_inputs
         if n > max_inputs:
-            return LemmaResult("end_to_end", SKIPPED, 0.0, f"exhaustive simulation in {sim.mode}",
-                               detail=f"{n} inputs > max_inputs = {max_inputs}")
+            return _skipped("end_to_end", f"exhaustive simulation in {sim.mode}", f"{n} inputs > max_inputs = "
+                            f"{max_inputs}")
+        method = f"exhaustive simulation in {sim.label}: all {2 ** n} inputs"
+        if plan.exhaustive_skip:
+            return _skipped("end_to_end", method, plan.exhaustive_skip)
         batch = np.array([[(i >> b) & 1 for b in range(n)] for i in range(2 ** n)], dtype=np.uint8)
-        return _result("end_to_end", f"exhaustive simulation in {sim.label}: all {2 ** n} inputs",
-                       sim.thm33_failures(nc, batch), start, len(batch))
+        return _result("end_to_end", method, sim.thm33_failures(nc, batch), start, len(batch), plan.length)
     bound = min(max_gates, model.max_gates)
-    if (skip := _too_long(model, "end_to_end", sim)) is not None:
-        return skip
+    method = f"exhaustive simulation in {sim.label}: every circuit of <= {bound} gates, padded to {model.max_gates}"
+    if plan.exhaustive_skip:
+        return _skipped("end_to_end", method, plan.exhaustive_skip)
     circuits = list(cvp.all_circuits(bound))
-    return _result("end_to_end", f"exhaustive simulation in {sim.label}: every circuit of <= {bound} gates, "
-                   f"padded to {model.max_gates}", sim.cvp_failures(circuits), start, len(circuits))
+    return _result("end_to_end", method, sim.cvp_failures(circuits), start, len(circuits), plan.length)
 
 
-def _too_long(model: ConstructedModel, name: str, sim: Simulator) -> LemmaResult | None:
-    """A model for N gates reads 8N-token sequences whatever the circuit (small ones are padded), so simulating it
-    costs O(N^2) per instance; above CVP_SIMULATION_LIMIT tokens the check is skipped, and says so. The lemmas
-    cover every position at any N."""
-    length = cvp.sequence_length(model.max_gates)
-    if length <= CVP_SIMULATION_LIMIT:
-        return None
-    return LemmaResult(name, SKIPPED, 0.0, "whole-model simulation",
-                       detail=f"a model for {model.max_gates} gates runs {length}-token sequences; whole-model "
-                              f"simulation stops at {CVP_SIMULATION_LIMIT} tokens (the lemmas cover every position)")
-
-
-def random_instances(model: ConstructedModel, nc, instances: int, seed: int, max_gates: int = 32,
+def random_instances(model: ConstructedModel, nc, plan: SimulationPlan, seed: int, max_gates: int = 32,
                      sim: Simulator | None = None) -> LemmaResult:
     """Theorem 3.3: random inputs to the compiled circuit, teacher-forced in batches. CVP: random circuits of 1 to
-    min(max_gates, the model's max_gates) gates, padded to the model's N gates (its fixed layout)."""
+    min(max_gates, the model's max_gates) gates, padded to the model's N gates (its fixed layout). As many as
+    ``plan`` runs: the first ones of the requested seeded sequence."""
     start = time.perf_counter()
     sim = sim or Simulator.choose(model)
     rng = np.random.default_rng(seed)
     if model.mode == "thm33":
-        batch = rng.integers(0, 2, (instances, nc.n_inputs)).astype(np.uint8)
-        return _result("random", f"seeded simulation in {sim.label} (seed {seed})", sim.thm33_failures(nc, batch),
-                       start, instances)
-    top = min(max_gates, model.max_gates)
-    if (skip := _too_long(model, "random", sim)) is not None:
-        return skip
-    cases = [cvp.random_circuit(rng, int(rng.integers(1, top + 1))) for _ in range(instances)]
-    return _result("random", f"seeded simulation in {sim.label} (seed {seed}, circuits of <= {top} gates, padded "
-                   f"to {model.max_gates})", sim.cvp_failures(cases), start, instances)
+        method = f"seeded simulation in {sim.label} (seed {seed})"
+    else:
+        top = min(max_gates, model.max_gates)
+        method = (f"seeded simulation in {sim.label} (seed {seed}, circuits of <= {top} gates, padded to "
+                  f"{model.max_gates})")
+    if plan.random_skip:
+        return _skipped("random", method, plan.random_skip)
+    note = ""
+    if plan.random < plan.requested:
+        from grammar.limits import simulation_budget
+
+        note = (f"; {plan.random:,} of the {plan.requested:,} requested, as many as the simulation budget of "
+                f"{simulation_budget():.0e} multiply-adds holds (--no-limit runs all)")
+    if model.mode == "thm33":
+        batch = rng.integers(0, 2, (plan.random, nc.n_inputs)).astype(np.uint8)
+        return _result("random", method, sim.thm33_failures(nc, batch), start, plan.random, plan.length, note)
+    cases = [cvp.random_circuit(rng, int(rng.integers(1, top + 1))) for _ in range(plan.random)]
+    return _result("random", method, sim.cvp_failures(cases), start, plan.random, plan.length, note)

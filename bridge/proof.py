@@ -66,35 +66,33 @@ def verify(path: str, overrides: dict[str, str] | None = None, timeout_s: float 
     return report
 
 
-def require_simulation(model: ConstructedModel, circuit, claims: dict, instances: int, where: str) -> None:
+def require_simulation(plan, where: str) -> None:
     """Price the bounded checks before any proof starts: refuse (exit 2, with the estimate) a spec that asks for
     more simulated tokens or memory than this machine should attempt; ``--no-limit`` lifts it."""
-    from bridge.bounded import estimated_work, planned_instances
     from grammar.limits import human_count, require_memory, require_multiply_adds, require_tokens
 
-    count, length = planned_instances(model, circuit, claims, instances)
-    what = f"the bounded checks ({human_count(count)} instances of {length:,} tokens)"
-    require_tokens(count * length, what, where, "fewer random.instances, a smaller claims.end_to_end bound")
-    require_memory(24.0 * count * length, what, where, "fewer random.instances")
-    if count:
-        require_multiply_adds(estimated_work(model, circuit, claims, instances, 32), what, where,
-                              "fewer random.instances, or a smaller circuit")
+    count = plan.instances + plan.claimed - plan.exhaustive
+    what = f"the bounded checks ({human_count(count)} instances of up to {plan.length:,} tokens)"
+    require_tokens(plan.priced_tokens, what, where, "fewer random.instances, a smaller claims.end_to_end bound")
+    require_memory(24.0 * plan.priced_tokens, what, where, "fewer random.instances")
+    if plan.instances:
+        require_multiply_adds(plan.work, what, where, "fewer random.instances, or a smaller circuit")
 
 
 def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None = None, instances: int = 0,
                 seed: int = 0, timeout_s: float = 60.0, progress=None, label: str = "<model>",
                 random_max_gates: int = 32, ieee: str | None = None) -> Report:
     """Every claimed lemma over these exact arrays, the bounded checks, and a replayed counterexample if any."""
-    from bridge.bounded import TORCH_WORTH_IT, Simulator, end_to_end, estimated_work, prefetch_torch, random_instances
+    from bridge.bounded import TORCH_WORTH_IT, Simulator, end_to_end, plan_simulations, prefetch_torch, random_instances
     from bridge.replay import replay
     from formal.obligations import ORDER_LEMMA, TABLE_LEMMA, composed_from, composition, prove_lemma
     from grammar.spec import default_claims
 
     claims = default_claims() if claims is None else claims
     report = Report(label, model.mode, model=model, circuit=circuit, ieee=ieee)
-    require_simulation(model, circuit, claims, instances, label)
-    work = estimated_work(model, circuit, claims, instances, random_max_gates)
-    if ieee is not None or work >= TORCH_WORTH_IT:
+    plan = plan_simulations(model, circuit, claims, instances)
+    require_simulation(plan, label)
+    if ieee is not None or plan.work >= TORCH_WORTH_IT:
         prefetch_torch()
     report.unrolled_k = int(claims.get("retrieval", {}).get("unrolled_k", 4))
     results = {}
@@ -110,17 +108,17 @@ def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None
         comp = composition(results, ieee is not None, model.mode)
         report.lemmas.append(comp)
         report.composition = comp.detail
-    sim = Simulator.choose(model, ieee, work)
+    sim = Simulator.choose(model, ieee, plan.work)
     if "end_to_end" in claims:
         if progress:
             progress.lemma("end_to_end")
         e2e = claims["end_to_end"]
-        report.lemmas.append(end_to_end(model, circuit, int(e2e.get("max_inputs", 6)), int(e2e.get("max_gates", 2)),
-                                        sim))
+        report.lemmas.append(end_to_end(model, circuit, plan, int(e2e.get("max_inputs", 6)),
+                                        int(e2e.get("max_gates", 2)), sim))
     if instances:
         if progress:
             progress.lemma("random")
-        report.lemmas.append(random_instances(model, circuit, instances, seed, random_max_gates, sim))
+        report.lemmas.append(random_instances(model, circuit, plan, seed, random_max_gates, sim))
     refuted = next((r for r in report.lemmas if r.counterexample is not None), None)
     if refuted is not None:
         report.counterexample = replay(model, circuit, refuted.counterexample, ieee)

@@ -16,6 +16,7 @@ MEMORY_SHARE = 0.6  # of the smaller of physical memory and RLIMIT_AS
 SIMULATED_TOKENS = 30_000_000  # tokens the bounded checks may run through a whole model: about an hour on 2 cores
 TRAINING_STEPS = 20_000_000  # optimizer steps, summed over the runs of one command: the full grid is 1.7 million
 MULTIPLY_ADDS = 1e13  # their attention and unembedding work (it grows with the square of the sequence length)
+SIMULATION_BUDGET = 1e12  # what verify's bounded checks spend by default, about 15 s on 2 cores (they stop there)
 
 _lifted = False
 
@@ -28,6 +29,11 @@ def lift() -> None:
 
 def lifted() -> bool:
     return _lifted
+
+
+def simulation_budget() -> float:
+    """Multiply-adds the bounded checks spend before they stop adding instances; unbounded under ``--no-limit``."""
+    return float("inf") if _lifted else SIMULATION_BUDGET
 
 
 def memory_budget() -> int:

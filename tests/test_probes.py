@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -15,7 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, in_process
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -37,26 +36,6 @@ def _limit_address_space():
 def probe(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "bridge.cli", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=PROBE_SECONDS, preexec_fn=_limit_address_space)
-
-
-def in_process(*args: str) -> subprocess.CompletedProcess:
-    """The same command in this process (argparse's own exit included): fast, for probes where the process
-    boundary is not the point. Limits stay on: nothing here passes --no-limit."""
-    import contextlib
-    import io
-
-    out, err = io.StringIO(), io.StringIO()
-    cwd = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                status = cli_main(list(args))
-            except SystemExit as stop:
-                status = stop.code
-    finally:
-        os.chdir(cwd)
-    return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
 
 
 def assert_clean(proc: subprocess.CompletedProcess, status: int, *located: str) -> None:
@@ -255,16 +234,9 @@ def test_an_overflowing_format_is_a_verdict_not_a_crash():
 
 # ---- enormous requests: refused with the estimate, in seconds, within the address-space limit ----------------
 
-def _chain(tmp: Path, gates: int) -> Path:
-    lines = ["INPUT(a)", "INPUT(b)", f"OUTPUT(g{gates - 1})", "g0 = AND(a, b)"]
-    lines += [f"g{i} = AND(g{i - 1}, a)" for i in range(1, gates)]
-    (tmp / "chain.bench").write_text("\n".join(lines) + "\n")
-    return tmp / "chain.bench"
-
-
 @pytest.mark.parametrize("request_", [
     "dev_zero", "huge_layers_checkpoint", "huge_cell", "huge_max_gates", "huge_instances", "huge_exhaustive",
-    "long_chain", "huge_training",
+    "huge_training",
 ])
 def test_an_enormous_request_is_refused_with_its_estimate(compiled, tmp_path, request_):
     if request_ == "dev_zero":
@@ -283,8 +255,6 @@ def test_an_enormous_request_is_refused_with_its_estimate(compiled, tmp_path, re
         argv, located = ["verify", "specs/c17.lark", "--override", "random.instances=100000000"], ["would simulate"]
     elif request_ == "huge_exhaustive":
         argv, located = ["verify", "specs/cvp.lark", "--override", "claims.end_to_end.max_gates=8"], ["would simulate"]
-    elif request_ == "long_chain":
-        argv, located = ["verify", str(_chain(tmp_path, 60_000))], ["chain.bench", "multiply-adds"]
     else:
         argv, located = ["train", "--task", "s5", "--layers", "100000000", "--out", str(tmp_path / "t")], ["memory"]
     assert_clean(probe(*argv), BAD, *located)

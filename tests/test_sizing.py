@@ -1,0 +1,68 @@
+"""verify's bounded checks are sized before they run: full-length instances, as many as the simulation budget holds
+(at least one), every skip and cap said in the report, and requests no machine can meet refused."""
+from __future__ import annotations
+
+import pytest
+from helpers import ROOT
+
+from bridge.bounded import Simulator, plan_simulations, random_instances
+from bridge.proof import require_simulation
+from grammar import limits
+from grammar.errors import Refused
+from grammar.netlist import load_netlist
+from grammar.normalize import normalize
+from grammar.spec import default_claims
+from neural import cvp
+from neural.construct import build_cvp, build_thm33
+from neural.fp import FPFormat
+
+F511 = FPFormat(5, 11)
+
+
+@pytest.fixture(scope="module")
+def rca4():
+    nc = normalize(load_netlist(ROOT / "circuits" / "rca4.bench"))
+    return build_thm33(nc, F511), nc
+
+
+def test_every_requested_instance_runs_within_the_budget(rca4):
+    model, nc = rca4
+    plan = plan_simulations(model, nc, default_claims(), 100)
+    assert (plan.random, plan.exhaustive, plan.length) == (100, 0, nc.n_inputs + nc.n_gates)
+
+
+def test_past_the_budget_as_many_as_it_holds_and_at_least_one(rca4, monkeypatch):
+    model, nc = rca4
+    per = plan_simulations(model, nc, {}, 1).per_instance
+    monkeypatch.setattr(limits, "SIMULATION_BUDGET", 2.5 * per)
+    plan = plan_simulations(model, nc, {}, 100)
+    assert plan.random == 2
+    result = random_instances(model, nc, plan, 0, sim=Simulator.choose(model))
+    assert result.status == "proved"
+    assert f"2 instances, {2 * plan.length:,} tokens" in result.detail and "2 of the 100 requested" in result.detail
+    monkeypatch.setattr(limits, "SIMULATION_BUDGET", per / 10)
+    assert plan_simulations(model, nc, {}, 100).random == 1  # one full-length instance always
+    monkeypatch.setattr(limits, "_lifted", True)
+    assert plan_simulations(model, nc, {}, 100).random == 100  # --no-limit
+
+
+def test_one_instance_past_the_hard_limit_is_skipped_and_says_why(rca4, monkeypatch):
+    model, nc = rca4
+    monkeypatch.setattr(limits, "MULTIPLY_ADDS", 10.0)
+    plan = plan_simulations(model, nc, {}, 100)
+    assert plan.random == 0 and "--no-limit runs it" in plan.random_skip
+    result = random_instances(model, nc, plan, 0, sim=Simulator.choose(model))
+    assert result.status == "skipped" and result.detail == plan.random_skip
+
+
+def test_a_long_model_skips_its_exhaustive_check_but_a_huge_bound_is_refused(monkeypatch):
+    model = build_cvp(256, F511)
+    claims = {"end_to_end": {"max_gates": 2}}
+    monkeypatch.setattr(limits, "SIMULATION_BUDGET", 1e9)  # 105 circuits x 2,048 tokens is more than this
+    plan = plan_simulations(model, None, claims, 0)
+    assert plan.exhaustive == 0 and plan.claimed == 105 and "past the simulation budget" in plan.exhaustive_skip
+    assert plan.priced_tokens == 105 * cvp.sequence_length(2)
+    require_simulation(plan, "cvp")  # skipped, and cheap at its floor length: no refusal
+    huge = plan_simulations(model, None, {"end_to_end": {"max_gates": 8}}, 0)
+    with pytest.raises(Refused, match="would simulate"):
+        require_simulation(huge, "cvp")
