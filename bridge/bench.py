@@ -17,10 +17,12 @@ PLANS = {
     "quick": {"parse": ["--gates", "20000", "--repeats", "1"], "execution": ["--gates", "2000", "--check-gates", "160"],
               "proof_scaling": ["--sizes", "16", "4096", "--repeats", "1"], "trace_check": ["--gates", "20000"],
               "training": ["--groups", "1,4", "--n1", "2", "--n2", "5", "--repeats", "1"],
-              "netlists": ["--bits", "32", "--vectors", "4096"]},
+              "netlists": ["--bits", "32", "--vectors", "4096"],
+              "commands": ["--bits", "16", "--vectors", "100", "--gates", "500", "--separate", "2"]},
     "full": {"parse": ["--gates", "100000"], "execution": ["--gates", "10000"],
              "proof_scaling": ["--sizes", "16", "256", "4096", "65536"], "trace_check": ["--gates", "100000"],
-             "training": ["--groups", "1,4,16,64"], "netlists": ["--bits", "64"]},
+             "training": ["--groups", "1,4,16,64"], "netlists": ["--bits", "64"],
+             "commands": ["--bits", "53", "--vectors", "1000", "--gates", "3512", "--separate", "3"]},
 }
 
 

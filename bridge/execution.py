@@ -128,6 +128,8 @@ def cmd_run(args) -> int:
     if mode.kind == "ieee" and not args.unproved:
         proof = proved_in(model, nc if construction == "thm33" else None, mode.dtype, args.file, args.timeout)
     fast = fast_arithmetic(model, mode, len(batch))
+    if mode.kind == "ieee" or fast is not None:
+        import torch  # noqa: F401  (its import is not the run's time)
     runner = run_thm33 if construction == "thm33" else run_cvp
     start = time.perf_counter()
     with Progress(len(batch) * model.cot_steps, "step", "CoT") as progress:

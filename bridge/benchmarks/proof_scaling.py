@@ -9,34 +9,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
+
+from bridge.benchmarks.process import run_command
 
 SPEC = Path(__file__).resolve().parents[2] / "specs" / "cvp.lark"
 
 
 def run_verify(max_gates: int, ieee: str | None) -> dict:
-    """One verify process: its wall time, and its own peak RSS (``wait4`` reports each child's, so the order in
-    which sizes run does not matter)."""
-    argv = [sys.executable, "-m", "bridge.verify", str(SPEC), "--override", f"max_gates={max_gates}", "--json"]
-    if ieee:
-        argv += ["--ieee", ieee]
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)  # reaped here, not by Popen, to read this child's rusage
-        seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0), err.seek(0)
-        stdout, stderr = out.read().strip(), err.read().strip()
-    report = json.loads(stdout) if stdout else {"status": f"exit {proc.returncode}: {stderr[-200:]}"}
-    return {"seconds": round(seconds, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "status": report["status"],
-            "lemma_seconds": {r["name"]: r["seconds"] for r in report.get("lemmas", [])}}
+    """One verify process: its wall time and its own peak RSS, so the order in which sizes run does not matter."""
+    argv = ["-m", "bridge.verify", str(SPEC), "--override", f"max_gates={max_gates}", "--json"]
+    done = run_command(*argv, *(["--ieee", ieee] if ieee else []))
+    stdout, stderr = done.stdout.strip(), done.stderr.strip()
+    report = json.loads(stdout) if stdout else {"status": f"exit {done.returncode}: {stderr[-200:]}"}
+    return {"seconds": round(done.seconds, 2), "peak_rss_mib": round(done.peak_rss_mib, 1),
+            "status": report["status"], "lemma_seconds": {r["name"]: r["seconds"] for r in report.get("lemmas", [])}}
 
 
 def main() -> None:
