@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 from bridge.output import EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN, emit
-from grammar.errors import InputError, SourceLoc
+from grammar.errors import InputError, ParameterError, SourceLoc
 
 
 def cmd_check(args) -> int:
@@ -48,7 +48,7 @@ def cmd_equiv(args) -> int:
     a, b = load_target(args.a, fmt=args.format).circuit, load_target(args.b, fmt=args.format).circuit
     try:
         verdict = aig.equivalent(a, b, args.conflicts)
-    except ValueError as err:
+    except ParameterError as err:
         raise InputError(str(err), SourceLoc(args.b), expected="two netlists over the same inputs and output count")
     status, counterexample, methods = verdict.status, verdict.counterexample, [verdict.method]
     small = a.n_gates + b.n_gates <= MITER_CROSS_CHECK_GATES

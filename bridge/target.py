@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from grammar.errors import InputError, SourceLoc
+from grammar.errors import InputError, ParameterError, SourceLoc
 from grammar.ir import Circuit, NormCircuit, Spec
 from neural.constructed import ConstructedModel
 from neural.fp import FPFormat
@@ -137,7 +137,7 @@ def build(target: Target, mode: str | None = None, bits: np.ndarray | None = Non
         if mode == "thm33":
             return build_thm33(target.circuit, target.fmt, c.key_scale)
         return build_cvp(max_gates, target.fmt, c.key_scale)
-    except ValueError as err:
+    except ParameterError as err:
         raise InputError(str(err), SourceLoc(target.path), expected="a circuit and construction parameters that "
                          "this construction and format support") from None
 

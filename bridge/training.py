@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bridge.output import emit
-from grammar.errors import InputError, SourceLoc
+from grammar.errors import InputError, ParameterError, SourceLoc
 
 
 def _task_from(args) -> tuple[str, dict]:
@@ -64,18 +64,18 @@ def cmd_train(args) -> int:
                       precision=args.precision)
     try:  # the task, from the user's parameters, before anything else: a bad one is bad input
         task = cfg.make_task()
-    except ValueError as err:
+    except ParameterError as err:
         raise InputError(str(err), SourceLoc(args.spec or "--param"), expected="task parameters this task "
                          "accepts") from None
     try:
         cfg.model_config(task)
-    except ValueError as err:
+    except ParameterError as err:
         raise InputError(str(err), SourceLoc("--heads"), expected="--d-model a multiple of --heads") from None
     from neural.runs import resolve_device
 
     try:
         resolve_device(args.device)
-    except ValueError as err:
+    except ParameterError as err:
         raise InputError(str(err), SourceLoc("--device"), text=args.device, expected="auto, cpu, or cuda where "
                          "torch sees a CUDA device") from None
     from grammar.limits import require_memory, require_training_steps
@@ -140,7 +140,7 @@ def cmd_reproduce(args) -> int:
 
     try:
         cells = parse_cells(args.cells)
-    except ValueError as err:
+    except ParameterError as err:
         raise InputError(f"bad cell {str(err)!r}", SourceLoc("--cells"), text=str(err),
                          expected="TASK:SETTING:LAYERS, e.g. s5:cot:1 (tasks modadd|s5|isq|cvp, settings "
                                   "base|cot|hint)") from None
@@ -151,7 +151,7 @@ def cmd_reproduce(args) -> int:
 
     try:
         resolve_device(args.device)
-    except ValueError as err:
+    except ParameterError as err:
         raise InputError(str(err), SourceLoc("--device"), text=args.device, expected="auto, cpu, or cuda where "
                          "torch sees a CUDA device") from None
     try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from grammar.errors import ParameterError
 from grammar.evaluate import evaluate_packed, pack_bits, unpack_bits
 from grammar.ir import CONST_OPS, Circuit, Gate, NormCircuit
 from grammar.normalize import normalize
@@ -160,9 +161,9 @@ def equivalent(a: NormCircuit, b: NormCircuit, conflict_limit: int = 1_000_000) 
     from aigverse.algorithms import equivalence_checking
 
     if sorted(a.input_names) != sorted(b.input_names):
-        raise ValueError(f"the circuits have different inputs: {sorted(set(a.input_names) ^ set(b.input_names))}")
+        raise ParameterError(f"the circuits have different inputs: {sorted(set(a.input_names) ^ set(b.input_names))}")
     if len(a.outputs) != len(b.outputs):
-        raise ValueError(f"the circuits have {len(a.outputs)} and {len(b.outputs)} outputs")
+        raise ParameterError(f"the circuits have {len(a.outputs)} and {len(b.outputs)} outputs")
     # Structural hashing first, as ABC's cec does: both circuits in one network over shared inputs; outputs that
     # hash to the same signal are equal with no search at all.
     shared, pis = _with_inputs(a.input_names)

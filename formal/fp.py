@@ -17,6 +17,7 @@ from typing import Iterable, Sequence
 
 import z3
 
+from grammar.errors import ParameterError
 from neural.fp import FPFormat
 
 TACTIC = ("simplify", "fpa2bv", "simplify", "bit-blast", "sat")
@@ -25,7 +26,7 @@ TACTIC = ("simplify", "fpa2bv", "simplify", "bit-blast", "sat")
 class Z3Format:
     def __init__(self, ebits: int, sbits: int, ieee: bool = False):
         if ebits < 3 or sbits < 3:
-            raise ValueError(f"Z3 needs ebits >= 3 and sbits >= 3; F({ebits},{sbits}) is too small")
+            raise ParameterError(f"Z3 needs ebits >= 3 and sbits >= 3; F({ebits},{sbits}) is too small")
         self.ebits, self.sbits, self.ieee = ebits, sbits, ieee
         self.sort = z3.FPSort(ebits, sbits)
         self.rm = z3.RNE()

@@ -14,6 +14,7 @@ import numpy as np
 from pysat.formula import CNF, IDPool
 from pysat.solvers import Solver
 
+from grammar.errors import ParameterError
 from grammar.ir import TRUTH_TABLES, NormCircuit
 
 SOLVER = "glucose4"
@@ -89,9 +90,9 @@ class EquivVerdict:
 def equivalent(a: NormCircuit, b: NormCircuit, timeout_s: float = 60.0) -> EquivVerdict:
     """Miter over shared inputs (matched by name); outputs are compared in order."""
     if sorted(a.input_names) != sorted(b.input_names):
-        raise ValueError(f"the circuits have different inputs: {sorted(set(a.input_names) ^ set(b.input_names))}")
+        raise ParameterError(f"the circuits have different inputs: {sorted(set(a.input_names) ^ set(b.input_names))}")
     if len(a.outputs) != len(b.outputs):
-        raise ValueError(f"the circuits have {len(a.outputs)} and {len(b.outputs)} outputs")
+        raise ParameterError(f"the circuits have {len(a.outputs)} and {len(b.outputs)} outputs")
     pool = IDPool()
     shared = {name: pool.id(f"in:{name}") for name in a.input_names}
     cnf_a, nodes_a = encode(a, pool, "a.", [shared[x] for x in a.input_names])

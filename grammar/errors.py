@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-
 FOUND_CHARS = 120  # the offending text is quoted up to this length: a 100 kB token is named, not printed
 
 
@@ -51,6 +50,13 @@ class InputError(Exception):
         if self.expected:
             parts.append(f"  expected: {self.expected}")
         return "\n".join(parts)
+
+
+class ParameterError(ValueError):
+    """A value the user chose (a format, a size, a task parameter, a device, two circuits to compare) that the
+    library cannot take. The library raises it where it finds the problem, without knowing where the value came
+    from; the command that read the value catches exactly this class and reports it at that place (exit 2). Any
+    other ValueError is a bug, and is reported as one (exit 70)."""
 
 
 class Refused(InputError):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from grammar.codes import code_width, sbin
+from grammar.errors import ParameterError
 from grammar.ir import GATE_OPS, TRUTH_TABLES, NormCircuit
 from neural.config import Keys, ModelConfig, weight_shapes
 from neural.constructed import ConstructedModel, FFNPlan, HeadPlan, Layout
@@ -106,7 +107,7 @@ def _check_representable(model: ConstructedModel, rows: int = 1 << 14) -> None:
             if ok.all():
                 continue
             bad = block[~ok][0]
-            raise ValueError(f"weight {name} holds {float(bad)!r}, which F({model.fmt.ebits},{model.fmt.sbits}) cannot "
+            raise ParameterError(f"weight {name} holds {float(bad)!r}, which F({model.fmt.ebits},{model.fmt.sbits}) cannot "
                              f"represent; choose another key_scale or format")
 
 
@@ -145,7 +146,7 @@ def build_thm33(nc: NormCircuit, fmt: FPFormat, key_scale: float | None = None) 
     (one-hot), sbin of its two inputs, and sbin(i). Width 3k + 14 with k = ceil(log2(n + T + 1)).
     """
     if nc.n_inputs == 0:
-        raise ValueError("Theorem 3.3 mode needs at least one input to start the chain of thought from")
+        raise ParameterError("Theorem 3.3 mode needs at least one input to start the chain of thought from")
     n, T = nc.n_inputs, nc.n_gates
     length = n + T
     k = code_width(length + 1)
@@ -201,7 +202,7 @@ def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> 
 
     N = max_gates
     if N < 1:
-        raise ValueError("CVP mode needs max_gates >= 1")
+        raise ParameterError("CVP mode needs max_gates >= 1")
     length = cvp.sequence_length(N)
     k = code_width(length + 1)  # positions 0..8N-1, and @N's query 8N
     c = default_key_scale(fmt, k) if key_scale is None else float(key_scale)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from grammar.errors import ParameterError
 from grammar.ir import NormCircuit
 
 TYPES = ("TRUE", "FALSE", "AND", "OR", "NOT")
@@ -108,7 +109,7 @@ class CVPCircuit:
         """The same circuit as N gates: N - m FALSE gates in front, every reference shifted past them."""
         pad = n_gates - self.size
         if pad < 0:
-            raise ValueError(f"the circuit has {self.size} gates but the model takes at most {n_gates}")
+            raise ParameterError(f"the circuit has {self.size} gates but the model takes at most {n_gates}")
         shift = lambda refs: tuple(r + pad if r else 0 for r in refs)  # noqa: E731
         return CVPCircuit(("FALSE",) * pad + self.kinds, (0,) * pad + shift(self.in1), (0,) * pad + shift(self.in2),
                           tuple(g + pad for g in self.node_gate))
@@ -259,7 +260,7 @@ def sample_task(rng: np.random.Generator, size: int, n_gates: int, p_const: floa
     unconditioned distribution, so accuracy above chance has to come from evaluating the circuit."""
     N = n_gates
     if N < 3:
-        raise ValueError("cvp: the balanced distribution needs at least 3 gates")
+        raise ParameterError("cvp: the balanced distribution needs at least 3 gates")
     B = size
     T = {t: TYPES.index(t) for t in TYPES}
     kinds = np.empty((B, N), dtype=np.int64)

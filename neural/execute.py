@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from grammar.errors import ParameterError
 from grammar.evaluate import check_trace, evaluate
 from grammar.ir import NormCircuit
 from neural import cvp
@@ -336,7 +337,7 @@ def run_cvp(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode, prog
     circuits = [cvp.lower(nc, b) for b in batch]
     for c in circuits:
         if c.size > N:
-            raise ValueError(f"the circuit lowers to {c.size} CVP gates but the construction takes at most {N}")
+            raise ParameterError(f"the circuit lowers to {c.size} CVP gates but the construction takes at most {N}")
     decoded = decode_checked(model, cvp_teacher_forcing(circuits, N), mode, fast, device, progress)
     results = [_cvp_result(nc, b, c.padded(N), d) for b, c, d in zip(batch, circuits, decoded)]
     return results[0] if single else results

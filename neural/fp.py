@@ -18,6 +18,8 @@ from functools import cached_property
 
 import numpy as np
 
+from grammar.errors import ParameterError
+
 PRODUCTS_PER_CHUNK = 1 << 22  # attention rounds its score products a block of queries at a time, within this
 
 # The IEEE formats torch runs, as F(ebits, sbits): the same grid; IEEE overflows to inf where F saturates.
@@ -31,7 +33,7 @@ class FPFormat:
 
     def __post_init__(self):
         if not (2 <= self.ebits <= 10 and 2 <= self.sbits <= 25):
-            raise ValueError(f"F({self.ebits},{self.sbits}) is outside the supported range F(2..10, 2..25)")
+            raise ParameterError(f"F({self.ebits},{self.sbits}) is outside the supported range F(2..10, 2..25)")
 
     @property
     def bias(self) -> int:

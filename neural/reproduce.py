@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from grammar.errors import ParameterError
 from neural.checkpoint import atomic_write_bytes, atomic_write_text
 
 EARLY_STOP = 0.995  # validation accuracy at two checks in a row (TrainConfig.early_stop_patience)
@@ -98,7 +99,7 @@ def parse_cells(text: str | None) -> list[tuple[str, str, int]] | None:
         parts = item.strip().split(":")
         if len(parts) != 3 or parts[0] not in LENGTH_PARAM or parts[1] not in SETTINGS or not parts[2].isdigit() \
                 or int(parts[2]) < 1:
-            raise ValueError(item.strip())
+            raise ParameterError(item.strip())
         out.append((parts[0], parts[1], int(parts[2])))
     return out
 
@@ -348,9 +349,8 @@ def run_grid(profile_name: str, out: Path, results: Path, seeds: int | None = No
 
     Cells train in groups (``plan_groups``), ``jobs`` worker processes at a time (default: one per visible GPU, or
     one on a CPU), each worker on one device: with several GPUs, the workers are dealt out over them."""
-    from neural.runs import resolve_device
-
     from grammar.limits import require_training_steps
+    from neural.runs import resolve_device
 
     profile = PROFILES[profile_name]
     seeds = profile.seeds if seeds is None else seeds

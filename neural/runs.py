@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from grammar.errors import InputError, SourceLoc
+from grammar.errors import InputError, ParameterError, SourceLoc
 from neural import checkpoint
 from neural.config import ModelConfig
 from neural.tasks import FoldTask, make_task
@@ -80,7 +80,7 @@ class TrainConfig:
 
     def model_config(self, task: FoldTask) -> ModelConfig:
         if self.d_model % self.heads:
-            raise ValueError(f"d_model {self.d_model} is not divisible by {self.heads} heads")
+            raise ParameterError(f"d_model {self.d_model} is not divisible by {self.heads} heads")
         return ModelConfig(vocab_size=len(task.vocab), max_len=task.seq_len(self.setting), d_model=self.d_model,
                            n_layers=self.layers, n_heads=self.heads, d_head=self.d_model // self.heads,
                            d_ff=self.d_ff, activation=self.activation, layernorm=self.layernorm)
@@ -90,7 +90,7 @@ def resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no CUDA device")
+        raise ParameterError("--device cuda was asked for, but torch sees no CUDA device")
     return name
 
 

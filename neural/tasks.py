@@ -24,6 +24,7 @@ from functools import cached_property
 
 import numpy as np
 
+from grammar.errors import ParameterError
 from grammar.ir import NormCircuit, NormGate
 
 SETTINGS = ("base", "cot", "hint")
@@ -102,7 +103,7 @@ class FoldTask:
             n += int(keep.sum())
             if n >= size:
                 return np.concatenate(got_p)[:size], np.concatenate(got_s)[:size]
-        raise ValueError(f"{self.name}: the {split} split is too small to draw {size} prompts from")
+        raise ParameterError(f"{self.name}: the {split} split is too small to draw {size} prompts from")
 
     def batch(self, rng: np.random.Generator, size: int, setting: str, split: str = "train") -> Batch:
         prompts, states = self.sample_split(rng, size, split)  # token ids (B, n_prompt), (B, n_steps)
@@ -311,10 +312,10 @@ class ISq(FoldTask):
 
     def __init__(self, steps: int = 8, min_prime: int = 2, max_prime: int = 397):
         if steps < 2:
-            raise ValueError(f"isq: steps = {steps}; the held-out split needs at least 2 values of k")
+            raise ParameterError(f"isq: steps = {steps}; the held-out split needs at least 2 values of k")
         self.primes = primes_between(min_prime, max_prime)
         if not self.primes:
-            raise ValueError(f"isq: no prime between min_prime = {min_prime} and max_prime = {max_prime}")
+            raise ParameterError(f"isq: no prime between min_prime = {min_prime} and max_prime = {max_prime}")
         self.name, self.params = "isq", {"steps": steps, "min_prime": min_prime, "max_prime": max_prime}
         self.n_steps = steps
         self.n_prompt = steps + 2  # p, r, then padding and one '^2' per squaring
@@ -445,5 +446,5 @@ TASK_CLASSES: dict[str, type[FoldTask]] = {"modadd": ModAdd, "s5": S5, "isq": IS
 
 def make_task(kind: str, **params) -> FoldTask:
     if kind not in TASK_CLASSES:
-        raise ValueError(f"unknown task {kind!r}; expected one of {sorted(TASK_CLASSES)}")
+        raise ParameterError(f"unknown task {kind!r}; expected one of {sorted(TASK_CLASSES)}")
     return TASK_CLASSES[kind](**params)

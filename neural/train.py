@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from grammar.errors import InputError, SourceLoc
+from grammar.errors import InputError, ParameterError, SourceLoc
 from neural import checkpoint
 from neural.config import Keys, ModelConfig
 from neural.evaluation import evaluate_model
@@ -65,7 +65,7 @@ def resolve_precision(precision: str, device: str) -> str:
     """``auto`` is bf16 autocast on CUDA (float32 master weights, TF32 matmuls) and float32 elsewhere: on this
     project's CPU a bf16 training step took 2.4x as long as a float32 one (docs/benchmarks.md)."""
     if precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"unknown precision {precision!r}: auto, bf16 or fp32")
+        raise ParameterError(f"unknown precision {precision!r}: auto, bf16 or fp32")
     if precision == "auto":
         return "bf16" if device.startswith("cuda") else "fp32"
     return precision

@@ -102,3 +102,53 @@ def test_dependency_direction(package, forbidden):
             continue
         roots = {n.split(".")[0] for n in imported_names(path, name)}
         assert not roots & forbidden, f"{name} imports {sorted(roots & forbidden)}"
+
+
+# ---- errors: a user's mistake is exit 2, a bug is exit 70 --------------------------------------------------------
+
+# Calls whose ValueError means "this user string is not a number / device": the only ones bridge may catch it from.
+PARSES = {"int", "float", "os.dup2", "os.open", "torch.device"}
+# bridge/output.py is the one place where every exception not mapped before is turned into its exit status (70 for
+# a bug), and where a closed stdout is silenced.
+EXEMPT = {"bridge/output.py"}
+
+
+def _catches_value_error(handler: ast.ExceptHandler) -> bool:
+    names = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return any(isinstance(n, ast.Name) and n.id in ("ValueError", "Exception") for n in names if n is not None) \
+        or handler.type is None
+
+
+def _dotted(node) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    return "?"
+
+
+def value_error_catches(tree: ast.AST) -> list[tuple[int, set[str]]]:
+    """(line, calls in the try body) for every handler that catches ValueError (or everything)."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(_catches_value_error(h) for h in node.handlers):
+            calls = {_dotted(c.func) for stmt in node.body for c in ast.walk(stmt) if isinstance(c, ast.Call)}
+            out.append((node.lineno, calls))
+    return out
+
+
+def test_bridge_catches_no_bare_value_error_from_the_library():
+    """Users' mistakes come from the library as grammar.errors.ParameterError (or InputError); a ValueError caught
+    around a library call would report a bug as bad input."""
+    offenders = []
+    for path in sorted((ROOT / "bridge").rglob("*.py")):
+        for line, calls in value_error_catches(ast.parse(path.read_text())):
+            if str(path.relative_to(ROOT)) in EXEMPT or calls <= PARSES:
+                continue
+            offenders.append(f"{path.relative_to(ROOT)}:{line} around {sorted(calls - PARSES)}")
+    assert not offenders, offenders
+
+
+def test_the_catch_finder_sees_a_library_call():
+    tree = ast.parse("try:\n    build(x)\nexcept ValueError:\n    pass\n")
+    assert value_error_catches(tree) == [(1, {"build"})]
