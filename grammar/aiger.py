@@ -36,8 +36,8 @@ def _unique(name: str, taken: set[str], reserved: set[str] | frozenset = frozens
 
 def parse_aag(text: str, path: str = "<aag>") -> Circuit:
     if text.startswith("aig "):
-        raise InputError("binary AIGER is not supported yet; only ASCII 'aag' files are", SourceLoc(path, 1, 1),
-                         text="aig", expected="'aag'")
+        raise InputError("this is binary AIGER ('aig'), read here as ASCII AIGER", SourceLoc(path, 1, 1),
+                         text="aig", expected="'aag', or a .aig file (or --format aig) for binary AIGER")
     try:
         tree = _parser().parse(text if text.endswith("\n") else text + "\n")
     except UnexpectedInput as err:

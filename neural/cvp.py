@@ -2,7 +2,7 @@
 soundness, lowering of netlists and the circuit generators. The construction, the ``cvp`` task, the trace checker,
 ``run``, ``audit`` and the bounded checks all use it, so there is one CVP format in the project.
 
-A model for N gates reads a fixed layout (DESIGN.md, "CVP mode"):
+A model for N gates reads a fixed layout (README, "The constructions", CVP mode):
 - **prompt**, gate g in 1..N at positions 4(g-1)+{0,1,2,3}: ``type_g a_g b_g g`` (types TRUE, FALSE, AND, OR, NOT;
   ids written ``g1``..``gN``; NA in an unused input slot), then SEP at 4N: ``OR g1 g2 g3`` is gate 3 = OR(1, 2);
 - **CoT**, 4 tokens per gate at C(g) = 4N+1+4(g-1)+{0,1,2,3}: ``@a_g v(a_g) @b_g v(g)``, where ``@j`` names gate j

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from grammar.codes import sbin
+from grammar.errors import InputError
 from grammar.evaluate import evaluate
 from grammar.netlist import load_netlist
 from grammar.normalize import normalize
@@ -208,12 +209,10 @@ def test_checkpoint_rejects_pickles_and_mismatches(tmp_path):
     cfg["model"]["d_model"] += 1
     cfg.pop("weights_sha256")
     (d / "config.json").write_text(json.dumps(cfg))
-    proc = cli("run", "circuits/c17.bench", "--inputs", "10110")  # unrelated command still fine
-    assert proc.returncode == 0
-    with pytest.raises(Exception, match="shape"):
+    with pytest.raises(InputError, match="shape"):
         checkpoint.load(d)
     (d / "evil.pkl").write_bytes(b"cos\nsystem\n(S'touch /tmp/pwned'\ntR.")
-    with pytest.raises(Exception, match="pickle"):
+    with pytest.raises(InputError, match="pickle"):
         checkpoint.load(d)
 
 

@@ -2,8 +2,9 @@
 
 Each size runs ``python -m bridge.verify specs/cvp.lark --override max_gates=N --json`` in its own process, so the
 time is the command's (import, build, every lemma, the bounded and random checks, the report) and the peak RSS is
-that process's alone. Nothing is left out of the ratio: the benchmark once counted only the solver lemmas, and the
-command beside it grew to 17 GiB unseen. The lemmas' own seconds are reported beside it.
+that process's alone. Nothing is left out of the ratio: counting only the solver lemmas would hide table work and
+simulations that grow with N (a command can reach many GiB that way). The lemmas' own seconds are reported beside
+it.
 """
 from __future__ import annotations
 
