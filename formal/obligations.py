@@ -33,21 +33,23 @@ COMPOSITION = (
     "[readout] the argmax of the logits is the token of that value. So step t is correct, and by induction every "
     "CoT step is.")
 
-COMPOSITION_IEEE = (
+ORDER_ARGUMENT = (  # IEEE arithmetic: first make every summation order exact, then any mode's induction holds
     "In IEEE arithmetic, in any summation order. [order_independence] every partial sum of every dot product the "
     "model computes (embedding sums, projections, scores, FFN, unembedding, residual updates), over any subset of "
     "its terms and any inputs in their domains, is finite and exactly representable; a kernel's order, blocking or "
     "fused multiply-add only ever forms such partial sums, so every one of them computes the exact sum, and the "
-    "lemmas below, stated for one order, hold for all. Then the induction on CoT steps: [embedding] every position "
-    "carries its codes; [retrieval] each bit pair of a score adds exactly 0 on a match and <= T < 0 on a mismatch, "
-    "so the exact score is 0 at the one matching position and <= T elsewhere, [exp] gives weights 1 and 0, and the "
-    "softmax, computed as the paper defines it, max-subtracted as torch.softmax does, or rescaled online as "
-    "flash-style kernels do, returns that position's value exactly (no inf, no NaN); [gate_ffn] the FFN writes "
-    "exactly the gate's value; [readout] every logit is finite and the argmax is the token of that value. So every "
-    "CoT step is correct in that dtype, whatever order its kernels sum in. Rows that match no key (a prompt "
-    "position with nothing to fetch) occur only in the last layer, where they reach only their own position's "
-    "logits: [embedding] checks that every earlier layer's query on every token names a position (a prompt token "
-    "fetches position 0), so no average ever reaches a key or a value.")
+    "lemmas below, stated for one order, hold for all.")
+
+INDUCTION_IEEE = (
+    "[embedding] every position carries its codes; [retrieval] each bit pair of a score adds exactly 0 on a match "
+    "and <= T < 0 on a mismatch, so the exact score is 0 at the one matching position and <= T elsewhere, [exp] "
+    "gives weights 1 and 0, and the softmax, computed as the paper defines it, max-subtracted as torch.softmax "
+    "does, or rescaled online as flash-style kernels do, returns that position's value exactly (no inf, no NaN); "
+    "[gate_ffn] the FFN writes exactly the gate's value; [readout] every logit is finite and the argmax is the "
+    "token of that value. So every CoT step is correct in that dtype, whatever order its kernels sum in. Rows that "
+    "match no key (a prompt position with nothing to fetch) occur only in the last layer, where they reach only "
+    "their own position's logits: [embedding] checks that every earlier layer's query on every token names a "
+    "position (a prompt token fetches position 0), so no average ever reaches a key or a value.")
 
 COMPOSITION_CVP = (
     "Induction on CoT tokens, four per gate (@a_g, v(a_g), @b_g, v(g)). Assume the positions before t hold the "
@@ -139,14 +141,14 @@ def prove_lemma(model: ConstructedModel, circuit, name: str, timeout_s: float, u
 
 
 def composition(results: dict[str, LemmaResult], ieee: bool = False, mode: str = "thm33") -> LemmaResult:
-    """The argument over the lemmas. In IEEE arithmetic it first makes every order exact (``COMPOSITION_IEEE``),
+    """The argument over the lemmas. In IEEE arithmetic it first makes every order exact (``ORDER_ARGUMENT``),
     then runs the mode's induction; in CVP mode every query names a position, so no row averages."""
     names = composed_from(ieee)
     status = combine(results[n].status for n in names)
     if mode == "cvp":
-        detail = (COMPOSITION_IEEE.split(" Then the induction")[0] + " Then: " if ieee else "") + COMPOSITION_CVP
+        detail = f"{ORDER_ARGUMENT} Then: {COMPOSITION_CVP}" if ieee else COMPOSITION_CVP
     else:
-        detail = COMPOSITION_IEEE if ieee else COMPOSITION
+        detail = f"{ORDER_ARGUMENT} Then the induction on CoT steps: {INDUCTION_IEEE}" if ieee else COMPOSITION
     return LemmaResult("composition", status, 0.0, "induction over CoT steps from: " + ", ".join(names),
                        detail=detail)
 

@@ -465,6 +465,21 @@ def write_results(profile_name: str, rows: list[dict], results: Path) -> None:
 
 # ---- claims -----------------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Thresholds:
+    """The numbers the paper's claims are judged by. The checks and the claims' prose both read them from here, so a
+    changed threshold cannot leave the text saying the old one."""
+
+    cot_reaches: float = 0.99  # CoT at 1 layer: every seed's accuracy at least this
+    cot_unsound: float = 0.01  # and its unsound step rate at most this
+    base_stays_below: float = 0.25  # S5, isq: base at or below this at every depth run
+    base_learns: float = 0.9  # modadd: base "learns" a length; cvp: the depth at which base reaches it
+    cvp_gap: float = 0.15  # cvp: CoT at 1 layer above base at 1 layer by at least this
+    depth_noise: float = 0.02  # cvp: base "falls" with depth only by more than its seed spread and this
+
+
+THRESHOLDS = Thresholds()
+
 def _group(rows, task, setting, layers=None, length=None):
     return [r for r in rows if r["task"] == task and r["setting"] == setting and
             (layers is None or r["layers"] == layers) and (length is None or r["length"] == length)]
@@ -477,11 +492,12 @@ def _span(rs) -> str:
 
 def claims(rows: list[dict], profile: Profile) -> list[dict]:
     """The paper's four claims, each judged from the cells that decide it; ``holds`` is None until they have run."""
-    out = []
+    out, t = [], THRESHOLDS
 
     def cot_one_layer(task):
         rs = _group(rows, task, "cot", 1)
-        ok = bool(rs) and all(r["accuracy"] >= 0.99 and (r["unsound_step_rate"] or 0) <= 0.01 for r in rs)
+        ok = bool(rs) and all(r["accuracy"] >= t.cot_reaches and (r["unsound_step_rate"] or 0) <= t.cot_unsound
+                              for r in rs)
         lengths = sorted({r["length"] for r in rs})
         text = "; ".join(f"cot L1 n={n}: {_span(_group(rs, task, 'cot', 1, n))}" for n in lengths)
         return (ok if rs else None), text
@@ -490,27 +506,27 @@ def claims(rows: list[dict], profile: Profile) -> list[dict]:
         rs = _group(rows, task, "base")
         depths = sorted({r["layers"] for r in rs})
         text = "; ".join(f"base L{d}: {_span(_group(rs, task, 'base', d))}" for d in depths)
-        return (all(r["accuracy"] <= 0.25 for r in rs) if rs else None), text
+        return (all(r["accuracy"] <= t.base_stays_below for r in rs) if rs else None), text
 
     ok, text = cot_one_layer("modadd")
     base = _group(rows, "modadd", "base")
     lengths = sorted({r["length"] for r in base})
-    learned = [n for n in lengths if any(np.mean([r["accuracy"] for r in _group(base, "modadd", "base", d, n)]) >= 0.9
-                                         for d in {r["layers"] for r in base})]
+    learned = [n for n in lengths if any(np.mean([r["accuracy"] for r in _group(base, "modadd", "base", d, n)])
+                                         >= t.base_learns for d in {r["layers"] for r in base})]
     failed = [n for n in lengths if n not in learned]
     axis = len({r["length"] for r in base}) > 1
     out.append({"task": "modadd", "claim": "CoT at 1 layer learns addition mod 7 at every input length; base learns "
                 "short inputs but not long ones, so CoT's advantage shows as inputs grow",
                 "holds": ok if not axis or ok is None else (ok and bool(learned) and bool(failed) and
                                                             max(learned) < min(failed)),
-                "evidence": text + f"; base learns (>= 0.9 at some depth) at lengths {learned or 'none'}, "
+                "evidence": text + f"; base learns (>= {t.base_learns:g} at some depth) at lengths {learned or 'none'}, "
                 f"not at {failed or 'none'}" + ("" if axis else " (one length run: only the CoT half is judged)")})
     for task, name in (("s5", "composition in S5"), ("isq", "iterated squaring")):
         ok1, t1 = cot_one_layer(task)
         ok2, t2 = base_low(task)
         both = None if ok1 is None or ok2 is None else ok1 and ok2
-        out.append({"task": task, "claim": f"{name}: base stays at or below 0.25 at every depth run; CoT with 1 "
-                    "layer reaches 0.99", "holds": both, "evidence": "; ".join(t for t in (t1, t2) if t) or NOT_RUN})
+        out.append({"task": task, "claim": f"{name}: base stays at or below {t.base_stays_below:g} at every depth "
+                    f"run; CoT with 1 layer reaches {t.cot_reaches:g}", "holds": both, "evidence": "; ".join(t for t in (t1, t2) if t) or NOT_RUN})
     ok1, t1 = cot_one_layer("cvp")
     base = _group(rows, "cvp", "base")
     holds = ok1
@@ -523,15 +539,16 @@ def claims(rows: list[dict], profile: Profile) -> list[dict]:
                       min(r["accuracy"] for r in _group(base, "cvp", "base", d, main)) for d in depths), default=0.0)
         cot1 = _group(rows, "cvp", "cot", 1, main)
         gap = (np.mean([r["accuracy"] for r in cot1]) - means.get(1, np.nan)) if cot1 and 1 in means else None
-        falls = any(means[b] < means[a] - max(spread, 0.02) for a, b in zip(depths, depths[1:]))
-        reach = next((d for d in depths if means[d] >= 0.9), None)
-        holds = None if ok1 is None else bool(ok1 and (gap is None or gap >= 0.15) and not falls)
+        falls = any(means[b] < means[a] - max(spread, t.depth_noise) for a, b in zip(depths, depths[1:]))
+        reach = next((d for d in depths if means[d] >= t.base_learns), None)
+        holds = None if ok1 is None else bool(ok1 and (gap is None or gap >= t.cvp_gap) and not falls)
         evidence += ("; " + "; ".join(f"base L{d}: {_span(_group(base, 'cvp', 'base', d, main))}" for d in depths) +
                      (f"; CoT L1 minus base L1 = {gap:.3f}" if gap is not None else "") +
                      f"; base falls with depth beyond its seed spread: {'yes' if falls else 'no'}" +
-                     f"; depth at which base reaches 0.9: {reach if reach else 'none of ' + str(depths)}" +
+                     f"; depth at which base reaches {t.base_learns:g}: "
+                     f"{reach if reach else 'none of ' + str(depths)}" +
                      f"; shallow baseline {base[0]['shallow_baseline']:.3f}")
-    out.append({"task": "cvp", "claim": "circuit value: CoT with 1 layer reaches 0.99; base is well below it at 1 "
-                "layer (by 0.15 or more) and does not get worse with depth", "holds": holds,
+    out.append({"task": "cvp", "claim": f"circuit value: CoT with 1 layer reaches {t.cot_reaches:g}; base is well "
+                f"below it at 1 layer (by {t.cvp_gap:g} or more) and does not get worse with depth", "holds": holds,
                 "evidence": evidence.lstrip("; ") or NOT_RUN})
     return out

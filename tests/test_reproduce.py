@@ -186,3 +186,15 @@ def test_a_damaged_results_file_is_refused_not_overwritten(tmp_path):
         proc = cli("reproduce", "--quick", "--results", str(results), "--out", str(tmp_path / "runs"))
         assert proc.returncode == 2 and where in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         assert (results / "quick.json").read_text() == text
+
+
+def test_the_claims_prose_reads_the_thresholds_it_is_judged_by(monkeypatch):
+    import dataclasses
+
+    from neural import reproduce
+
+    moved = dataclasses.replace(reproduce.THRESHOLDS, cot_reaches=0.97, base_stays_below=0.3, cvp_gap=0.2)
+    monkeypatch.setattr(reproduce, "THRESHOLDS", moved)
+    text = " ".join(c["claim"] for c in reproduce.claims([], reproduce.PROFILES["quick"]))
+    assert "reaches 0.97" in text and "below 0.3 " in text and "by 0.2 or more" in text
+    assert "0.99" not in text and "0.25" not in text and "0.15" not in text
