@@ -38,30 +38,49 @@ COT_SLOTS = ("a", "value_a", "b", "value")  # the four CoT tokens of a gate
 
 
 def vocab(n_gates: int) -> tuple[str, ...]:
-    """NA, SEP, the five types, prompt ids g1..gN, the values 0 and 1, CoT ids @1..@N."""
+    """NA, SEP, the five types, prompt ids g1..gN, the values 0 and 1, CoT ids @1..@N. The token functions below
+    are this layout's offsets, named once."""
     ids = tuple(f"g{j}" for j in range(1, n_gates + 1))
     refs = tuple(f"@{j}" for j in range(1, n_gates + 1))
     return ("NA", "SEP") + TYPES + ids + ("0", "1") + refs
 
 
+TYPE_BASE = 2  # the first type token, after NA and SEP
+ID_BASE = TYPE_BASE + len(TYPES) - 1  # prompt id g_j is ID_BASE + j, for j >= 1
+
+
+def value_base(n_gates: int) -> int:
+    """The token of the value 0 (1 follows it): after the N prompt ids."""
+    return ID_BASE + n_gates + 1
+
+
+def ref_base(n_gates: int) -> int:
+    """CoT id @j is ref_base + j, for j >= 1: after the two values."""
+    return value_base(n_gates) + 1
+
+
+def _offset(base: int, x):
+    return base + (np.asarray(x) if not isinstance(x, int) else x)
+
+
 def type_token(kind):
     """The token of a type (a name, or an index into TYPES; arrays allowed)."""
-    return 2 + (TYPES.index(kind) if isinstance(kind, str) else np.asarray(kind))
+    return _offset(TYPE_BASE, TYPES.index(kind) if isinstance(kind, str) else kind)
 
 
 def id_token(j):
     """The prompt token of gate id j >= 1 (arrays allowed)."""
-    return 6 + np.asarray(j) if not isinstance(j, int) else 6 + j
+    return _offset(ID_BASE, j)
 
 
 def value_token(v, n_gates: int):
-    return 7 + n_gates + (np.asarray(v) if not isinstance(v, int) else v)
+    return _offset(value_base(n_gates), v)
 
 
 def ref_token(j, n_gates: int):
     """The CoT token naming gate j: ``@j``, or NA for j = 0 (arrays allowed)."""
     j = np.asarray(j)
-    out = np.where(j > 0, 8 + n_gates + j, NA)
+    out = np.where(j > 0, ref_base(n_gates) + j, NA)
     return int(out) if out.ndim == 0 else out
 
 
@@ -144,8 +163,8 @@ class Parsed:
 
 def parse_prompts(prompts: np.ndarray, n_gates: int) -> Parsed:
     p = np.asarray(prompts, dtype=np.int64).reshape(len(prompts), n_gates, 4)
-    ref = lambda t: np.where(t == NA, 0, t - 6)  # noqa: E731
-    return Parsed(p[..., 0] - 2, ref(p[..., 1]), ref(p[..., 2]))
+    ref = lambda t: np.where(t == NA, 0, t - ID_BASE)  # noqa: E731
+    return Parsed(p[..., 0] - TYPE_BASE, ref(p[..., 1]), ref(p[..., 2]))
 
 
 def cot_values(cot: np.ndarray, n_gates: int) -> np.ndarray:
