@@ -9,19 +9,23 @@ from bridge.proof import Report
 
 
 def emit_smt2(report: Report, directory: str) -> list[Path]:
-    """Every query of the proof, as z3 was asked it (the spec's unrolled bound included), one strict SMT-LIB file
-    each."""
-    from formal.obligations import all_queries
+    """Every query z3 answered in this proof, the very objects it was asked (each lemma's outcomes keep theirs), one
+    strict SMT-LIB file each: nothing is rebuilt, so the files are the proof's questions whatever the spec set."""
     from formal.query import smt2_filename, to_smt2
     from neural.checkpoint import atomic_write_text
 
     out = Path(directory)
     paths = []
-    for q in all_queries(report.model, report.unrolled_k, ieee=report.ieee is not None):
+    for q in answered_queries(report):
         p = out / smt2_filename(q.name)
         atomic_write_text(p, to_smt2(q))
         paths.append(p)
     return paths
+
+
+def answered_queries(report: Report) -> list:
+    """The solver queries of every lemma in the report, in the order they were answered."""
+    return [o.query for r in report.lemmas for o in r.outcomes if o.query is not None]
 
 
 SOLVERS = ("cvc5", "bitwuzla")

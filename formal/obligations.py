@@ -151,8 +151,3 @@ def composition(results: dict[str, LemmaResult], ieee: bool = False, mode: str =
         detail = f"{ORDER_ARGUMENT} Then the induction on CoT steps: {INDUCTION_IEEE}" if ieee else COMPOSITION
     return LemmaResult("composition", status, 0.0, "induction over CoT steps from: " + ", ".join(names),
                        detail=detail)
-
-
-def all_queries(model: ConstructedModel, unrolled_k: int = 4, ieee: bool = False) -> list[Query]:
-    """Every solver query, for SMT-LIB2 export."""
-    return [q for n in SOLVER_LEMMAS for q in lemma_items(model, n, unrolled_k, ieee) if isinstance(q, Query)]

@@ -43,6 +43,7 @@ class Outcome:
     seconds: float
     counterexample: dict | None = None
     reason: str | None = None
+    query: Query | None = field(default=None, repr=False, compare=False)  # what the solver was asked, for export
 
 
 def _read(model: z3.ModelRef, term):
@@ -67,12 +68,12 @@ def solve(item: Query | Violation, timeout_s: float) -> Outcome:
     answer = solver.check()
     seconds = time.perf_counter() - start
     if answer == z3.unsat:
-        return Outcome(item.name, item.lemma, PROVED, seconds)
+        return Outcome(item.name, item.lemma, PROVED, seconds, query=item)
     if answer == z3.sat:
         model = solver.model()
         cex = {**item.context, **{label: _read(model, term) for label, term in item.witness.items()}}
-        return Outcome(item.name, item.lemma, REFUTED, seconds, cex)
-    return Outcome(item.name, item.lemma, UNKNOWN, seconds, reason=f"solver: {solver.reason_unknown()}")
+        return Outcome(item.name, item.lemma, REFUTED, seconds, cex, query=item)
+    return Outcome(item.name, item.lemma, UNKNOWN, seconds, reason=f"solver: {solver.reason_unknown()}", query=item)
 
 
 def strict(formula: z3.BoolRef) -> z3.BoolRef:

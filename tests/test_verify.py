@@ -139,6 +139,33 @@ def test_emitted_smt2_resolves_unsat(tmp_path):
         assert s.check() == z3.unsat, f.name
 
 
+def test_emit_smt2_writes_exactly_the_queries_z3_answered(tmp_path, monkeypatch):
+    """On a spec whose unrolled bound is not the default: the hashes of the files written are the hashes of the
+    queries the solver was given, one for one."""
+    import hashlib
+
+    from bridge import smt_export
+    from bridge.proof import verify
+    from formal import obligations
+    from formal.query import to_smt2
+
+    solved = []
+    real_solve = obligations.solve
+
+    def recording_solve(item, timeout_s):
+        outcome = real_solve(item, timeout_s)
+        if outcome.query is not None:
+            solved.append(hashlib.sha256(to_smt2(item).encode()).hexdigest())
+        return outcome
+
+    monkeypatch.setattr(obligations, "solve", recording_solve)
+    report = verify(str(ROOT / "specs/c17.lark"), {"random.instances": "0", "claims.retrieval.unrolled_k": "2"})
+    assert report.status == "proved" and report.unrolled_k == 2
+    written = [hashlib.sha256(p.read_bytes()).hexdigest() for p in smt_export.emit_smt2(report, str(tmp_path))]
+    assert len(written) >= 10 and sorted(written) == sorted(solved)
+    assert any(p.name.endswith("_k_2.smt2") for p in tmp_path.iterdir())
+
+
 def test_exported_smt2_is_strict_and_bitwuzla_proves_every_file(tmp_path):
     """Every exported file parses in bitwuzla (strict SMT-LIB 2.6: no one-argument 'and') and it says unsat to
     each; before the export was made strict, bitwuzla rejected 22 of the 45 files of specs/cvp.lark. (cvc5 is
