@@ -44,30 +44,32 @@ CROSS_CHECK_SECONDS = 10.0
 def cmd_equiv(args) -> int:
     from bridge.target import load_target
     from formal import aig, sat
+    from formal.equivalence import DIFFERENT, EQUIVALENT, UNKNOWN
 
     a, b = load_target(args.a, fmt=args.format).circuit, load_target(args.b, fmt=args.format).circuit
     try:
         verdict = aig.equivalent(a, b, args.conflicts)
     except ParameterError as err:
         raise InputError(str(err), SourceLoc(args.b), expected="two netlists over the same inputs and output count")
-    status, counterexample, methods = verdict.status, verdict.counterexample, [verdict.method]
-    small = a.n_gates + b.n_gates <= MITER_CROSS_CHECK_GATES
-    if status == "unknown" or (status == "different" and counterexample is None) or small:
-        decisive = status == "unknown" or counterexample is None
+    methods = [verdict.method]
+    small = a.n_gates + b.n_gates <= MITER_CROSS_CHECK_GATES  # small pairs are cross-checked by the miter too
+    decisive = not verdict.decided or (verdict.status == DIFFERENT and verdict.counterexample is None)
+    if decisive or small:
         miter = sat.equivalent(a, b, args.timeout if decisive else min(args.timeout, CROSS_CHECK_SECONDS))
-        methods.append("plain CNF miter (PySAT)")
-        if status != "unknown" and miter.status not in (status, "unknown"):
-            print(f"equiv: the two checkers disagree ({verdict.method}: {status}, CNF miter: {miter.status})",
-                  file=sys.stderr)
+        methods.append(miter.method)
+        if verdict.contradicts(miter):
+            print(f"equiv: the two checkers disagree ({verdict.method}: {verdict.status}, {miter.method}: "
+                  f"{miter.status})", file=sys.stderr)
             return EXIT_UNKNOWN
-        if status == "unknown" or counterexample is None:
-            status, counterexample = miter.status, miter.counterexample
-    if status == "unknown":
+        if decisive and (miter.decided or not verdict.decided):
+            verdict = miter
+    status, counterexample = verdict.status, verdict.counterexample
+    if not verdict.decided:
         print("equiv: UNKNOWN (neither checker finished: raise --conflicts or --timeout)", file=sys.stderr)
         if args.json:
-            print(json.dumps({"equivalent": None, "status": "unknown", "counterexample": None, "methods": methods}))
+            print(json.dumps({"equivalent": None, "status": UNKNOWN, "counterexample": None, "methods": methods}))
         return EXIT_UNKNOWN
-    payload = {"equivalent": status == "equivalent", "status": status, "counterexample": counterexample,
+    payload = {"equivalent": status == EQUIVALENT, "status": status, "counterexample": counterexample,
                "methods": methods}
     if counterexample:
         from grammar.evaluate import evaluate

@@ -99,11 +99,12 @@ def optimized(target: Target, mode: str | None = None) -> Target:
 
     from bridge.output import Undecided
     from formal.aig import equivalent, optimize
+    from formal.equivalence import EQUIVALENT
 
     before = target.circuit
     after = optimize(before)
     verdict = equivalent(before, after)
-    if verdict.status != "equivalent":
+    if verdict.status != EQUIVALENT:
         raise Undecided(f"the optimised circuit could not be proved equivalent to {target.path} "
                         f"({verdict.reason or verdict.status}); the original is kept and nothing was run")
     mode = mode or target.spec.construction.mode

@@ -10,14 +10,13 @@ see structure.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from grammar.errors import ParameterError
 from grammar.evaluate import evaluate_packed, pack_bits, unpack_bits
 from grammar.ir import CONST_OPS, Circuit, Gate, NormCircuit
 from grammar.normalize import normalize
+
+from formal.equivalence import DIFFERENT, EQUIVALENT, UNKNOWN, Equivalence, require_same_interface
 
 
 def _add(aig, nc: NormCircuit, pis: dict) -> list:
@@ -136,14 +135,6 @@ def optimize(nc: NormCircuit, conflict_limit: int = 10_000, rounds: int = 1) -> 
     return result if result.n_gates < nc.n_gates else nc
 
 
-@dataclass(frozen=True)
-class Equivalence:
-    status: str  # equivalent | different | unknown
-    counterexample: dict[str, int] | None = None
-    method: str = ""
-    reason: str | None = None
-
-
 def _find_difference(a: NormCircuit, b: NormCircuit, vectors: int = 4096, seed: int = 0) -> dict[str, int] | None:
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 2, (vectors, a.n_inputs)).astype(np.uint8)
@@ -160,19 +151,16 @@ def equivalent(a: NormCircuit, b: NormCircuit, conflict_limit: int = 1_000_000) 
     """Structural hashing + SAT sweeping over the miter of a and b (inputs matched by name, outputs in order)."""
     from aigverse.algorithms import equivalence_checking
 
-    if sorted(a.input_names) != sorted(b.input_names):
-        raise ParameterError(f"the circuits have different inputs: {sorted(set(a.input_names) ^ set(b.input_names))}")
-    if len(a.outputs) != len(b.outputs):
-        raise ParameterError(f"the circuits have {len(a.outputs)} and {len(b.outputs)} outputs")
+    require_same_interface(a, b)
     # Structural hashing first, as ABC's cec does: both circuits in one network over shared inputs; outputs that
     # hash to the same signal are equal with no search at all.
     shared, pis = _with_inputs(a.input_names)
     if _add(shared, a, pis) == _add(shared, b, pis):
-        return Equivalence("equivalent", method="structural hashing (mockturtle, via aigverse)")
+        return Equivalence(EQUIVALENT, method="structural hashing (mockturtle, via aigverse)")
     method = "structural hashing and SAT sweeping (mockturtle, via aigverse)"
     verdict = equivalence_checking(to_aig(a), to_aig(b, input_order=a.input_names), conflict_limit=conflict_limit)
     if verdict is None:
-        return Equivalence("unknown", method=method, reason=f"no answer within {conflict_limit} SAT conflicts")
+        return Equivalence(UNKNOWN, method=method, reason=f"no answer within {conflict_limit} SAT conflicts")
     if verdict:
-        return Equivalence("equivalent", method=method)
-    return Equivalence("different", _find_difference(a, b), method)
+        return Equivalence(EQUIVALENT, method=method)
+    return Equivalence(DIFFERENT, _find_difference(a, b), method)

@@ -14,8 +14,9 @@ import numpy as np
 from pysat.formula import CNF, IDPool
 from pysat.solvers import Solver
 
-from grammar.errors import ParameterError
 from grammar.ir import TRUTH_TABLES, NormCircuit
+
+from formal.equivalence import DIFFERENT, EQUIVALENT, UNKNOWN, Equivalence, require_same_interface
 
 SOLVER = "glucose4"
 
@@ -80,19 +81,12 @@ def check_trace(nc: NormCircuit, inputs, trace) -> TraceVerdict:
             limit = first  # is anything before it unsound too?
 
 
-@dataclass(frozen=True)
-class EquivVerdict:
-    status: str  # equivalent | different | unknown
-    counterexample: dict[str, int] | None = None
-    reason: str | None = None
+MITER = "plain CNF miter (PySAT)"
 
 
-def equivalent(a: NormCircuit, b: NormCircuit, timeout_s: float = 60.0) -> EquivVerdict:
+def equivalent(a: NormCircuit, b: NormCircuit, timeout_s: float = 60.0) -> Equivalence:
     """Miter over shared inputs (matched by name); outputs are compared in order."""
-    if sorted(a.input_names) != sorted(b.input_names):
-        raise ParameterError(f"the circuits have different inputs: {sorted(set(a.input_names) ^ set(b.input_names))}")
-    if len(a.outputs) != len(b.outputs):
-        raise ParameterError(f"the circuits have {len(a.outputs)} and {len(b.outputs)} outputs")
+    require_same_interface(a, b)
     pool = IDPool()
     shared = {name: pool.id(f"in:{name}") for name in a.input_names}
     cnf_a, nodes_a = encode(a, pool, "a.", [shared[x] for x in a.input_names])
@@ -112,8 +106,8 @@ def equivalent(a: NormCircuit, b: NormCircuit, timeout_s: float = 60.0) -> Equiv
         finally:
             timer.cancel()
         if answer is None:
-            return EquivVerdict("unknown", reason=f"no answer within {timeout_s:g}s")
+            return Equivalence(UNKNOWN, method=MITER, reason=f"no answer within {timeout_s:g}s")
         if not answer:
-            return EquivVerdict("equivalent")
+            return Equivalence(EQUIVALENT, method=MITER)
         model = set(solver.get_model())
-        return EquivVerdict("different", {name: int(v in model) for name, v in shared.items()})
+        return Equivalence(DIFFERENT, {name: int(v in model) for name, v in shared.items()}, MITER)

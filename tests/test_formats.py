@@ -252,7 +252,7 @@ def test_an_unproved_optimisation_exits_3_and_uses_nothing(tmp_path, monkeypatch
     """If sweeping cannot finish the proof, --optimize must not hand the construction an unproved circuit."""
     import formal.aig
     from bridge.cli import main as cli_main
-    from formal.aig import Equivalence
+    from formal.equivalence import Equivalence
 
     monkeypatch.setattr(formal.aig, "equivalent", lambda a, b, *rest: Equivalence("unknown", reason="budget"))
     rc = cli_main(["compile", str(LOCAL / "ctrl.aig"), "--optimize", "--out", str(tmp_path / "ck")])

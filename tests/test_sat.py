@@ -76,3 +76,16 @@ def test_cli_check_and_equiv(tmp_path):
     assert out["differing_outputs"] == ["23"] and set(out["outputs"]["a"]) == {"22", "23"}  # outputs by name
     wrong = cli("check", "circuits/c17.bench", "--inputs", "10110", "--trace", "0011")
     assert wrong.returncode == 2 and "--trace has 4 bits but 6 are needed" in wrong.stderr
+
+
+def test_equiv_exits_3_when_its_two_checkers_disagree(monkeypatch, capsys):
+    """Sweeping and the miter answer in one type; a decided contradiction between them is unknown, never a verdict."""
+    import formal.sat
+    from bridge.cli import main as cli_main
+    from formal.equivalence import DIFFERENT, EQUIVALENT, UNKNOWN, Equivalence
+
+    monkeypatch.setattr(formal.sat, "equivalent", lambda a, b, t: Equivalence(DIFFERENT, {"1": 0}, "fake miter"))
+    rc = cli_main(["equiv", str(ROOT / "circuits/c17.bench"), str(ROOT / "circuits/c17.bench")])
+    assert rc == 3 and "the two checkers disagree" in capsys.readouterr().err
+    assert not Equivalence(EQUIVALENT).contradicts(Equivalence(UNKNOWN))
+    assert Equivalence(EQUIVALENT).contradicts(Equivalence(DIFFERENT))
