@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from grammar.evaluate import evaluate_packed, pack_bits, unpack_bits
-from grammar.ir import CONST_OPS, Circuit, Gate, NormCircuit
+from grammar.ir import CONST_OPS, Circuit, Gate, NormCircuit, fresh_name
 from grammar.normalize import normalize
 
 from formal.equivalence import DIFFERENT, EQUIVALENT, UNKNOWN, Equivalence, require_same_interface
@@ -69,10 +69,7 @@ def from_aig(aig, name: str, input_names: tuple[str, ...], output_names: tuple[s
     taken = set(input_names) | set(output_names)
 
     def fresh(base: str) -> str:
-        while base in taken:
-            base += "'"
-        taken.add(base)
-        return base
+        return fresh_name(base, taken)
 
     def literal(s) -> str:
         node = aig.node_to_index(aig.get_node(s))

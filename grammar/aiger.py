@@ -9,39 +9,25 @@ AND-inverter form once and prints it in either syntax.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Token
-from lark.exceptions import UnexpectedInput
 
 from grammar.check import check_circuit
 from grammar.errors import InputError, SourceLoc
-from grammar.ir import Circuit, Gate
-from grammar.lark_errors import from_lark
+from grammar.ir import Circuit, Gate, fresh_name
+from grammar.lark_errors import grammar_parser, parse_located
 
 
-@lru_cache(maxsize=1)
 def _parser() -> Lark:
-    return Lark.open(str(Path(__file__).with_name("aag.lark")), parser="lalr", maybe_placeholders=False)
-
-
-def _unique(name: str, taken: set[str], reserved: set[str] | frozenset = frozenset()) -> str:
-    """``name``, primed until it is neither taken nor reserved; then taken."""
-    while name in taken or name in reserved:
-        name += "'"
-    taken.add(name)
-    return name
+    return grammar_parser("aag.lark")
 
 
 def parse_aag(text: str, path: str = "<aag>") -> Circuit:
     if text.startswith("aig "):
         raise InputError("this is binary AIGER ('aig'), read here as ASCII AIGER", SourceLoc(path, 1, 1),
                          text="aig", expected="'aag', or a .aig file (or --format aig) for binary AIGER")
-    try:
-        tree = _parser().parse(text if text.endswith("\n") else text + "\n")
-    except UnexpectedInput as err:
-        raise from_lark(err, path, text) from None
+    tree = parse_located(_parser(), text if text.endswith("\n") else text + "\n", path)
     header, *rest = tree.children
     head_toks: list[Token] = header.children[1:]
     m, n_in, n_latch, n_out, n_and, *extra = (int(t) for t in head_toks)
@@ -143,10 +129,10 @@ def _assemble(path: str, n_in: int, n_out: int, inputs: list[tuple[int, SourceLo
 
     taken: set[str] = set()
     for k, v in enumerate(in_vars):
-        var_name[v] = _unique(in_names[k], taken)
+        var_name[v] = fresh_name(in_names[k], taken)
     reserved_outputs = set(out_names)
     for lhs, *_ in ands:
-        var_name[lhs // 2] = _unique(f"n{lhs // 2}", taken, reserved_outputs)
+        var_name[lhs // 2] = fresh_name(f"n{lhs // 2}", taken, reserved_outputs)
 
     gates: list[Gate] = []
     negated: dict[int, str] = {}
@@ -156,7 +142,7 @@ def _assemble(path: str, n_in: int, n_out: int, inputs: list[tuple[int, SourceLo
         var = lit // 2
         if var == 0:
             if lit not in const:
-                const[lit] = _unique(f"const{lit}", taken, reserved_outputs)
+                const[lit] = fresh_name(f"const{lit}", taken, reserved_outputs)
                 gates.append(Gate(const[lit], "CONST1" if lit else "CONST0", (), loc))
             return const[lit]
         if var not in var_name:
@@ -165,7 +151,7 @@ def _assemble(path: str, n_in: int, n_out: int, inputs: list[tuple[int, SourceLo
         if lit % 2 == 0:
             return var_name[var]
         if var not in negated:
-            negated[var] = _unique(f"{var_name[var]}_n", taken, reserved_outputs)
+            negated[var] = fresh_name(f"{var_name[var]}_n", taken, reserved_outputs)
             gates.append(Gate(negated[var], "NOT", (var_name[var],), loc))
         return negated[var]
 
@@ -179,7 +165,7 @@ def _assemble(path: str, n_in: int, n_out: int, inputs: list[tuple[int, SourceLo
             outputs.append(src)
             out_locs.append(loc)
             continue
-        name = _unique(out_names[k], taken)
+        name = fresh_name(out_names[k], taken)
         if lit // 2 == 0:
             gates.append(Gate(name, "CONST1" if lit else "CONST0", (), loc))
         else:

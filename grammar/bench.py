@@ -11,7 +11,7 @@ from lark.exceptions import UnexpectedInput
 from grammar.check import check_circuit
 from grammar.errors import InputError, SourceLoc
 from grammar.ir import GATE_OPS, Circuit, Gate
-from grammar.lark_errors import from_lark
+from grammar.lark_errors import grammar_parser, parse_located
 
 OP_ALIASES = {"BUFF": "BUF"}
 
@@ -42,10 +42,8 @@ class _BenchStatements(Transformer):
 @lru_cache(maxsize=None)
 def _bench_parser(fast: bool) -> Lark:
     if fast:
-        return Lark.open(str(Path(__file__).with_name("bench_fast.lark")), parser="lalr", lexer="basic",
-                         maybe_placeholders=False)
-    return Lark.open(str(Path(__file__).with_name("bench.lark")), parser="lalr", transformer=_BenchStatements(),
-                     maybe_placeholders=False)
+        return grammar_parser("bench_fast.lark", lexer="basic")
+    return grammar_parser("bench.lark", transformer=_BenchStatements())
 
 
 _IO = re.compile(r"(\w+)[ \t]*\([ \t]*([^\s(),=#]+)")
@@ -76,10 +74,8 @@ def parse_bench(text: str, path: str = "<bench>") -> Circuit:
     try:
         statements = _fast_statements(text)
     except UnexpectedInput:
-        try:  # the fine-grained grammar pinpoints the error; it accepts exactly the same language
-            statements = _bench_parser(False).parse(text)
-        except UnexpectedInput as err:
-            raise from_lark(err, path, text) from None
+        # the fine-grained grammar pinpoints the error; it accepts exactly the same language
+        statements = parse_located(_bench_parser(False), text, path)
     inputs, outputs, input_locs, output_locs, gates = [], [], [], [], []
     op_cache: dict[str, str] = {}
     for kind, name, line, column, op_text, op_column, args in statements:

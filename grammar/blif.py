@@ -10,26 +10,22 @@ Lowering keeps the user's signal as the gate ``out``, and names every helper ``o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Token, v_args
-from lark.exceptions import UnexpectedInput
 
 from grammar.check import checked_circuit
 from grammar.errors import InputError, SourceLoc
-from grammar.ir import Circuit, Gate, NormCircuit
-from grammar.lark_errors import SourceTransformer, from_lark
+from grammar.ir import Circuit, Gate, NormCircuit, fresh_name
+from grammar.lark_errors import SourceTransformer, grammar_parser, parse_located
 
 UNSUPPORTED = {".latch": "latches are not supported: only combinational BLIF is",
                ".subckt": "hierarchical BLIF (.subckt) is not supported: flatten the design first",
                ".gate": "library gates (.gate) are not supported: only .names covers are"}
 
 
-@lru_cache(maxsize=1)
 def _parser() -> Lark:
-    return Lark.open(str(Path(__file__).with_name("blif.lark")), parser="lalr", propagate_positions=True,
-                     maybe_placeholders=False)
+    return grammar_parser("blif.lark", propagate_positions=True)
 
 
 @dataclass(frozen=True)
@@ -91,10 +87,7 @@ class _Statements(SourceTransformer):
 
 def parse_blif(text: str, path: str = "<blif>") -> Circuit:
     text = text if text.endswith("\n") else text + "\n"
-    try:
-        tree = _parser().parse(text)
-    except UnexpectedInput as err:
-        raise from_lark(err, path, text) from None
+    tree = parse_located(_parser(), text, path)
     statements = _Statements(path).run(tree)
     name, inputs, outputs, covers, model_seen, end = Path(path).stem, [], [], [], False, None
     for kind, value in statements:
@@ -132,11 +125,7 @@ def _lower(covers: list[_Cover], taken: set[str]) -> list[Gate]:
     gates: list[Gate] = []
 
     def fresh(base: str) -> str:
-        name = base
-        while name in taken:
-            name += "'"
-        taken.add(name)
-        return name
+        return fresh_name(base, taken)
 
     for c in covers:
         out, loc = c.output, c.loc

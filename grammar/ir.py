@@ -39,6 +39,16 @@ CONST_OPS = frozenset({"CONST0", "CONST1"})
 FOLD_OP = {"AND": "AND", "NAND": "AND", "OR": "OR", "NOR": "OR", "XOR": "XOR", "XNOR": "XOR"}
 
 
+def fresh_name(base: str, taken: set[str], reserved: set[str] | frozenset = frozenset()) -> str:
+    """``base``, primed until it is neither taken nor reserved; then taken. The one way readers and writers make
+    up a signal name, so a made-up name never captures a user's."""
+    name = base
+    while name in taken or name in reserved:
+        name += "'"
+    taken.add(name)
+    return name
+
+
 def arity_ok(op: str, fan_in: int) -> bool:
     if op in CONST_OPS:
         return fan_in == 0

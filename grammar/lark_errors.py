@@ -1,10 +1,28 @@
 """Turn Lark's exceptions into one InputError with file:line:column and expectations in human words."""
 from __future__ import annotations
 
-from lark.visitors import Transformer_NonRecursive
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.visitors import Transformer_NonRecursive
 
 from grammar.errors import InputError, SourceLoc
+
+
+@lru_cache(maxsize=None)
+def grammar_parser(filename: str, **options) -> Lark:
+    """The LALR parser of ``grammar/<filename>``, built once per process (building one takes tens of ms)."""
+    return Lark.open(str(Path(__file__).with_name(filename)), parser="lalr", maybe_placeholders=False, **options)
+
+
+def parse_located(parser: Lark, text: str, path: str):
+    """``parser.parse(text)``, with a parse failure turned into one InputError at file:line:column."""
+    try:
+        return parser.parse(text)
+    except UnexpectedInput as err:
+        raise from_lark(err, path, text) from None
 
 # Terminal name -> how a person would say it. Terminals not listed fall back to their lowercase name.
 HUMAN_TERMINALS = {

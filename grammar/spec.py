@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Token, v_args
-from lark.exceptions import UnexpectedInput
 
 from grammar.check import checked_circuit
 from grammar.errors import InputError, SourceLoc
@@ -27,7 +25,7 @@ from grammar.ir import (
     Task,
     Value,
 )
-from grammar.lark_errors import SourceTransformer, from_lark
+from grammar.lark_errors import SourceTransformer, grammar_parser, parse_located
 
 MODES = ("thm33", "cvp")
 LEMMAS = ("retrieval", "gate_ffn", "readout", "composition", "end_to_end")
@@ -58,10 +56,8 @@ class _Param:
     loc: SourceLoc
 
 
-@lru_cache(maxsize=1)
 def _parser() -> Lark:
-    return Lark.open(str(Path(__file__).with_name("spec.lark")), parser="lalr", propagate_positions=True,
-                     maybe_placeholders=False)
+    return grammar_parser("spec.lark", propagate_positions=True)
 
 
 def _value(tok: Token) -> Value:
@@ -188,10 +184,7 @@ def parse_spec(path: str | os.PathLike, overrides: dict[str, str] | None = None,
         from grammar.source import read_text
 
         text = read_text(path, "spec")
-    try:
-        tree = _parser().parse(text)
-    except UnexpectedInput as err:
-        raise from_lark(err, path, text) from None
+    tree = parse_located(_parser(), text, path)
     name, sections = _SpecTree(path).run(tree)
     table, circuit, task_kind, lemmas = _collect(sections)
     for key, raw in (overrides or {}).items():

@@ -6,22 +6,17 @@ gate. Escaped identifiers (``\\a[0] ``) are named without the backslash, as othe
 """
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
-
 from lark import Lark, Token, v_args
-from lark.exceptions import UnexpectedInput
 
 from grammar.check import checked_circuit
-from grammar.ir import Circuit, Gate
-from grammar.lark_errors import SourceTransformer, from_lark
+from grammar.ir import Circuit, Gate, fresh_name
+from grammar.lark_errors import SourceTransformer, grammar_parser, parse_located
 
 OPS = {"and_op": "AND", "or_op": "OR", "xor_op": "XOR"}
 
 
-@lru_cache(maxsize=1)
 def _parser() -> Lark:
-    return Lark.open(str(Path(__file__).with_name("verilog.lark")), parser="lalr", maybe_placeholders=False)
+    return grammar_parser("verilog.lark")
 
 
 def _name(tok: Token) -> str:
@@ -80,10 +75,7 @@ class _Module(SourceTransformer):
 
 
 def parse_verilog(text: str, path: str = "<verilog>") -> Circuit:
-    try:
-        tree = _parser().parse(text)
-    except UnexpectedInput as err:
-        raise from_lark(err, path, text) from None
+    tree = parse_located(_parser(), text, path)
     name, items = _Module(path).run(tree)
     inputs, outputs, assigns = [], [], []
     for kind, value in items:
@@ -113,11 +105,8 @@ def _lower_assign(lhs: str, loc, expr, taken: set[str]) -> list[Gate]:
 
     def fresh() -> str:
         nonlocal count
-        while True:
-            count += 1
-            if f"{lhs}~{count}" not in taken:
-                taken.add(f"{lhs}~{count}")
-                return f"{lhs}~{count}"
+        count += 1
+        return fresh_name(f"{lhs}~{count}", taken)
 
     def gate(target: str, op: str, operands: tuple) -> Gate:
         return Gate(target, op, operands, loc, None if target == lhs else lhs)
