@@ -74,7 +74,7 @@ def proved_in(model, circuit, dtype: str, where: str, timeout_s: float) -> dict:
     from grammar.spec import default_claims
 
     claims = {name: params for name, params in default_claims().items() if name != "end_to_end"}
-    report = prove_model(model, circuit, claims, 0, timeout_s=timeout_s, label=where, ieee=dtype)
+    report = prove_model(model, circuit, claims, timeout_s=timeout_s, label=where, ieee=dtype)
     if report.status != PROVED:
         lemma = next(r for r in report.lemmas if r.status not in (PROVED, "skipped"))
         raise Refused(f"the construction is not proved exact in IEEE {dtype} for this circuit ({lemma.name}: "

@@ -50,7 +50,7 @@ class Report:
                 **({"optimize": self.optimize} if self.optimize else {})}
 
 
-def verify(path: str, overrides: dict[str, str] | None = None, timeout_s: float = 60.0, progress=None,
+def verify(path: str, overrides: dict[str, str] | None = None, *, timeout_s: float = 60.0, progress=None,
            fmt: str | None = None, optimize: bool = False, ieee: str | None = None) -> Report:
     """Prove the spec or netlist at ``path``: its construction, its claims and its random instances; with ``ieee``
     (float16, bfloat16, float32) in that torch dtype's arithmetic rather than the spec's F(e,s)."""
@@ -60,8 +60,9 @@ def verify(path: str, overrides: dict[str, str] | None = None, timeout_s: float 
     spec = target.spec
     claims = {c.lemma: dict(c.params) for c in spec.claims}
     circuit = target.circuit if target.has_circuit else None
-    report = prove_model(build(target), circuit, claims, spec.random.instances, spec.random.seed, timeout_s,
-                         progress, path, spec.random.max_gates, ieee)
+    report = prove_model(build(target), circuit, claims, instances=spec.random.instances, seed=spec.random.seed,
+                         timeout_s=timeout_s, progress=progress, label=path, random_max_gates=spec.random.max_gates,
+                         ieee=ieee)
     report.optimize = target.optimize_report
     return report
 
@@ -79,7 +80,7 @@ def require_simulation(plan, where: str) -> None:
         require_multiply_adds(plan.work, what, where, "fewer random.instances, or a smaller circuit")
 
 
-def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None = None, instances: int = 0,
+def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None = None, *, instances: int = 0,
                 seed: int = 0, timeout_s: float = 60.0, progress=None, label: str = "<model>",
                 random_max_gates: int = 32, ieee: str | None = None) -> Report:
     """Every claimed lemma over these exact arrays, the bounded checks, and a replayed counterexample if any."""

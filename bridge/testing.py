@@ -27,7 +27,7 @@ def _overrides(kwargs: dict) -> dict[str, str]:
 def _run(spec: str, timeout: float, kwargs: dict, ieee: str | None = None):
     from bridge.proof import verify
 
-    return verify(str(spec), _overrides(kwargs), timeout, ieee=ieee)
+    return verify(str(spec), _overrides(kwargs), timeout_s=timeout, ieee=ieee)
 
 
 def assert_proved(spec, timeout: float = 60.0, ieee: str | None = None, **overrides):

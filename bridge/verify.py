@@ -113,8 +113,8 @@ def run_verify(args) -> int:
         writable_directory(args.emit_smt2, "--emit-smt2")
     progress = _Progress()
     try:
-        report = verify(args.spec, parse_overrides(args.override), args.timeout, progress, args.format,
-                        args.optimize, args.ieee)
+        report = verify(args.spec, parse_overrides(args.override), timeout_s=args.timeout, progress=progress,
+                        fmt=args.format, optimize=args.optimize, ieee=args.ieee)
     finally:
         if progress:
             progress.close()

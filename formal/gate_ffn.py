@@ -9,6 +9,8 @@ is set it must write the gate's value, where a copy flag is set the copied 0/1 f
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import z3
 
@@ -26,16 +28,47 @@ MEANING = {"AND": lambda a, b: a & b, "OR": lambda a, b: a | b, "NAND": lambda a
            "NOT": lambda a, b: 1 - a, "BUF": lambda a, b: a, "CONST0": lambda a, b: 0, "CONST1": lambda a, b: 1}
 
 
+@dataclass(frozen=True)
+class _FFN:
+    """The FFN as the queries see it: its arrays, and the residual columns it reads, writes and is built around."""
+
+    fmt: object
+    W1: np.ndarray
+    b1: np.ndarray
+    W2: np.ndarray
+    b2: np.ndarray
+    read: list[int]  # the columns any fc1 weight reads
+    written: list[int]  # the columns fc2 may write (and the output column)
+    a_col: int
+    b_col: int
+    out_col: int
+    type_cols: list[int]
+
+
+@dataclass(frozen=True)
+class _Case:
+    """One row of a gate's truth table in one role, and what the FFN must write there."""
+
+    type_index: int
+    op: str
+    a: int
+    b: int
+    flags: dict  # the role flags' columns, fixed to the role
+    role: str | None
+    want: int
+
+
 def gate_ffn_queries(model: ConstructedModel, ieee: bool = False) -> list[Query]:
     fmt = model_format(model, ieee)
     plan = model.ffn
     W1, b1 = model.linear(Keys.ffn(plan.layer, "fc1"))
     W2, b2 = model.linear(Keys.ffn(plan.layer, "fc2"))
     lay = model.layout
-    a_col, b_col, out_col = lay.col(plan.a_field), lay.col(plan.b_field), lay.col(plan.output_field)
-    type_cols = [int(c) for c in lay.cols(plan.type_field)]
-    read = [int(c) for c in np.flatnonzero(np.any(W1 != 0, axis=0))]
-    written = [r for r in range(W2.shape[0]) if W2[r].any() or b2[r] != 0 or r == out_col]
+    out_col = lay.col(plan.output_field)
+    ffn = _FFN(fmt, W1, b1, W2, b2, read=[int(c) for c in np.flatnonzero(np.any(W1 != 0, axis=0))],
+               written=[r for r in range(W2.shape[0]) if W2[r].any() or b2[r] != 0 or r == out_col],
+               a_col=lay.col(plan.a_field), b_col=lay.col(plan.b_field), out_col=out_col,
+               type_cols=[int(c) for c in lay.cols(plan.type_field)])
     flags = {f: lay.col(f) for f in plan.roles if f is not None}
     copies = dict(plan.copies)
     queries = []
@@ -48,29 +81,29 @@ def gate_ffn_queries(model: ConstructedModel, ieee: bool = False) -> list[Query]
                     else:  # a copy of a 0/1 field
                         want = {plan.a_field: a_val, plan.b_field: b_val}[copies[role]]
                     fixed = {col: fmt.val(1.0 if f == role else 0.0) for f, col in flags.items()}
-                    queries.append(_gate_case(fmt, W1, b1, W2, b2, read, written, a_col, b_col, out_col, type_cols,
-                                              t, op, a_val, b_val, fixed, role, want))
+                    queries.append(_gate_case(ffn, _Case(t, op, a_val, b_val, fixed, role, want)))
     return queries
 
 
-def _gate_case(fmt, W1, b1, W2, b2, read, written, a_col, b_col, out_col, type_cols, t, op, a_val, b_val,
-               flags: dict, role, want_value: int) -> Query:
+def _gate_case(ffn: _FFN, case: _Case) -> Query:
     """One row of the gate's truth table, in one role. a and b are concrete (the domain has four points, and a
     solver asked to split them itself inside 20 ReLU units is 20x slower); every other coordinate the weights read
     stays symbolic."""
-    fixed = {a_col: fmt.val(a_val), b_col: fmt.val(b_val)} | {
-        c: fmt.val(1.0 if i == t else 0.0) for i, c in enumerate(type_cols)} | flags
-    xs, dom, free = symbolic_residual(fmt, read, fixed)
-    hidden = [fmt.relu(fmt.dot([xs[c] for c in read], [float(W1[u, c]) for c in read], float(b1[u])))
-              for u in range(W1.shape[0])]
-    want = fmt.val(want_value)
+    fmt = ffn.fmt
+    fixed = {ffn.a_col: fmt.val(case.a), ffn.b_col: fmt.val(case.b)} | {
+        c: fmt.val(1.0 if i == case.type_index else 0.0) for i, c in enumerate(ffn.type_cols)} | case.flags
+    xs, dom, free = symbolic_residual(fmt, ffn.read, fixed)
+    hidden = [fmt.relu(fmt.dot([xs[c] for c in ffn.read], [float(ffn.W1[u, c]) for c in ffn.read], float(ffn.b1[u])))
+              for u in range(ffn.W1.shape[0])]
+    want = fmt.val(case.want)
     claims, outs = [], {}
-    for r in written:
-        y = fmt.dot(hidden, [float(w) for w in W2[r]], float(b2[r]))
+    for r in ffn.written:
+        y = fmt.dot(hidden, [float(w) for w in ffn.W2[r]], float(ffn.b2[r]))
         # the residual: the output field is 0 before the FFN (checked by 'embedding'), so [0 + y] = y
         outs[f"ffn_out{r}"] = y
-        claims.append(fmt.eq(fmt.add(fmt.zero, y), want) if r == out_col else fmt.eq(y, fmt.zero))
-    where = "" if not flags else f" {role or 'no role'}"
-    return Query(f"gate_ffn[{op} a={a_val} b={b_val}{where}]", "gate_ffn", z3.And(*dom, z3.Not(z3.And(*claims))),
-                 {**free, **outs}, {"kind": "gate_ffn", "op": op, "type_index": t, "a": a_val, "b": b_val,
-                                    "output_column": out_col, "role": role, "expected": want_value})
+        claims.append(fmt.eq(fmt.add(fmt.zero, y), want) if r == ffn.out_col else fmt.eq(y, fmt.zero))
+    where = "" if not case.flags else f" {case.role or 'no role'}"
+    return Query(f"gate_ffn[{case.op} a={case.a} b={case.b}{where}]", "gate_ffn",
+                 z3.And(*dom, z3.Not(z3.And(*claims))), {**free, **outs},
+                 {"kind": "gate_ffn", "op": case.op, "type_index": case.type_index, "a": case.a, "b": case.b,
+                  "output_column": ffn.out_col, "role": case.role, "expected": case.want})
