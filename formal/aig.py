@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from grammar.evaluate import evaluate_packed, pack_bits, unpack_bits
-from grammar.ir import CONST_OPS, Circuit, Gate, NormCircuit, fresh_name
+from grammar.ir import CONST_OPS, Circuit, Gate, NormCircuit, build, fresh_name
 from grammar.normalize import normalize
 
 from formal.equivalence import DIFFERENT, EQUIVALENT, UNKNOWN, Equivalence, require_same_interface
@@ -24,13 +24,11 @@ def _add(aig, nc: NormCircuit, pis: dict) -> list:
     every AND it creates, so a structure already in ``aig`` is reused rather than duplicated."""
     sig = [pis[name] for name in nc.input_names]
     const0 = aig.get_constant(False)
-    const1 = aig.create_not(const0)
-    make = {"AND": aig.create_and, "OR": aig.create_or, "NAND": aig.create_nand, "NOR": aig.create_nor,
-            "XOR": aig.create_xor, "XNOR": aig.create_xnor, "NOT": lambda a, b: aig.create_not(a),
-            "BUF": lambda a, b: a, "CONST0": lambda a, b: const0, "CONST1": lambda a, b: const1}
+    consts = (const0, aig.create_not(const0))
     for g in nc.gates:
         a, b = (const0, const0) if g.op in CONST_OPS else (sig[g.a], sig[g.b])  # a circuit may have no inputs
-        sig.append(make[g.op](a, b))
+        sig.append(build(g.op, a, b, AND=aig.create_and, OR=aig.create_or, NOT=aig.create_not,
+                         const=consts.__getitem__))
     return [sig[node] for node in nc.outputs]
 
 

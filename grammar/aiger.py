@@ -15,7 +15,7 @@ from lark import Lark, Token
 
 from grammar.check import check_circuit
 from grammar.errors import InputError, SourceLoc
-from grammar.ir import Circuit, Gate, fresh_name
+from grammar.ir import Circuit, Gate, build, fresh_name
 from grammar.lark_errors import grammar_parser, parse_located
 
 
@@ -296,23 +296,7 @@ def _lower(circuit: Circuit) -> _AigForm:
 
     for g in nc.gates:
         a, b = lit[g.a] if lit else 0, lit[g.b] if lit else 0
-        if g.op == "AND":
-            v = new_and(a, b)
-        elif g.op == "NAND":
-            v = new_and(a, b) ^ 1
-        elif g.op == "OR":
-            v = or_(a, b)
-        elif g.op == "NOR":
-            v = or_(a, b) ^ 1
-        elif g.op in ("XOR", "XNOR"):
-            v = or_(new_and(a, b ^ 1), new_and(a ^ 1, b)) ^ (g.op == "XNOR")
-        elif g.op == "NOT":
-            v = a ^ 1
-        elif g.op == "BUF":
-            v = a
-        else:
-            v = 1 if g.op == "CONST1" else 0
-        lit.append(v)
+        lit.append(build(g.op, a, b, AND=new_and, OR=or_, NOT=lambda x: x ^ 1, const=int))
     return _AigForm(circuit.name, nc.n_inputs, tuple(lit[o] for o in nc.outputs), tuple(ands), nc.input_names,
                     nc.output_names)
 

@@ -16,7 +16,7 @@ from lark import Lark, Token, v_args
 
 from grammar.check import checked_circuit
 from grammar.errors import InputError, SourceLoc
-from grammar.ir import Circuit, Gate, NormCircuit, fresh_name
+from grammar.ir import CONST_OPS, TRUTH_TABLES, UNARY_OPS, Circuit, Gate, NormCircuit, fresh_name
 from grammar.lark_errors import SourceTransformer, grammar_parser, parse_located
 
 UNSUPPORTED = {".latch": "latches are not supported: only combinational BLIF is",
@@ -165,8 +165,15 @@ def _lower(covers: list[_Cover], taken: set[str]) -> list[Gate]:
     return gates
 
 
-COVERS = {"AND": ["11 1"], "OR": ["1- 1", "-1 1"], "NAND": ["11 0"], "NOR": ["00 1"], "XOR": ["10 1", "01 1"],
-          "XNOR": ["11 1", "00 1"], "NOT": ["0 1"], "BUF": ["1 1"], "CONST0": [], "CONST1": ["1"]}
+def cover(op: str) -> list[str]:
+    """The op's single-output cover, its ON-set read off ``TRUTH_TABLES``: one row per input pair (per input value
+    for a unary op) where it is 1; a constant is the empty cover (0) or the row "1"."""
+    table = TRUTH_TABLES[op]
+    if op in CONST_OPS:
+        return ["1"] if table[0] else []
+    if op in UNARY_OPS:
+        return [f"{a} 1" for a in (0, 1) if table[2 * a]]
+    return [f"{a}{b} 1" for a in (0, 1) for b in (0, 1) if table[2 * a + b]]
 
 
 def write_blif(circuit: Circuit | NormCircuit) -> str:
@@ -178,9 +185,8 @@ def write_blif(circuit: Circuit | NormCircuit) -> str:
     lines = [f"# {nc.name}: written by cotproof", f".model {nc.name}", ".inputs " + " ".join(nc.input_names),
              ".outputs " + " ".join(nc.output_names)]
     for g in nc.gates:
-        fan_in = {"CONST0": [], "CONST1": [], "NOT": [names[g.a]], "BUF": [names[g.a]]}.get(g.op,
-                                                                                          [names[g.a], names[g.b]])
+        fan_in = [] if g.op in CONST_OPS else [names[g.a]] if g.op in UNARY_OPS else [names[g.a], names[g.b]]
         lines.append(".names " + " ".join(fan_in + [g.name]))
-        lines += COVERS[g.op]
+        lines += cover(g.op)
     lines.append(".end")
     return "\n".join(lines) + "\n"

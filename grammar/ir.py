@@ -38,6 +38,32 @@ CONST_OPS = frozenset({"CONST0", "CONST1"})
 # For a fan-in > 2 gate, the associative op that folds all but the last input.
 FOLD_OP = {"AND": "AND", "NAND": "AND", "OR": "OR", "NOR": "OR", "XOR": "XOR", "XNOR": "XOR"}
 
+# How each op is built from AND, OR and NOT: the one decomposition every lowering uses (CVP gates, AIGER's
+# AND-inverter form, aigverse networks), each with its own constructors (``build``). An expression is "a", "b",
+# a constant 0 or 1, or (OP, operand, ...). tests/test_netlist.py checks every form against TRUTH_TABLES.
+_XOR = ("OR", ("AND", "a", ("NOT", "b")), ("AND", ("NOT", "a"), "b"))
+FORMS: dict[str, object] = {
+    "AND": ("AND", "a", "b"), "OR": ("OR", "a", "b"), "NAND": ("NOT", ("AND", "a", "b")),
+    "NOR": ("NOT", ("OR", "a", "b")), "XOR": _XOR, "XNOR": ("NOT", _XOR), "NOT": ("NOT", "a"), "BUF": "a",
+    "CONST0": 0, "CONST1": 1,
+}
+
+
+def build(op: str, a, b, AND, OR, NOT, const):
+    """The op applied to the signals a and b, made with a target's own AND(x, y), OR(x, y), NOT(x) and const(bit):
+    ``FORMS[op]``, evaluated bottom-up."""
+    def walk(e):
+        if e == "a":
+            return a
+        if e == "b":
+            return b
+        if e in (0, 1):
+            return const(e)
+        head, *args = e
+        return {"AND": AND, "OR": OR, "NOT": NOT}[head](*(walk(x) for x in args))
+
+    return walk(FORMS[op])
+
 
 def fresh_name(base: str, taken: set[str], reserved: set[str] | frozenset = frozenset()) -> str:
     """``base``, primed until it is neither taken nor reserved; then taken. The one way readers and writers make

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from grammar.errors import ParameterError
-from grammar.ir import NormCircuit
+from grammar.ir import TRUTH_TABLES, NormCircuit, build
 
 TYPES = ("TRUE", "FALSE", "AND", "OR", "NOT")
 TYPE_OP = {"TRUE": "CONST1", "FALSE": "CONST0", "AND": "AND", "OR": "OR", "NOT": "NOT"}
@@ -96,12 +96,14 @@ def cot_position(g, slot: int, n_gates: int):
 
 # ---- circuits -------------------------------------------------------------------------------------------------
 
+_TABLE = np.array([TRUTH_TABLES[TYPE_OP[t]] for t in TYPES], dtype=np.int64)  # each type's row of TRUTH_TABLES
+
+
 def apply(kind, x, y):
     """The gate's value; ``kind`` a name or an index into TYPES, x and y bits (arrays broadcast)."""
     k = TYPES.index(kind) if isinstance(kind, str) else np.asarray(kind)
-    x, y = np.asarray(x), np.asarray(y)
-    out = np.select([k == 0, k == 1, k == 2, k == 3], [np.ones_like(x), np.zeros_like(x), x & y, x | y], 1 - x)
-    return int(out) if out.ndim == 0 else out
+    out = _TABLE[k, 2 * np.asarray(x, dtype=np.int64) + np.asarray(y, dtype=np.int64)]
+    return int(out) if np.ndim(out) == 0 else out
 
 
 @dataclass(frozen=True)
@@ -214,19 +216,10 @@ def lower(nc: NormCircuit, bits) -> CVPCircuit:
     node = [gate("TRUE" if int(v) else "FALSE") for v in np.asarray(bits).reshape(-1)]
     for g in nc.gates:
         a, b = node[g.a], node[g.b]
-        if g.op in ("AND", "OR"):
-            out = gate(g.op, a, b)
-        elif g.op in ("NAND", "NOR"):
-            out = gate("NOT", gate(g.op[1:], a, b))
-        elif g.op == "NOT":
-            out = gate("NOT", a)
-        elif g.op == "BUF":
-            out = gate("AND", a, a)
-        elif g.op in ("XOR", "XNOR"):
-            x = gate("OR", gate("AND", a, gate("NOT", b)), gate("AND", gate("NOT", a), b))
-            out = x if g.op == "XOR" else gate("NOT", x)
-        else:
-            out = gate("TRUE" if g.op == "CONST1" else "FALSE")
+        out = build(g.op, a, b, AND=lambda x, y: gate("AND", x, y), OR=lambda x, y: gate("OR", x, y),
+                    NOT=lambda x: gate("NOT", x), const=lambda v: gate("TRUE" if v else "FALSE"))
+        if out in (a, b):  # a BUF: every normalised node gets a CVP gate of its own, so each gate is a CoT step
+            out = gate("AND", out, out)
         node.append(out)
     return CVPCircuit(tuple(kinds), tuple(in1), tuple(in2), tuple(node))
 

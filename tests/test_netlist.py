@@ -107,3 +107,28 @@ def test_evaluator_handles_large_batches():
     nc = normalize(load_netlist(ROOT / "circuits/rca4.bench"))
     xs = all_inputs(9)
     assert evaluate(nc, xs).shape == (512, nc.n_nodes)
+
+
+def test_every_lowering_form_computes_its_truth_table():
+    """grammar.ir.FORMS is the one decomposition the CVP, AIGER and aigverse lowerings build from; each form, built
+    with plain bit operations, is the op's row of TRUTH_TABLES."""
+    from grammar.ir import FORMS, TRUTH_TABLES, build
+
+    assert set(FORMS) == set(TRUTH_TABLES)
+    for op, table in TRUTH_TABLES.items():
+        got = tuple(build(op, a, b, AND=lambda x, y: x & y, OR=lambda x, y: x | y, NOT=lambda x: 1 - x,
+                          const=int) for a in (0, 1) for b in (0, 1))
+        assert got == table, op
+
+
+def test_every_gate_written_as_blif_reads_back_as_itself(tmp_path):
+    from grammar.blif import parse_blif, write_blif
+    from grammar.evaluate import evaluate
+    from grammar.ir import GATE_OPS, CONST_OPS, UNARY_OPS, Circuit, Gate
+
+    for op in GATE_OPS:
+        args = () if op in CONST_OPS else ("a",) if op in UNARY_OPS else ("a", "b")
+        c = Circuit(op.lower(), ("a", "b"), ("y",), (Gate("y", op, args),))
+        back = normalize(parse_blif(write_blif(c), str(tmp_path / "g.blif")))
+        x = np.array([[a, b] for a in (0, 1) for b in (0, 1)], dtype=np.uint8)
+        assert np.array_equal(evaluate(back, x)[:, back.outputs[0]], evaluate(normalize(c), x)[:, 2]), op
