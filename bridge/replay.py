@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from formal.query import Kind
 from grammar.codes import sbin
 from neural import cvp
 from neural.config import Keys
@@ -22,7 +23,7 @@ def _bit(x: float) -> int:
 
 def _positions_from(cex: dict, k: int) -> tuple[int, int] | None:
     """Query and key positions (codes) that realise a score counterexample."""
-    if cex.get("kind") == "unrolled":
+    if cex["kind"] == Kind.UNROLLED:
         bits = cex["bits"]
         p = sum(_bit(cex[f"query_bit{b}"]) << b for b in bits)
         j = sum(_bit(cex[f"key_bit{b}"]) << b for b in bits)
@@ -36,86 +37,143 @@ def _positions_from(cex: dict, k: int) -> tuple[int, int] | None:
     return p, j
 
 
+def _residual(cex: dict, d: int) -> np.ndarray:
+    """The residual row a witness describes: its ``residual<column>`` values, 0 elsewhere."""
+    x = np.zeros((1, d))
+    for key, val in cex.items():
+        if key.startswith("residual"):
+            x[0, int(key[len("residual"):])] = val
+    return x
 
 
-def replay_component(model, cex: dict) -> dict | None:
-    fmt, lay, d = model.fmt, model.layout, model.config.d_model
-    kind = cex.get("kind")
-    if kind in ("score_step", "unrolled"):
-        plan = next(h for h in model.heads if h.layer == cex["layer"] and h.head == cex["head"])
-        pos = _positions_from(cex, model.code_bits)
-        if pos is None:
-            return {"replayed": False, "why": "the solver's state is not reachable from a real sequence"}
-        p, j = pos
-        X = np.zeros((3, d))
-        X[0, lay.cols(plan.query_field)] = sbin(p, model.code_bits)
-        X[1, lay.cols(plan.key_field)] = sbin(j, model.code_bits)  # the other key first, then the match
-        X[2, lay.cols(plan.key_field)] = sbin(p, model.code_bits)
-        X[2, lay.cols(plan.value_field)[0]] = 1.0
-        keys = X[1:] if p != j else X[2:]
-        (wq, bq), (wk, bk), (wv, bv) = (model.head_slice(plan, proj) for proj in "qkv")
-        q, k, v = fmt.linear(X[:1], wq, bq), fmt.linear(keys, wk, bk), fmt.linear(keys, wv, bv)
-        out, weights = fmt.attention(q, k, v, model.config.scale, causal_offset=None)
-        got = float(out[0, 0])
-        return {"replayed": got != 1.0, "query_position_code": p, "key_position_code": j,
-                "attention_weights": [float(x) for x in weights[0]], "head_output": got, "expected": 1.0,
-                "layer": plan.layer, "head": plan.head}
-    if kind == "gate_ffn":
-        plan = model.ffn
-        x = np.zeros((1, d))
-        for key, val in cex.items():
-            if key.startswith("residual"):
-                x[0, int(key[len("residual"):])] = val
-        a, b = _witness_bit(cex.get("a")), _witness_bit(cex.get("b"))
-        if a is None or b is None:
-            return _not_a_bit(cex, "a", "b")
-        x[0, lay.col(plan.a_field)], x[0, lay.col(plan.b_field)] = a, b
-        x[0, lay.cols(plan.type_field)] = np.eye(len(plan.type_ops))[cex["type_index"]]
-        for flag in (f for f in plan.roles if f is not None):
-            x[0, lay.col(flag)] = 1.0 if cex.get("role") == flag else 0.0
-        hidden = fmt.relu(fmt.linear(x, *model.linear(Keys.ffn(plan.layer, "fc1"))))
-        y = fmt.linear(hidden, *model.linear(Keys.ffn(plan.layer, "fc2")))
-        want = np.zeros(d)
-        want[lay.col(plan.output_field)] = cex["expected"]
-        bad = np.flatnonzero(y[0] != want)
-        return {"replayed": bool(bad.size), "op": cex["op"], "a": a, "b": b, "ffn_output": float(y[0, lay.col(
-            plan.output_field)]), "expected": float(want[lay.col(plan.output_field)]),
-                "wrong_columns": [int(c) for c in bad]}
-    if kind == "readout":
-        x = np.zeros((1, d))
-        for key, val in cex.items():
-            if key.startswith("residual"):
-                x[0, int(key[len("residual"):])] = val
-        ans = _witness_bit(cex.get("ans"))
-        if ans is None:
-            return _not_a_bit(cex, "ans")
-        if model.mode == "cvp":
-            if "role" not in cex:
-                return {"replayed": False, "why": "an induction step over abstract counters: no concrete residual"}
-            role = cex["role"]
-            for flag in ("role_id", "role_va", "role_vg"):
-                x[0, lay.col(flag)] = 1.0 if flag == role else 0.0
-            # the right id is the code the counters describe when every bit matched: take id 0 (NA), whose code
-            # sbin(0) is all -1; where a value is next, that code is what position 0 gives, and out holds ans
-            x[0, lay.cols("g_in")] = sbin(0, model.code_bits)
-            x[0, lay.col(model.ffn.output_field)] = 0 if role == "role_id" else ans
-            want = cvp.NA if role == "role_id" else model.vocab.index(str(ans))
-        else:
-            x[0, lay.col(model.ffn.output_field)] = ans
-            want = ans
-        logits = fmt.linear(x, *model.linear(Keys.HEAD))[0]
-        got = int(np.argmax(logits))
-        return {"replayed": got != want, "expected_token": model.vocab[want], "argmax_token": model.vocab[got],
-                "logits": {model.vocab[want]: float(logits[want]), model.vocab[got]: float(logits[got])}}
-    if kind == "value":
-        plan = next(h for h in model.heads if h.layer == cex["layer"] and h.head == cex["head"])
-        x = np.zeros((1, d))
-        x[0, lay.cols(plan.value_field)] = cex["value_in"]
-        wv, bv = model.head_slice(plan, "v")
-        v = fmt.linear(x, wv, bv)[0, :len(lay.cols(plan.value_field))]
-        return {"replayed": bool((v != cex["value_in"]).any()), "value_in": cex["value_in"],
-                "value_out": [float(t) for t in v]}
-    return None
+def _head(model, cex: dict):
+    return next(h for h in model.heads if h.layer == cex["layer"] and h.head == cex["head"])
+
+
+def _replay_score(model, cex: dict) -> dict:
+    """The head on two concrete keys (the mismatched one first, then the match) with the query the witness
+    describes: attention must return the matching position's value, 1."""
+    fmt, lay = model.fmt, model.layout
+    plan = _head(model, cex)
+    pos = _positions_from(cex, model.code_bits)
+    if pos is None:
+        return {"replayed": False, "why": "the solver's state is not reachable from a real sequence"}
+    p, j = pos
+    X = np.zeros((3, model.config.d_model))
+    X[0, lay.cols(plan.query_field)] = sbin(p, model.code_bits)
+    X[1, lay.cols(plan.key_field)] = sbin(j, model.code_bits)  # the other key first, then the match
+    X[2, lay.cols(plan.key_field)] = sbin(p, model.code_bits)
+    X[2, lay.cols(plan.value_field)[0]] = 1.0
+    keys = X[1:] if p != j else X[2:]
+    (wq, bq), (wk, bk), (wv, bv) = (model.head_slice(plan, proj) for proj in "qkv")
+    q, k, v = fmt.linear(X[:1], wq, bq), fmt.linear(keys, wk, bk), fmt.linear(keys, wv, bv)
+    out, weights = fmt.attention(q, k, v, model.config.scale, causal_offset=None)
+    got = float(out[0, 0])
+    return {"replayed": got != 1.0, "query_position_code": p, "key_position_code": j,
+            "attention_weights": [float(x) for x in weights[0]], "head_output": got, "expected": 1.0,
+            "layer": plan.layer, "head": plan.head}
+
+
+def _replay_gate_ffn(model, cex: dict) -> dict:
+    """The FFN on the witness's residual, with its concrete a, b, type and role: it must write the gate's value to
+    the output column and 0 everywhere else."""
+    fmt, lay, plan = model.fmt, model.layout, model.ffn
+    x = _residual(cex, model.config.d_model)
+    a, b = _witness_bit(cex.get("a")), _witness_bit(cex.get("b"))
+    if a is None or b is None:
+        return _not_a_bit(cex, "a", "b")
+    x[0, lay.col(plan.a_field)], x[0, lay.col(plan.b_field)] = a, b
+    x[0, lay.cols(plan.type_field)] = np.eye(len(plan.type_ops))[cex["type_index"]]
+    for flag in (f for f in plan.roles if f is not None):
+        x[0, lay.col(flag)] = 1.0 if cex.get("role") == flag else 0.0
+    hidden = fmt.relu(fmt.linear(x, *model.linear(Keys.ffn(plan.layer, "fc1"))))
+    y = fmt.linear(hidden, *model.linear(Keys.ffn(plan.layer, "fc2")))
+    want = np.zeros(model.config.d_model)
+    want[lay.col(plan.output_field)] = cex["expected"]
+    bad = np.flatnonzero(y[0] != want)
+    return {"replayed": bool(bad.size), "op": cex["op"], "a": a, "b": b,
+            "ffn_output": float(y[0, lay.col(plan.output_field)]), "expected": float(want[lay.col(plan.output_field)]),
+            "wrong_columns": [int(c) for c in bad]}
+
+
+def _replay_readout(model, cex: dict) -> dict:
+    """The unembedding on the witness's residual: its argmax must be the token of the value (or id) it holds."""
+    fmt, lay = model.fmt, model.layout
+    x = _residual(cex, model.config.d_model)
+    ans = _witness_bit(cex.get("ans"))
+    if ans is None:
+        return _not_a_bit(cex, "ans")
+    if model.mode == "cvp":
+        role = cex["role"]
+        for flag in ("role_id", "role_va", "role_vg"):
+            x[0, lay.col(flag)] = 1.0 if flag == role else 0.0
+        # the right id is the code the counters describe when every bit matched: take id 0 (NA), whose code
+        # sbin(0) is all -1; where a value is next, that code is what position 0 gives, and out holds ans
+        x[0, lay.cols("g_in")] = sbin(0, model.code_bits)
+        x[0, lay.col(model.ffn.output_field)] = 0 if role == "role_id" else ans
+        want = cvp.NA if role == "role_id" else model.vocab.index(str(ans))
+    else:
+        x[0, lay.col(model.ffn.output_field)] = ans
+        want = ans
+    logits = fmt.linear(x, *model.linear(Keys.HEAD))[0]
+    got = int(np.argmax(logits))
+    return {"replayed": got != want, "expected_token": model.vocab[want], "argmax_token": model.vocab[got],
+            "logits": {model.vocab[want]: float(logits[want]), model.vocab[got]: float(logits[got])}}
+
+
+def _replay_value(model, cex: dict) -> dict:
+    """The head's value projection on the witness's value: it must copy it."""
+    plan = _head(model, cex)
+    x = np.zeros((1, model.config.d_model))
+    x[0, model.layout.cols(plan.value_field)] = cex["value_in"]
+    wv, bv = model.head_slice(plan, "v")
+    v = model.fmt.linear(x, wv, bv)[0, :len(model.layout.cols(plan.value_field))]
+    return {"replayed": bool((v != cex["value_in"]).any()), "value_in": cex["value_in"],
+            "value_out": [float(t) for t in v]}
+
+
+def _replay_output(model, cex: dict) -> dict:
+    """attn.o's row on the witness's head dims: it must give the dim it copies (its source), or 0."""
+    cfg, layer, r = model.config, cex["layer"], cex["row"]
+    W, b = model.linear(Keys.attn(layer, "o"))
+    cols = [int(c) for c in np.flatnonzero(W[r])]
+    h = np.array([[float(cex.get(f"head_dim{j}", 0.0)) for j in range(len(cols))]])
+    got = float(model.fmt.linear(h, W[r:r + 1, cols], b[r:r + 1])[0, 0])
+    source = {int(col): plan.head * cfg.d_head + d for plan in model.heads if plan.layer == layer
+              and plan.output_field for d, col in enumerate(model.layout.cols(plan.output_field))}.get(r)
+    want = (float(h[0, cols.index(source)]) if source in cols else float(cex.get("source_dim", 0.0))
+            if source is not None else 0.0)
+    return {"replayed": got != want, "row": r, "head_dims": [float(v) for v in h[0]], "output": got,
+            "expected": want}
+
+
+# Every kind of counterexample: its replay, or why there is none. In F(e,s) the component replay runs what the
+# lemma claims about one component on the witness's concrete values; in IEEE (``--ieee``) every kind is replayed
+# in torch instead (``replay_in_torch``). The whole-model replay runs either way.
+NO_POSITION = "the induction's base case, the empty score 0: there is no position to run it at"
+COMPONENT_REPLAYS: dict[Kind, object] = {
+    Kind.SCORE_STEP: _replay_score,
+    Kind.UNROLLED: _replay_score,
+    Kind.GATE_FFN: _replay_gate_ffn,
+    Kind.READOUT: _replay_readout,
+    Kind.VALUE: _replay_value,
+    Kind.OUTPUT: _replay_output,
+    Kind.SCORE_BASE: NO_POSITION,
+    Kind.PAIR: "a claim of IEEE arithmetic only: it is replayed in torch, in that dtype",
+    Kind.PARTIAL_SUM: "a claim of IEEE arithmetic only: its terms are added in torch, in that dtype",
+    Kind.SOFTMAX: "a claim about the softmax over an abstract one-hot row of scores, not about a position",
+    Kind.READOUT_BASE: "an induction over abstract counters of code bits: no concrete residual",
+    Kind.READOUT_STEP: "an induction over abstract counters of code bits: no concrete residual",
+    Kind.TABLE: "read off the weights and tables directly, with no solver model: the counterexample names the entry",
+}
+
+
+def replay_component(model, cex: dict) -> dict:
+    """The lemma's own claim on the witness's concrete values, or ``{"replayed": False, "why": ...}``."""
+    replay = COMPONENT_REPLAYS[Kind(cex["kind"])]
+    if isinstance(replay, str):
+        return {"replayed": False, "why": f"no component replay: {replay}"}
+    return replay(model, cex)
 
 
 def _witness_bit(value) -> int | None:
@@ -241,7 +299,7 @@ def replay(model, circuit, outcome, ieee: str | None = None) -> dict:
         return {"lemma": outcome.lemma, "query": outcome.name, **cex, "replay": torch_replay, "replayed": replayed}
     component = replay_component(model, cex)
     whole = replay_model(model, circuit)
-    concrete = component is not None and "why" not in component  # a component with a concrete residual to run
+    concrete = "why" not in component  # a component with a concrete residual to run
     replayed = component["replayed"] if concrete else whole is not None
     return {"lemma": outcome.lemma, "query": outcome.name, **cex, "replay": component, "model_failure": whole,
             "replayed": bool(replayed)}

@@ -24,7 +24,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from formal.query import Violation
+from formal.query import Kind, Violation
 from formal.residual import DOMAIN
 from neural.config import Keys
 from neural.constructed import ConstructedModel, unique_rows
@@ -236,7 +236,7 @@ def order_independence_items(model: ConstructedModel) -> tuple[list[Violation], 
         if result.status == "refuted":
             items.append(Violation(f"{LEMMA}[{dp.name}]", LEMMA,
                                    f"the partial sum {result.witness['partial_sum']:g} of {dp.name} is not exact: "
-                                   f"{result.witness['why']}", {"kind": LEMMA, **result.witness}))
+                                   f"{result.witness['why']}", dict(result.witness), Kind.PARTIAL_SUM))
         elif result.status == "unknown":
             unknown.append(dp.name)
     return items, {"dot_products": count, "largest_partial_sum": float(largest), "undecided": unknown}

@@ -15,7 +15,7 @@ import numpy as np
 import z3
 
 from formal.fp import model_format
-from formal.query import Query
+from formal.query import Kind, Query
 from formal.residual import symbolic_residual
 from neural.config import Keys
 from neural.constructed import ConstructedModel
@@ -105,5 +105,5 @@ def _gate_case(ffn: _FFN, case: _Case) -> Query:
     where = "" if not case.flags else f" {case.role or 'no role'}"
     return Query(f"gate_ffn[{case.op} a={case.a} b={case.b}{where}]", "gate_ffn",
                  z3.And(*dom, z3.Not(z3.And(*claims))), {**free, **outs},
-                 {"kind": "gate_ffn", "op": case.op, "type_index": case.type_index, "a": case.a, "b": case.b,
-                  "output_column": ffn.out_col, "role": case.role, "expected": case.want})
+                 {"op": case.op, "type_index": case.type_index, "a": case.a, "b": case.b,
+                  "output_column": ffn.out_col, "role": case.role, "expected": case.want}, Kind.GATE_FFN)

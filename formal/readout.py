@@ -10,7 +10,7 @@ import z3
 
 from formal.embedding import cvp_rows
 from formal.fp import model_format
-from formal.query import Query, Violation
+from formal.query import Kind, Query, Violation
 from formal.residual import symbolic_residual
 from neural.config import Keys
 from neural.constructed import ConstructedModel, unique_rows
@@ -39,7 +39,7 @@ def _readout_bits(model, fmt) -> list[Query]:
     wrong = [z3.If(fmt.eq(ans, fmt.one), z3.BoolVal(v != 1), z3.BoolVal(v != 0)) for v in range(len(logits))]
     beaten = z3.Or(*[z3.And(w, _beats(fmt, lg, right)) for w, lg in zip(wrong, logits)])
     return [Query("readout[bit]", "readout", z3.And(fmt.in_set(ans, (0.0, 1.0)), *dom, beaten),
-                  {"ans": ans, **free}, {"kind": "readout"})]
+                  {"ans": ans, **free}, {}, Kind.READOUT)]
 
 
 def _readout_cvp(model, fmt) -> list:
@@ -84,9 +84,9 @@ def _readout_cvp(model, fmt) -> list:
     state = {"bits_so_far": i, "mismatches_so_far": d, "right_partial": R, "competitor_partial": C}
     items: list = [
         Query("readout[id rows: base]", "readout", z3.Not(inv(z3.BitVecVal(0, width), z3.BitVecVal(0, width),
-                                                              fmt.zero, fmt.zero)), {}, {"kind": "readout_base"}),
+                                                              fmt.zero, fmt.zero)), {}, {}, Kind.READOUT_BASE),
         Query("readout[id rows: step]", "readout", step, {**state, "next_bit": n, "competitor_bit": c},
-              {"kind": "readout_step"}),
+              {}, Kind.READOUT_STEP),
     ]
     # the residual outside g_in: role flags and out fixed per role, every other column any row reads symbolic
     non_id = np.r_[rows.values, rows.others]
@@ -126,5 +126,5 @@ def _readout_cvp(model, fmt) -> list:
         where = role.removeprefix("role_")
         for what, beaten in rivals:
             items.append(Query(f"readout[{where}: {what}]", "readout", z3.And(*dom, beaten),
-                               {**state, "ans": ans, **free}, {"kind": "readout", "role": role}))
+                               {**state, "ans": ans, **free}, {"role": role}, Kind.READOUT))
     return items

@@ -30,7 +30,7 @@ import z3
 
 from formal.exp_table import exp_facts
 from formal.fp import Z3Format, model_format
-from formal.query import Query, Violation
+from formal.query import Kind, Query, Violation
 from formal.residual import DOMAIN
 from formal.softmax import softmax_queries
 from neural.config import Keys
@@ -124,7 +124,8 @@ def _invariant(fmt: Z3Format, T, S, matched):
 
 
 def _score_base(fmt: Z3Format, T) -> Query:
-    return Query("retrieval.score_base", "retrieval", z3.Not(_invariant(fmt, T, fmt.zero, z3.BoolVal(True))))
+    return Query("retrieval.score_base", "retrieval", z3.Not(_invariant(fmt, T, fmt.zero, z3.BoolVal(True))),
+                 kind=Kind.SCORE_BASE)
 
 
 def _score_step(fmt, U, plan, tag, bits, q0, q1, k0, k1) -> Query:
@@ -139,8 +140,8 @@ def _score_step(fmt, U, plan, tag, bits, q0, q1, k0, k1) -> Query:
         range(bits[0], bits[-1] + 1)) else f"{len(bits)} bits"
     return Query(f"retrieval.score_step[{tag} {span}]", "retrieval", formula,
                  {"query_bit": sp, "key_bit": sj, "score_so_far": S, "matched_so_far": m, "score_after": S2},
-                 {"kind": "score_step", "layer": plan.layer, "head": plan.head, "bit": bits[0], "bits": bits,
-                  "bound_after_mismatch": fmt.to_float(U)})
+                 {"layer": plan.layer, "head": plan.head, "bit": bits[0], "bits": bits,
+                  "bound_after_mismatch": fmt.to_float(U)}, Kind.SCORE_STEP)
 
 
 def _pair_exact(fmt, U, plan, tag, bits, q0, q1, k0, k1) -> Query:
@@ -154,8 +155,8 @@ def _pair_exact(fmt, U, plan, tag, bits, q0, q1, k0, k1) -> Query:
     span = f"bit {bits[0]}" if len(bits) == 1 else f"{len(bits)} bits"
     return Query(f"retrieval.pair[{tag} {span}]", "retrieval", z3.And(dp, dj, z3.Not(claim)),
                  {"query_bit": sp, "key_bit": sj, "pair_score": P},
-                 {"kind": "pair", "layer": plan.layer, "head": plan.head, "bit": bits[0], "bits": bits,
-                  "bound_after_mismatch": fmt.to_float(U)})
+                 {"layer": plan.layer, "head": plan.head, "bit": bits[0], "bits": bits,
+                  "bound_after_mismatch": fmt.to_float(U)}, Kind.PAIR)
 
 
 def _unrolled(fmt, T, plan, tag, qmap, kmap, u) -> Query:
@@ -168,7 +169,7 @@ def _unrolled(fmt, T, plan, tag, qmap, kmap, u) -> Query:
     claim = z3.If(equal, fmt.eq(S, fmt.zero), z3.And(fmt.finite(S), z3.fpLEQ(S, T)))
     witness = {f"query_bit{b}": sps[b] for b in range(u)} | {f"key_bit{b}": sjs[b] for b in range(u)} | {"score": S}
     return Query(f"retrieval.unrolled[{tag} k={u}]", "retrieval", z3.And(*spd, *sjd, z3.Not(claim)), witness,
-                 {"kind": "unrolled", "layer": plan.layer, "head": plan.head, "bits": list(range(u))})
+                 {"layer": plan.layer, "head": plan.head, "bits": list(range(u))}, Kind.UNROLLED)
 
 
 def _value_paths(model, fmt: Z3Format, live) -> list:
@@ -193,7 +194,7 @@ def _value_paths(model, fmt: Z3Format, live) -> list:
             bad = z3.Or(*[z3.Not(fmt.eq(g, x)) for g in got])
             items.append(Query(f"retrieval.value[L{plan.layer}H{plan.head}]", "retrieval",
                                z3.And(fmt.in_set(x, DOMAIN), bad), {"value_in": x},
-                               {"kind": "value", "layer": plan.layer, "head": plan.head}))
+                               {"layer": plan.layer, "head": plan.head}, Kind.VALUE))
     for layer in sorted({p.layer for p in model.heads}):
         W, b = model.linear(Keys.attn(layer, "o"))
         source = {}  # residual column -> head dim it must receive
@@ -218,5 +219,5 @@ def _value_paths(model, fmt: Z3Format, live) -> list:
             items.append(Query(f"retrieval.output[L{layer} row shape {n}]", "retrieval",
                                z3.And(dom, z3.Not(fmt.eq(out, target))),
                                {f"head_dim{j}": v for j, v in enumerate(h)},
-                               {"kind": "output", "layer": layer, "row": r}))
+                               {"layer": layer, "row": r}, Kind.OUTPUT))
     return items

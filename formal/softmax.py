@@ -19,7 +19,7 @@ from __future__ import annotations
 import z3
 
 from formal.fp import Z3Format
-from formal.query import Query
+from formal.query import Kind, Query
 
 LEMMA = "retrieval"
 
@@ -33,7 +33,7 @@ def softmax_queries(fmt: Z3Format, T, ieee: bool) -> list[Query]:
 
 
 def _q(name: str, formula, witness=None) -> Query:
-    return Query(f"retrieval.softmax_{name}", LEMMA, formula, witness or {})
+    return Query(f"retrieval.softmax_{name}", LEMMA, formula, witness or {}, kind=Kind.SOFTMAX)
 
 
 def _paper(fmt: Z3Format) -> list[Query]:

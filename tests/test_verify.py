@@ -62,6 +62,8 @@ SABOTAGE = [
     # the token 1's out weight 0 (row 16 of the 8-gate vocabulary; out is the last column): where a value is next
     # and it is 1, the right token only ties with 0, which the readout's value-role queries must catch
     ("CVP value weight zeroed", "cvp", "head.weight", (16, -1), lambda x: 0 * x, "readout"),
+    # row 23 of attn.o copies head dim 0 to its field: doubled, the output projection's replay shows 2 for 1
+    ("attention output weight doubled", "thm33", "blocks.0.attn.o.weight", (23, 0), lambda x: 2 * x, "retrieval"),
 ]
 
 
@@ -76,6 +78,8 @@ def test_sabotage_is_refuted_with_replayed_counterexample(what, mode, name, inde
     assert report.status == "refuted", report.to_json()
     assert report.counterexample["lemma"] == lemma, report.counterexample
     assert report.counterexample["replayed"], report.counterexample
+    if report.counterexample["kind"] == "output":  # the component replay itself reproduced it
+        assert report.counterexample["replay"]["replayed"] and report.counterexample["replay"]["output"] == 2.0
 
 
 def test_a_harmless_mutant_is_refuted_but_not_replayed():
@@ -195,3 +199,23 @@ def test_cross_check_takes_several_solvers_and_refuses_unknown_ones():
         assert sum(a == "unsat" for a in one["answers"].values()) >= one["queries"] - len(one["unanswered"]) > 0
     bad = cli("verify", "specs/c17.lark", "--cross-check", "z4")
     assert bad.returncode == 2 and "unknown solver 'z4'" in bad.stderr
+
+
+@pytest.mark.parametrize("ieee", [False, True])
+@pytest.mark.parametrize("mode", ["thm33", "cvp"])
+def test_every_query_has_a_kind_and_every_kind_a_replay_or_a_reason(mode, ieee):
+    from bridge.replay import COMPONENT_REPLAYS, replay_component
+    from formal.obligations import SOLVER_LEMMAS, lemma_items
+    from formal.query import Kind
+
+    assert set(COMPONENT_REPLAYS) == set(Kind)
+    nc = normalize(load_netlist(ROOT / "circuits/c17.bench"))
+    model = build_thm33(nc, FPFormat(5, 11)) if mode == "thm33" else build_cvp(3, FPFormat(5, 11))
+    items = [q for name in SOLVER_LEMMAS for q in lemma_items(model, name, 2, ieee)]
+    kinds = {q.kind for q in items}
+    assert None not in kinds and kinds, [q.name for q in items if q.kind is None][:5]
+    for kind in Kind:  # a counterexample of any kind gets a replay or says why there is none, never silence
+        entry = COMPONENT_REPLAYS[kind]
+        assert callable(entry) or (isinstance(entry, str) and len(entry) > 20)
+    why = replay_component(model, {"kind": "softmax"})
+    assert why["replayed"] is False and why["why"].startswith("no component replay: ")
