@@ -155,8 +155,8 @@ def cmd_reproduce(args) -> int:
         raise InputError(str(err), SourceLoc("--device"), text=args.device, expected="auto, cpu, or cuda where "
                          "torch sees a CUDA device") from None
     try:
-        doc = run_grid("full" if args.full else "quick", Path(args.out), Path(args.results), args.seeds, cells,
-                       args.jobs, args.device, args.precision, args.rerun)
+        doc = run_grid("full" if args.full else "quick", Path(args.out), Path(args.results), seeds=args.seeds,
+                       cells=cells, jobs=args.jobs, device=args.device, precision=args.precision, rerun=args.rerun)
     except OSError as err:
         raise InputError(f"cannot write results: {err.strerror or err}", SourceLoc(args.results),
                          expected="writable --out and --results") from None

@@ -341,7 +341,7 @@ def load_results(path: Path) -> list[dict]:
     return [{"commit": doc.get("commit", "unknown"), "machine": doc.get("machine", "unknown"), **r} for r in cells]
 
 
-def run_grid(profile_name: str, out: Path, results: Path, seeds: int | None = None, cells: list | None = None,
+def run_grid(profile_name: str, out: Path, results: Path, *, seeds: int | None = None, cells: list | None = None,
              jobs: int | None = None, device: str | None = None, precision: str = "auto",
              rerun: bool = False) -> dict:
     """Run the profile's unfinished cells (``cells``: rerun just these, from scratch; ``rerun``: every cell, from

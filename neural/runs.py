@@ -105,9 +105,34 @@ def lr_at(cfg: TrainConfig, step: int, elapsed: float | None = None) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (progress - STABLE) / (1 - STABLE))))
 
 
+@dataclass(frozen=True)
+class RunState:
+    """Where a run stands: what its checkpoint records beside the weights and what a resume reads back. ``to_meta``
+    and ``from_meta`` are the only writer and reader of these config.json keys, so saving and resuming cannot
+    drift apart."""
+
+    step: int
+    elapsed: float = 0.0  # seconds of training so far
+    window: tuple = (0.0, 0.0, 0)  # the metrics window's loss and accuracy sums and count since its last line
+    early_stop_passes: int = 0  # validation checks in a row at or above the early-stop target
+    early_stopped: bool = False
+    valid_accuracy: float | None = None  # the latest validation accuracy, if measured
+
+    def to_meta(self) -> dict:
+        return {"step": self.step, "elapsed_seconds": round(self.elapsed, 3), "metrics_window": list(self.window),
+                "early_stop_passes": self.early_stop_passes, "early_stopped": self.early_stopped,
+                "valid_accuracy": self.valid_accuracy}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "RunState":
+        return cls(int(meta["step"]), float(meta.get("elapsed_seconds", 0.0)),
+                   tuple(meta.get("metrics_window", (0.0, 0.0, 0))), int(meta.get("early_stop_passes", 0)),
+                   bool(meta.get("early_stopped", False)), meta.get("valid_accuracy"))
+
+
 def save_training(out: Path, cfg: TrainConfig, task: FoldTask, model_cfg: ModelConfig,
-                  weights: dict[str, torch.Tensor], moments: dict[str, torch.Tensor], adam_step: float, step: int,
-                  elapsed: float, window: tuple = (0.0, 0.0, 0), finish: dict | None = None) -> None:
+                  weights: dict[str, torch.Tensor], moments: dict[str, torch.Tensor], adam_step: float,
+                  state: RunState) -> None:
     """One model's checkpoint. ``moments`` are its AdamW moments named ``"{i}.exp_avg"``/``"{i}.exp_avg_sq"`` with
     i its parameter's index in ``Decoder.parameters()``, the layout of ``torch.optim.AdamW.state_dict()``, so a
     run trained alone and a run trained in a group write the same files."""
@@ -116,9 +141,8 @@ def save_training(out: Path, cfg: TrainConfig, task: FoldTask, model_cfg: ModelC
     payload = st_save({k: np.ascontiguousarray(v.detach().float().cpu().numpy()) for k, v in moments.items()})
     scalars = {f"{i}.step": float(adam_step) for i in range(len(weights))} if moments else {}
     meta = {"kind": "trained", "task": {"kind": task.name, **task.params}, "setting": cfg.setting,
-            "vocab": list(task.vocab), "seed": cfg.seed, "train": cfg.to_dict(), "step": step,
-            "elapsed_seconds": round(elapsed, 3), "optimizer_scalars": scalars, "metrics_window": list(window),
-            "optimizer_sha256": hashlib.sha256(payload).hexdigest(), **(finish or {})}
+            "vocab": list(task.vocab), "seed": cfg.seed, "train": cfg.to_dict(), **state.to_meta(),
+            "optimizer_scalars": scalars, "optimizer_sha256": hashlib.sha256(payload).hexdigest()}
     raw = {k: v.detach().to(torch.float32).cpu().numpy() for k, v in weights.items()}
     checkpoint.save(out, model_cfg, raw, meta, extra_files={OPTIMIZER: payload})
 

@@ -44,7 +44,7 @@ from neural.config import Keys, ModelConfig
 from neural.evaluation import evaluate_model
 from neural.model import Decoder
 from neural.prefetch import Batches
-from neural.runs import TrainConfig, load_training, lr_at, resolve_device, save_training
+from neural.runs import RunState, TrainConfig, load_training, lr_at, resolve_device, save_training
 from neural.stacked import StackedDecoder
 from neural.tasks import IGNORE, SETTINGS, FoldTask
 
@@ -161,17 +161,16 @@ class Group:
                 raise InputError("--resume with different training settings than the checkpoint's: "
                                  + "; ".join(differ), SourceLoc(str(out / checkpoint.CONFIG)),
                                  expected="the checkpoint's own settings, or --force to start over")
-            member.start = int(ck.meta["step"])
-            if ck.meta.get("early_stopped") or member.start >= cfg.steps:  # finished before
-                member.result = {"step": member.start, "early_stopped": bool(ck.meta.get("early_stopped")),
-                                 "valid_accuracy": ck.meta.get("valid_accuracy")}
+            state = RunState.from_meta(ck.meta)
+            member.start = state.step
+            if state.early_stopped or member.start >= cfg.steps:  # finished before
+                member.result = {"step": member.start, "early_stopped": state.early_stopped,
+                                 "valid_accuracy": state.valid_accuracy}
                 return member
             member.weights = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in ck.weights.items()}
             member.moments = moments
-            member.elapsed = float(ck.meta.get("elapsed_seconds", 0.0))
-            member.window = tuple(ck.meta.get("metrics_window", (0.0, 0.0, 0)))
-            member.passes = int(ck.meta.get("early_stop_passes", 0))
-            member.valid_accuracy = ck.meta.get("valid_accuracy")
+            member.elapsed, member.window = state.elapsed, state.window
+            member.passes, member.valid_accuracy = state.early_stop_passes, state.valid_accuracy
             if self.rank == 0:  # drop lines logged after the checkpoint: they will be logged again, identically
                 kept = [m for m in checkpoint.read_metrics(out) if m["step"] <= member.start]
                 checkpoint.atomic_write_text(out / checkpoint.METRICS, "".join(json.dumps(m) + "\n" for m in kept))
@@ -225,8 +224,7 @@ class Group:
                                       "exp_avg_sq": st["exp_avg_sq"][keep].clone()}
         return smaller, new_opt
 
-    def _save(self, m: Member, g: int, model: StackedDecoder, opt, step: int, elapsed: float, window: tuple,
-              finish: dict) -> None:
+    def _save(self, m: Member, g: int, model: StackedDecoder, opt, state: RunState) -> None:
         weights = model.member(g, m.seq_len)
         moments, adam_step = {}, 0.0
         for i, p in enumerate(model.parameters()):
@@ -236,7 +234,7 @@ class Group:
                 for key in ("exp_avg", "exp_avg_sq"):
                     value = st[key][g]
                     moments[f"{i}.{key}"] = value[:m.seq_len] if model.names[i] == Keys.POS_EMB else value
-        save_training(m.out, m.cfg, m.task, m.model_cfg, weights, moments, adam_step, step, elapsed, window, finish)
+        save_training(m.out, m.cfg, m.task, m.model_cfg, weights, moments, adam_step, state)
 
     def _decoder(self, model: StackedDecoder, g: int, m: Member) -> Decoder:
         return Decoder.from_arrays(m.model_cfg, model.member(g, m.seq_len)).to(self.device)
@@ -371,15 +369,14 @@ class Group:
             if m.passes >= m.cfg.early_stop_patience:
                 return True
         if self.rank == 0 and step % m.cfg.save_every == 0:
-            self._save(m, g, model, opt, step, seconds, window.state(g), {"early_stop_passes": m.passes})
+            self._save(m, g, model, opt, RunState(step, seconds, window.state(g), m.passes, False, m.valid_accuracy))
         return False
 
     def _finish(self, m: Member, g: int, model: StackedDecoder, opt, step: int, seconds: float, window: "Window",
                 stopped: bool) -> None:
         """Member g's last checkpoint and result: it stopped early, or the group's run ended."""
         if self.rank == 0:
-            self._save(m, g, model, opt, step, seconds, window.state(g),
-                       {"early_stopped": stopped, "valid_accuracy": m.valid_accuracy, "early_stop_passes": m.passes})
+            self._save(m, g, model, opt, RunState(step, seconds, window.state(g), m.passes, stopped, m.valid_accuracy))
         m.result = {**m.last, "step": step, "early_stopped": stopped, "valid_accuracy": m.valid_accuracy}
 
     def _distributed(self, model: StackedDecoder):

@@ -370,11 +370,11 @@ def test_every_ending_maps_onto_the_table_and_json_stays_json(capsys, raised, st
 
 def test_equiv_json_prints_json_when_unknown(monkeypatch, capsys):
     from formal import aig, sat
+    from formal.equivalence import UNKNOWN as UNDECIDED
+    from formal.equivalence import Equivalence
 
-    unknown = type("Verdict", (), {"status": "unknown", "counterexample": None, "method": "sweeping",
-                                   "reason": "budget"})()
-    monkeypatch.setattr(aig, "equivalent", lambda *a, **k: unknown)
-    monkeypatch.setattr(sat, "equivalent", lambda *a, **k: unknown)
+    monkeypatch.setattr(aig, "equivalent", lambda *a, **k: Equivalence(UNDECIDED, method="sweeping", reason="budget"))
+    monkeypatch.setattr(sat, "equivalent", lambda *a, **k: Equivalence(UNDECIDED, method=sat.MITER, reason="time"))
     assert cli_main(["equiv", "circuits/c17.bench", "circuits/c17.bench", "--json"]) == UNKNOWN
     assert json.loads(capsys.readouterr().out) == {"equivalent": None, "status": "unknown", "counterexample": None,
                                                    "methods": ["sweeping", "plain CNF miter (PySAT)"]}

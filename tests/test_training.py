@@ -203,3 +203,14 @@ def test_train_to_an_unwritable_place_exits_2(tmp_path):
     proc = cli("train", "--task", "modadd", "--setting", "cot", "--layers", "1", "--steps", "1", "--d-model", "16",
                "--out", str(tmp_path / "file" / "run"))
     assert proc.returncode == 2 and "cannot write" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_run_state_is_what_a_checkpoint_records_and_a_resume_reads(tmp_path):
+    """neural.runs.RunState is the one writer and reader of the resume keys of config.json."""
+    from neural.runs import RunState
+
+    state = RunState(40, 12.5, (1.25, 0.5, 3), 2, True, 0.875)
+    assert RunState.from_meta(json.loads(json.dumps(state.to_meta()))) == state
+    train(_tiny(steps=20), tmp_path / "run", progress=False)
+    saved = RunState.from_meta(json.loads((tmp_path / "run/config.json").read_text()))
+    assert saved.step == 20 and saved.elapsed > 0 and not saved.early_stopped
