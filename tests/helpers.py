@@ -62,9 +62,17 @@ def naive_eval(circuit: Circuit, bits) -> dict[str, int]:
     return {o: value(o) for o in circuit.outputs}
 
 
-def cli(*args: str, input_text: str | None = None) -> subprocess.CompletedProcess:
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """A command as a user types it, run in this process (``in_process``): the same parser, exit status, stdout
+    and stderr, without a second import of torch and z3 per call. Tests about the process itself (its exit code
+    as the shell sees it, what it imports, signals) use ``cli_process``."""
+    return in_process(*args)
+
+
+def cli_process(*args: str) -> subprocess.CompletedProcess:
+    """The command in its own Python process."""
     return subprocess.run([sys.executable, "-m", "bridge.cli", *args], capture_output=True, text=True, cwd=ROOT,
-                          input=input_text, timeout=600)
+                          timeout=600)
 
 
 def in_process(*args: str) -> subprocess.CompletedProcess:
@@ -75,9 +83,11 @@ def in_process(*args: str) -> subprocess.CompletedProcess:
     import os
 
     from bridge.cli import main as cli_main
+    from grammar import limits
 
     out, err = io.StringIO(), io.StringIO()
-    cwd = os.getcwd()
+    cwd, lifted = os.getcwd(), limits.lifted()
+    threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
     os.chdir(ROOT)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -85,8 +95,11 @@ def in_process(*args: str) -> subprocess.CompletedProcess:
                 status = cli_main(list(args))
             except SystemExit as stop:
                 status = stop.code
-    finally:
+    finally:  # what a command may set for its own process: --no-limit, torch's thread count, the directory
         os.chdir(cwd)
+        limits._lifted = lifted
+        if threads is not None:
+            sys.modules["torch"].set_num_threads(threads)
     return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
 
 

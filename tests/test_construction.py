@@ -167,7 +167,8 @@ def test_cvp_soundness_is_checked_per_token(what, position, token, flagged):
 
 # ---- CLI and checkpoints ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("extra", [[], ["--ieee", "float32"], ["--construction", "cvp"], ["--precision", "8,24"]])
+@pytest.mark.parametrize("extra", [[], ["--ieee", "float32", "--unproved"], ["--construction", "cvp"],
+                                   ["--precision", "8,24"]])  # run --ieee's proof: tests/test_onepass.py
 def test_cli_run_matches_reference(extra):
     out = cli_json("run", "circuits/c17.bench", "--inputs", "10110", *extra)
     nc = normalize(load_netlist(ROOT / "circuits/c17.bench"))

@@ -162,8 +162,8 @@ def test_optimize_shrinks_a_real_design_and_proves_it(tmp_path):
     assert report["equivalent"] is True and report["gates_after"] < report["gates_before"]
     assert report["cot_steps_after"] < report["cot_steps_before"]
     bits = "1011001"
-    runs = [json.loads(cli("run", str(LOCAL / "ctrl.aig"), "--inputs", bits, "--ieee", "float32", "--json",
-                           *flag).stdout) for flag in ((), ("--optimize",))]
+    runs = [json.loads(cli("run", str(LOCAL / "ctrl.aig"), "--inputs", bits, "--json", *flag).stdout)
+            for flag in ((), ("--optimize",))]
     assert runs[0]["outputs"] == runs[1]["outputs"] and runs[1]["sound"]
     assert len(runs[1]["trace"]) == report["cot_steps_after"] < len(runs[0]["trace"])
 
