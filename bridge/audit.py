@@ -242,11 +242,9 @@ def human(r: dict) -> str:
 def register(sub) -> None:
     from bridge import flags
 
-    p = sub.add_parser("audit", help="check every CoT step of a checkpoint against the construction")
+    p = flags.command(sub, "audit", cmd_audit, help="check every CoT step of a checkpoint against the construction")
     p.add_argument("dir")
     p.add_argument("--samples", type=flags.positive_int, default=500)
     p.add_argument("--seed", type=flags.seed, default=0)
     p.add_argument("--plots", metavar="DIR")
     p.add_argument("--strict", action="store_true", help="exit 1 on any departure, not only on unsound steps")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_audit)

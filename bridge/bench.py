@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+from bridge import flags
 from bridge.output import EXIT_FAILED, EXIT_OK, emit
 
 PLANS = {
@@ -54,10 +55,8 @@ def cmd_bench(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("bench", help="benchmarks, reported as ratios measured in one run")
+    p = flags.command(sub, "bench", cmd_bench, help="benchmarks, reported as ratios measured in one run")
     p.add_argument("--quick", action="store_true", help="smaller sizes (a few minutes, fits CI)")
     p.add_argument("--training", action="store_true",
                    help="only training throughput: grouped runs against separate processes, G = 1, 4, 16, 64 "
                         "(with --quick: 1, 4)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_bench)

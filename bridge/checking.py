@@ -99,14 +99,13 @@ def register(sub) -> None:
 
     from bridge.target import add_netlist_flags
 
-    p = sub.add_parser("check", help="check a CoT trace step by step (numpy and SAT checkers)")
+    p = flags.command(sub, "check", cmd_check, help="check a CoT trace step by step (numpy and SAT checkers)")
     p.add_argument("file")
     p.add_argument("--inputs", required=True)
     p.add_argument("--trace", required=True, help="one bit per normalised gate, in order")
     add_netlist_flags(p)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_check)
-    p = sub.add_parser("equiv", help="are two netlists equivalent? (sweeping, and a SAT miter as cross-check)")
+    p = flags.command(sub, "equiv", cmd_equiv,
+                      help="are two netlists equivalent? (sweeping, and a SAT miter as cross-check)")
     p.add_argument("a")
     p.add_argument("b")
     p.add_argument("--timeout", type=flags.seconds, default=60.0,
@@ -114,5 +113,3 @@ def register(sub) -> None:
     p.add_argument("--conflicts", type=flags.positive_int, default=1_000_000,
                    help="SAT conflicts for sweeping before it gives up (then the CNF miter decides)")
     add_netlist_flags(p)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_equiv)

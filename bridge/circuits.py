@@ -89,26 +89,22 @@ def register(csub) -> None:
 
     from bridge.target import add_netlist_flags
 
-    p = csub.add_parser("info", help="inputs, outputs and gate counts")
+    p = flags.command(csub, "info", cmd_info, help="inputs, outputs and gate counts")
     p.add_argument("file", help=NETLIST_HELP)
     add_netlist_flags(p)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_info)
 
-    p = csub.add_parser("eval", help="evaluate with the reference evaluator (one vector, a file, or random ones)")
+    p = flags.command(csub, "eval", cmd_eval,
+                      help="evaluate with the reference evaluator (one vector, a file, or random ones)")
     p.add_argument("file", help=NETLIST_HELP)
     p.add_argument("--inputs", help="one vector: bits in the order of the circuit's inputs")
     p.add_argument("--vectors", metavar="FILE", help="one bit string per line; prints JSON lines")
     p.add_argument("--random", type=flags.count, metavar="N", help="N random vectors; prints JSON lines")
     p.add_argument("--seed", type=flags.seed, default=0)
     add_netlist_flags(p)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_eval)
 
-    p = csub.add_parser("convert", help="write a netlist in another format (.bench, .aag, .aig, .blif)")
+    p = flags.command(csub, "convert", cmd_convert,
+                      help="write a netlist in another format (.bench, .aag, .aig, .blif)")
     p.add_argument("input")
     p.add_argument("output")
     add_netlist_flags(p)
     p.add_argument("--to", metavar="FMT", help="the output format when OUT's extension does not say")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_convert)

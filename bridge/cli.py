@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bridge import flags
 from bridge.output import ArgParser, emit, run_command
 
 # ---- spec ------------------------------------------------------------------------------------------
@@ -46,11 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     spec = sub.add_parser("spec", help="check spec files")
     ssub = spec.add_subparsers(dest="spec_command", required=True, parser_class=ArgParser)
-    p = ssub.add_parser("check", help="parse and validate a spec")
+    p = flags.command(ssub, "check", cmd_spec_check, help="parse and validate a spec")
     p.add_argument("spec")
     p.add_argument("--override", action="append", metavar="KEY=VALUE")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_spec_check)
 
     from bridge import commands
 

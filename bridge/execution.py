@@ -236,7 +236,7 @@ def cmd_compile(args) -> int:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("run", help="run a circuit through the constructed transformer, with CoT")
+    p = flags.command(sub, "run", cmd_run, help="run a circuit through the constructed transformer, with CoT")
     p.add_argument("file", help="a netlist (.bench/.aag/.aig/.blif/.v) or a spec with a circuit")
     p.add_argument("--inputs", help="one vector: bits in the order of the circuit's inputs")
     p.add_argument("--vectors", metavar="FILE", help="one bit string per line, run as one batch; prints JSON lines")
@@ -251,13 +251,9 @@ def register(sub) -> None:
     p.add_argument("--construction", choices=("thm33", "cvp"))
     p.add_argument("--override", action="append", metavar="KEY=VALUE")
     add_netlist_flags(p, optimize=True)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("compile", help="write the construction as a checkpoint directory")
+    p = flags.command(sub, "compile", cmd_compile, help="write the construction as a checkpoint directory")
     p.add_argument("file", help="a spec or a netlist")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--override", action="append", metavar="KEY=VALUE")
     add_netlist_flags(p, optimize=True)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_compile)

@@ -46,3 +46,12 @@ seed = _at_least(_integer, 0, True, "0 or more")
 seconds = _at_least(_number, 0, False, "more than 0 seconds")
 positive_float = _at_least(_number, 0, False, "more than 0")
 nonnegative_float = _at_least(_number, 0, True, "0 or more")
+
+
+def command(sub, name: str, func, json_help: str = "print one JSON object instead of text", **kwargs):
+    """A subcommand's parser: ``sub.add_parser(name, **kwargs)`` with the ``--json`` every command takes and
+    ``func`` to run it; the caller adds the command's own arguments."""
+    p = sub.add_parser(name, **kwargs)
+    p.add_argument("--json", action="store_true", help=json_help)
+    p.set_defaults(func=func)
+    return p

@@ -184,7 +184,7 @@ def register(sub) -> None:
     from grammar.spec import TASK_DEFAULTS
     from neural.tasks import SETTINGS
 
-    p = sub.add_parser("train", help="train a decoder on a task (base, cot or hint)")
+    p = flags.command(sub, "train", cmd_train, help="train a decoder on a task (base, cot or hint)")
     p.add_argument("spec", nargs="?", help="a spec with a 'task' section (or use --task)")
     p.add_argument("--task", choices=tuple(TASK_DEFAULTS))
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="task parameter, with --task")
@@ -215,17 +215,15 @@ def register(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--force", action="store_true", help="train from scratch over a checkpoint already in --out")
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="greedy-decoding accuracy of a trained checkpoint on fresh samples")
+    p = flags.command(sub, "eval", cmd_eval, help="greedy-decoding accuracy of a trained checkpoint on fresh samples")
     p.add_argument("dir")
     p.add_argument("--samples", type=flags.positive_int, default=1000)
     p.add_argument("--seed", type=flags.seed, default=1234)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("reproduce", help="the paper's grid on equal step budgets, scored on held-out prompts")
+    p = flags.command(sub, "reproduce", cmd_reproduce,
+                      help="the paper's grid on equal step budgets, scored on held-out prompts",
+                      json_help="print the cells run and the claims as JSON")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="the small grid, under an hour on a 2-core CPU (default)")
     mode.add_argument("--full", action="store_true", help="depths 1-8, a length axis, 3 seeds: for a GPU")
@@ -240,5 +238,3 @@ def register(sub) -> None:
                    help="auto: bf16 autocast on CUDA, fp32 on a CPU")
     p.add_argument("--out", default="runs/reproduce", help="checkpoints of every cell")
     p.add_argument("--results", default="results", help="<profile>.json, table.md and the figures")
-    p.add_argument("--json", action="store_true", help="print the cells run and the claims as JSON")
-    p.set_defaults(func=cmd_reproduce)

@@ -77,14 +77,11 @@ class _Module(SourceTransformer):
 def parse_verilog(text: str, path: str = "<verilog>") -> Circuit:
     tree = parse_located(_parser(), text, path)
     name, items = _Module(path).run(tree)
-    inputs, outputs, assigns = [], [], []
+    declared: dict[str, list] = {"input": [], "output": [], "assign": []}  # other items (wires) declare nothing
     for kind, value in items:
-        if kind == "input":
-            inputs += value
-        elif kind == "output":
-            outputs += value
-        elif kind == "assign":
-            assigns.append(value)
+        if kind in declared:
+            declared[kind] += [value] if kind == "assign" else value
+    inputs, outputs, assigns = declared["input"], declared["output"], declared["assign"]
     gates = _lower(assigns, {n for n, _ in inputs} | {lhs for lhs, _, _ in assigns})
     return checked_circuit(name, inputs, outputs, gates, path)
 

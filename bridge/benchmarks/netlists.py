@@ -13,26 +13,17 @@ import argparse
 import json
 import resource
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from bridge.benchmarks.gen import array_multiplier
+from bridge.benchmarks.process import timed
 from formal.aig import equivalent, optimize
 from grammar.aiger import write_aig
 from grammar.evaluate import evaluate_packed, pack_bits
 from grammar.netlist import load_netlist
 from grammar.normalize import normalize
-
-
-def timed(fn, repeats: int = 3):
-    best, out = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return out, best
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from bridge.benchmarks.gen import random_circuit
+from bridge.benchmarks.process import timed
 from grammar.bench import write_bench
 from grammar.netlist import load_netlist
 from grammar.normalize import normalize
@@ -22,11 +23,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "big.bench"
         path.write_text(write_bench(random_circuit(64, args.gates, seed=1)))
-        best = float("inf")
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            nc = normalize(load_netlist(path))
-            best = min(best, time.perf_counter() - start)
+        nc, best = timed(lambda: normalize(load_netlist(path)), args.repeats)
         start = time.perf_counter()  # the bound: reading and splitting the same file, nothing else
         len(path.read_text().split())
         split = time.perf_counter() - start

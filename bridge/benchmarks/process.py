@@ -1,4 +1,5 @@
-"""One command in its own process, timed, with that process's own peak RSS (``wait4`` reports each child's)."""
+"""Timing for the benchmarks: the best of a few calls in this process, or one command in its own process with
+that process's own peak RSS (``wait4`` reports each child's)."""
 from __future__ import annotations
 
 import os
@@ -7,6 +8,16 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+
+
+def timed(fn, repeats: int = 3):
+    """(fn's last result, the best of ``repeats`` wall times): the least-disturbed run on a noisy machine."""
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - start)
+    return out, best
 
 
 @dataclass(frozen=True)
