@@ -1,0 +1,16 @@
+"""The commands, and the engines that join the three other packages. It may import all of them; nothing imports it.
+
+Read in this order:
+- the verifier engine: ``target`` (a spec or netlist in, the construction built), ``proof`` (every lemma over the
+  weights, the bounded checks, a replayed counterexample: the ``Report``), ``bounded`` (the whole-model checks,
+  sized before they run, and which arithmetic runs them), ``replay`` (each kind of counterexample run in neural.fp
+  or in torch), ``smt_export`` (the answered queries as SMT-LIB, re-solved by cvc5 or bitwuzla);
+- the audit library: ``audit`` (a trained checkpoint against the construction), ``audit_plots``;
+- the public pytest API: ``testing`` (``assert_proved``, ``assert_refuted``);
+- the command shells, thin over the above: ``cli`` (``cotproof``), ``verify`` (``python -m bridge.verify``),
+  ``commands``, ``execution`` (run, compile), ``checking`` (check, equiv), ``circuits``, ``training`` (train,
+  eval, reproduce), ``bench``; and what every shell shares: ``output`` (the exit-code table, errors, ``--json``),
+  ``flags`` (typed flag values, one parser per command), ``inputs`` (bit strings, vector files, overrides),
+  ``progress``;
+- ``benchmarks/``: what ``cotproof bench`` runs, each in its own process.
+"""

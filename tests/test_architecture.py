@@ -104,6 +104,27 @@ def test_dependency_direction(package, forbidden):
         assert not roots & forbidden, f"{name} imports {sorted(roots & forbidden)}"
 
 
+# neural's two halves (neural/__init__.py): they share config, model, checkpoint and cvp.
+CONSTRUCTION = {"neural.constructed", "neural.construct", "neural.fp", "neural.finite", "neural.execute"}
+LEARNING = {"neural.tasks", "neural.runs", "neural.stacked", "neural.train", "neural.prefetch", "neural.evaluation",
+            "neural.reproduce", "neural.reproduce_report"}
+
+
+def test_neural_modules_are_each_in_one_half_or_shared():
+    shared = {"neural", "neural.config", "neural.model", "neural.checkpoint", "neural.cvp"}
+    neural = {name for name in project_modules() if name.split(".")[0] == "neural"}
+    assert neural == CONSTRUCTION | LEARNING | shared, sorted(neural ^ (CONSTRUCTION | LEARNING | shared))
+
+
+def test_the_construction_never_imports_the_learning_half_and_learning_only_decodes():
+    graph = import_graph()
+    for name in CONSTRUCTION:
+        assert not graph[name] & LEARNING, f"{name} imports {sorted(graph[name] & LEARNING)}"
+    for name in LEARNING:
+        reached = graph[name] & CONSTRUCTION
+        assert reached <= {"neural.execute"}, f"{name} imports {sorted(reached)}"
+
+
 # ---- errors: a user's mistake is exit 2, a bug is exit 70 --------------------------------------------------------
 
 # Calls whose ValueError means "this user string is not a number / device": the only ones bridge may catch it from.
