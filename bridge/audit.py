@@ -23,9 +23,9 @@ ALIGNMENT_OK = 0.99
 def load_auditable(directory: str):
     """(Decoder, task, setting, meta) for a trained checkpoint or a compiled CVP construction."""
     from neural import checkpoint
-    from neural.evaluation import load_trained
+    from neural.learning.evaluation import load_trained
+    from neural.learning.tasks import make_task
     from neural.model import Decoder
-    from neural.tasks import make_task
 
     ck = checkpoint.load(directory)
     if ck.meta.get("kind") == "construction":
@@ -44,7 +44,7 @@ def load_auditable(directory: str):
 
 
 def _greedy(model, task, prompts_with_sep):
-    from neural.evaluation import generate
+    from neural.learning.evaluation import generate
 
     return generate(model, prompts_with_sep, task.n_steps)
 
@@ -177,7 +177,7 @@ def _exhaustive_cvp(model, task, max_gates: int) -> dict:
     """Every circuit of <= max_gates gates (4,605 for 3), padded to the model's N, through the construction
     greedily."""
     from neural import cvp
-    from neural.evaluation import generate
+    from neural.learning.evaluation import generate
 
     circuits = [c.padded(task.N) for c in cvp.all_circuits(max_gates)]
     wrong = 0

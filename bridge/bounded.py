@@ -18,8 +18,8 @@ import numpy as np
 from formal.obligations import LemmaResult
 from formal.query import PROVED, REFUTED
 from neural import cvp
-from neural.constructed import ConstructedModel
-from neural.execute import (
+from neural.construction.constructed import ConstructedModel
+from neural.construction.execute import (
     ExecMode,
     check_cvp_teacher_forced,
     check_thm33_teacher_forced,
@@ -28,7 +28,7 @@ from neural.execute import (
     teacher_forced_rows,
     thm33_teacher_forcing,
 )
-from neural.fp import FPFormat
+from neural.construction.fp import FPFormat
 
 SKIPPED = "skipped"
 TORCH_WORTH_IT = 1e8  # multiply-adds above which batched torch float32 beats numpy F(e,s) plus torch's import
@@ -129,7 +129,7 @@ class Simulator:
     - F(e,s), when ``order_independence`` holds in F(e,s) and the mismatch scores' [exp] is 0 in float32 too: torch
       float32, batched. No dot product rounds in F(e,s), hence none in float32 (a wider grid), so the kernels
       compute what F(e,s) computes; a wrong step found there is re-run in F(e,s) before it is reported.
-    - otherwise ``neural.fp``'s F(e,s), one instance at a time.
+    - otherwise ``neural.construction.fp``'s F(e,s), one instance at a time.
     """
 
     model: ConstructedModel

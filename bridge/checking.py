@@ -96,7 +96,6 @@ def cmd_equiv(args) -> int:
 
 def register(sub) -> None:
     from bridge import flags
-
     from bridge.target import add_netlist_flags
 
     p = flags.command(sub, "check", cmd_check, help="check a CoT trace step by step (numpy and SAT checkers)")

@@ -9,7 +9,6 @@ import json
 import sys
 from pathlib import Path
 
-
 from bridge.output import emit
 from grammar.errors import InputError, SourceLoc
 
@@ -86,7 +85,6 @@ def cmd_convert(args) -> int:
 
 def register(csub) -> None:
     from bridge import flags
-
     from bridge.target import add_netlist_flags
 
     p = flags.command(csub, "info", cmd_info, help="inputs, outputs and gate counts")

@@ -8,7 +8,7 @@ from grammar.errors import InputError, ParameterError, SourceLoc
 
 
 def parse_precision(text: str) -> tuple[int, int]:
-    from neural.fp import FPFormat
+    from neural.construction.fp import FPFormat
 
     parts = [p.strip() for p in text.split(",")]
     expected = "EBITS,SBITS such as 5,11 (ebits 2..10, sbits 2..25)"
@@ -23,8 +23,8 @@ def parse_precision(text: str) -> tuple[int, int]:
 
 
 def exec_mode(args, target: Target):
-    from neural.execute import ExecMode
-    from neural.fp import IEEE_FORMATS, FPFormat
+    from neural.construction.execute import ExecMode
+    from neural.construction.fp import IEEE_FORMATS, FPFormat
 
     if args.ieee and args.precision:
         raise InputError("--precision and --ieee exclude each other", SourceLoc("--ieee"),
@@ -104,7 +104,7 @@ def cmd_run(args) -> int:
     from bridge.progress import Progress
     from bridge.target import in_ieee
     from grammar.limits import human_count, require_memory, require_multiply_adds, require_tokens
-    from neural.execute import run_cvp, run_thm33
+    from neural.construction.execute import run_cvp, run_thm33
 
     target = load_target(args.file, parse_overrides(args.override), args.format)
     construction = args.construction or target.spec.construction.mode

@@ -3,9 +3,10 @@ counterexample, gathered in a ``Report``. Callable from Python (``bridge.testing
 command shell around it.
 
 The proof path never imports torch in the paper's arithmetic: the weights are numpy arrays from
-``neural.construct``, the lemmas are Z3 queries over them, and replays run in ``neural.fp``. With ``ieee`` (a torch
-dtype) the lemmas are stated in IEEE arithmetic for every summation order, and the bounded checks and replays run
-in torch in that dtype, because that is the arithmetic the claim is about.
+``neural.construction.construct``, the lemmas are Z3 queries over them, and replays run in
+``neural.construction.fp``. With ``ieee`` (a torch dtype) the lemmas are stated in IEEE arithmetic for every
+summation order, and the bounded checks and replays run in torch in that dtype, because that is the arithmetic the
+claim is about.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 from bridge.target import build, in_ieee, load_target
 from formal.obligations import LemmaResult, combine
-from neural.constructed import ConstructedModel
+from neural.construction.constructed import ConstructedModel
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Turning a refuted lemma into concrete positions, tokens and inputs, and replaying it in ``neural.fp``.
+"""Turning a refuted lemma into concrete positions, tokens and inputs, and replaying it in ``neural.construction.fp``.
 
 Two replays, both in the finite arithmetic the model runs in:
 - *component*: the lemma's own claim, on the concrete residual vectors the solver's model describes, through the
@@ -14,7 +14,7 @@ from formal.query import Kind
 from grammar.codes import sbin
 from neural import cvp
 from neural.config import Keys
-from neural.execute import ExecMode
+from neural.construction.execute import ExecMode
 
 
 def _bit(x: float) -> int:
@@ -215,7 +215,7 @@ def replay_model(model, circuit, instances: int = 64, seed: int = 0, max_gates: 
 def _instance_tokens(model, circuit, seed: int = 0) -> np.ndarray:
     """One whole, correct sequence (prompt and CoT) to run teacher-forced: the circuit on seeded inputs, or a random
     CVP circuit as large as the model takes."""
-    from neural.execute import cvp_teacher_forcing, thm33_teacher_forcing
+    from neural.construction.execute import cvp_teacher_forcing, thm33_teacher_forcing
 
     rng = np.random.default_rng(seed)
     if model.mode == "thm33":

@@ -14,8 +14,8 @@ import numpy as np
 
 from grammar.errors import InputError, ParameterError, SourceLoc
 from grammar.ir import Circuit, NormCircuit, Spec
-from neural.constructed import ConstructedModel
-from neural.fp import FPFormat
+from neural.construction.constructed import ConstructedModel
+from neural.construction.fp import FPFormat
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def in_ieee(target: Target, dtype: str) -> Target:
     from dataclasses import replace
 
     from grammar.ir import Precision
-    from neural.fp import IEEE_FORMATS
+    from neural.construction.fp import IEEE_FORMATS
 
     if dtype not in IEEE_FORMATS:
         raise InputError(f"--ieee {dtype!r} is not a dtype verify can prove", SourceLoc("--ieee"),
@@ -119,11 +119,9 @@ def build(target: Target, mode: str | None = None, bits: np.ndarray | None = Non
 
     CVP mode builds one model for every circuit of up to ``max_gates`` gates; given the input ``bits`` of a run, it
     is sized to fit this circuit once lowered to CVP gates instead."""
-    from neural import cvp
-    from neural.construct import build_cvp, build_thm33
-
     from grammar.limits import require_memory
-    from neural.construct import construction_bytes
+    from neural import cvp
+    from neural.construction.construct import build_cvp, build_thm33, construction_bytes
 
     c = target.spec.construction
     mode = mode or c.mode

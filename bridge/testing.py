@@ -44,8 +44,8 @@ def assert_proved(spec, timeout: float = 60.0, ieee: str | None = None, **overri
 
 def assert_refuted(spec, timeout: float = 60.0, lemma: str | None = None, replayed: bool = True,
                    ieee: str | None = None, **overrides):
-    """The spec is refuted (by ``lemma`` if given) and the counterexample replays (in neural.fp, or in torch in
-    the ``ieee`` dtype)."""
+    """The spec is refuted (by ``lemma`` if given) and the counterexample replays (in neural.construction.fp, or
+    in torch in the ``ieee`` dtype)."""
     report = _run(spec, timeout, overrides, ieee)
     if report.status != "refuted":
         raise AssertionError(f"{spec} with {overrides} is {report.status.upper()}, not REFUTED")

@@ -47,8 +47,8 @@ def _whole_params(params: dict, where: str) -> dict:
 def cmd_train(args) -> int:
     from dataclasses import replace
 
-    from neural.runs import TrainConfig
-    from neural.train import train_group
+    from neural.learning.runs import TrainConfig
+    from neural.learning.train import train_group
 
     if args.seeds < 1:
         raise InputError("--seeds must be at least 1", SourceLoc("--seeds"), text=str(args.seeds), expected="N >= 1")
@@ -71,7 +71,7 @@ def cmd_train(args) -> int:
         cfg.model_config(task)
     except ParameterError as err:
         raise InputError(str(err), SourceLoc("--heads"), expected="--d-model a multiple of --heads") from None
-    from neural.runs import resolve_device
+    from neural.learning.runs import resolve_device
 
     try:
         resolve_device(args.device)
@@ -118,7 +118,7 @@ def _refuse_overwrite(outs: list[Path], args) -> None:
 
 
 def cmd_eval(args) -> int:
-    from neural.evaluation import evaluate_model, load_trained
+    from neural.learning.evaluation import evaluate_model, load_trained
 
     model, task, setting, meta = load_trained(args.dir)
     from grammar.limits import require_tokens
@@ -136,7 +136,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from neural.reproduce import parse_cells, run_grid
+    from neural.learning.reproduce import parse_cells, run_grid
 
     try:
         cells = parse_cells(args.cells)
@@ -147,7 +147,7 @@ def cmd_reproduce(args) -> int:
     for flag, value in (("--seeds", args.seeds), ("--jobs", args.jobs)):
         if value is not None and value < 1:
             raise InputError(f"{flag} must be at least 1", SourceLoc(flag), text=str(value), expected="N >= 1")
-    from neural.runs import resolve_device
+    from neural.learning.runs import resolve_device
 
     try:
         resolve_device(args.device)
@@ -180,9 +180,8 @@ def _reproduce_text(doc: dict) -> str:
 
 def register(sub) -> None:
     from bridge import flags
-
     from grammar.spec import TASK_DEFAULTS
-    from neural.tasks import SETTINGS
+    from neural.learning.tasks import SETTINGS
 
     p = flags.command(sub, "train", cmd_train, help="train a decoder on a task (base, cot or hint)")
     p.add_argument("spec", nargs="?", help="a spec with a 'task' section (or use --task)")

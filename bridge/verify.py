@@ -79,7 +79,7 @@ def human(report) -> str:
         lines += ["", f"counterexample ({cex.get('query', cex.get('lemma'))}):"]
         lines += [f"  {k}: {json.dumps(v)}" for k, v in cex.items() if k not in ("replay", "model_failure", "replayed")]
         if cex.get("replay"):
-            where = f"torch {report.ieee}" if report.ieee else "neural.fp"
+            where = f"torch {report.ieee}" if report.ieee else "neural.construction.fp"
             lines.append(f"  replay in {where}: " + json.dumps(cex["replay"]))
         if cex.get("model_failure"):
             lines.append("  whole model, teacher-forced: " + json.dumps(cex["model_failure"]))

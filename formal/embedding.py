@@ -14,7 +14,7 @@ import numpy as np
 from formal.query import Violation
 from grammar.codes import sbin
 from neural.config import Keys
-from neural.constructed import ConstructedModel
+from neural.construction.constructed import ConstructedModel
 
 CVP_TYPE_NAMES = ("TRUE", "FALSE", "AND", "OR", "NOT")
 # What the CVP construction's fields hold, restated here rather than read from neural.cvp's schedule: a proof that

@@ -27,8 +27,8 @@ import numpy as np
 from formal.query import Kind, Violation
 from formal.residual import DOMAIN
 from neural.config import Keys
-from neural.constructed import ConstructedModel, unique_rows
-from neural.fp import FPFormat
+from neural.construction.constructed import ConstructedModel, unique_rows
+from neural.construction.fp import FPFormat
 
 MAX_SUMS = 1 << 16  # reachable sums enumerated per dot product before falling back to a magnitude bound
 LEMMA = "order_independence"

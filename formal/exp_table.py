@@ -14,7 +14,7 @@ from fractions import Fraction
 
 import mpmath
 
-from neural.fp import FPFormat
+from neural.construction.fp import FPFormat
 
 
 @dataclass(frozen=True)

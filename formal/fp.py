@@ -1,5 +1,5 @@
-"""F(ebits, sbits) in Z3's floating-point theory: the semantics of ``neural.fp``, for proofs. The format's
-constants (B, the smallest subnormal) come from ``neural.fp.FPFormat``, so both sides speak of one format.
+"""F(ebits, sbits) in Z3's floating-point theory: the semantics of ``neural.construction.fp``, for proofs. The format's
+constants (B, the smallest subnormal) come from ``neural.construction.fp.FPFormat``, so both sides speak of one format.
 
 Two arithmetics over one grid:
 - *paper* (the default): RNE after every operation, then +-inf clamps to +-B; 0/0 (the only NaN that can arise)
@@ -7,8 +7,8 @@ Two arithmetics over one grid:
 - *ieee*: what torch's float16, bfloat16 and float32 do: RNE, overflow to +-inf, NaN from inf - inf, 0 * inf and
   0/0, and NaN compares false. Claims in this arithmetic say "finite" explicitly.
 - Sums are left to right from +0. A term whose weight is the constant 0 adds +-0 and changes no sum, so it is left
-  out (``neural.fp`` skips the same terms); only the sign of a zero can differ, and every claim compares with
-  IEEE equality, where -0 = +0.
+  out (``neural.construction.fp`` skips the same terms); only the sign of a zero can differ, and every claim
+  compares with IEEE equality, where -0 = +0.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 import z3
 
 from grammar.errors import ParameterError
-from neural.fp import FPFormat
+from neural.construction.fp import FPFormat
 
 TACTIC = ("simplify", "fpa2bv", "simplify", "bit-blast", "sat")
 

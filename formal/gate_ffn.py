@@ -18,7 +18,7 @@ from formal.fp import model_format
 from formal.query import Kind, Query
 from formal.residual import symbolic_residual
 from neural.config import Keys
-from neural.constructed import ConstructedModel
+from neural.construction.constructed import ConstructedModel
 
 # What each gate name means, restated here on purpose rather than imported from grammar.ir.TRUTH_TABLES: the
 # construction builds its minterm units from that table, so a proof against the same table could not see an error

@@ -11,7 +11,7 @@ from formal.gate_ffn import gate_ffn_queries
 from formal.query import PROVED, REFUTED, UNKNOWN, Outcome, Query, Violation, solve
 from formal.readout import readout_queries
 from formal.retrieval import retrieval_queries
-from neural.constructed import ConstructedModel
+from neural.construction.constructed import ConstructedModel
 
 TABLE_LEMMA = "embedding"  # checked entry by entry, no solver: the symbolic lemmas stand on it
 ORDER_LEMMA = "order_independence"  # IEEE only: exact enumeration of every dot product's partial sums

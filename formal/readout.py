@@ -13,7 +13,7 @@ from formal.fp import model_format
 from formal.query import Kind, Query, Violation
 from formal.residual import symbolic_residual
 from neural.config import Keys
-from neural.constructed import ConstructedModel, unique_rows
+from neural.construction.constructed import ConstructedModel, unique_rows
 
 
 def readout_queries(model: ConstructedModel, ieee: bool = False) -> list[Query]:

@@ -34,7 +34,7 @@ from formal.query import Kind, Query, Violation
 from formal.residual import DOMAIN
 from formal.softmax import softmax_queries
 from neural.config import Keys
-from neural.constructed import ConstructedModel, HeadPlan
+from neural.construction.constructed import ConstructedModel, HeadPlan
 
 
 def _head_rows(model: ConstructedModel, plan: HeadPlan, proj: str):

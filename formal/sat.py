@@ -14,9 +14,8 @@ import numpy as np
 from pysat.formula import CNF, IDPool
 from pysat.solvers import Solver
 
-from grammar.ir import TRUTH_TABLES, NormCircuit
-
 from formal.equivalence import DIFFERENT, EQUIVALENT, UNKNOWN, Equivalence, require_same_interface
+from grammar.ir import TRUTH_TABLES, NormCircuit
 
 SOLVER = "glucose4"
 

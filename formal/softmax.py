@@ -3,7 +3,7 @@ matched value exactly, however the softmax is computed.
 
 They hold for any weights, so they depend only on the format and T (``exp_table``). Three ways of computing it:
 - *paper*: w_j = [exp(s_j)], Z = sum w_j, out = [(sum [w_j v_j]) / Z], each sum left to right (the paper, and
-  ``neural.fp``);
+  ``neural.construction.fp``);
 - *torch*: subtract the row max m first, p_j = [w_j / Z], out = sum [p_j v_j] (``torch.softmax``, then
   ``weights @ v``);
 - *online*: one key at a time, m' = max(m, s), alpha = [exp(m - m')], l' = [[l alpha] + [exp(s - m')]],

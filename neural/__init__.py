@@ -1,15 +1,15 @@
 """Weights and execution. Never imports z3; imports grammar, and torch only where a module says so.
 
-Two halves that share the decoder and the CVP format:
-- shared: ``config`` (the architecture and the state-dict names), ``model`` (the one torch decoder),
+Two subpackages share the decoder and the CVP format:
+- shared, here: ``config`` (the architecture and the state-dict names), ``model`` (the one torch decoder),
   ``checkpoint`` (safetensors on disk, no pickle), ``cvp`` (the one CVP format);
-- the proved construction: ``constructed`` (the typed contract formal proves: Layout, HeadPlan, FFNPlan),
-  ``construct`` (fills it from a circuit), ``fp`` and ``finite`` (the paper's F(e,s) arithmetic, and the decoder
-  run in it), ``execute`` (decoding in any arithmetic, and runs checked in one pass);
-- the learning experiments: ``tasks`` (the four tasks and their held-out splits), ``runs`` (a run's settings,
-  schedule and checkpoint state), ``stacked`` (G decoders as one module), ``train`` (the one training loop, over
-  a group), ``prefetch``, ``evaluation`` (scoring a checkpoint), ``reproduce`` and ``reproduce_report`` (the
-  paper's grid, its claims, table and figures).
-The construction half never imports the learning half; the learning half reaches construction code only through
-``execute``'s decoding (tests/test_architecture.py).
+- ``construction``, the proved construction: ``constructed`` (the typed contract formal proves: Layout, HeadPlan,
+  FFNPlan), ``construct`` (fills it from a circuit), ``fp`` and ``finite`` (the paper's F(e,s) arithmetic, and the
+  decoder run in it), ``execute`` (decoding in any arithmetic, and runs checked in one pass);
+- ``learning``, the learning experiments: ``tasks`` (the four tasks and their held-out splits), ``runs`` (a run's
+  settings, schedule and checkpoint state), ``stacked`` (G decoders as one module), ``train`` (the one training
+  loop, over a group), ``prefetch``, ``evaluation`` (scoring a checkpoint), ``reproduce`` and ``reproduce_report``
+  (the paper's grid, its claims, table and figures).
+The construction never imports the learning half; the learning half reaches it only through
+``construction.execute``'s decoding (tests/test_architecture.py).
 """

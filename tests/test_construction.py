@@ -15,17 +15,17 @@ from grammar.evaluate import evaluate
 from grammar.netlist import load_netlist
 from grammar.normalize import normalize
 from neural import checkpoint
-from neural.construct import build_cvp, build_thm33, code_width
-from neural.cvp import CVPCircuit, check_cot
-from neural.cvp import lower as lower_to_cvp
-from neural.execute import (
+from neural.construction.construct import build_cvp, build_thm33, code_width
+from neural.construction.execute import (
     ExecMode,
     check_cvp_teacher_forced,
     check_thm33_teacher_forced,
     run_cvp,
     run_thm33,
 )
-from neural.fp import FPFormat
+from neural.construction.fp import FPFormat
+from neural.cvp import CVPCircuit, check_cot
+from neural.cvp import lower as lower_to_cvp
 
 F511 = FPFormat(5, 11)
 MODES = {"finite": ExecMode("finite", F511), "float32": ExecMode("ieee", F511, "float32")}

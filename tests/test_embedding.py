@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from formal.embedding import embedding_violations
-from neural.construct import build_cvp
-from neural.fp import FPFormat
+from neural.construction.construct import build_cvp
+from neural.construction.fp import FPFormat
 
 N = 8
 MODEL = build_cvp(N, FPFormat(5, 11))

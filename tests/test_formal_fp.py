@@ -1,4 +1,5 @@
-"""The Z3 encoding of F(e,s) against neural.fp, bit for bit: table-driven, >= 10,000 operations per format."""
+"""The Z3 encoding of F(e,s) against neural.construction.fp, bit for bit: table-driven, >= 10,000 operations per
+format."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,7 @@ import z3
 
 from formal.exp_table import exp_facts
 from formal.fp import Z3Format
-from neural.fp import FPFormat
+from neural.construction.fp import FPFormat
 
 FORMATS = [(4, 4), (5, 5), (5, 11), (8, 8)]
 

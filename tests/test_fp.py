@@ -1,4 +1,5 @@
-"""neural.fp: F(e,s) arithmetic, exhaustively on small formats and against torch's own casts where they coincide."""
+"""neural.construction.fp: F(e,s) arithmetic, exhaustively on small formats and against torch's own casts where they
+coincide."""
 from __future__ import annotations
 
 import itertools
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from neural.fp import FPFormat
+from neural.construction.fp import FPFormat
 
 
 def all_values(fmt: FPFormat) -> np.ndarray:

@@ -12,13 +12,13 @@ from torch.nn import functional as F
 
 from neural import checkpoint
 from neural.config import weight_shapes
-from neural.evaluation import evaluate_model, load_trained
+from neural.learning.evaluation import evaluate_model, load_trained
+from neural.learning.reproduce import PROFILES, Cell, Profile, plan_groups
+from neural.learning.runs import TrainConfig, lr_at
+from neural.learning.stacked import StackedDecoder
+from neural.learning.tasks import IGNORE
+from neural.learning.train import BETAS, group_key, train, train_group
 from neural.model import Decoder
-from neural.reproduce import PROFILES, Cell, Profile, plan_groups
-from neural.runs import TrainConfig, lr_at
-from neural.stacked import StackedDecoder
-from neural.tasks import IGNORE
-from neural.train import BETAS, group_key, train, train_group
 
 
 def _tiny(**kw) -> TrainConfig:

@@ -20,8 +20,8 @@ from formal.exactness import DotProduct, check, representable
 from formal.fp import Z3Format
 from formal.obligations import lemma_items
 from formal.query import Query
-from neural.construct import build_cvp
-from neural.fp import IEEE_FORMATS, FPFormat
+from neural.construction.construct import build_cvp
+from neural.construction.fp import IEEE_FORMATS, FPFormat
 
 OLD_SCALE = "32752"  # B/2 of F(5,11): the paper's saturating scale, the default before c = 64
 

@@ -124,7 +124,7 @@ def test_every_lowering_form_computes_its_truth_table():
 def test_every_gate_written_as_blif_reads_back_as_itself(tmp_path):
     from grammar.blif import parse_blif, write_blif
     from grammar.evaluate import evaluate
-    from grammar.ir import GATE_OPS, CONST_OPS, UNARY_OPS, Circuit, Gate
+    from grammar.ir import CONST_OPS, GATE_OPS, UNARY_OPS, Circuit, Gate
 
     for op in GATE_OPS:
         args = () if op in CONST_OPS else ("a",) if op in UNARY_OPS else ("a", "b")

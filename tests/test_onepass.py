@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 
 from grammar.netlist import load_netlist
 from grammar.normalize import normalize
-from neural import cvp, model as decoder_module
+from neural import cvp
+from neural import model as decoder_module
 from neural.config import Keys
-from neural.construct import build_cvp, build_thm33
-from neural.execute import ExecMode, cvp_teacher_forcing, greedy, run_cvp, run_thm33, session
-from neural.fp import FPFormat
+from neural.construction.construct import build_cvp, build_thm33
+from neural.construction.execute import ExecMode, cvp_teacher_forcing, greedy, run_cvp, run_thm33, session
+from neural.construction.fp import FPFormat
 
 F511 = FPFormat(5, 11)
 FINITE = ExecMode("finite", F511)
@@ -182,7 +183,7 @@ def cvp_free_sequence(nc, bits):
 
 
 def test_finite_attention_in_query_blocks_equals_one_block(monkeypatch):
-    from neural import fp
+    from neural.construction import fp
 
     rng = np.random.default_rng(0)
     q, k, v = (F511.round(rng.normal(size=(40, 6))) for _ in range(3))

@@ -83,7 +83,7 @@ def apply(model, name, index, kind):
 
 
 def behaviour_changes(model, mutant, nc) -> bool:
-    from neural.execute import ExecMode, session, teacher_forced
+    from neural.construction.execute import ExecMode, session, teacher_forced
 
     for i in range(2 ** nc.n_inputs):
         values = evaluate(nc, np.array([[(i >> b) & 1 for b in range(nc.n_inputs)]], dtype=np.uint8))[0]
@@ -96,8 +96,8 @@ def behaviour_changes(model, mutant, nc) -> bool:
 
 def kill_report(per_tensor: int, seed: int = 0, kinds=("flip", "double", "drop")) -> dict:
     from bridge.proof import prove_model
-    from neural.construct import build_thm33
-    from neural.fp import FPFormat
+    from neural.construction.construct import build_thm33
+    from neural.construction.fp import FPFormat
 
     nc = normalize(load_netlist(ROOT / "circuits/c17.bench"))
     model = build_thm33(nc, FPFormat(5, 11))

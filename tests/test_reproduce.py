@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from helpers import cli
 
-from neural import reproduce
-from neural.reproduce import (
+from neural.learning import reproduce
+from neural.learning.reproduce import (
     PROFILES,
     Profile,
     cells_of,
@@ -18,9 +18,9 @@ from neural.reproduce import (
     plan_groups,
     run_grid,
 )
-from neural.runs import TrainConfig
-from neural.tasks import SPLITS, make_task
-from neural.train import train
+from neural.learning.runs import TrainConfig
+from neural.learning.tasks import SPLITS, make_task
+from neural.learning.train import train
 
 TASKS = [("modadd", {"length": 4}), ("s5", {"length": 3}), ("isq", {"steps": 3, "max_prime": 31}),
          ("cvp", {"gates": 4})]
@@ -191,7 +191,7 @@ def test_a_damaged_results_file_is_refused_not_overwritten(tmp_path):
 def test_the_claims_prose_reads_the_thresholds_it_is_judged_by(monkeypatch):
     import dataclasses
 
-    from neural import reproduce
+    from neural.learning import reproduce
 
     moved = dataclasses.replace(reproduce.THRESHOLDS, cot_reaches=0.97, base_stays_below=0.3, cvp_gap=0.2)
     monkeypatch.setattr(reproduce, "THRESHOLDS", moved)

@@ -13,8 +13,8 @@ from grammar.netlist import load_netlist
 from grammar.normalize import normalize
 from grammar.spec import default_claims
 from neural import cvp
-from neural.construct import build_cvp, build_thm33
-from neural.fp import FPFormat
+from neural.construction.construct import build_cvp, build_thm33
+from neural.construction.fp import FPFormat
 
 F511 = FPFormat(5, 11)
 

@@ -10,10 +10,10 @@ import pytest
 from helpers import ROOT, cli, cli_json
 
 from neural import checkpoint
-from neural.evaluation import evaluate_model, load_trained
-from neural.runs import TrainConfig
-from neural.tasks import IGNORE, SETTINGS, make_task
-from neural.train import train
+from neural.learning.evaluation import evaluate_model, load_trained
+from neural.learning.runs import TrainConfig
+from neural.learning.tasks import IGNORE, SETTINGS, make_task
+from neural.learning.train import train
 
 TASKS = [("modadd", {"length": 6}), ("s5", {"length": 5}), ("isq", {"steps": 4}), ("cvp", {"gates": 5})]
 
@@ -74,7 +74,7 @@ def test_resume_continues_exactly(tmp_path):
 
 def test_two_process_ddp_over_gloo(tmp_path):
     out = tmp_path / "ddp"
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",  # a free port, not a fixed one
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",  # a free port
                            "--nproc_per_node", "2", "-m", "bridge.cli", "train", "--task", "modadd", "--param",
                            "length=4", "--d-model", "32", "--heads", "2", "--steps", "6", "--batch-size", "8",
                            "--device", "cpu", "--out", str(out), "--json"],
@@ -191,7 +191,7 @@ def test_s5_base_one_layer_stays_near_chance(tmp_path):
 
 def test_the_spec_language_and_the_trainer_know_the_same_tasks():
     from grammar.spec import TASK_DEFAULTS
-    from neural.tasks import TASK_CLASSES, make_task
+    from neural.learning.tasks import TASK_CLASSES, make_task
 
     assert set(TASK_DEFAULTS) == set(TASK_CLASSES)
     for kind, params in TASK_DEFAULTS.items():
@@ -206,8 +206,8 @@ def test_train_to_an_unwritable_place_exits_2(tmp_path):
 
 
 def test_the_run_state_is_what_a_checkpoint_records_and_a_resume_reads(tmp_path):
-    """neural.runs.RunState is the one writer and reader of the resume keys of config.json."""
-    from neural.runs import RunState
+    """neural.learning.runs.RunState is the one writer and reader of the resume keys of config.json."""
+    from neural.learning.runs import RunState
 
     state = RunState(40, 12.5, (1.25, 0.5, 3), 2, True, 0.875)
     assert RunState.from_meta(json.loads(json.dumps(state.to_meta()))) == state

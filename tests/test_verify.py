@@ -1,4 +1,5 @@
-"""bridge.verify: every spec proves; every sabotage is refuted with a counterexample that replays in neural.fp."""
+"""bridge.verify: every spec proves; every sabotage is refuted with a counterexample that replays in
+neural.construction.fp."""
 from __future__ import annotations
 
 import dataclasses
@@ -14,8 +15,8 @@ from bridge.proof import prove_model
 from bridge.testing import assert_proved, assert_refuted
 from grammar.netlist import load_netlist
 from grammar.normalize import normalize
-from neural.construct import build_cvp, build_thm33
-from neural.fp import FPFormat
+from neural.construction.construct import build_cvp, build_thm33
+from neural.construction.fp import FPFormat
 
 F511 = FPFormat(5, 11)
 CLAIMS = {"retrieval": {"unrolled_k": 3}, "gate_ffn": {}, "readout": {}, "composition": {}}

@@ -2,8 +2,8 @@
 
 For each group size G, on the CPU always and on CUDA when present:
 
-- *grouped*: one process trains G runs as one stacked model (``neural.train.train_group``, the loop ``train`` and
-  ``reproduce`` run, clipping and schedule included);
+- *grouped*: one process trains G runs as one stacked model (``neural.learning.train.train_group``, the loop
+  ``train`` and ``reproduce`` run, clipping and schedule included);
 - *separate*: G runs as separate processes, at most ``--jobs`` at a time (the CPU's cores, or 14 on a GPU, as the
   last full grid ran), each timing its own steps. Past ``--jobs`` processes the machine runs them in waves, so the
   aggregate rate of G separate runs is that of ``min(G, jobs)`` concurrent ones.
@@ -11,7 +11,7 @@ For each group size G, on the CPU always and on CUDA when present:
 Rates are steady-state: each process times two runs of n1 and n2 steps and divides the difference, so process
 start, model set-up and checkpoint writes cancel out. Grouped and separate are measured ``--repeats`` times,
 interleaved, and the ratio is the median of the per-round ratios (this machine's speed drifts by minutes).
-Reported: aggregate cell-steps/s, achieved FLOP/s (``neural.stacked.flops_per_step``) and
+Reported: aggregate cell-steps/s, achieved FLOP/s (``neural.learning.stacked.flops_per_step``) and
 ``grouped_to_separate_ratio``.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ SHAPE = {"task": "s5", "task_params": (("length", 8),), "layers": 1, "d_model": 
 
 
 def configs(g: int, setting: str, layers: int, device: str):
-    from neural.runs import TrainConfig
+    from neural.learning.runs import TrainConfig
 
     base = TrainConfig(**{**SHAPE, "layers": layers}, setting=setting, steps=10_000, device=device,
                        save_every=10 ** 9, log_every=10 ** 9, precision="auto")
@@ -43,7 +43,7 @@ def configs(g: int, setting: str, layers: int, device: str):
 
 def steady_rate(g: int, setting: str, layers: int, device: str, n1: int, n2: int) -> float:
     """Cell-steps/s of one process training ``g`` runs as one group, set-up and saving excluded."""
-    from neural.train import train_group
+    from neural.learning.train import train_group
 
     cfgs = configs(g, setting, layers, device)
 
@@ -62,8 +62,8 @@ def steady_rate(g: int, setting: str, layers: int, device: str, n1: int, n2: int
 
 
 def flops_per_cell_step(setting: str, layers: int) -> float:
-    from neural.stacked import flops_per_step
-    from neural.tasks import IGNORE
+    from neural.learning.stacked import flops_per_step
+    from neural.learning.tasks import IGNORE
 
     cfg = configs(1, setting, layers, "cpu")[0]
     task = cfg.make_task()

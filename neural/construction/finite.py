@@ -1,10 +1,9 @@
 """The decoder of ``neural.model`` executed bit-exactly in F(ebits, sbits), on the same named arrays.
 
-Every operation rounds as ``neural.fp`` defines (nearest-even after each product and each addition, sums left to
-right, saturation at +-B, the paper's softmax without max-subtraction), so what this computes is what ``formal``
-proves about. It needs no torch:
-the arrays are numpy, and the architecture is ``ModelConfig``. LayerNorm and GELU have no F semantics here yet and
-are refused with a clear error rather than approximated.
+Every operation rounds as ``neural.construction.fp`` defines (nearest-even after each product and each addition,
+sums left to right, saturation at +-B, the paper's softmax without max-subtraction), so what this computes is what
+``formal`` proves about. It needs no torch: the arrays are numpy, and the architecture is ``ModelConfig``. LayerNorm
+and GELU have no F semantics here yet and are refused with a clear error rather than approximated.
 """
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from neural.config import Keys, ModelConfig
-from neural.fp import FPFormat
+from neural.construction.fp import FPFormat
 
 
 class UnsupportedInFinite(ValueError):

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from neural.tasks import FoldTask, make_task
+from neural.learning.tasks import FoldTask, make_task
 
 
 @lru_cache(maxsize=None)

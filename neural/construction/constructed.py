@@ -1,5 +1,5 @@
-"""What a construction is: the typed contract between ``neural.construct``, which fills it, and ``formal``, which
-proves it. Torch-free and z3-free, so both sides import it.
+"""What a construction is: the typed contract between ``neural.construction.construct``, which fills it, and
+``formal``, which proves it. Torch-free and z3-free, so both sides import it.
 
 A ``ConstructedModel`` is a set of named weight arrays (named by ``neural.config.Keys``), a ``Layout`` of named
 residual fields, and the plan of every head and of the FFN: which field each reads and writes. The proofs check the
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from neural.config import Keys, ModelConfig
-from neural.fp import FPFormat
+from neural.construction.fp import FPFormat
 
 
 def unique_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,13 +7,13 @@ import numpy as np
 import torch
 
 from neural import checkpoint
+from neural.learning.tasks import SETTINGS, FoldTask, make_task
 from neural.model import Decoder
-from neural.tasks import SETTINGS, FoldTask, make_task
 
 
 def generate(model: Decoder, prompts, steps: int) -> np.ndarray:
-    """Batched greedy decoding with the KV cache: ``neural.execute.greedy`` over the module."""
-    from neural.execute import TorchSession, greedy
+    """Batched greedy decoding with the KV cache: ``neural.construction.execute.greedy`` over the module."""
+    from neural.construction.execute import TorchSession, greedy
 
     return greedy(TorchSession(model), np.asarray(prompts), steps)
 

@@ -2,11 +2,11 @@
 
 A *cell* is (task, setting, layers, length, seed). Every cell of a profile gets the same step budget and the same
 learning-rate schedule, whatever its depth, and stops early once its accuracy on the validation split reaches
-``EARLY_STOP``. Accuracy is greedy accuracy on the test split: prompts that the hash split of ``neural.tasks``
+``EARLY_STOP``. Accuracy is greedy accuracy on the test split: prompts that the hash split of ``neural.learning.tasks``
 keeps out of training and validation. Beside each cell stand the chance levels that make it readable: the
 majority class, and for cvp the best guess from the last gate's type alone.
 
-Cells train in groups (``plan_groups``, ``neural.train``): one stacked model for cells that can share a step.
+Cells train in groups (``plan_groups``, ``neural.learning.train``): one stacked model for cells that can share a step.
 Results go to ``results/<profile>.json`` after every group (atomically), so a killed grid resumes at the first
 unfinished cell, and a group killed mid-run is formed again from its cells' checkpoints and resumes exactly.
 ``table.md`` and the figures are drawn from that file.
@@ -92,7 +92,7 @@ def parse_cells(text: str | None) -> list[tuple[str, str, int]] | None:
     """``TASK:SETTING:LAYERS[,...]`` -> [(task, setting, layers)]; ValueError names the bad item."""
     if text is None:
         return None
-    from neural.tasks import SETTINGS
+    from neural.learning.tasks import SETTINGS
 
     out = []
     for item in text.split(","):
@@ -126,7 +126,7 @@ def cells_of(profile: Profile, seeds: int, chosen: list | None = None) -> list[C
 
 
 def train_config(profile: Profile, cell: Cell, precision: str = "auto"):
-    from neural.runs import TrainConfig
+    from neural.learning.runs import TrainConfig
 
     params = {**profile.tasks[cell.task], LENGTH_PARAM[cell.task]: cell.length}
     return TrainConfig(task=cell.task, task_params=tuple(sorted(params.items())), setting=cell.setting,
@@ -173,14 +173,14 @@ def heldout_disjoint(task, cfg, eval_seed: int, eval_samples: int, train_steps: 
 
 def run_group(profile_name: str, cells: list[Cell], root: str, index: str = "", fresh: bool = False,
               device: str | None = None, precision: str = "auto") -> list[dict]:
-    """Train (or resume) a group of cells as one stacked model (``neural.train``), then score each on the test
+    """Train (or resume) a group of cells as one stacked model (``neural.learning.train``), then score each on the test
     split. Runs in a worker process under ``--jobs``."""
     import shutil
 
     import torch
 
-    from neural.runs import resolve_device
-    from neural.train import train_group
+    from neural.learning.runs import resolve_device
+    from neural.learning.train import train_group
 
     threads = os.environ.get("COTPROOF_THREADS")
     if threads:
@@ -209,7 +209,7 @@ def score_cell(profile: Profile, cell: Cell, cfg, run_dir: Path, last: dict, dev
                tag: str = "") -> dict:
     """One cell's row: test accuracy where it trained (greedy decoding of 1,000 prompts is no small job), chance
     levels, soundness, and how it ran."""
-    from neural.evaluation import evaluate_model, load_trained
+    from neural.learning.evaluation import evaluate_model, load_trained
 
     model, task, setting, meta = load_trained(run_dir)
     model.to(device)
@@ -235,12 +235,12 @@ def plan_groups(profile: Profile, cells: list[Cell], root: Path, device: str, me
                 fresh: bool = False, precision: str = "auto") -> list[list[Cell]]:
     """Cells that train well together, as groups of at most ``MAX_GROUP`` members within ``memory_bytes``.
 
-    Members must share ``neural.train.group_key`` and the step they resume from. On CUDA a group also spans the
+    Members must share ``neural.learning.train.group_key`` and the step they resume from. On CUDA a group also spans the
     settings and lengths of a task (padded to its longest sequence): small models there are bound by kernel
     launches, and G models cost about the launches of one. On a CPU training is bound by arithmetic (a group of 4
     measured 1.08x the rate of separate processes, of 64 0.48x, ``docs/benchmarks.md``), so padding would be lost
     work: a CPU group holds cells of one exact shape only, such as the seeds of a cell."""
-    from neural.train import group_key
+    from neural.learning.train import group_key
 
     cuda = device.startswith("cuda")
     cfgs = {cell: train_config(profile, cell, precision) for cell in cells}
@@ -270,7 +270,7 @@ def resume_step(run_dir: Path) -> int:
 def group_cost(profile: Profile, group: list[Cell]) -> float:
     """What orders groups longest first: the training FLOP of the whole budget, summed over members (depth alone
     would rank a 1-layer cvp cell, with its long sequences, with a 1-layer modadd cell 3x cheaper)."""
-    from neural.stacked import flops_per_step
+    from neural.learning.stacked import flops_per_step
 
     total = 0.0
     for cell in group:
@@ -350,7 +350,7 @@ def run_grid(profile_name: str, out: Path, results: Path, *, seeds: int | None =
     Cells train in groups (``plan_groups``), ``jobs`` worker processes at a time (default: one per visible GPU, or
     one on a CPU), each worker on one device: with several GPUs, the workers are dealt out over them."""
     from grammar.limits import require_training_steps
-    from neural.runs import resolve_device
+    from neural.learning.runs import resolve_device
 
     profile = PROFILES[profile_name]
     seeds = profile.seeds if seeds is None else seeds
@@ -451,7 +451,7 @@ def _provenance(rows: list[dict], key: str, current) -> str:
 
 
 def write_results(profile_name: str, rows: list[dict], results: Path) -> None:
-    from neural.reproduce_report import plot_depth, plot_length, render_table
+    from neural.learning.reproduce_report import plot_depth, plot_length, render_table
 
     doc = document(profile_name, rows)
     atomic_write_text(results / f"{profile_name}.json", json.dumps(doc, indent=1) + "\n")
@@ -519,14 +519,16 @@ def claims(rows: list[dict], profile: Profile) -> list[dict]:
                 "short inputs but not long ones, so CoT's advantage shows as inputs grow",
                 "holds": ok if not axis or ok is None else (ok and bool(learned) and bool(failed) and
                                                             max(learned) < min(failed)),
-                "evidence": text + f"; base learns (>= {t.base_learns:g} at some depth) at lengths {learned or 'none'}, "
+                "evidence": text + f"; base learns (>= {t.base_learns:g} at some depth) at lengths "
+                f"{learned or 'none'}, "
                 f"not at {failed or 'none'}" + ("" if axis else " (one length run: only the CoT half is judged)")})
     for task, name in (("s5", "composition in S5"), ("isq", "iterated squaring")):
         ok1, t1 = cot_one_layer(task)
         ok2, t2 = base_low(task)
         both = None if ok1 is None or ok2 is None else ok1 and ok2
         out.append({"task": task, "claim": f"{name}: base stays at or below {t.base_stays_below:g} at every depth "
-                    f"run; CoT with 1 layer reaches {t.cot_reaches:g}", "holds": both, "evidence": "; ".join(t for t in (t1, t2) if t) or NOT_RUN})
+                    f"run; CoT with 1 layer reaches {t.cot_reaches:g}", "holds": both,
+                    "evidence": "; ".join(x for x in (t1, t2) if x) or NOT_RUN})
     ok1, t1 = cot_one_layer("cvp")
     base = _group(rows, "cvp", "base")
     holds = ok1

@@ -1,8 +1,8 @@
 """Running the decoder: greedy CoT generation with a KV cache, teacher-forced passes, and runs checked in one pass.
 
 A *session* feeds tokens and returns predictions, keeping its own cache; the greedy loop and the teacher-forced pass
-are written once, over either session, so the finite mode, the IEEE modes and trained models (``neural.evaluation``,
-``bridge.audit``) are all decoded by the same code.
+are written once, over either session, so the finite mode, the IEEE modes and trained models
+(``neural.learning.evaluation``, ``bridge.audit``) are all decoded by the same code.
 
 A run of a constructed model (``run_thm33``, ``run_cvp``) does not generate token by token when it need not. Greedy
 decoding's output is the one sequence t whose every token is the argmax after the tokens before it. So a proposal p
@@ -22,9 +22,9 @@ from grammar.evaluate import check_trace, evaluate
 from grammar.ir import NormCircuit
 from neural import cvp
 from neural.config import ModelConfig
-from neural.constructed import ConstructedModel
-from neural.finite import FiniteCache, FiniteDecoder
-from neural.fp import FPFormat
+from neural.construction.constructed import ConstructedModel
+from neural.construction.finite import FiniteCache, FiniteDecoder
+from neural.construction.fp import FPFormat
 
 IEEE_DTYPES = ("float32", "float16", "bfloat16", "float64")
 

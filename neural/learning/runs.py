@@ -5,7 +5,7 @@
   before it stops (such a run depends on wall time, so bit-exact ``--resume`` is promised for ``--steps`` runs).
 - Checkpoints: ``model.safetensors``, ``optimizer.safetensors`` and ``config.json`` (written last, with the hashes
   of both), each replaced atomically; ``metrics.jsonl`` gets one line per log interval. A run trained alone and a
-  run trained in a group (``neural.train``) write the same files.
+  run trained in a group (``neural.learning.train``) write the same files.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import torch
 from grammar.errors import InputError, ParameterError, SourceLoc
 from neural import checkpoint
 from neural.config import ModelConfig
-from neural.tasks import FoldTask, make_task
+from neural.learning.tasks import FoldTask, make_task
 
 OPTIMIZER = "optimizer.safetensors"
 STABLE = 0.7  # warm-up, constant rate until 70% of the budget, then cosine to 0.1x (tasks that "grok", like S5,
@@ -52,7 +52,7 @@ class TrainConfig:
     early_stop_patience: int = 2  # ... at this many checks in a row (one lucky check is not a learned task)
     eval_every: int = 250  # steps between those validation checks
     eval_samples: int = 256
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 elsewhere (neural.train.resolve_precision)
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 elsewhere (neural.learning.train.resolve_precision)
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -1,7 +1,7 @@
 """Training the one decoder on the four tasks, alone or in groups, on the CPU here and on GPUs elsewhere.
 
 - Fresh samples every step, drawn from ``default_rng([seed, step, rank])`` among the task's *training* prompts (the
-  hash split of ``neural.tasks``): the data at a step depends on nothing else, so ``--resume`` continues an
+  hash split of ``neural.learning.tasks``): the data at a step depends on nothing else, so ``--resume`` continues an
   interrupted run exactly (weights, AdamW moments and step are checkpointed).
 - ``early_stop``: the run ends once greedy accuracy on *validation* prompts reaches the target at two checks in a
   row; the reported numbers come from the separate *test* prompts.
@@ -19,10 +19,10 @@ each member's own AdamW. What is per member stays per member:
 - metrics, validation, early stop and checkpoints: a member that stops is saved and leaves the group, and the rest
   go on without it.
 
-A member's checkpoint is the one a run alone writes (``neural.runs.save_training``), so ``eval``, ``audit`` and
+A member's checkpoint is the one a run alone writes (``neural.learning.runs.save_training``), so ``eval``, ``audit`` and
 ``--resume`` cannot tell a grouped run from a single one. What members must share is ``group_key``: vocabulary,
 architecture, schedule, batch size, device and precision. They may differ in task length and setting (shorter
-sequences are padded at the end, see ``neural.stacked``), seed and early stop.
+sequences are padded at the end, see ``neural.learning.stacked``), seed and early stop.
 """
 from __future__ import annotations
 
@@ -41,12 +41,12 @@ from torch.nn import functional as F
 from grammar.errors import InputError, ParameterError, SourceLoc
 from neural import checkpoint
 from neural.config import Keys, ModelConfig
-from neural.evaluation import evaluate_model
+from neural.learning.evaluation import evaluate_model
+from neural.learning.prefetch import Batches
+from neural.learning.runs import RunState, TrainConfig, load_training, lr_at, resolve_device, save_training
+from neural.learning.stacked import StackedDecoder
+from neural.learning.tasks import IGNORE, SETTINGS, FoldTask
 from neural.model import Decoder
-from neural.prefetch import Batches
-from neural.runs import RunState, TrainConfig, load_training, lr_at, resolve_device, save_training
-from neural.stacked import StackedDecoder
-from neural.tasks import IGNORE, SETTINGS, FoldTask
 
 BETAS = (0.9, 0.98)
 CLIP_NORM = 1.0

@@ -1,5 +1,5 @@
-"""``results/``'s table and figures, drawn from a reproduction's JSON (``neural.reproduce``): mean over seeds with
-the min-max range, the chance levels beside every cell."""
+"""``results/``'s table and figures, drawn from a reproduction's JSON (``neural.learning.reproduce``): mean over
+seeds with the min-max range, the chance levels beside every cell."""
 from __future__ import annotations
 
 import io

@@ -1,7 +1,8 @@
 """The constructions of Theorem 3.3, as named weight arrays plus a layout of named residual coordinates.
 
-This module is the single source of truth for the weights: the torch module loads them, ``neural.fp`` runs them,
-and ``formal`` proves them, always these exact arrays. It imports neither torch nor z3.
+This module is the single source of truth for the weights: the torch module loads them,
+``neural.construction.fp`` runs them, and ``formal`` proves them, always these exact arrays. It imports neither
+torch nor z3.
 
 Shared mechanisms:
 - ``sbin(j) = 2*bin_k(j) - 1`` codes positions and gate ids with +-1 entries.
@@ -19,8 +20,8 @@ from grammar.codes import code_width, sbin
 from grammar.errors import ParameterError
 from grammar.ir import GATE_OPS, TRUTH_TABLES, NormCircuit
 from neural.config import Keys, ModelConfig, weight_shapes
-from neural.constructed import ConstructedModel, FFNPlan, HeadPlan, Layout
-from neural.fp import FPFormat
+from neural.construction.constructed import ConstructedModel, FFNPlan, HeadPlan, Layout
+from neural.construction.fp import FPFormat
 
 EXACT_KEY_SCALE = 64.0  # [exp(-128)] = 0 in float16, bfloat16 and float32, and 64 * 2k stays exact in all three
 
@@ -107,8 +108,8 @@ def _check_representable(model: ConstructedModel, rows: int = 1 << 14) -> None:
             if ok.all():
                 continue
             bad = block[~ok][0]
-            raise ParameterError(f"weight {name} holds {float(bad)!r}, which F({model.fmt.ebits},{model.fmt.sbits}) cannot "
-                             f"represent; choose another key_scale or format")
+            raise ParameterError(f"weight {name} holds {float(bad)!r}, which F({model.fmt.ebits},{model.fmt.sbits}) "
+                                 f"cannot represent; choose another key_scale or format")
 
 
 # ---- sizes, known before anything is built ----------------------------------------------------------------------
