@@ -3,8 +3,8 @@
 Read in this order:
 - the verifier engine: ``target`` (a spec or netlist in, the construction built), ``proof`` (every lemma over the
   weights, the bounded checks, a replayed counterexample: the ``Report``), ``bounded`` (the whole-model checks,
-  sized before they run, and which arithmetic runs them), ``replay`` (each kind of counterexample run in
-  neural.construction.fp or in torch), ``smt_export`` (the answered queries as SMT-LIB, re-solved by cvc5 or bitwuzla);
+  sized before they run, and which arithmetic runs them), ``replay`` (a refuted lemma's report: the witness's own
+  replay in F(e,s), the whole model's, and torch's under --ieee), ``smt_export`` (the answered queries as SMT-LIB, re-solved by cvc5 or bitwuzla);
 - the audit library: ``audit`` (a trained checkpoint against the construction), ``audit_plots``;
 - the public pytest API: ``testing`` (``assert_proved``, ``assert_refuted``);
 - the command shells, thin over the above: ``cli`` (``cotproof``), ``verify`` (``python -m bridge.verify``),

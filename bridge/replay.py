@@ -1,195 +1,19 @@
-"""Turning a refuted lemma into concrete positions, tokens and inputs, and replaying it in ``neural.construction.fp``.
+"""Replaying a refuted lemma, so that a counterexample is seen to fail and not only claimed to.
 
-Two replays, both in the finite arithmetic the model runs in:
-- *component*: the lemma's own claim, on the concrete residual vectors the solver's model describes, through the
-  actual weights (a head, the FFN, the readout). ``replayed`` is true only when this reproduces the failure.
+- *component*: the counterexample replays itself (``formal.witness``): the lemma's own claim on the concrete values
+  the solver's model describes, through the actual weights, in F(e,s). ``replayed`` is true only when this
+  reproduces the failure; a kind with nothing concrete to run says why.
 - *model*: seeded instances (inputs, or CVP circuits) run teacher-forced through the whole model; the first one
   with a wrong CoT step is reported, so a user sees the failure as a wrong answer too.
+- *torch*: with ``--ieee``, one correct sequence teacher-forced in that dtype and in float64, and an
+  order_independence witness's terms added one by one in that dtype.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from formal.query import Kind
-from grammar.codes import sbin
 from neural import cvp
-from neural.config import Keys
 from neural.construction.execute import ExecMode
-
-
-def _bit(x: float) -> int:
-    return 1 if x > 0 else 0
-
-
-def _positions_from(cex: dict, k: int) -> tuple[int, int] | None:
-    """Query and key positions (codes) that realise a score counterexample."""
-    if cex["kind"] == Kind.UNROLLED:
-        bits = cex["bits"]
-        p = sum(_bit(cex[f"query_bit{b}"]) << b for b in bits)
-        j = sum(_bit(cex[f"key_bit{b}"]) << b for b in bits)
-        return p, j
-    b = cex["bit"]
-    p, j = _bit(cex["query_bit"]) << b, _bit(cex["key_bit"]) << b
-    if not cex["matched_so_far"]:
-        if b == 0:
-            return None  # "a mismatch before bit 0" cannot happen: the solver's state is unreachable
-        j |= 1
-    return p, j
-
-
-def _residual(cex: dict, d: int) -> np.ndarray:
-    """The residual row a witness describes: its ``residual<column>`` values, 0 elsewhere."""
-    x = np.zeros((1, d))
-    for key, val in cex.items():
-        if key.startswith("residual"):
-            x[0, int(key[len("residual"):])] = val
-    return x
-
-
-def _head(model, cex: dict):
-    return next(h for h in model.heads if h.layer == cex["layer"] and h.head == cex["head"])
-
-
-def _replay_score(model, cex: dict) -> dict:
-    """The head on two concrete keys (the mismatched one first, then the match) with the query the witness
-    describes: attention must return the matching position's value, 1."""
-    fmt, lay = model.fmt, model.layout
-    plan = _head(model, cex)
-    pos = _positions_from(cex, model.code_bits)
-    if pos is None:
-        return {"replayed": False, "why": "the solver's state is not reachable from a real sequence"}
-    p, j = pos
-    X = np.zeros((3, model.config.d_model))
-    X[0, lay.cols(plan.query_field)] = sbin(p, model.code_bits)
-    X[1, lay.cols(plan.key_field)] = sbin(j, model.code_bits)  # the other key first, then the match
-    X[2, lay.cols(plan.key_field)] = sbin(p, model.code_bits)
-    X[2, lay.cols(plan.value_field)[0]] = 1.0
-    keys = X[1:] if p != j else X[2:]
-    (wq, bq), (wk, bk), (wv, bv) = (model.head_slice(plan, proj) for proj in "qkv")
-    q, k, v = fmt.linear(X[:1], wq, bq), fmt.linear(keys, wk, bk), fmt.linear(keys, wv, bv)
-    out, weights = fmt.attention(q, k, v, model.config.scale, causal_offset=None)
-    got = float(out[0, 0])
-    return {"replayed": got != 1.0, "query_position_code": p, "key_position_code": j,
-            "attention_weights": [float(x) for x in weights[0]], "head_output": got, "expected": 1.0,
-            "layer": plan.layer, "head": plan.head}
-
-
-def _replay_gate_ffn(model, cex: dict) -> dict:
-    """The FFN on the witness's residual, with its concrete a, b, type and role: it must write the gate's value to
-    the output column and 0 everywhere else."""
-    fmt, lay, plan = model.fmt, model.layout, model.ffn
-    x = _residual(cex, model.config.d_model)
-    a, b = _witness_bit(cex.get("a")), _witness_bit(cex.get("b"))
-    if a is None or b is None:
-        return _not_a_bit(cex, "a", "b")
-    x[0, lay.col(plan.a_field)], x[0, lay.col(plan.b_field)] = a, b
-    x[0, lay.cols(plan.type_field)] = np.eye(len(plan.type_ops))[cex["type_index"]]
-    for flag in (f for f in plan.roles if f is not None):
-        x[0, lay.col(flag)] = 1.0 if cex.get("role") == flag else 0.0
-    hidden = fmt.relu(fmt.linear(x, *model.linear(Keys.ffn(plan.layer, "fc1"))))
-    y = fmt.linear(hidden, *model.linear(Keys.ffn(plan.layer, "fc2")))
-    want = np.zeros(model.config.d_model)
-    want[lay.col(plan.output_field)] = cex["expected"]
-    bad = np.flatnonzero(y[0] != want)
-    return {"replayed": bool(bad.size), "op": cex["op"], "a": a, "b": b,
-            "ffn_output": float(y[0, lay.col(plan.output_field)]), "expected": float(want[lay.col(plan.output_field)]),
-            "wrong_columns": [int(c) for c in bad]}
-
-
-def _replay_readout(model, cex: dict) -> dict:
-    """The unembedding on the witness's residual: its argmax must be the token of the value (or id) it holds."""
-    fmt, lay = model.fmt, model.layout
-    x = _residual(cex, model.config.d_model)
-    ans = _witness_bit(cex.get("ans"))
-    if ans is None:
-        return _not_a_bit(cex, "ans")
-    if model.mode == "cvp":
-        role = cex["role"]
-        for flag in ("role_id", "role_va", "role_vg"):
-            x[0, lay.col(flag)] = 1.0 if flag == role else 0.0
-        # the right id is the code the counters describe when every bit matched: take id 0 (NA), whose code
-        # sbin(0) is all -1; where a value is next, that code is what position 0 gives, and out holds ans
-        x[0, lay.cols("g_in")] = sbin(0, model.code_bits)
-        x[0, lay.col(model.ffn.output_field)] = 0 if role == "role_id" else ans
-        want = cvp.NA if role == "role_id" else model.vocab.index(str(ans))
-    else:
-        x[0, lay.col(model.ffn.output_field)] = ans
-        want = ans
-    logits = fmt.linear(x, *model.linear(Keys.HEAD))[0]
-    got = int(np.argmax(logits))
-    return {"replayed": got != want, "expected_token": model.vocab[want], "argmax_token": model.vocab[got],
-            "logits": {model.vocab[want]: float(logits[want]), model.vocab[got]: float(logits[got])}}
-
-
-def _replay_value(model, cex: dict) -> dict:
-    """The head's value projection on the witness's value: it must copy it."""
-    plan = _head(model, cex)
-    x = np.zeros((1, model.config.d_model))
-    x[0, model.layout.cols(plan.value_field)] = cex["value_in"]
-    wv, bv = model.head_slice(plan, "v")
-    v = model.fmt.linear(x, wv, bv)[0, :len(model.layout.cols(plan.value_field))]
-    return {"replayed": bool((v != cex["value_in"]).any()), "value_in": cex["value_in"],
-            "value_out": [float(t) for t in v]}
-
-
-def _replay_output(model, cex: dict) -> dict:
-    """attn.o's row on the witness's head dims: it must give the dim it copies (its source), or 0."""
-    cfg, layer, r = model.config, cex["layer"], cex["row"]
-    W, b = model.linear(Keys.attn(layer, "o"))
-    cols = [int(c) for c in np.flatnonzero(W[r])]
-    h = np.array([[float(cex.get(f"head_dim{j}", 0.0)) for j in range(len(cols))]])
-    got = float(model.fmt.linear(h, W[r:r + 1, cols], b[r:r + 1])[0, 0])
-    source = {int(col): plan.head * cfg.d_head + d for plan in model.heads if plan.layer == layer
-              and plan.output_field for d, col in enumerate(model.layout.cols(plan.output_field))}.get(r)
-    want = (float(h[0, cols.index(source)]) if source in cols else float(cex.get("source_dim", 0.0))
-            if source is not None else 0.0)
-    return {"replayed": got != want, "row": r, "head_dims": [float(v) for v in h[0]], "output": got,
-            "expected": want}
-
-
-# Every kind of counterexample: its replay, or why there is none. In F(e,s) the component replay runs what the
-# lemma claims about one component on the witness's concrete values; in IEEE (``--ieee``) every kind is replayed
-# in torch instead (``replay_in_torch``). The whole-model replay runs either way.
-NO_POSITION = "the induction's base case, the empty score 0: there is no position to run it at"
-COMPONENT_REPLAYS: dict[Kind, object] = {
-    Kind.SCORE_STEP: _replay_score,
-    Kind.UNROLLED: _replay_score,
-    Kind.GATE_FFN: _replay_gate_ffn,
-    Kind.READOUT: _replay_readout,
-    Kind.VALUE: _replay_value,
-    Kind.OUTPUT: _replay_output,
-    Kind.SCORE_BASE: NO_POSITION,
-    Kind.PAIR: "a claim of IEEE arithmetic only: it is replayed in torch, in that dtype",
-    Kind.PARTIAL_SUM: "a claim of IEEE arithmetic only: its terms are added in torch, in that dtype",
-    Kind.SOFTMAX: "a claim about the softmax over an abstract one-hot row of scores, not about a position",
-    Kind.READOUT_BASE: "an induction over abstract counters of code bits: no concrete residual",
-    Kind.READOUT_STEP: "an induction over abstract counters of code bits: no concrete residual",
-    Kind.TABLE: "read off the weights and tables directly, with no solver model: the counterexample names the entry",
-}
-
-
-def replay_component(model, cex: dict) -> dict:
-    """The lemma's own claim on the witness's concrete values, or ``{"replayed": False, "why": ...}``."""
-    replay = COMPONENT_REPLAYS[Kind(cex["kind"])]
-    if isinstance(replay, str):
-        return {"replayed": False, "why": f"no component replay: {replay}"}
-    return replay(model, cex)
-
-
-def _witness_bit(value) -> int | None:
-    """A witness's 0 or 1; None for anything else a solver may return (NaN, inf, 0.5, in tiny formats)."""
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return int(f) if f in (0.0, 1.0) else None
-
-
-def _not_a_bit(cex: dict, *keys: str) -> dict:
-    """No component replay, said plainly: the witness sets a bit-valued input to something that is no bit, so
-    there is no concrete residual to feed the component (the whole-model replay still runs)."""
-    found = ", ".join(f"{k} = {cex.get(k)}" for k in keys)
-    return {"replayed": False, "why": f"the witness has {found}: not a bit, so no concrete residual to replay"}
 
 
 def replay_model(model, circuit, instances: int = 64, seed: int = 0, max_gates: int = 32,
@@ -289,17 +113,18 @@ def _floats(t, limit: int = 16) -> list:
 
 
 def replay(model, circuit, outcome, ieee: str | None = None) -> dict:
-    cex = dict(outcome.counterexample or {})
+    """The report of a refuted outcome: its counterexample, and each replay that applies."""
+    cex = outcome.counterexample
+    head = {"lemma": outcome.lemma, "query": outcome.name, **cex.to_json()}
     if ieee is not None:  # the claim is about torch in that dtype: replay it there
         torch_replay = replay_in_torch(model, circuit, ieee)
         replayed = bool(torch_replay["replayed"])
-        if "terms" in cex:  # an order_independence witness: the partial sum a kernel forms in that order
-            torch_replay["partial_sum_in_order"] = partial_sum_in_torch(cex, ieee)
+        if "terms" in cex.values:  # an order_independence witness: the partial sum a kernel forms in that order
+            torch_replay["partial_sum_in_order"] = partial_sum_in_torch(cex.values, ieee)
             replayed = replayed or torch_replay["partial_sum_in_order"]["replayed"]
-        return {"lemma": outcome.lemma, "query": outcome.name, **cex, "replay": torch_replay, "replayed": replayed}
-    component = replay_component(model, cex)
+        return {**head, "replay": torch_replay, "replayed": replayed}
+    component = cex.replay(model)
     whole = replay_model(model, circuit)
     concrete = "why" not in component  # a component with a concrete residual to run
     replayed = component["replayed"] if concrete else whole is not None
-    return {"lemma": outcome.lemma, "query": outcome.name, **cex, "replay": component, "model_failure": whole,
-            "replayed": bool(replayed)}
+    return {**head, "replay": component, "model_failure": whole, "replayed": bool(replayed)}

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from formal.equivalence import DIFFERENT, EQUIVALENT, UNKNOWN, Equivalence, require_same_interface
+from formal.equivalence import (
+    DIFFERENT,
+    EQUIVALENT,
+    UNKNOWN,
+    Equivalence,
+    require_same_interface,
+)
 from grammar.evaluate import evaluate_packed, pack_bits, unpack_bits
 from grammar.ir import CONST_OPS, Circuit, Gate, NormCircuit, build, fresh_name
 from grammar.normalize import normalize

@@ -24,8 +24,9 @@ from fractions import Fraction
 
 import numpy as np
 
-from formal.query import Kind, Violation
+from formal.query import Violation
 from formal.residual import DOMAIN
+from formal.witness import Kind
 from neural.config import Keys
 from neural.construction.constructed import ConstructedModel, unique_rows
 from neural.construction.fp import FPFormat

@@ -15,8 +15,9 @@ import numpy as np
 import z3
 
 from formal.fp import model_format
-from formal.query import Kind, Query
+from formal.query import Query
 from formal.residual import symbolic_residual
+from formal.witness import Kind
 from neural.config import Keys
 from neural.construction.constructed import ConstructedModel
 

@@ -10,32 +10,13 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from enum import Enum
 
 import z3
 
 from formal.fp import make_solver
+from formal.witness import Kind, Witness, witness
 
 PROVED, REFUTED, UNKNOWN = "proved", "refuted", "unknown"
-
-
-class Kind(str, Enum):
-    """What a query or a violation is about. Its counterexample carries the kind, and ``bridge.replay`` keeps, for
-    every kind, a replay or the reason there is none (tests/test_verify.py checks both directions)."""
-
-    SCORE_BASE = "score_base"  # retrieval: the induction's base case, the empty score
-    SCORE_STEP = "score_step"  # retrieval: one induction step over a bit pair of a score
-    PAIR = "pair"  # retrieval in IEEE: one bit pair from an exact 0
-    UNROLLED = "unrolled"  # retrieval: the first k bit pairs, unrolled (cross-checks the induction)
-    SOFTMAX = "softmax"  # retrieval: the softmax over a one-hot row of weights
-    VALUE = "value"  # retrieval: a head's value projection copies its field
-    OUTPUT = "output"  # retrieval: attn.o copies each head dim to its field and adds 0 elsewhere
-    GATE_FFN = "gate_ffn"  # one truth-table row of the FFN, in one role
-    READOUT = "readout"  # the argmax over the unembedding, on a residual
-    READOUT_BASE = "readout_base"  # CVP readout: the induction over code bits, its base case
-    READOUT_STEP = "readout_step"  # CVP readout: one step of that induction
-    PARTIAL_SUM = "partial_sum"  # order_independence: a partial sum off the grid
-    TABLE = "table"  # a fact read off the weights and tables directly (no solver involved)
 
 
 @dataclass(frozen=True)
@@ -63,7 +44,7 @@ class Outcome:
     lemma: str
     status: str
     seconds: float
-    counterexample: dict | None = None
+    counterexample: Witness | None = None
     reason: str | None = None
     query: Query | None = field(default=None, repr=False, compare=False)  # what the solver was asked, for export
 
@@ -84,7 +65,7 @@ def _read(model: z3.ModelRef, term):
 def solve(item: Query | Violation, timeout_s: float) -> Outcome:
     if isinstance(item, Violation):
         return Outcome(item.name, item.lemma, REFUTED, 0.0,
-                       {"kind": item.kind.value, **item.context, "violation": item.reason}, item.reason)
+                       witness(item.kind, {**item.context, "violation": item.reason}), item.reason)
     solver = make_solver(timeout_s)
     solver.add(item.formula)
     start = time.perf_counter()
@@ -94,8 +75,8 @@ def solve(item: Query | Violation, timeout_s: float) -> Outcome:
         return Outcome(item.name, item.lemma, PROVED, seconds, query=item)
     if answer == z3.sat:
         model = solver.model()
-        cex = {"kind": item.kind.value, **item.context,
-               **{label: _read(model, term) for label, term in item.witness.items()}}
+        values = {label: _read(model, term) for label, term in item.witness.items()}
+        cex = witness(item.kind, {**item.context, **values})
         return Outcome(item.name, item.lemma, REFUTED, seconds, cex, query=item)
     return Outcome(item.name, item.lemma, UNKNOWN, seconds, reason=f"solver: {solver.reason_unknown()}", query=item)
 

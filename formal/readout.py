@@ -10,8 +10,9 @@ import z3
 
 from formal.embedding import cvp_rows
 from formal.fp import model_format
-from formal.query import Kind, Query, Violation
+from formal.query import Query, Violation
 from formal.residual import symbolic_residual
+from formal.witness import Kind
 from neural.config import Keys
 from neural.construction.constructed import ConstructedModel, unique_rows
 

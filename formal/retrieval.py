@@ -30,9 +30,10 @@ import z3
 
 from formal.exp_table import exp_facts
 from formal.fp import Z3Format, model_format
-from formal.query import Kind, Query, Violation
+from formal.query import Query, Violation
 from formal.residual import DOMAIN
 from formal.softmax import softmax_queries
+from formal.witness import Kind
 from neural.config import Keys
 from neural.construction.constructed import ConstructedModel, HeadPlan
 

@@ -14,7 +14,13 @@ import numpy as np
 from pysat.formula import CNF, IDPool
 from pysat.solvers import Solver
 
-from formal.equivalence import DIFFERENT, EQUIVALENT, UNKNOWN, Equivalence, require_same_interface
+from formal.equivalence import (
+    DIFFERENT,
+    EQUIVALENT,
+    UNKNOWN,
+    Equivalence,
+    require_same_interface,
+)
 from grammar.ir import TRUTH_TABLES, NormCircuit
 
 SOLVER = "glucose4"

@@ -19,7 +19,8 @@ from __future__ import annotations
 import z3
 
 from formal.fp import Z3Format
-from formal.query import Kind, Query
+from formal.query import Query
+from formal.witness import Kind
 
 LEMMA = "retrieval"
 

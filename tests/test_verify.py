@@ -205,19 +205,19 @@ def test_cross_check_takes_several_solvers_and_refuses_unknown_ones():
 
 @pytest.mark.parametrize("ieee", [False, True])
 @pytest.mark.parametrize("mode", ["thm33", "cvp"])
-def test_every_query_has_a_kind_and_every_kind_a_replay_or_a_reason(mode, ieee):
-    from bridge.replay import COMPONENT_REPLAYS, replay_component
+def test_every_query_has_a_kind_and_every_kind_replays_itself_or_says_why(mode, ieee):
     from formal.obligations import SOLVER_LEMMAS, lemma_items
-    from formal.query import Kind
+    from formal.witness import WITNESSES, Kind, NotReplayable, witness
 
-    assert set(COMPONENT_REPLAYS) == set(Kind)
+    assert set(WITNESSES) == set(Kind) and all(WITNESSES[k].kind is k for k in Kind)
     nc = normalize(load_netlist(ROOT / "circuits/c17.bench"))
     model = build_thm33(nc, FPFormat(5, 11)) if mode == "thm33" else build_cvp(3, FPFormat(5, 11))
     items = [q for name in SOLVER_LEMMAS for q in lemma_items(model, name, 2, ieee)]
     kinds = {q.kind for q in items}
     assert None not in kinds and kinds, [q.name for q in items if q.kind is None][:5]
-    for kind in Kind:  # a counterexample of any kind gets a replay or says why there is none, never silence
-        entry = COMPONENT_REPLAYS[kind]
-        assert callable(entry) or (isinstance(entry, str) and len(entry) > 20)
-    why = replay_component(model, {"kind": "softmax"})
+    for kind in Kind:  # every kind replays itself, or says why it cannot: never silence
+        cls = WITNESSES[kind]
+        assert cls.replay is not NotReplayable.replay or len(cls.reason) > 20
+    why = witness(Kind.SOFTMAX, {}).replay(model)
     assert why["replayed"] is False and why["why"].startswith("no component replay: ")
+    assert witness(Kind.SOFTMAX, {"x": 1}).to_json() == {"kind": "softmax", "x": 1}
