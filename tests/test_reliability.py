@@ -85,11 +85,10 @@ def apply(model, name, index, kind):
 def behaviour_changes(model, mutant, nc) -> bool:
     from neural.construction.execute import ExecMode, session, teacher_forced
 
+    sessions = [session(m.config, m.weights, ExecMode("finite", m.fmt)) for m in (model, mutant)]  # stateless
     for i in range(2 ** nc.n_inputs):
         values = evaluate(nc, np.array([[(i >> b) & 1 for b in range(nc.n_inputs)]], dtype=np.uint8))[0]
-        preds = [teacher_forced(session(m.config, m.weights, ExecMode("finite", m.fmt)), values[:-1])
-                 for m in (model, mutant)]
-        if not np.array_equal(*preds):
+        if not np.array_equal(*(teacher_forced(s, values[:-1]) for s in sessions)):
             return True
     return False
 
