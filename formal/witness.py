@@ -43,7 +43,11 @@ class Kind(str, Enum):
 class Witness:
     values: dict  # label -> value: the query's context and the solver's model
 
-    kind: ClassVar[Kind]
+    KIND: ClassVar[Kind]
+
+    @property
+    def kind(self) -> Kind:
+        return self.KIND
 
     def to_json(self) -> dict:
         return {"kind": self.kind.value, **self.values}
@@ -79,13 +83,6 @@ class Witness:
         return next(h for h in model.heads if h.layer == self.values["layer"] and h.head == self.values["head"])
 
 
-class NotReplayable(Witness):
-    reason: ClassVar[str]
-
-    def replay(self, model) -> dict:
-        return {"replayed": False, "why": f"no component replay: {self.reason}"}
-
-
 def _sign(x: float) -> int:
     return 1 if x > 0 else 0
 
@@ -94,7 +91,7 @@ class ScoreStep(Witness):
     """One induction step over a bit pair of a score: run the head on two concrete keys (the mismatched one first,
     then the match) with the query the witness describes; attention must return the matching value, 1."""
 
-    kind = Kind.SCORE_STEP
+    KIND = Kind.SCORE_STEP
 
     def positions(self) -> tuple[int, int] | None:
         v = self.values
@@ -131,7 +128,7 @@ class ScoreStep(Witness):
 class Unrolled(ScoreStep):
     """The first k bit pairs of a score, unrolled: the same run, with both codes read off the k bits."""
 
-    kind = Kind.UNROLLED
+    KIND = Kind.UNROLLED
 
     def positions(self) -> tuple[int, int]:
         bits = self.values["bits"]
@@ -144,7 +141,7 @@ class GateCase(Witness):
     """The FFN on the witness's residual, with its concrete a, b, type and role: it must write the gate's value to
     the output column and 0 everywhere else."""
 
-    kind = Kind.GATE_FFN
+    KIND = Kind.GATE_FFN
 
     def replay(self, model) -> dict:
         fmt, lay, plan, v = model.fmt, model.layout, model.ffn, self.values
@@ -169,7 +166,7 @@ class GateCase(Witness):
 class Readout(Witness):
     """The unembedding on the witness's residual: its argmax must be the token of the value (or id) it holds."""
 
-    kind = Kind.READOUT
+    KIND = Kind.READOUT
 
     def replay(self, model) -> dict:
         fmt, lay = model.fmt, model.layout
@@ -198,7 +195,7 @@ class Readout(Witness):
 class Value(Witness):
     """A head's value projection on the witness's value: it must copy it."""
 
-    kind = Kind.VALUE
+    KIND = Kind.VALUE
 
     def replay(self, model) -> dict:
         plan, value_in = self.head(model), self.values["value_in"]
@@ -212,7 +209,7 @@ class Value(Witness):
 class Output(Witness):
     """attn.o's row on the witness's head dims: it must give the dim it copies (its source), or 0."""
 
-    kind = Kind.OUTPUT
+    KIND = Kind.OUTPUT
 
     def replay(self, model) -> dict:
         cfg, layer, r = model.config, self.values["layer"], self.values["row"]
@@ -228,46 +225,38 @@ class Output(Witness):
                 "expected": want}
 
 
-class ScoreBase(NotReplayable):
-    kind = Kind.SCORE_BASE
-    reason = "the induction's base case, the empty score 0: there is no position to run it at"
+# The kinds with nothing concrete to run, and why: their counterexamples are NotReplayable.
+REASONS: dict[Kind, str] = {
+    Kind.SCORE_BASE: "the induction's base case, the empty score 0: there is no position to run it at",
+    Kind.PAIR: "a claim of IEEE arithmetic only: it is replayed in torch, in that dtype",
+    Kind.PARTIAL_SUM: "a claim of IEEE arithmetic only: its terms are added in torch, in that dtype",
+    Kind.SOFTMAX: "a claim about the softmax over an abstract one-hot row of scores, not about a position",
+    Kind.READOUT_BASE: "an induction over abstract counters of code bits: no concrete residual",
+    Kind.READOUT_STEP: "an induction over abstract counters of code bits: no concrete residual",
+    Kind.TABLE: "read off the weights and tables directly, with no solver model: the counterexample names the entry",
+}
 
 
-class Pair(NotReplayable):
-    kind = Kind.PAIR
-    reason = "a claim of IEEE arithmetic only: it is replayed in torch, in that dtype"
+@dataclass(frozen=True)
+class NotReplayable(Witness):
+    """A counterexample of a kind in ``REASONS``: its replay says why there is nothing concrete to run."""
+
+    of: Kind = Kind.TABLE
+
+    @property
+    def kind(self) -> Kind:
+        return self.of
+
+    def replay(self, model) -> dict:
+        return {"replayed": False, "why": f"no component replay: {REASONS[self.of]}"}
 
 
-class PartialSum(NotReplayable):
-    kind = Kind.PARTIAL_SUM
-    reason = "a claim of IEEE arithmetic only: its terms are added in torch, in that dtype"
-
-
-class Softmax(NotReplayable):
-    kind = Kind.SOFTMAX
-    reason = "a claim about the softmax over an abstract one-hot row of scores, not about a position"
-
-
-class ReadoutBase(NotReplayable):
-    kind = Kind.READOUT_BASE
-    reason = "an induction over abstract counters of code bits: no concrete residual"
-
-
-class ReadoutStep(NotReplayable):
-    kind = Kind.READOUT_STEP
-    reason = "an induction over abstract counters of code bits: no concrete residual"
-
-
-class Table(NotReplayable):
-    kind = Kind.TABLE
-    reason = "read off the weights and tables directly, with no solver model: the counterexample names the entry"
-
-
-WITNESSES: dict[Kind, type[Witness]] = {cls.kind: cls for cls in (
-    ScoreStep, Unrolled, GateCase, Readout, Value, Output, ScoreBase, Pair, PartialSum, Softmax, ReadoutBase,
-    ReadoutStep, Table)}
+REPLAYABLE: dict[Kind, type[Witness]] = {cls.KIND: cls for cls in (ScoreStep, Unrolled, GateCase, Readout, Value,
+                                                                   Output)}
 
 
 def witness(kind: Kind, values: dict) -> Witness:
     """The counterexample of a query of ``kind``, as the object of that kind."""
-    return WITNESSES[kind](dict(values))
+    if kind in REPLAYABLE:
+        return REPLAYABLE[kind](dict(values))
+    return NotReplayable(dict(values), kind)
