@@ -94,8 +94,6 @@ class _Section:
 class _SpecTree(SourceTransformer):
     """The parse tree, bottom up, into ``_Section``s; keywords and punctuation never reach it."""
 
-
-
     def _named(self, tok: Token) -> tuple[str, SourceLoc]:
         return str(tok), self.at(tok)
 
@@ -109,19 +107,22 @@ class _SpecTree(SourceTransformer):
     def name_list(self, names):
         return [(str(t), self.at(t)) for t in names]
 
+    def _named_section(self, kind: str, meta, children) -> "_Section":
+        """``KIND NAME [{ params }]``: a task or a claimed lemma."""
+        name, *block = children
+        return _Section(kind, self.at(meta), self._named(name), block[0] if block else ())
+
     @v_args(meta=True)
     def task(self, meta, children):
-        name, *block = children
-        return _Section("task", self.at(meta), self._named(name), block[0] if block else ())
+        return self._named_section("task", meta, children)
+
+    @v_args(meta=True)
+    def prove(self, meta, children):
+        return self._named_section("prove", meta, children)
 
     @v_args(meta=True, inline=True)
     def construction(self, meta, block):
         return _Section("construction", self.at(meta), None, block)
-
-    @v_args(meta=True)
-    def prove(self, meta, children):
-        name, *block = children
-        return _Section("prove", self.at(meta), self._named(name), block[0] if block else ())
 
     @v_args(meta=True, inline=True)
     def random(self, meta, block):
