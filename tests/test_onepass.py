@@ -108,6 +108,10 @@ def test_mutated_thm33_model_is_caught_at_the_same_step_by_both_paths():
         assert not result.sound and result.first_unsound == first_wrong
         assert np.array_equal(result.tokens, token_by_token_thm33(mutant, bits, mode))
     assert np.array_equal(run_thm33(mutant, nc, bits, FLOAT32).tokens, tokens)
+    # F(e,s) computed as float32: where float32 departs, F(e,s) itself decides the row (the arbiter)
+    arbitrated = run_thm33(mutant, nc, bits, FINITE, fast=FLOAT32)
+    assert arbitrated.arithmetic == str(FINITE) and arbitrated.departure == first_wrong
+    assert np.array_equal(arbitrated.tokens, token_by_token_thm33(mutant, bits, FINITE))
 
 
 def test_mutated_cvp_model_is_caught_at_the_same_step_by_both_paths():
@@ -209,6 +213,14 @@ def test_run_random_is_one_batch_of_json_lines_agreeing_with_eval():
     reference = lines_of(in_process("circuit", "eval", "circuits/rca4.bench", "--random", "20", "--seed", "3"))
     assert [(x["inputs"], x["outputs"]) for x in lines] == [(x["inputs"], x["outputs"]) for x in reference]
     assert "20 vector(s), 0 with an unsound step" in proc.stderr
+
+
+@pytest.mark.parametrize("construction", ["thm33", "cvp"])
+def test_run_with_no_vectors_prints_no_lines_and_succeeds(tmp_path, construction):
+    (tmp_path / "none.txt").write_text("# no vectors\n")
+    for source in (["--random", "0"], ["--vectors", str(tmp_path / "none.txt")]):
+        proc = in_process("run", "circuits/c17.bench", "--construction", construction, *source)
+        assert proc.returncode == 0 and proc.stdout == "" and "0 vector(s)" in proc.stderr, proc.stderr
 
 
 def test_run_vectors_with_an_unsound_step_exit_1(tmp_path):

@@ -322,6 +322,8 @@ def run_thm33(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode, pr
               fast: ExecMode | None = None, device: str = "cpu"):
     """Run each row of input bits ((B, n) -> a list of B results; (n,) -> one result), checked in one pass."""
     batch, single = _rows(bits)
+    if not len(batch):
+        return []
     decoded = decode_checked(model, thm33_teacher_forcing(nc, batch), mode, fast, device, progress)
     results = [_result(nc, b, d.tokens.astype(np.uint8), d) for b, d in zip(batch, decoded)]
     return results[0] if single else results
@@ -333,6 +335,8 @@ def run_cvp(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode, prog
     (``neural.cvp``). The trace is v(g) of every normalised gate; a run is sound when every CoT token is, the id
     tokens included. (B, n) bits -> a list of B results; (n,) -> one result."""
     batch, single = _rows(bits)
+    if not len(batch):
+        return []
     N = model.max_gates
     circuits = [cvp.lower(nc, b) for b in batch]
     for c in circuits:
