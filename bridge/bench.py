@@ -16,7 +16,7 @@ from bridge.output import EXIT_FAILED, EXIT_OK, emit
 
 PLANS = {
     "quick": {"parse": ["--gates", "20000", "--repeats", "1"], "execution": ["--gates", "2000", "--check-gates", "160"],
-              "proof_scaling": ["--sizes", "16", "4096", "--repeats", "1"], "trace_check": ["--gates", "20000"],
+              "proof_scaling": ["--sizes", "16", "65536", "--repeats", "1"], "trace_check": ["--gates", "20000"],
               "training": ["--groups", "1,4", "--n1", "2", "--n2", "5", "--repeats", "1"],
               "netlists": ["--bits", "32", "--vectors", "4096"],
               "commands": ["--bits", "16", "--vectors", "100", "--gates", "500", "--separate", "2"]},
