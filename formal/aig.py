@@ -71,22 +71,19 @@ def from_aig(aig, name: str, input_names: tuple[str, ...], output_names: tuple[s
     gates: list[Gate] = []
     taken = set(input_names) | set(output_names)
 
-    def fresh(base: str) -> str:
-        return fresh_name(base, taken)
-
     def literal(s) -> str:
         node = aig.node_to_index(aig.get_node(s))
         if aig.is_constant(aig.get_node(s)):
             key = f"const{int(aig.is_complemented(s))}"
             if key not in signal_name:
-                signal_name[key] = fresh(key)
+                signal_name[key] = fresh_name(key, taken)
                 gates.append(Gate(signal_name[key], "CONST1" if aig.is_complemented(s) else "CONST0", ()))
             return signal_name[key]
         if not aig.is_complemented(s):
             return signal_name[node]
         key = f"~{node}"
         if key not in signal_name:
-            signal_name[key] = fresh(f"{signal_name[node]}_n")
+            signal_name[key] = fresh_name(f"{signal_name[node]}_n", taken)
             gates.append(Gate(signal_name[key], "NOT", (signal_name[node],)))
         return signal_name[key]
 
@@ -94,7 +91,7 @@ def from_aig(aig, name: str, input_names: tuple[str, ...], output_names: tuple[s
         index = aig.node_to_index(g)
         a, b = aig.fanins(g)
         inputs = (literal(a), literal(b))
-        signal_name[index] = fresh(f"n{index}")
+        signal_name[index] = fresh_name(f"n{index}", taken)
         gates.append(Gate(signal_name[index], "AND", inputs))
     for po, out in zip(_listed(aig.pos), output_names):
         src = literal(po)

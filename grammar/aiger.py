@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lark import Lark, Token
+from lark import Token
 
 from grammar.check import check_circuit
 from grammar.errors import InputError, SourceLoc
@@ -19,15 +19,11 @@ from grammar.ir import Circuit, Gate, build, fresh_name
 from grammar.lark_errors import grammar_parser, parse_located
 
 
-def _parser() -> Lark:
-    return grammar_parser("aag.lark")
-
-
 def parse_aag(text: str, path: str = "<aag>") -> Circuit:
     if text.startswith("aig "):
         raise InputError("this is binary AIGER ('aig'), read here as ASCII AIGER", SourceLoc(path, 1, 1),
                          text="aig", expected="'aag', or a .aig file (or --format aig) for binary AIGER")
-    tree = parse_located(_parser(), text if text.endswith("\n") else text + "\n", path)
+    tree = parse_located(grammar_parser("aag.lark"), text if text.endswith("\n") else text + "\n", path)
     header, *rest = tree.children
     head_toks: list[Token] = header.children[1:]
     m, n_in, n_latch, n_out, n_and, *extra = (int(t) for t in head_toks)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lark import Lark, Token, v_args
+from lark import Token, v_args
 
 from grammar.check import checked_circuit
 from grammar.errors import InputError, SourceLoc
@@ -22,10 +22,6 @@ from grammar.lark_errors import SourceTransformer, grammar_parser, parse_located
 UNSUPPORTED = {".latch": "latches are not supported: only combinational BLIF is",
                ".subckt": "hierarchical BLIF (.subckt) is not supported: flatten the design first",
                ".gate": "library gates (.gate) are not supported: only .names covers are"}
-
-
-def _parser() -> Lark:
-    return grammar_parser("blif.lark", propagate_positions=True)
 
 
 @dataclass(frozen=True)
@@ -87,7 +83,7 @@ class _Statements(SourceTransformer):
 
 def parse_blif(text: str, path: str = "<blif>") -> Circuit:
     text = text if text.endswith("\n") else text + "\n"
-    tree = parse_located(_parser(), text, path)
+    tree = parse_located(grammar_parser("blif.lark", propagate_positions=True), text, path)
     statements = _Statements(path).run(tree)
     name, inputs, outputs, covers, model_seen, end = Path(path).stem, [], [], [], False, None
     for kind, value in statements:
@@ -123,10 +119,6 @@ def _where(kind: str, value) -> SourceLoc | None:
 
 def _lower(covers: list[_Cover], taken: set[str]) -> list[Gate]:
     gates: list[Gate] = []
-
-    def fresh(base: str) -> str:
-        return fresh_name(base, taken)
-
     for c in covers:
         out, loc = c.output, c.loc
         on = not c.rows or c.rows[0][1] == "1"
@@ -145,7 +137,7 @@ def _lower(covers: list[_Cover], taken: set[str]) -> list[Gate]:
             if positive:
                 return signal
             if signal not in inverted:
-                inverted[signal] = fresh(f"{out}~n{c.inputs.index(signal)}")
+                inverted[signal] = fresh_name(f"{out}~n{c.inputs.index(signal)}", taken)
                 gates.append(Gate(inverted[signal], "NOT", (signal,), loc, origin=out))
             return inverted[signal]
 
@@ -159,7 +151,7 @@ def _lower(covers: list[_Cover], taken: set[str]) -> list[Gate]:
             if len(lits) == 1:
                 terms.append(lits[0])
             else:
-                terms.append(fresh(f"{out}~r{k}"))
+                terms.append(fresh_name(f"{out}~r{k}", taken))
                 gates.append(Gate(terms[-1], "AND", tuple(lits), loc, origin=out))
         gates.append(Gate(out, "OR" if on else "NOR", tuple(terms), loc))
     return gates

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from lark import Lark, Token, v_args
+from lark import Token, v_args
 
 from grammar.check import checked_circuit
 from grammar.errors import InputError, SourceLoc
@@ -54,10 +54,6 @@ BARE_KEY_SECTIONS = ("construction", "task", "random")
 class _Param:
     value: Value
     loc: SourceLoc
-
-
-def _parser() -> Lark:
-    return grammar_parser("spec.lark", propagate_positions=True)
 
 
 def _value(tok: Token) -> Value:
@@ -185,7 +181,7 @@ def parse_spec(path: str | os.PathLike, overrides: dict[str, str] | None = None,
         from grammar.source import read_text
 
         text = read_text(path, "spec")
-    tree = parse_located(_parser(), text, path)
+    tree = parse_located(grammar_parser("spec.lark", propagate_positions=True), text, path)
     name, sections = _SpecTree(path).run(tree)
     table, circuit, task_kind, lemmas = _collect(sections)
     for key, raw in (overrides or {}).items():

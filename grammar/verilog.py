@@ -6,17 +6,13 @@ gate. Escaped identifiers (``\\a[0] ``) are named without the backslash, as othe
 """
 from __future__ import annotations
 
-from lark import Lark, Token, v_args
+from lark import Token, v_args
 
 from grammar.check import checked_circuit
 from grammar.ir import Circuit, Gate, fresh_name
 from grammar.lark_errors import SourceTransformer, grammar_parser, parse_located
 
 OPS = {"and_op": "AND", "or_op": "OR", "xor_op": "XOR"}
-
-
-def _parser() -> Lark:
-    return grammar_parser("verilog.lark")
 
 
 def _name(tok: Token) -> str:
@@ -75,7 +71,7 @@ class _Module(SourceTransformer):
 
 
 def parse_verilog(text: str, path: str = "<verilog>") -> Circuit:
-    tree = parse_located(_parser(), text, path)
+    tree = parse_located(grammar_parser("verilog.lark"), text, path)
     name, items = _Module(path).run(tree)
     declared: dict[str, list] = {"input": [], "output": [], "assign": []}  # other items (wires) declare nothing
     for kind, value in items:
