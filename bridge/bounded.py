@@ -52,6 +52,24 @@ def cvp_circuit_count(max_gates: int) -> int:
     return total
 
 
+def instance_work(model: ConstructedModel) -> float:
+    """Multiply-adds of one full-length instance through the whole model: attention over every position pair, and
+    the unembedding at every CoT step. The one estimate that prices verify's bounded checks and run's batches."""
+    cfg = model.config
+    return float(cfg.n_layers * cfg.max_len ** 2 * cfg.d_model + model.cot_steps * cfg.vocab_size * cfg.d_model)
+
+
+def require_affordable(tokens: float, work: float, what: str, where: str, hint: str) -> None:
+    """Refuse (exit 2, with the estimate) simulations past the limits on tokens, memory (24 bytes a token: the
+    token, its proposal and its prediction) and multiply-adds; ``--no-limit`` lifts them."""
+    from grammar.limits import require_memory, require_multiply_adds, require_tokens
+
+    require_tokens(tokens, what, where, hint)
+    require_memory(24.0 * tokens, what, where, hint)
+    if work:
+        require_multiply_adds(work, what, where, hint)
+
+
 @dataclass(frozen=True)
 class SimulationPlan:
     """What the bounded checks will simulate, chosen before any of it runs so that it can be priced and reported.
@@ -93,17 +111,14 @@ class SimulationPlan:
 def plan_simulations(model: ConstructedModel, nc, claims: dict, requested: int) -> SimulationPlan:
     from grammar.limits import MULTIPLY_ADDS, human_count, lifted, simulation_budget
 
-    cfg, e2e = model.config, claims.get("end_to_end")
+    length, per, e2e = model.config.max_len, instance_work(model), claims.get("end_to_end")
     if model.mode == "thm33":
-        length, steps = nc.n_inputs + nc.n_gates, nc.n_gates
         exhaustive = 2 ** nc.n_inputs if e2e is not None and nc.n_inputs <= int(e2e.get("max_inputs", 6)) else 0
         floor_length = length
     else:
-        length, steps = cvp.sequence_length(model.max_gates), 4 * model.max_gates
         bound = min(int(e2e.get("max_gates", 2)), model.max_gates) if e2e is not None else 0
         exhaustive, floor_length = (cvp_circuit_count(bound), cvp.sequence_length(bound)) if bound else (0, 0)
     claimed = exhaustive
-    per = float(cfg.n_layers * length ** 2 * cfg.d_model + steps * cfg.vocab_size * cfg.d_model)
     budget = simulation_budget()
     exhaustive_skip = None
     if exhaustive and exhaustive * per > budget and length > floor_length:

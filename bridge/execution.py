@@ -84,15 +84,14 @@ def proved_in(model, circuit, dtype: str, where: str, timeout_s: float) -> dict:
             "seconds": round(sum(r.seconds for r in report.lemmas), 2)}
 
 
-def fast_arithmetic(model, mode, rows: int):
+def fast_arithmetic(model, mode, work: float):
     """A faster arithmetic proved to compute what ``mode`` computes, or None: for F(e,s), batched torch float32
     when no dot product rounds (``bridge.bounded.Simulator``, the rule ``verify`` uses)."""
     from bridge.bounded import Simulator
 
     if mode.kind != "finite":
         return None
-    sim = Simulator.choose(model, None, rows * model.config.n_layers * model.config.max_len ** 2
-                           * model.config.d_model)
+    sim = Simulator.choose(model, None, work)
     return sim.mode if sim.confirm is not None else None
 
 
@@ -100,10 +99,11 @@ def cmd_run(args) -> int:
     import importlib
     import time
 
+    from bridge.bounded import instance_work, require_affordable
     from bridge.inputs import input_vectors, parse_overrides
     from bridge.progress import Progress
     from bridge.target import in_ieee
-    from grammar.limits import human_count, require_memory, require_multiply_adds, require_tokens
+    from grammar.limits import human_count
     from neural.construction.execute import run_cvp, run_thm33
 
     target = load_target(args.file, parse_overrides(args.override), args.format)
@@ -120,16 +120,14 @@ def cmd_run(args) -> int:
     if mode.kind == "ieee":
         target = in_ieee(target, mode.dtype)  # the model `verify --ieee` proves is the one that runs
     model = build(target, construction, batch[0] if len(batch) else None)
-    length = model.config.max_len
+    length, work = model.config.max_len, len(batch) * instance_work(model)
     what = f"running {human_count(len(batch))} vector(s) of {length:,} tokens"
-    require_tokens(len(batch) * length, what, "--random" if args.random is not None else args.file)
-    require_memory(24.0 * len(batch) * length, what, args.file, "fewer vectors")
-    require_multiply_adds(len(batch) * model.config.n_layers * length ** 2 * model.config.d_model, what, args.file,
-                          "fewer vectors, or a smaller circuit")
+    require_affordable(len(batch) * length, work, what, "--random" if args.random is not None else args.file,
+                       "fewer vectors, or a smaller circuit")
     proof = None
     if mode.kind == "ieee" and not args.unproved:
         proof = proved_in(model, nc if construction == "thm33" else None, mode.dtype, args.file, args.timeout)
-    fast = fast_arithmetic(model, mode, len(batch))
+    fast = fast_arithmetic(model, mode, work)
     if mode.kind == "ieee" or fast is not None:
         importlib.import_module("torch")  # before the clock starts: its import is not the run's time
     runner = run_thm33 if construction == "thm33" else run_cvp
