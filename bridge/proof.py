@@ -27,7 +27,6 @@ class Report:
     cross_check: dict | None = None
     optimize: dict | None = None  # --optimize: gates and CoT steps before and after, and the equivalence proof
     ieee: str | None = None  # the torch dtype the lemmas are stated for, or None: the paper's F(e,s)
-    unrolled_k: int = 4  # the retrieval claim's unrolled bound: the SMT-LIB export states the same queries
     model: ConstructedModel | None = field(default=None, repr=False)  # what was proved, for SMT-LIB export
     circuit: object | None = field(default=None, repr=False)  # the NormCircuit of a Theorem 3.3 model
 
@@ -71,14 +70,13 @@ def verify(path: str, overrides: dict[str, str] | None = None, *, timeout_s: flo
 def require_simulation(plan, where: str) -> None:
     """Price the bounded checks before any proof starts: refuse (exit 2, with the estimate) a spec that asks for
     more simulated tokens or memory than this machine should attempt; ``--no-limit`` lifts it."""
-    from grammar.limits import human_count, require_memory, require_multiply_adds, require_tokens
+    from bridge.bounded import require_affordable
+    from grammar.limits import human_count
 
     count = plan.instances + plan.claimed - plan.exhaustive
     what = f"the bounded checks ({human_count(count)} instances of up to {plan.length:,} tokens)"
-    require_tokens(plan.priced_tokens, what, where, "fewer random.instances, a smaller claims.end_to_end bound")
-    require_memory(24.0 * plan.priced_tokens, what, where, "fewer random.instances")
-    if plan.instances:
-        require_multiply_adds(plan.work, what, where, "fewer random.instances, or a smaller circuit")
+    require_affordable(plan.priced_tokens, plan.work, what, where,
+                       "fewer random.instances, a smaller claims.end_to_end bound, or a smaller circuit")
 
 
 def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None = None, *, instances: int = 0,
@@ -96,14 +94,14 @@ def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None
     require_simulation(plan, label)
     if ieee is not None or plan.work >= TORCH_WORTH_IT:
         prefetch_torch()
-    report.unrolled_k = int(claims.get("retrieval", {}).get("unrolled_k", 4))
+    unrolled_k = int(claims.get("retrieval", {}).get("unrolled_k", 4))
     results = {}
     for name in composed_from(ieee is not None):  # embedding (and, in IEEE, the order) always: composition needs them
         if name not in (TABLE_LEMMA, ORDER_LEMMA) and name not in claims and "composition" not in claims:
             continue
         if progress:
             progress.lemma(name)
-        results[name] = prove_lemma(model, circuit, name, timeout_s, report.unrolled_k,
+        results[name] = prove_lemma(model, circuit, name, timeout_s, unrolled_k,
                                     on_query=progress.query if progress else None, ieee=ieee is not None)
         report.lemmas.append(results[name])
     if "composition" in claims:
