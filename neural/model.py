@@ -40,21 +40,19 @@ class Attention(nn.Module):
         if cache is not None:
             k, v = cache.append(k, v)
         t_q, t_k = q.shape[2], k.shape[2]
-        if need_weights:
-            out, weights = self._written_out(q, k, v, need_weights=True)
-        elif t_q == t_k:  # a whole causal sequence: one fused, tiled kernel, or query blocks where there is none
-            out, weights = _fused_causal(q, k, v, self.cfg.scale), None
-            if out is None:
-                out, _ = self._written_out(q, k, v)
-        else:  # new tokens after a cache: query i (counted from the end) sees keys j <= i + (t_k - t_q)
-            mask = None if t_q == 1 else torch.ones(t_q, t_k, dtype=torch.bool, device=x.device).tril(t_k - t_q)
-            out = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.cfg.scale)
-            weights = None
+        out, weights = None, None
+        if not need_weights and t_q == 1:  # one new token after a cache: it sees every key, no mask
+            out = nn.functional.scaled_dot_product_attention(q, k, v, scale=self.cfg.scale)
+        elif not need_weights and t_q == t_k:  # a whole causal sequence: one fused, tiled kernel where there is one
+            out = _fused_causal(q, k, v, self.cfg.scale)
+        if out is None:  # the weights asked for, several tokens after a cache, or no fused kernel: query blocks
+            out, weights = self._written_out(q, k, v, need_weights)
         return self.o(out.transpose(1, 2).reshape(x.shape[0], t_q, -1)), weights
 
     def _written_out(self, q, k, v, need_weights: bool = False):
-        """Scores, mask, softmax and weighted sum, written out a block of ``QUERY_BLOCK`` queries at a time; each
-        block reads only the keys it may see. Returns (out, weights or None)."""
+        """Scores, mask, softmax and weighted sum, written out a block of ``QUERY_BLOCK`` queries at a time; query i
+        (counted from the end of the keys) sees keys j <= i + (t_k - t_q), and each block reads only the keys it may
+        see. Returns (out, weights or None)."""
         t_q, t_k = q.shape[2], k.shape[2]
         outs, weights = [], []
         for start in range(0, t_q, self.QUERY_BLOCK):

@@ -262,3 +262,21 @@ def test_run_unproved_dtype_runs_only_when_asked_and_says_so():
                                    "--json").stdout)
     assert proved["proof"]["status"] == "proved" and "retrieval" in proved["proof"]["lemmas"]
     assert proved["path"] == "one-pass" and proved["arithmetic"] == "IEEE float16"
+
+
+def test_several_tokens_after_a_cache_see_what_one_pass_sees():
+    """The KV-cache path with more than one new token (written-out blocks, offset by the cache) agrees with one pass
+    over the whole sequence on a random dense model, where a key seen too early or too late moves every output."""
+    import torch
+
+    from neural.config import ModelConfig
+
+    torch.manual_seed(1)
+    net = decoder_module.Decoder(ModelConfig(vocab_size=11, max_len=40, d_model=32, n_layers=2, n_heads=4,
+                                             d_head=8, d_ff=64, activation="gelu", layernorm=True)).eval()
+    tokens = torch.randint(0, 11, (2, 40))
+    with torch.inference_mode():
+        whole = net.features(tokens)[0]
+        cache = decoder_module.KVCache()
+        parts = [net.features(tokens[:, a:b], cache)[0] for a, b in ((0, 13), (13, 14), (14, 40))]
+    assert torch.allclose(torch.cat(parts, dim=1), whole, atol=1e-5, rtol=1e-5)
