@@ -261,10 +261,10 @@ def decode_checked(model: ConstructedModel, forcing: TeacherForcing, mode: ExecM
     prompt_len = int(forcing.steps[0]) + 1 if steps else forcing.tokens.shape[1]
     first = session(model.config, model.weights, fast or mode, device)
     arbiter = first if fast is None else None
+    first_label = str(mode) if fast is None else f"{mode}, computed exactly as {fast}"
     out = []
     for row, pred in enumerate(teacher_forced_rows(first, forcing.tokens, forcing.steps)):
-        proposal = forcing.expected[row]
-        where = str(mode) if fast is None else f"{mode}, computed exactly as {fast}"
+        proposal, where = forcing.expected[row], first_label
         if fast is not None and not np.array_equal(pred, proposal):
             arbiter = arbiter or session(model.config, model.weights, mode, device)
             pred, where = teacher_forced(arbiter, forcing.tokens[row], forcing.steps), str(mode)
@@ -293,14 +293,28 @@ class RunResult:
     trace: np.ndarray  # one bit per normalised gate
     outputs: dict[str, int]
     first_unsound: int | None  # the first normalised gate whose CoT step is wrong, or None when every step is sound
-    tokens: np.ndarray  # the generated CoT tokens
-    path: str = "greedy"  # one-pass (the proposal checked in one pass) | one-pass+greedy
-    departure: int | None = None  # the CoT step from which the tokens were generated one at a time
-    arithmetic: str = ""
+    decoded: Decoded  # the generated CoT tokens, and how they were found
 
     @property
     def sound(self) -> bool:
         return self.first_unsound is None
+
+    @property
+    def tokens(self) -> np.ndarray:
+        return self.decoded.tokens
+
+    @property
+    def path(self) -> str:
+        return self.decoded.path
+
+    @property
+    def departure(self) -> int | None:
+        """The CoT step from which the tokens were generated one at a time, or None."""
+        return self.decoded.departure
+
+    @property
+    def arithmetic(self) -> str:
+        return self.decoded.arithmetic
 
 
 def _result(nc: NormCircuit, bits, trace, decoded: Decoded, first_wrong: int | None = None) -> RunResult:
@@ -309,8 +323,7 @@ def _result(nc: NormCircuit, bits, trace, decoded: Decoded, first_wrong: int | N
     bad = np.flatnonzero(~check_trace(nc, bits[None], trace[None])[0])
     firsts = [int(t) for t in (bad[:1].tolist() + ([first_wrong] if first_wrong is not None else []))]
     return RunResult(trace, {name: int(values[node]) for name, node in zip(nc.output_names, nc.outputs)},
-                     min(firsts) if firsts else None, decoded.tokens, decoded.path, decoded.departure,
-                     decoded.arithmetic)
+                     min(firsts) if firsts else None, decoded)
 
 
 def _rows(bits) -> tuple[np.ndarray, bool]:
