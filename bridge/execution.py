@@ -39,24 +39,20 @@ def exec_mode(args, target: Target):
 
 def torch_device(name: str, mode) -> str:
     """``--device``: where the torch kernels run. Checked before any work: a device torch does not know or cannot
-    see is bad input, and so is a device for the F(e,s) reference, which runs in numpy."""
+    see is bad input (``neural.model.resolve_device``, as for train), and so is a device other than cpu and cuda,
+    or a GPU for the F(e,s) reference, which runs in numpy."""
     import torch
 
+    from neural.model import resolve_device
+
     try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise InputError(f"--device {name!r} is not a torch device", SourceLoc("--device"), text=name,
-                         expected="cpu, cuda or cuda:N") from None
+        device = torch.device(resolve_device(name))
+    except ParameterError as err:
+        raise InputError(str(err), SourceLoc("--device"), text=name, expected="auto, cpu, cuda or cuda:N") from None
     if device.type not in ("cpu", "cuda"):
         raise InputError(f"--device {name!r}: run supports cpu and cuda", SourceLoc("--device"), text=name,
-                         expected="cpu, cuda or cuda:N")
+                         expected="auto, cpu, cuda or cuda:N")
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError("--device cuda was asked for, but torch sees no CUDA device", SourceLoc("--device"),
-                             text=name, expected="--device cpu on this machine")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise InputError(f"--device {name}: torch sees {torch.cuda.device_count()} CUDA device(s)",
-                             SourceLoc("--device"), text=name, expected="an index below that")
         if mode.kind == "finite":
             raise InputError("the F(e,s) reference runs in numpy, not on a GPU", SourceLoc("--device"), text=name,
                              expected="--ieee DTYPE with --device cuda")
@@ -244,7 +240,7 @@ def register(sub) -> None:
     p.add_argument("--ieee", metavar="DTYPE", help="IEEE mode with torch's kernels: float32, float16, bfloat16; "
                    "the lemmas of verify --ieee DTYPE are proved for the circuit first")
     p.add_argument("--unproved", action="store_true", help="with --ieee: run without proving the dtype exact")
-    p.add_argument("--device", default="cpu", help="where torch runs: cpu, cuda, cuda:N")
+    p.add_argument("--device", default="cpu", help="where torch runs: cpu, cuda, cuda:N, or auto")
     p.add_argument("--timeout", type=flags.seconds, default=60.0, help="seconds per solver query of that proof")
     p.add_argument("--construction", choices=("thm33", "cvp"))
     p.add_argument("--override", action="append", metavar="KEY=VALUE")

@@ -71,7 +71,7 @@ def cmd_train(args) -> int:
         cfg.model_config(task)
     except ParameterError as err:
         raise InputError(str(err), SourceLoc("--heads"), expected="--d-model a multiple of --heads") from None
-    from neural.learning.runs import resolve_device
+    from neural.model import resolve_device
 
     try:
         resolve_device(args.device)
@@ -147,7 +147,7 @@ def cmd_reproduce(args) -> int:
     for flag, value in (("--seeds", args.seeds), ("--jobs", args.jobs)):
         if value is not None and value < 1:
             raise InputError(f"{flag} must be at least 1", SourceLoc(flag), text=str(value), expected="N >= 1")
-    from neural.learning.runs import resolve_device
+    from neural.model import resolve_device
 
     try:
         resolve_device(args.device)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from grammar.errors import ParameterError
 from neural.config import ModelConfig
 
 
@@ -203,6 +204,23 @@ class Decoder(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def resolve_device(name: str) -> str:
+    """The torch device a user named, checked before any work: ``auto`` is CUDA where torch sees it, else the CPU. A
+    name torch does not parse, or a CUDA device torch cannot see, is a ParameterError."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ParameterError(f"{name!r} is not a torch device") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ParameterError(f"--device {name} was asked for, but torch sees no CUDA device")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ParameterError(f"--device {name}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+    return name
 
 
 def flops_per_token(cfg: ModelConfig, context: int) -> float:

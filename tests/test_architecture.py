@@ -132,7 +132,7 @@ def test_the_construction_never_imports_the_learning_half_and_learning_only_deco
 # ---- errors: a user's mistake is exit 2, a bug is exit 70 --------------------------------------------------------
 
 # Calls whose ValueError means "this user string is not a number / device": the only ones bridge may catch it from.
-PARSES = {"int", "float", "os.dup2", "os.open", "torch.device"}
+PARSES = {"int", "float", "os.dup2", "os.open"}
 # bridge/output.py is the one place where every exception not mapped before is turned into its exit status (70 for
 # a bug), and where a closed stdout is silenced.
 EXEMPT = {"bridge/output.py"}

@@ -179,7 +179,7 @@ def run_group(profile_name: str, cells: list[Cell], root: str, index: str = "", 
 
     import torch
 
-    from neural.learning.runs import resolve_device
+    from neural.model import resolve_device
     from neural.learning.train import train_group
 
     threads = os.environ.get("COTPROOF_THREADS")
@@ -350,7 +350,7 @@ def run_grid(profile_name: str, out: Path, results: Path, *, seeds: int | None =
     Cells train in groups (``plan_groups``), ``jobs`` worker processes at a time (default: one per visible GPU, or
     one on a CPU), each worker on one device: with several GPUs, the workers are dealt out over them."""
     from grammar.limits import require_training_steps
-    from neural.learning.runs import resolve_device
+    from neural.model import resolve_device
 
     profile = PROFILES[profile_name]
     seeds = profile.seeds if seeds is None else seeds

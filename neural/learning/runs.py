@@ -86,14 +86,6 @@ class TrainConfig:
                            d_ff=self.d_ff, activation=self.activation, layernorm=self.layernorm)
 
 
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("--device cuda was asked for, but torch sees no CUDA device")
-    return name
-
-
 def lr_at(cfg: TrainConfig, step: int, elapsed: float | None = None) -> float:
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup

@@ -43,10 +43,10 @@ from neural import checkpoint
 from neural.config import Keys, ModelConfig
 from neural.learning.evaluation import evaluate_model
 from neural.learning.prefetch import Batches
-from neural.learning.runs import RunState, TrainConfig, load_training, lr_at, resolve_device, save_training
+from neural.learning.runs import RunState, TrainConfig, load_training, lr_at, save_training
 from neural.learning.stacked import StackedDecoder
 from neural.learning.tasks import IGNORE, SETTINGS, FoldTask
-from neural.model import Decoder
+from neural.model import Decoder, resolve_device
 
 BETAS = (0.9, 0.98)
 CLIP_NORM = 1.0
