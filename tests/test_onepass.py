@@ -161,17 +161,24 @@ def test_written_out_attention_equals_the_fused_kernel(monkeypatch):
     assert np.array_equal(run_thm33(model, nc, bits, FLOAT32).tokens, fused)
 
 
+def random_decoder(seed: int, batch: int, length: int):
+    """A randomly initialised trained-style decoder (LayerNorm, GELU: dense attention) and random tokens for it."""
+    import torch
+
+    from neural.config import ModelConfig
+
+    torch.manual_seed(seed)
+    net = decoder_module.Decoder(ModelConfig(vocab_size=11, max_len=length, d_model=32, n_layers=2, n_heads=4,
+                                             d_head=8, d_ff=64, activation="gelu", layernorm=True)).eval()
+    return net, torch.randint(0, 11, (batch, length))
+
+
 def test_written_out_blocks_mask_as_the_fused_kernel_does(monkeypatch):
     """On a random model (dense attention, so a key seen too early or too late moves every output), the written-out
     blocks agree with the fused kernel to float32 rounding."""
     import torch
 
-    from neural.config import ModelConfig
-
-    torch.manual_seed(0)
-    net = decoder_module.Decoder(ModelConfig(vocab_size=11, max_len=100, d_model=32, n_layers=2, n_heads=4,
-                                             d_head=8, d_ff=64, activation="gelu", layernorm=True)).eval()
-    tokens = torch.randint(0, 11, (3, 100))
+    net, tokens = random_decoder(seed=0, batch=3, length=100)
     with torch.inference_mode():
         fused = net.features(tokens)[0]
         monkeypatch.setattr(decoder_module, "_fused_causal", lambda *a: None)
@@ -269,12 +276,7 @@ def test_several_tokens_after_a_cache_see_what_one_pass_sees():
     over the whole sequence on a random dense model, where a key seen too early or too late moves every output."""
     import torch
 
-    from neural.config import ModelConfig
-
-    torch.manual_seed(1)
-    net = decoder_module.Decoder(ModelConfig(vocab_size=11, max_len=40, d_model=32, n_layers=2, n_heads=4,
-                                             d_head=8, d_ff=64, activation="gelu", layernorm=True)).eval()
-    tokens = torch.randint(0, 11, (2, 40))
+    net, tokens = random_decoder(seed=1, batch=2, length=40)
     with torch.inference_mode():
         whole = net.features(tokens)[0]
         cache = decoder_module.KVCache()
