@@ -2,7 +2,9 @@
 
 Two subpackages share the decoder and the CVP format:
 - shared, here: ``config`` (the architecture and the state-dict names), ``model`` (the one torch decoder),
-  ``checkpoint`` (safetensors on disk, no pickle), ``cvp`` (the one CVP format);
+  ``checkpoint`` (safetensors on disk, no pickle), ``cvp`` (the one CVP format), ``export`` and ``hf`` (the decoder
+  as a TransformerLens bridge and as a Hugging Face GPT-2, and any local causal LM as a function: optional
+  dependencies, imported only when asked for);
 - ``construction``, the proved construction: ``constructed`` (the typed contract formal proves: Layout, HeadPlan,
   FFNPlan), ``construct`` (fills it from a circuit), ``fp`` and ``finite`` (the paper's F(e,s) arithmetic, and the
   decoder run in it), ``execute`` (decoding in any arithmetic, and runs checked in one pass);
