@@ -5,7 +5,11 @@ Read in this order:
   weights, the bounded checks, a replayed counterexample: the ``Report``), ``bounded`` (the whole-model checks,
   sized before they run, and which arithmetic runs them), ``replay`` (a refuted lemma's report: the witness's own
   replay in F(e,s), the whole model's, and torch's under --ieee), ``smt_export`` (the answered queries as SMT-LIB, re-solved by cvc5 or bitwuzla);
-- the audit library: ``audit`` (a trained checkpoint against the construction), ``audit_plots``;
+- the audit library: ``audit`` (a trained checkpoint, or any model as a function, against the construction),
+  ``audited`` (a model as the audit sees it), ``foreign`` (vocabulary files: a task's tokens in another model's
+  ids), ``audit_plots``;
+- interoperability: ``manifest`` (a construction's proved mechanism as JSON, and the attention target of every
+  query), ``export`` (``cotproof export``: TransformerLens, Hugging Face GPT-2, the mechanism suite);
 - the public pytest API: ``testing`` (``assert_proved``, ``assert_refuted``);
 - the command shells, thin over the above: ``cli`` (``cotproof``), ``verify`` (``python -m bridge.verify``),
   ``commands``, ``execution`` (run, compile), ``checking`` (check, equiv), ``circuits``, ``training`` (train,
