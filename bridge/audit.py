@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bridge.output import EXIT_FAILED, EXIT_OK, emit
-from grammar.errors import InputError, SourceLoc
+from grammar.errors import InputError, ParameterError, SourceLoc
 
 ALIGNMENT_OK = 0.99
 
@@ -41,21 +41,6 @@ def load_auditable(directory: str):
                              expected="a checkpoint written by cotproof compile")
         return Decoder.from_arrays(ck.config, ck.weights), task, "cot", ck.meta
     return load_trained(directory)
-
-
-def _greedy(model, task, prompts_with_sep):
-    from neural.learning.evaluation import generate
-
-    return generate(model, prompts_with_sep, task.n_steps)
-
-
-def _attention(model, tokens: np.ndarray) -> list[np.ndarray]:
-    """Per layer (B, H, T, T) attention weights of a teacher-forced pass over the model's own trace."""
-    import torch
-
-    with torch.inference_mode():
-        _, weights = model(torch.as_tensor(tokens), need_weights=True)
-    return [w.float().cpu().numpy() for w in weights]
 
 
 def _trace_report(task, prompts, gen, answer, truth) -> dict:
@@ -129,48 +114,104 @@ def _alignment(task, prompts, attn) -> dict:
 
 
 def audit(directory: str, samples: int = 500, seed: int = 0, plots: str | None = None) -> dict:
-    import torch
-
+    """The audit of a checkpoint directory (trained, or a compiled CVP construction)."""
     model, task, setting, meta = load_auditable(directory)
+    _require_cot(setting, SourceLoc(str(directory)))
+    _require_affordable(task, samples, model.cfg.d_model, model.cfg.n_layers, model.cfg.n_heads)
+    construction = meta.get("kind") == "construction"
+    from bridge.audited import decoder_audited
+
+    out = audit_model(decoder_audited(model), task, samples=samples, seed=seed, label=str(directory), plots=plots)
+    if construction:
+        out["exhaustive"] = _exhaustive_cvp(model, task, max_gates=3)
+    return out
+
+
+def audit_callable(fn, task, vocab, *, samples: int = 500, seed: int = 0, attention=None,
+                   label: str = "<callable>") -> dict:
+    """Audit any model given as a function from token ids (B, T) to logits (B, T, V), in its own ids.
+
+    ``task``: a task (``neural.learning.tasks.make_task``) or its description, ``{"kind": "s5", "length": 8}``.
+    ``vocab``: each of the task's tokens -> the model's id for it. Greedy steps take the argmax over the task's tokens.
+    ``attention``: optionally, a function from the same ids to per-layer (B, H, T, T) weights, for the alignment.
+    Returns the report ``cotproof audit`` prints (without the precision replays, which need the weights)."""
+    from bridge.audited import callable_audited
+    from bridge.foreign import resolve_task, token_ids
+
+    task = resolve_task(task, label)
+    ids = token_ids(task, vocab, label)
+    return audit_model(callable_audited(fn, ids, attention), task, samples=samples, seed=seed, label=label)
+
+
+def _require_cot(setting: str, where: SourceLoc) -> None:
     if setting != "cot":
-        raise InputError(f"this checkpoint was trained in the '{setting}' setting: it writes no chain of thought to "
-                         f"audit; use 'cotproof eval' for its accuracy", SourceLoc(str(directory)),
+        raise InputError(f"this model was trained in the '{setting}' setting: it writes no chain of thought to "
+                         f"audit; use 'cotproof eval' for its accuracy", where,
                          expected="a cot checkpoint or a compiled construction")
-    from bridge.progress import Progress
+
+
+def _require_affordable(task, samples: int, d_model: int, n_layers: int, n_heads: int) -> None:
     from grammar.limits import require_memory
 
-    cfg, length = model.cfg, task.n_prompt + task.n_steps
-    require_memory(4.0 * samples * length * (40 * cfg.d_model * cfg.n_layers + 2 * cfg.n_heads * length),
+    length = task.n_prompt + task.n_steps
+    require_memory(4.0 * samples * length * (40 * d_model * n_layers + 2 * n_heads * length),
                    f"auditing {samples:,} samples of {length:,} tokens", "--samples", "fewer --samples")
-    with Progress(5 if meta.get("kind") == "construction" else 4, "stage", "audit") as stages:
+
+
+def audit_model(model, task, *, samples: int, seed: int, label: str, plots: str | None = None) -> dict:
+    """``model``: a ``bridge.audited.Audited``. Greedy traces on held-out prompts, checked step by step; attention read against the construction's reads
+    where the model gives its weights; replays in the dtypes it can be cast to."""
+    from bridge.progress import Progress
+
+    with Progress(2 + len(model.dtypes), "stage", "audit") as stages:
         b = task.batch(np.random.default_rng(seed), samples, "cot", "test")  # held-out prompts only
         prompts = b.tokens[:, :b.prompt_len]
-        gen = _greedy(model, task, prompts)
+        gen = model.generate(prompts, task.n_steps, None)
         stages.update()
-        out = {"checkpoint": str(directory), "task": task.name, "samples": samples, "seed": seed,
+        out = {"checkpoint": label, "task": task.name, "samples": samples, "seed": seed,
                **_trace_report(task, prompts[:, :task.n_prompt], gen, b.answer, b.cot)}
-        full = np.concatenate([prompts, gen[:, :-1]], axis=1)
-        attn = _attention(model, full[:min(samples, 200)])
-        out["attention"] = _alignment(task, prompts[:min(samples, 200), :task.n_prompt], attn)
+        attn = None
+        if model.attention is not None:
+            full = np.concatenate([prompts, gen[:, :-1]], axis=1)
+            attn = model.attention(full[:min(samples, 200)])
+            out["attention"] = _alignment(task, prompts[:min(samples, 200), :task.n_prompt], attn)
+        else:
+            out["attention"] = {"heads": {}, "closest_head": {}, "alignment": None,
+                                "note": "the model gave no attention weights"}
         stages.update()
-        precision = {}
-        for dtype in ("bfloat16", "float16"):
-            cast = model.to(getattr(torch, dtype))
-            g = _greedy(cast, task, prompts)
+        out["precision"] = {}
+        for dtype in model.dtypes:
+            g = model.generate(prompts, task.n_steps, dtype)
             rep = _trace_report(task, prompts[:, :task.n_prompt], g, b.answer, b.cot)
-            precision[dtype] = {"accuracy": rep["accuracy"], "unsound_steps": rep["unsound_steps"],
-                                "traces_changed": int((g != gen).any(axis=1).sum())}
+            out["precision"][dtype] = {"accuracy": rep["accuracy"], "unsound_steps": rep["unsound_steps"],
+                                       "traces_changed": int((g != gen).any(axis=1).sum())}
             stages.update()
-        model.to(torch.float32)
-        out["precision"] = precision
-        if meta.get("kind") == "construction":
-            out["exhaustive"] = _exhaustive_cvp(model, task, max_gates=3)
-            stages.update()
-    if plots:
+    if plots and attn is not None:
         from bridge.audit_plots import write_plots
 
         out["plots"] = write_plots(Path(plots), task, prompts, gen, out, attn)
     return out
+
+
+def hf_audit(directory: str, vocabulary_path: str, samples: int, seed: int) -> dict:
+    """``cotproof audit DIR --format hf --vocab FILE``: a local Hugging Face causal LM, audited as its vocabulary
+    file's task."""
+    from bridge.audited import callable_audited
+    from bridge.foreign import read_vocabulary, resolve_task, token_ids
+    from neural.hf import load_causal_lm
+
+    doc = read_vocabulary(vocabulary_path)
+    task = resolve_task(doc["task"], vocabulary_path)
+    _require_cot(str(doc.get("setting", "cot")), SourceLoc(vocabulary_path))
+    if not (Path(directory) / "config.json").is_file():
+        raise InputError("no config.json here", SourceLoc(directory), expected="a Hugging Face model directory")
+    try:
+        fn, vocab_size, attention = load_causal_lm(directory)
+    except ParameterError as err:
+        raise InputError(str(err), SourceLoc(directory),
+                         expected="a Hugging Face causal LM directory with safetensors weights") from None
+    ids = token_ids(task, doc["tokens"], vocabulary_path, vocab_size)
+    return audit_model(callable_audited(fn, ids, attention), task, samples=samples, seed=seed, label=str(directory))
 
 
 def _exhaustive_cvp(model, task, max_gates: int) -> dict:
@@ -194,7 +235,16 @@ def cmd_audit(args) -> int:
         from bridge.inputs import writable_directory
 
         writable_directory(args.plots, "--plots")
-    report = audit(args.dir, args.samples, args.seed, args.plots)
+    if args.format == "hf":
+        if not args.vocab:
+            raise InputError("--format hf needs --vocab FILE: which of the model's ids is which task token",
+                             SourceLoc("--vocab"), expected="--vocab VOCAB.json")
+        report = hf_audit(args.dir, args.vocab, args.samples, args.seed)
+    elif args.vocab:
+        raise InputError("--vocab is for --format hf: a cotproof checkpoint names its own vocabulary",
+                         SourceLoc("--vocab"), expected="--format hf, or no --vocab")
+    else:
+        report = audit(args.dir, args.samples, args.seed, args.plots)
     departures = []
     if report["unsound_steps"]:
         departures.append(f"{report['unsound_steps']} unsound steps")
@@ -248,3 +298,6 @@ def register(sub) -> None:
     p.add_argument("--seed", type=flags.seed, default=0)
     p.add_argument("--plots", metavar="DIR")
     p.add_argument("--strict", action="store_true", help="exit 1 on any departure, not only on unsound steps")
+    p.add_argument("--format", choices=("cotproof", "hf"), default="cotproof",
+                   help="hf: a Hugging Face causal LM directory (GPT-2 and kin), read with --vocab")
+    p.add_argument("--vocab", metavar="FILE", help="with --format hf: the vocabulary file (task, setting, token ids)")
