@@ -200,11 +200,14 @@ def _emit_lines(nc, batch, results, provenance: dict) -> int:
     return EXIT_FAILED if unsound else EXIT_OK
 
 
-def construction_meta(model) -> dict:
+def construction_meta(model, circuit=None) -> dict:
+    """config.json's account of a construction; a Theorem 3.3 model's ``circuit`` too, so that the checkpoint can
+    be rebuilt, proved and exported without its netlist."""
+    stored = {"circuit_gates": circuit.to_dict()} if model.mode == "thm33" and circuit is not None else {}
     return {"kind": "construction", "vocab": list(model.vocab),
             "construction": {"mode": model.mode, "ebits": model.fmt.ebits, "sbits": model.fmt.sbits,
                              "key_scale": model.key_scale, "code_bits": model.code_bits,
-                             "layout": model.layout.to_dict(), **model.describe()}}
+                             "layout": model.layout.to_dict(), **model.describe(), **stored}}
 
 
 def cmd_compile(args) -> int:
@@ -214,7 +217,8 @@ def cmd_compile(args) -> int:
     target = load_target(args.file, parse_overrides(args.override), args.format, args.optimize)
     model = build(target)
     try:
-        out = checkpoint.save(args.out, model.config, model.weights, construction_meta(model))
+        out = checkpoint.save(args.out, model.config, model.weights,
+                              construction_meta(model, target.circuit if model.mode == "thm33" else None))
     except OSError as err:
         raise InputError(f"cannot write the checkpoint: {err.strerror or err}", SourceLoc(args.out),
                          expected="--out DIR in a writable place") from None

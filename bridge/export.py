@@ -1,7 +1,7 @@
 """``cotproof export``: cotproof models for other tools.
 
 - ``export SOURCE --to transformer-lens OUT``: a TransformerLens 4 bridge (``neural.export``). SOURCE is a trained
-  checkpoint, a compiled CVP checkpoint, or a netlist or spec (compiled here). A construction is rebuilt for IEEE
+  checkpoint, a compiled checkpoint, or a netlist or spec (compiled here). A construction is rebuilt for IEEE
   float32, the arithmetic TransformerLens runs it in, proved there (the lemmas of ``verify --ieee float32``), and
   written with its mechanism manifest (``bridge.manifest``).
 - ``export DIR --to hf-gpt2 OUT``: a trained checkpoint as a ``GPT2LMHeadModel`` plus the vocabulary file that
@@ -61,20 +61,35 @@ def _from_checkpoint(directory: str) -> Source:
         _, _, setting, meta = load_trained(directory)
         return Source(ck.config, ck.weights, list(meta["vocab"]), task=dict(meta["task"]), setting=setting)
     c = ck.meta.get("construction", {})
-    if c.get("mode") != "cvp":
-        raise InputError("exporting a compiled Theorem 3.3 checkpoint is not supported yet: its circuit is not "
-                         "stored in it; export the netlist or spec itself (cotproof export FILE --to ...)", where,
-                         expected="a CVP construction, a trained checkpoint, or a netlist")
-    from neural.construction.construct import build_cvp
+    from neural.construction.construct import build_cvp, build_thm33
     from neural.construction.fp import IEEE_FORMATS, FPFormat
 
-    model = build_cvp(int(c["max_gates"]), FPFormat(*IEEE_FORMATS["float32"]), float(c["key_scale"]))
+    fp32 = FPFormat(*IEEE_FORMATS["float32"])
+    circuit, key_scale, max_gates = None, c.get("key_scale"), c.get("max_gates")
+    try:
+        if not isinstance(key_scale, (int, float)) or isinstance(key_scale, bool):
+            raise ParameterError(f"construction.key_scale is {key_scale!r}, not a number")
+        if c.get("mode") == "cvp":
+            if not isinstance(max_gates, int) or isinstance(max_gates, bool):
+                raise ParameterError(f"construction.max_gates is {max_gates!r}, not a whole number")
+            model = build_cvp(max_gates, fp32, float(key_scale))
+        elif "circuit_gates" in c:
+            from grammar.ir import NormCircuit
+
+            circuit = NormCircuit.from_dict(c["circuit_gates"])
+            model = build_thm33(circuit, fp32, float(key_scale))
+        else:
+            raise ParameterError("this Theorem 3.3 checkpoint does not store its circuit (it was compiled by an "
+                                 "older cotproof): compile it again, or export its netlist (cotproof export FILE "
+                                 "--to ...)")
+    except ParameterError as err:
+        raise InputError(str(err), where, expected="a checkpoint written by cotproof compile") from None
     if set(model.weights) != set(ck.weights) or any(not np.array_equal(model.weights[k], ck.weights[k])
                                                     for k in model.weights):
-        raise InputError("the checkpoint's weights are not the CVP construction's (edited, or from another "
-                         "version), so no proof or manifest describes them", where,
+        raise InputError("the checkpoint's weights are not the construction its config.json describes (edited, or "
+                         "from another version), so no proof or manifest is about them", where,
                          expected="a checkpoint written by cotproof compile")
-    return Source(model.config, model.weights, list(model.vocab), model)
+    return Source(model.config, model.weights, list(model.vocab), model, circuit)
 
 
 def prove_float32(model, circuit, where: str, timeout_s: float) -> dict:

@@ -176,6 +176,36 @@ class NormCircuit:
             counts[g.op] = counts.get(g.op, 0) + 1
         return counts
 
+    def to_dict(self) -> dict:
+        """Plain JSON, as a compiled Theorem 3.3 checkpoint stores the circuit it holds."""
+        return {"name": self.name, "inputs": list(self.input_names),
+                "gates": [[g.op, g.a, g.b, g.name, g.origin, g.used] for g in self.gates],
+                "outputs": [[name, node] for name, node in zip(self.output_names, self.outputs)]}
+
+    @classmethod
+    def from_dict(cls, doc) -> "NormCircuit":
+        """The inverse of ``to_dict``; anything else (a file edited by hand) is a ParameterError naming the part."""
+        from grammar.errors import ParameterError
+
+        try:
+            inputs = tuple(str(x) for x in doc["inputs"])
+            gates = []
+            for t, (op, a, b, name, origin, used) in enumerate(doc["gates"]):
+                node = len(inputs) + t
+                if op not in GATE_OPS or not all(isinstance(x, int) and 0 <= x < max(node, 1) for x in (a, b)):
+                    raise ParameterError(f"gate {t} ({op!r} of {a!r}, {b!r}) is not a two-input gate over "
+                                         f"earlier nodes")
+                gates.append(NormGate(op, a, b, str(name), str(origin), bool(used)))
+            outputs = [(str(name), node) for name, node in doc["outputs"]]
+            if not all(isinstance(node, int) and 0 <= node < len(inputs) + len(gates) for _, node in outputs):
+                raise ParameterError("an output names a node the circuit does not have")
+            return cls(str(doc["name"]), inputs, tuple(gates), tuple(n for _, n in outputs),
+                       tuple(name for name, _ in outputs))
+        except ParameterError:
+            raise
+        except (KeyError, TypeError, ValueError) as err:  # a missing key, or a gate that is not a list of six
+            raise ParameterError(f"the stored circuit is malformed ({type(err).__name__}: {err})") from None
+
 
 # ---- specs -------------------------------------------------------------------------------------------------
 

@@ -102,6 +102,12 @@ def test_export_writes_a_loadable_bridge_and_a_proved_manifest(tmp_path):
     proc = cli("export", "circuits/c17.bench", "--to", "transformer-lens", str(tmp_path / "c17"), "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["proof"] == "proved"
+    assert cli("compile", "circuits/c17.bench", "--out", str(tmp_path / "compiled")).returncode == 0
+    proc = cli("export", str(tmp_path / "compiled"), "--to", "transformer-lens", str(tmp_path / "again"))
+    assert proc.returncode == 0, proc.stderr  # the compiled checkpoint stores its circuit: the same export
+    assert (tmp_path / "again/model.safetensors").read_bytes() == (tmp_path / "c17/model.safetensors").read_bytes()
+    assert (json.loads((tmp_path / "again/manifest.json").read_text())["circuit"]
+            == json.loads((tmp_path / "c17/manifest.json").read_text())["circuit"])
     bridge, _ = load_transformer_lens(tmp_path / "c17")
     m = json.loads((tmp_path / "c17/manifest.json").read_text())
     assert m["proof"]["status"] == "proved" and m["proof"]["lemmas"] and m["circuit"]["name"]
@@ -290,7 +296,15 @@ def test_exports_that_cannot_be_made_say_why(tmp_path, tiny_s5):
     ]
     compiled = tmp_path / "thm33"
     assert cli("compile", "circuits/c17.bench", "--out", str(compiled)).returncode == 0
-    cases.append(((str(compiled), "--to", "transformer-lens", str(tmp_path / "d")), "not supported yet"))
+    doc = json.loads((compiled / "config.json").read_text())
+    edited = tmp_path / "edited"
+    assert cli("compile", "circuits/c17.bench", "--out", str(edited)).returncode == 0
+    doc["construction"]["circuit_gates"]["gates"][0][1] = 99  # a gate reading a node that comes after it
+    (edited / "config.json").write_text(json.dumps(doc))
+    cases.append(((str(edited), "--to", "transformer-lens", str(tmp_path / "e")), "not a two-input gate over"))
+    del doc["construction"]["circuit_gates"]  # as an older cotproof wrote it
+    (compiled / "config.json").write_text(json.dumps(doc))
+    cases.append(((str(compiled), "--to", "transformer-lens", str(tmp_path / "d")), "does not store its circuit"))
     for args, words in cases:
         proc = cli("export", *args)
         assert proc.returncode == 2 and words in proc.stderr, (args, proc.stderr)
