@@ -119,6 +119,7 @@ def test_export_writes_a_loadable_bridge_and_a_proved_manifest(tmp_path):
         assert torch.equal(ours, bridge(torch.as_tensor(tokens)))
 
 
+@pytest.mark.heavy  # eleven proofs, about two minutes
 def test_the_suite_matches_its_manifests(tmp_path):
     proc = cli("export", "--suite", str(tmp_path / "suite"), "--json")
     assert proc.returncode == 0, proc.stderr
