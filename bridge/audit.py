@@ -84,35 +84,6 @@ def _context(task, prompt, trace, i) -> dict:
     return {"previous_state": task.vocab[int(prev)], "input": task.vocab[int(prompt[task.step_inputs[i]])]}
 
 
-def _alignment(task, prompts, attn) -> dict:
-    """Mass each head puts, at step i's query position, on each position the construction reads then."""
-    reads = task.read_positions(prompts)
-    q = task.n_prompt + np.arange(task.n_steps)
-    B = prompts.shape[0]
-    heads = {}
-    for layer, w in enumerate(attn):
-        for h in range(w.shape[1]):
-            at_q = w[:, h, q, :]  # (B, n, T)
-            masses = {}
-            for name, pos in reads.items():
-                valid = pos >= 0
-                m = np.take_along_axis(at_q, np.clip(pos, 0, None)[..., None], axis=-1)[..., 0]
-                masses[name] = float(m[valid].mean()) if valid.any() else None
-            union = np.zeros(at_q.shape[:2])
-            seen = np.zeros((B, task.n_steps, at_q.shape[-1]), dtype=bool)
-            for pos in reads.values():
-                b, i = np.nonzero(pos >= 0)
-                seen[b, i, pos[b, i]] = True
-            union = (at_q * seen).sum(-1)
-            heads[f"L{layer}H{h}"] = {"mass_on_construction_reads": float(union.mean()), "per_read": masses}
-    closest = {}
-    for name in reads:
-        best = max(heads, key=lambda k: -1 if heads[k]["per_read"][name] is None else heads[k]["per_read"][name])
-        closest[name] = {"head": best, "mass": heads[best]["per_read"][name]}
-    scores = [c["mass"] for c in closest.values() if c["mass"] is not None]
-    return {"heads": heads, "closest_head": closest, "alignment": float(np.mean(scores)) if scores else None}
-
-
 def audit(directory: str, samples: int = 500, seed: int = 0, plots: str | None = None) -> dict:
     """The audit of a checkpoint directory (trained, or a compiled CVP construction)."""
     model, task, setting, meta = load_auditable(directory)
@@ -174,7 +145,13 @@ def audit_model(model, task, *, samples: int, seed: int, label: str, plots: str 
         if model.attention is not None:
             full = np.concatenate([prompts, gen[:, :-1]], axis=1)
             attn = model.attention(full[:min(samples, 200)])
-            out["attention"] = _alignment(task, prompts[:min(samples, 200), :task.n_prompt], attn)
+            from neural.learning.mechanism import alignment, attention_roles
+
+            shown = prompts[:min(samples, 200), :task.n_prompt]
+            out["attention"] = alignment(task, shown, attn)
+            roles = attention_roles(task, shown, attn)
+            if roles is not None:
+                out["attention"]["roles"] = roles
         else:
             out["attention"] = {"heads": {}, "closest_head": {}, "alignment": None,
                                 "note": "the model gave no attention weights"}
@@ -279,6 +256,13 @@ def human(r: dict) -> str:
                  "  attention alignment n/a")
     for name, c in a["closest_head"].items():
         lines.append(f"    {name:<10} closest head {c['head']} (mass {c['mass'] if c['mass'] is None else round(c['mass'], 3)})")
+    roles = a.get("roles")
+    if roles:
+        lines.append("  where each head's attention goes, by the CoT token being predicted (mass by role):")
+        lines.append("    " + " " * 14 + "".join(f"{role:>14}" for role in roles["roles"]))
+        for head, h in roles["heads"].items():
+            for slot, masses in [("all", h["all"]), *h["by_slot"].items()]:
+                lines.append(f"    {head:<6}{slot:<8}" + "".join(f"{masses[role]:>14.3f}" for role in roles["roles"]))
     for dtype, p in r["precision"].items():
         lines.append(f"  {dtype:<9} accuracy {p['accuracy']:.4f}, unsound {p['unsound_steps']}, "
                      f"traces changed {p['traces_changed']}")

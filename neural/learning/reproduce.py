@@ -221,6 +221,12 @@ def score_cell(profile: Profile, cell: Cell, cfg, run_dir: Path, last: dict, dev
            "early_stopped": bool(last.get("early_stopped")),
            "heldout_disjoint": heldout_disjoint(task, cfg, 1234, profile.eval_samples),
            "device": device, "machine": machine(), "commit": commit(), "group": group}
+    if "answer_part_accuracy" in ev:  # S5: the images of the permutation right, chance 0.2 (vs 1/120 whole)
+        row["answer_part_accuracy"] = round(ev["answer_part_accuracy"], 4)
+    if cell.task == "cvp" and cell.setting == "cot":  # does the learned model read what the construction reads?
+        from neural.learning.mechanism import mechanism_of
+
+        row["mechanism"] = mechanism_of(model, task)
     print(f"{tag} {cell.name} length {cell.length} seed {cell.seed}: test accuracy {row['accuracy']:.3f} after "
           f"{row['steps']} steps, {row['seconds']:.0f} s", file=sys.stderr, flush=True)
     return row

@@ -1,0 +1,125 @@
+"""Where a model's attention goes at each CoT step, against where the construction's goes.
+
+``alignment``: the mass each head puts on each position the construction reads (the task's ``read_positions``).
+``attention_roles`` (CVP): where the mass goes instead, by the role of each key position relative to the step,
+so that a model which solves the task another way shows which way. ``cotproof audit`` prints both, and the
+reproduction records them for its CVP CoT cells.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+ROLES = ("own_slots", "input_slots", "input_values", "previous_cot", "rest")
+ROLE_MEANING = {
+    "own_slots": "the prompt slots of the gate being written (type, its two input ids, its id)",
+    "input_slots": "the prompt slots of its input gates",
+    "input_values": "the CoT value tokens v(a) and v(b) of its input gates",
+    "previous_cot": "any other CoT token written so far",
+    "rest": "everything else: other gates' prompt slots and SEP",
+}
+
+
+def alignment(task, prompts: np.ndarray, attn: list[np.ndarray]) -> dict:
+    """Mass each head puts, at step i's query position, on each position the construction reads then; for each
+    read, the head with most mass on it; and the mean of those (the alignment)."""
+    reads = task.read_positions(prompts)
+    q = task.n_prompt + np.arange(task.n_steps)
+    B = prompts.shape[0]
+    seen = np.zeros((B, task.n_steps, attn[0].shape[-1]), dtype=bool)
+    for pos in reads.values():
+        b, i = np.nonzero(pos >= 0)
+        seen[b, i, pos[b, i]] = True
+    heads = {}
+    for layer, w in enumerate(attn):
+        for h in range(w.shape[1]):
+            at_q = w[:, h, q, :]  # (B, n, T)
+            masses = {}
+            for name, pos in reads.items():
+                valid = pos >= 0
+                m = np.take_along_axis(at_q, np.clip(pos, 0, None)[..., None], axis=-1)[..., 0]
+                masses[name] = float(m[valid].mean()) if valid.any() else None
+            heads[f"L{layer}H{h}"] = {"mass_on_construction_reads": float((at_q * seen).sum(-1).mean()),
+                                      "per_read": masses}
+    closest = {}
+    for name in reads:
+        best = max(heads, key=lambda k: -1 if heads[k]["per_read"][name] is None else heads[k]["per_read"][name])
+        closest[name] = {"head": best, "mass": heads[best]["per_read"][name]}
+    scores = [c["mass"] for c in closest.values() if c["mass"] is not None]
+    return {"heads": heads, "closest_head": closest, "alignment": float(np.mean(scores)) if scores else None}
+
+
+def role_masks(N: int, prompts: np.ndarray) -> dict[str, np.ndarray]:
+    """For each role, (B, 4N steps, 8N keys) booleans: which key positions have that role at each CoT step. Each
+    position has one role: the first in ``ROLES`` that claims it."""
+    from neural import cvp
+
+    B, n, T = prompts.shape[0], 4 * N, cvp.sequence_length(N)
+    parsed = cvp.parse_prompts(prompts, N)
+    step = np.arange(n)
+    g = step // 4 + 1  # the gate each CoT step belongs to
+    query = 4 * N + step  # the position that predicts CoT token i
+    keys = np.arange(T)
+    slot_gate = np.where(keys < 4 * N, keys // 4 + 1, 0)  # the gate whose prompt slot a position is, or 0
+    inputs = [np.take_along_axis(x, np.broadcast_to(g - 1, (B, n)), axis=1) for x in (parsed.in1, parsed.in2)]
+    masks = {
+        "own_slots": np.broadcast_to(slot_gate[None, None, :] == g[None, :, None], (B, n, T)),
+        "input_slots": np.zeros((B, n, T), dtype=bool),
+        "input_values": np.zeros((B, n, T), dtype=bool),
+    }
+    for r in inputs:  # (B, n): input gate ids, 0 for NA
+        real = (r > 0)[..., None]
+        masks["input_slots"] = masks["input_slots"] | (real & (slot_gate[None, None, :] == r[..., None]))
+        value_at = cvp.cot_position(np.maximum(r, 1), 3, N)
+        masks["input_values"] = masks["input_values"] | (real & (keys[None, None, :] == value_at[..., None]))
+    masks["previous_cot"] = np.broadcast_to((keys[None, :] > 4 * N) & (keys[None, :] <= query[:, None]), (B, n, T))
+    out, taken = {}, np.zeros((B, n, T), dtype=bool)
+    for role in ("input_values", "own_slots", "input_slots", "previous_cot"):
+        out[role] = masks[role] & ~taken
+        taken = taken | out[role]
+    out["rest"] = ~taken
+    return {role: out[role] for role in ROLES}
+
+
+def attention_roles(task, prompts: np.ndarray, attn: list[np.ndarray]) -> dict | None:
+    """CVP only (else None): for each head, the mean mass at a CoT step on each role, overall and by the CoT slot
+    being predicted (``a``, ``value_a``, ``b``, ``value``)."""
+    if task.name != "cvp":
+        return None
+    from neural import cvp
+
+    N = task.N
+    masks = role_masks(N, prompts)
+    q = task.n_prompt + np.arange(task.n_steps)
+    heads = {}
+    for layer, w in enumerate(attn):
+        for h in range(w.shape[1]):
+            at_q = w[:, h, q, :]  # (B, n, T)
+            mass = {role: (at_q * m).sum(-1) for role, m in masks.items()}  # (B, n) each
+            heads[f"L{layer}H{h}"] = {
+                "all": {role: round(float(m.mean()), 4) for role, m in mass.items()},
+                "by_slot": {slot: {role: round(float(m[:, s::4].mean()), 4) for role, m in mass.items()}
+                            for s, slot in enumerate(cvp.COT_SLOTS)}}
+    return {"roles": list(ROLES), "meaning": ROLE_MEANING, "heads": heads}
+
+
+def mechanism_of(model, task, samples: int = 200, seed: int = 1234) -> dict:
+    """A trained CVP CoT model's mechanism on held-out prompts, as the grid records it: the alignment with each
+    construction read (by its closest head) and where each head's mass goes by role."""
+    import torch
+
+    from neural.learning.evaluation import generate
+
+    b = task.batch(np.random.default_rng(seed), samples, "cot", "test")
+    prompts = b.tokens[:, :b.prompt_len]
+    gen = generate(model, prompts, task.n_steps)
+    tokens = torch.as_tensor(np.concatenate([prompts, gen[:, :-1]], axis=1), device=next(model.parameters()).device)
+    with torch.inference_mode():
+        _, weights = model(tokens, need_weights=True)
+    attn = [w.float().cpu().numpy() for w in weights]
+    shown = prompts[:, :task.n_prompt]
+    a = alignment(task, shown, attn)
+    return {"alignment": None if a["alignment"] is None else round(a["alignment"], 4),
+            "closest_head": {name: {"head": c["head"], "mass": None if c["mass"] is None else round(c["mass"], 4)}
+                             for name, c in a["closest_head"].items()},
+            "roles": {head: r["all"] for head, r in attention_roles(task, shown, attn)["heads"].items()},
+            "samples": samples}
