@@ -138,6 +138,12 @@ def cmd_eval(args) -> int:
 def cmd_reproduce(args) -> int:
     from neural.learning.reproduce import parse_cells, run_grid
 
+    if args.ablation:
+        return _ablation(args)
+    if args.smoke or args.cpu_anyway:
+        raise InputError("--smoke and --cpu-anyway go with --ablation NAME", SourceLoc("--smoke"),
+                         expected="reproduce --ablation NAME --smoke")
+
     try:
         cells = parse_cells(args.cells)
     except ParameterError as err:
@@ -161,6 +167,33 @@ def cmd_reproduce(args) -> int:
         raise InputError(f"cannot write results: {err.strerror or err}", SourceLoc(args.results),
                          expected="writable --out and --results") from None
     emit(doc, args.json, _reproduce_text)
+    return 0
+
+
+def _ablation(args) -> int:
+    from neural.learning.ablations import NOT_RUN, run_ablation
+
+    if args.cells or args.full or args.rerun or args.seeds or args.jobs:
+        raise InputError("--ablation runs its own list of runs: no --cells, --full, --rerun, --seeds or --jobs",
+                         SourceLoc("--ablation"), expected="reproduce --ablation NAME [--smoke] [--device D]")
+    try:
+        doc = run_ablation(args.ablation, Path(args.out), Path(args.results), toy=args.smoke,
+                           cpu_anyway=args.cpu_anyway, device=args.device)
+    except OSError as err:
+        raise InputError(f"cannot write results: {err.strerror or err}", SourceLoc(args.results),
+                         expected="writable --out and --results") from None
+
+    def text(d: dict) -> str:
+        lines = [f"ablation {d['ablation']}{' (smoke sizes)' if d['smoke'] else ''}: {d['question']}"]
+        for r in d["runs"]:
+            score = (NOT_RUN if r["status"] == NOT_RUN else f"accuracy {r['accuracy']:.3f}"
+                     + (f", per part {r['answer_part_accuracy']:.3f}" if "answer_part_accuracy" in r else ""))
+            lines.append(f"  {r['label']}: {score}")
+        if "finish_with" in d:
+            lines.append(f"  sized for a GPU: {d['finish_with']} (or --cpu-anyway)")
+        return "\n".join(lines)
+
+    emit(doc, args.json, text)
     return 0
 
 
@@ -235,5 +268,11 @@ def register(sub) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
                    help="auto: bf16 autocast on CUDA, fp32 on a CPU")
+    from neural.learning.ablations import ABLATIONS
+
+    p.add_argument("--ablation", choices=tuple(ABLATIONS),
+                   help="one experiment that settles a disagreement with the paper -> results/ablations/NAME.json")
+    p.add_argument("--smoke", action="store_true", help="with --ablation: toy sizes, as CI runs it")
+    p.add_argument("--cpu-anyway", action="store_true", help="with --ablation: run a GPU-sized ablation on a CPU")
     p.add_argument("--out", default="runs/reproduce", help="checkpoints of every cell")
     p.add_argument("--results", default="results", help="<profile>.json, table.md and the figures")

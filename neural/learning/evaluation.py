@@ -46,9 +46,10 @@ def load_trained(directory) -> tuple[Decoder, FoldTask, str, dict]:
 def evaluate_model(model: Decoder, task: FoldTask, setting: str, samples: int = 1000, seed: int = 1234,
                    batch_size: int = 250, split: str = "test", on_progress=None) -> dict:
     """Greedy answer accuracy on fresh samples of one split (by default the held-out test prompts, which training
-    never draws), per-position CoT accuracy, and CoT soundness. ``on_progress(samples_done)`` after each batch."""
+    never draws), per-position CoT accuracy, CoT soundness, and, where the answer has parts (S5's five images),
+    the mean fraction of them right (``answer_part_accuracy``). ``on_progress(samples_done)`` after each batch."""
     rng = np.random.default_rng(seed)
-    correct, total, per_pos, sound_steps, steps = 0, 0, None, 0, 0
+    correct, total, per_pos, sound_steps, steps, part_hits = 0, 0, None, 0, 0, 0.0
     model.eval()
     device = next(model.parameters()).device
     while total < samples:
@@ -71,11 +72,16 @@ def evaluate_model(model: Decoder, task: FoldTask, setting: str, samples: int = 
             ok = task.check_steps(b.tokens[:, :task.n_prompt], written)
             sound_steps, steps = sound_steps + int(ok.sum()), steps + ok.size
         correct += int((answer == b.answer).sum())
+        parts = task.answer_parts(answer)
+        if parts is not None:
+            part_hits += float((parts == task.answer_parts(b.answer)).mean(axis=1).sum())
         total += n
         if on_progress is not None:
             on_progress(total)
     out = {"accuracy": correct / total, "samples": total, "seed": seed, "setting": setting, "task": task.name,
            "split": split}
+    if task.answer_parts(b.answer[:1]) is not None:  # S5: how many images of the permutation are right
+        out["answer_part_accuracy"] = part_hits / total
     if per_pos is not None:
         out["cot_position_accuracy"] = [round(float(x) / total, 4) for x in per_pos]
     if steps:  # each written (cot) or read-out (hint) state checked against the step applied to the one before

@@ -97,6 +97,8 @@ class FoldTask:
         got_p, got_s, n = [], [], 0
         for _ in range(10_000):
             prompts, states = self.sample(rng, max(size, 16))
+            if split == "train":
+                prompts, states = self.augment(rng, prompts, states)
             keep = self.split_of(prompts) == want
             got_p.append(prompts[keep])
             got_s.append(states[keep])
@@ -104,6 +106,16 @@ class FoldTask:
             if n >= size:
                 return np.concatenate(got_p)[:size], np.concatenate(got_s)[:size]
         raise ParameterError(f"{self.name}: the {split} split is too small to draw {size} prompts from")
+
+    def augment(self, rng: np.random.Generator, prompts: np.ndarray, states: np.ndarray):
+        """What only training prompts get (before the split filter, so they stay training prompts): nothing, unless
+        a task's parameters ask (``ModAdd(mixed=True)``). Validation and test prompts are never augmented."""
+        return prompts, states
+
+    def answer_parts(self, answers: np.ndarray) -> np.ndarray | None:
+        """(B, k) parts of each answer token (-1 where the token is not an answer), for a task whose answer has
+        parts that can be right alone (S5: the image of each of 0..4); None where it has none."""
+        return None
 
     def batch(self, rng: np.random.Generator, size: int, setting: str, split: str = "train") -> Batch:
         prompts, states = self.sample_split(rng, size, split)  # token ids (B, n_prompt), (B, n_steps)
@@ -239,8 +251,16 @@ def lookup_circuit(name: str, k: int, table: dict[tuple[int, int], int]) -> Norm
 # ---- the four tasks ----------------------------------------------------------------------------------------
 
 class ModAdd(FoldTask):
-    def __init__(self, length: int = 16, modulus: int = 7):
-        self.name, self.params = "modadd", {"length": length, "modulus": modulus}
+    """Addition mod m, one digit per step. With ``mixed``, each training prompt keeps a random number (1 to n) of
+    its digits and zeroes the rest, a suffix: 0 is the identity, so the answer is that of the shorter sum, and
+    the model trains on every length up to n. (Fixed-length base gets no partial signal: the answer is independent
+    of any n - 1 of the digits.) Test prompts are always full length."""
+
+    def __init__(self, length: int = 16, modulus: int = 7, mixed: bool = False):
+        if not isinstance(mixed, bool):
+            raise ParameterError(f"modadd: mixed must be true or false, not {mixed!r}")
+        self.name, self.params = "modadd", {"length": length, "modulus": modulus, **({"mixed": True} if mixed else {})}
+        self.mixed = mixed
         self.n_prompt = self.n_steps = length
         self.m = modulus
         self.prompt_tokens = tuple(str(i) for i in range(modulus))
@@ -251,6 +271,13 @@ class ModAdd(FoldTask):
         x = rng.integers(0, self.m, (size, self.n_prompt))
         s = np.cumsum(x, axis=1) % self.m
         return x + self.index["0"], s + self.index["s0"]
+
+    def augment(self, rng, prompts, states):
+        if not self.mixed:
+            return prompts, states
+        keep = rng.integers(1, self.n_prompt + 1, prompts.shape[0])
+        x = np.where(np.arange(self.n_prompt)[None, :] < keep[:, None], prompts - self.index["0"], 0)
+        return x + self.index["0"], np.cumsum(x, axis=1) % self.m + self.index["s0"]
 
     def step_table(self):
         ox, os_ = self.index["0"], self.index["s0"]
@@ -283,6 +310,13 @@ class S5(FoldTask):
             acc = self.table[acc, x[:, i]]
             s[:, i] = acc
         return x + self.index["01234"], s + self.index["s01234"]
+
+    def answer_parts(self, answers):
+        """The image of each of 0..4 under the answer permutation (chance 1/5 each, where the whole is 1/120)."""
+        images = np.full((len(self.vocab), 5), -1)
+        first = self.index["s01234"]
+        images[first:first + 120] = np.array(S5_PERMS)
+        return images[np.asarray(answers)]
 
     def step_table(self):
         ox, os_ = self.index["01234"], self.index["s01234"]

@@ -1,0 +1,96 @@
+"""The ablations of the paper's disagreements, the metrics beside whole-answer accuracy, and where a model's
+attention goes by role (the mechanism breakdown)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import cli
+
+from neural import cvp
+from neural.learning.mechanism import ROLES, attention_roles, role_masks
+from neural.learning.tasks import make_task
+
+
+def test_every_key_position_has_exactly_one_role():
+    task = make_task("cvp", gates=6)
+    prompts, _ = task.sample(np.random.default_rng(0), 20)
+    masks = role_masks(6, prompts)
+    assert list(masks) == list(ROLES)
+    assert (sum(m.astype(int) for m in masks.values()) == 1).all()
+    c = cvp.parse_prompts(prompts, 6)
+    g, b = 5, 0  # CoT step of gate 5's value: its own slots are prompt positions 16..19
+    step = 4 * (g - 1) + 3
+    assert masks["own_slots"][b, step, 16:20].all()
+    for r in (int(c.in1[b, g - 1]), int(c.in2[b, g - 1])):
+        if r:
+            assert masks["input_values"][b, step, cvp.cot_position(r, 3, 6)]
+
+
+def test_the_construction_reads_by_role_what_it_was_built_to(tmp_path):
+    """The compiled CVP model's heads, at the step each serves, put all their mass on one role."""
+    proc = cli("compile", "specs/cvp.lark", "--override", "max_gates=4", "--out", str(tmp_path / "ck"))
+    assert proc.returncode == 0, proc.stderr
+    proc = cli("audit", str(tmp_path / "ck"), "--samples", "30", "--json")
+    assert proc.returncode == 0, proc.stderr
+    roles = json.loads(proc.stdout)["attention"]["roles"]["heads"]
+    assert roles["L0H0"]["by_slot"]["value"]["own_slots"] == 1.0  # type head: the gate's own type slot
+    assert roles["L0H1"]["by_slot"]["a"]["own_slots"] == 1.0  # id head: the gate's own input-id slot
+    assert roles["L0H2"]["by_slot"]["value"]["previous_cot"] == 1.0  # prev head: v(a_g), just written
+    text = cli("audit", str(tmp_path / "ck"), "--samples", "30").stdout
+    assert "mass by role" in text and "input_values" in text
+
+
+def test_attention_roles_are_for_cvp_only():
+    task = make_task("s5", length=3)
+    assert attention_roles(task, np.zeros((1, 3), dtype=int), [np.zeros((1, 1, 7, 7))]) is None
+
+
+def test_s5_answer_parts_are_the_images_of_the_permutation():
+    task = make_task("s5", length=3)
+    tokens = np.array([task.index["s01234"], task.index["s10234"], task.index["="]])
+    assert task.answer_parts(tokens).tolist() == [[0, 1, 2, 3, 4], [1, 0, 2, 3, 4], [-1] * 5]
+    assert make_task("modadd", length=3).answer_parts(np.array([0])) is None
+
+
+def test_mixed_length_modadd_zeroes_a_suffix_of_training_prompts_only():
+    task = make_task("modadd", length=8, modulus=7, mixed=True)
+    assert task.params == {"length": 8, "modulus": 7, "mixed": True}
+    assert make_task("modadd", length=8, modulus=7).params == {"length": 8, "modulus": 7}  # old checkpoints load
+    rng = np.random.default_rng(0)
+    prompts, states = task.sample_split(rng, 400, "train")
+    digits = prompts - task.index["0"]
+    trailing_zeros = (digits != 0)[:, ::-1].argmax(axis=1)
+    assert (trailing_zeros > 0).mean() > 0.5  # most training prompts end in zeros
+    assert task.check_steps(prompts, states).all()  # and their states are still the sums
+    test_prompts, _ = task.sample_split(rng, 400, "test")
+    assert ((test_prompts - task.index["0"])[:, -3:] == 0).all(axis=1).mean() < 0.05  # test prompts: full length
+    with pytest.raises(Exception, match="mixed must be true or false"):
+        make_task("modadd", length=8, mixed="yes")
+
+
+def test_a_smoke_ablation_writes_its_results(tmp_path):
+    proc = cli("reproduce", "--ablation", "modadd-length", "--smoke", "--out", str(tmp_path / "runs"),
+               "--results", str(tmp_path / "results"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "results/ablations/modadd-length-smoke.json").read_text())
+    assert doc["smoke"] and [r["status"] for r in doc["runs"]] == ["run", "run"]
+    assert {"fixed", "mixed"} == {r["label"].split()[-1] for r in doc["runs"]}
+    assert all(0 <= r["accuracy"] <= 1 and r["steps"] == 20 for r in doc["runs"])
+
+
+def test_a_gpu_ablation_on_a_cpu_is_written_as_not_run_with_its_command(tmp_path):
+    proc = cli("reproduce", "--ablation", "cvp-depth", "--device", "cpu", "--out", str(tmp_path / "runs"),
+               "--results", str(tmp_path / "results"))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "results/ablations/cvp-depth.json").read_text())
+    assert len(doc["runs"]) == 15 and {r["status"] for r in doc["runs"]} == {"not run"}
+    assert doc["finish_with"] == "cotproof reproduce --ablation cvp-depth --device cuda"
+    assert "not run" in proc.stdout and not (tmp_path / "runs").exists()
+
+
+def test_ablation_flags_that_do_not_go_together_exit_2(tmp_path):
+    assert cli("reproduce", "--ablation", "metrics", "--cells", "s5:cot:1").returncode == 2
+    assert cli("reproduce", "--smoke").returncode == 2
+    assert cli("reproduce", "--ablation", "no-such").returncode == 2
