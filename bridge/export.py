@@ -214,6 +214,9 @@ def cmd_export(args) -> int:
     if to not in FORMATS:
         raise InputError(f"--to {to!r} is not a format export writes", SourceLoc("--to"), text=to,
                          expected=", ".join(FORMATS))
+    if args.override and Path(args.source).is_dir():
+        raise InputError("--override changes a spec or netlist's parameters; a checkpoint's are fixed",
+                         SourceLoc("--override"), expected="a netlist or spec, or no --override")
     writable_directory(out, "OUT")
     source = load_source(args.source, parse_overrides(args.override))
     try:

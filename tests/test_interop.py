@@ -294,6 +294,7 @@ def test_exports_that_cannot_be_made_say_why(tmp_path, tiny_s5):
         (("circuits/c17.bench", "--to", "onnx", str(tmp_path / "b")), "not a format"),
         (("circuits/c17.bench",), "--to FORMAT OUT"),
         (("--suite", str(tmp_path / "s"), "--to", "hf-gpt2", str(tmp_path / "c")), "takes no SOURCE"),
+        ((str(tiny_s5), "--to", "hf-gpt2", str(tmp_path / "f"), "--override", "ebits=8"), "a checkpoint's are fixed"),
     ]
     compiled = tmp_path / "thm33"
     assert cli("compile", "circuits/c17.bench", "--out", str(compiled)).returncode == 0

@@ -98,6 +98,7 @@ def run_ablation(name: str, out: Path, results: Path, *, toy: bool = False, cpu_
     ``results/ablations/NAME.json``."""
     import torch
 
+    from neural.checkpoint import read_metrics
     from neural.learning.evaluation import evaluate_model, load_trained
     from neural.learning.runs import TrainConfig
     from neural.learning.train import train
@@ -129,6 +130,7 @@ def run_ablation(name: str, out: Path, results: Path, *, toy: bool = False, cpu_
         rows.append({**row, "status": "run", "accuracy": round(ev["accuracy"], 4),
                      **({"answer_part_accuracy": round(ev["answer_part_accuracy"], 4)}
                         if "answer_part_accuracy" in ev else {}),
+                     "train_answer_accuracy": _last_train_accuracy(read_metrics(directory)),
                      "steps": int(meta["step"]), "seconds": round(time.perf_counter() - started, 1)})
         print(f"ablation {name}: {run.label}: accuracy {rows[-1]['accuracy']:.3f}", file=sys.stderr, flush=True)
     doc = {"ablation": name, "question": ablation.question, "smoke": toy, "device": device,
@@ -139,3 +141,10 @@ def run_ablation(name: str, out: Path, results: Path, *, toy: bool = False, cpu_
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
     return doc
+
+
+def _last_train_accuracy(records: list[dict]) -> float | None:
+    """The answer accuracy on the last logged training batches: on the training distribution (mixed lengths,
+    where asked), beside the test accuracy on full-length prompts."""
+    accs = [r["train_answer_acc"] for r in records if "train_answer_acc" in r]
+    return round(float(accs[-1]), 4) if accs else None
