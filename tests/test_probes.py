@@ -335,11 +335,15 @@ def test_reading_a_checkpoint_changes_nothing_even_mid_recovery(trained, tmp_pat
 
 def test_a_reproduce_that_trains_nothing_writes_nothing(tmp_path):
     results = shutil.copytree(ROOT / "results", tmp_path / "results")
-    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in results.iterdir()}
+    def files():
+        return {str(p.relative_to(results)): (p.read_bytes(), p.stat().st_mtime_ns)
+                for p in results.rglob("*") if p.is_file()}
+
+    before = files()
     proc = in_process("reproduce", "--quick", "--results", str(results), "--out", str(tmp_path / "runs"))
     assert_clean(proc, OK)
     assert "nothing trained, nothing written" in proc.stdout and "--rerun" in proc.stdout
-    assert {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in results.iterdir()} == before
+    assert files() == before and "ablations/metrics.json" in before
     assert not (tmp_path / "runs").exists()
 
 
