@@ -119,8 +119,42 @@ def test_export_writes_a_loadable_bridge_and_a_proved_manifest(tmp_path):
         assert torch.equal(ours, bridge(torch.as_tensor(tokens)))
 
 
-@pytest.mark.heavy  # eleven proofs, about two minutes
-def test_the_suite_matches_its_manifests(tmp_path):
+def _check_manifest_against_attention(bridge, doc: dict, rng) -> int:
+    """Sample CoT sequences for the manifest's model (from its own circuit or CVP format), run them through the
+    TransformerLens bridge, and check its attention is exactly one-hot at every claimed target. Returns the number
+    of queries checked."""
+    if doc["mode"] == "cvp":
+        n = doc["circuit"]["max_gates"]
+        tokens = cvp_teacher_forcing([cvp.random_circuit(rng, n) for _ in range(4)], n).tokens
+    else:
+        bits = rng.integers(0, 2, (4, len(doc["circuit"]["inputs"])))
+        tokens = _evaluate_from_manifest(doc, [[int(x) for x in row] for row in bits])
+    with torch.inference_mode():
+        _, patterns = _logits_and_patterns(bridge, tokens)
+    checked = 0
+    for (layer, head), target in attention_targets(doc, tokens).items():
+        b, q = np.nonzero(target >= 0)
+        assert torch.all(patterns[layer][b, head, q, target[b, q]] == 1.0), (doc["circuit"], layer, head)
+        checked += len(q)
+    return checked
+
+
+def test_every_suite_manifest_matches_its_models_attention():
+    """Every member of the suite, built as ``export --suite`` builds it; the proofs are the slow test below."""
+    from bridge.export import _suite_source, suite_members
+
+    rng = np.random.default_rng(0)
+    members = suite_members()
+    assert len(members) >= 10
+    for name, spec in members:
+        source, _ = _suite_source(spec)
+        doc = manifest(source.construction, source.circuit, {"status": "not run"})
+        bridge = to_transformer_lens(Decoder.from_arrays(source.cfg, source.arrays))
+        assert _check_manifest_against_attention(bridge, doc, rng) > 0, name
+
+
+@pytest.mark.slow  # eleven proofs, about two minutes
+def test_the_suite_export_proves_every_member_and_matches_its_manifests(tmp_path):
     proc = cli("export", "--suite", str(tmp_path / "suite"), "--json")
     assert proc.returncode == 0, proc.stderr
     rows = json.loads((tmp_path / "suite/suite.json").read_text())
@@ -131,19 +165,8 @@ def test_the_suite_matches_its_manifests(tmp_path):
     for row in rows:
         bridge, _ = load_transformer_lens(tmp_path / "suite" / row["name"])
         doc = json.loads((tmp_path / "suite" / row["name"] / "manifest.json").read_text())
-        if doc["mode"] == "cvp":
-            n = doc["circuit"]["max_gates"]
-            tokens = cvp_teacher_forcing([cvp.random_circuit(rng, n) for _ in range(4)], n).tokens
-        else:
-            inputs = len(doc["circuit"]["inputs"])
-            bits = rng.integers(0, 2, (4, inputs))
-            values = [[int(x) for x in row] for row in bits]
-            tokens = _evaluate_from_manifest(doc, values)
-        with torch.inference_mode():
-            _, patterns = _logits_and_patterns(bridge, tokens)
-        for (layer, head), target in attention_targets(doc, tokens).items():
-            b, q = np.nonzero(target >= 0)
-            assert torch.all(patterns[layer][b, head, q, target[b, q]] == 1.0), (row["name"], layer, head)
+        assert doc["proof"]["status"] == "proved"
+        _check_manifest_against_attention(bridge, doc, rng)
 
 
 def _evaluate_from_manifest(doc: dict, rows: list[list[int]]) -> np.ndarray:
