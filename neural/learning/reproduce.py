@@ -58,7 +58,7 @@ PROFILES = {
     "quick": Profile(tasks={"modadd": {"modulus": 7}, "s5": {}, "isq": {"min_prime": 151, "max_prime": 199},
                             "cvp": {}},
                      lengths={"modadd": (8,), "s5": (8,), "isq": (4,), "cvp": (6,)},
-                     settings=("base", "cot"), depths=(1, 2), steps=3000, seeds=1, eval_samples=500, lr=2e-3,
+                     settings=("base", "cot", "hint"), depths=(1, 2), steps=3000, seeds=1, eval_samples=500, lr=2e-3,
                      task_steps=(("isq", 6000),)),
     # a GPU (``--jobs`` 10-14 on one H100): depths to 8, the length axis for modadd, every setting, 3 seeds
     "full": Profile(tasks={"modadd": {"modulus": 7}, "s5": {}, "isq": {"min_prime": 101, "max_prime": 397},
