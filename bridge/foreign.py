@@ -7,8 +7,6 @@ the task (as in a checkpoint's config.json), the setting the model was trained i
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from grammar.errors import InputError, ParameterError, SourceLoc
@@ -57,13 +55,9 @@ def token_ids(task, tokens: dict, where: str, model_vocab: int | None = None) ->
 
 def read_vocabulary(path: str) -> dict:
     """A vocabulary file, checked for shape (its tokens are checked against the task by ``token_ids``)."""
-    from grammar.source import read_text
+    from grammar.source import parse_json, read_text
 
-    text = read_text(path, "vocabulary file")
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InputError(f"not JSON: {err.msg}", SourceLoc(path, err.lineno, err.colno), expected=EXPECTED) from None
+    doc = parse_json(read_text(path, "vocabulary file"), path, "the vocabulary file", EXPECTED)
     if not isinstance(doc, dict) or "task" not in doc or "tokens" not in doc:
         raise InputError('the vocabulary file needs "task" and "tokens"', SourceLoc(path), expected=EXPECTED)
     return doc

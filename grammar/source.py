@@ -50,3 +50,14 @@ def decode(data: bytes, path: str, what: str = "file") -> str:
 
 def read_text(path: str | os.PathLike, what: str = "file") -> str:
     return decode(read_bytes(path, what), str(path), what)
+
+
+def parse_json(text: str, path: str | os.PathLike, what: str, expected: str):
+    """``text`` (read from ``path``) as JSON; malformed JSON is one InputError at its line and column."""
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"{what} is not valid JSON: {err.msg}", SourceLoc(str(path), err.lineno, err.colno),
+                         expected=expected) from None

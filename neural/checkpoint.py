@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from grammar.errors import InputError, SourceLoc
-from grammar.source import read_bytes, read_text
+from grammar.source import parse_json, read_bytes, read_text
 from neural.config import ModelConfig, weight_shapes
 
 WEIGHTS, CONFIG, METRICS = "model.safetensors", "config.json", "metrics.jsonl"
@@ -232,11 +232,7 @@ def load(directory: str | os.PathLike) -> Checkpoint:
 
 
 def _config(d: Path, text: str) -> tuple[dict, ModelConfig]:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InputError(f"config is not valid JSON: {err.msg}", SourceLoc(str(d / CONFIG), err.lineno, err.colno),
-                         expected="a JSON object") from None
+    doc = parse_json(text, d / CONFIG, "config", "a JSON object")
     if not isinstance(doc, dict) or not isinstance(doc.get("model"), dict):
         raise InputError("config has no 'model' object", SourceLoc(str(d / CONFIG)),
                          expected='{"model": {"vocab_size": ..., "d_model": ...}, ...}')

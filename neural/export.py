@@ -129,16 +129,13 @@ def load_transformer_lens(directory: str | Path):
     from safetensors.torch import load as st_load
 
     from grammar.errors import InputError, SourceLoc
-    from grammar.source import read_bytes, read_text
+    from grammar.source import parse_json, read_bytes, read_text
     from neural import checkpoint
 
     d = Path(directory)
     where = SourceLoc(str(d / checkpoint.CONFIG))
-    try:
-        doc = json.loads(read_text(d / checkpoint.CONFIG, "export config"))
-    except json.JSONDecodeError as err:
-        raise InputError(f"config.json is not JSON: {err.msg}", SourceLoc(where.path, err.lineno, err.colno),
-                         expected="a directory written by cotproof export --to transformer-lens") from None
+    doc = parse_json(read_text(d / checkpoint.CONFIG, "export config"), where.path, "config.json",
+                     "a directory written by cotproof export --to transformer-lens")
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise InputError("this is not a TransformerLens export of cotproof", where,
                          expected=f'"format": "{FORMAT}" in config.json')

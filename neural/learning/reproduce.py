@@ -328,15 +328,12 @@ def commit() -> str:
 def load_results(path: Path) -> list[dict]:
     """The cells already scored; a file that is not a results JSON is refused, never overwritten."""
     from grammar.errors import InputError, SourceLoc
-    from grammar.source import read_text
+    from grammar.source import parse_json, read_text
 
     if not path.exists():
         return []
-    try:
-        doc = json.loads(read_text(path, "results file"))
-    except json.JSONDecodeError as err:
-        raise InputError(f"not JSON: {err.msg}", SourceLoc(str(path), err.lineno, err.colno),
-                         expected="a results file written by cotproof reproduce") from None
+    doc = parse_json(read_text(path, "results file"), path, "the results file",
+                     "a results file written by cotproof reproduce")
     cells = doc.get("cells") if isinstance(doc, dict) else None
     key = {"task", "setting", "layers", "length", "seed"}
     if not isinstance(cells, list) or not all(isinstance(r, dict) and key <= r.keys() for r in cells):
