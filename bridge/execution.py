@@ -64,13 +64,11 @@ def torch_device(name: str, mode) -> str:
 def proved_in(model, circuit, dtype: str, where: str, timeout_s: float) -> dict:
     """The lemmas of ``verify --ieee DTYPE`` over the very weights ``run`` is about to execute (the bounded
     simulations aside: the run itself is checked step by step). A dtype they do not prove is refused."""
-    from bridge.proof import prove_model
+    from bridge.proof import prove_ieee_lemmas
     from formal.query import PROVED
     from grammar.errors import Refused
-    from grammar.spec import default_claims
 
-    claims = {name: params for name, params in default_claims().items() if name != "end_to_end"}
-    report = prove_model(model, circuit, claims, timeout_s=timeout_s, label=where, ieee=dtype)
+    report = prove_ieee_lemmas(model, circuit, dtype, where, timeout_s)
     if report.status != PROVED:
         lemma = next(r for r in report.lemmas if r.status not in (PROVED, "skipped"))
         raise Refused(f"the construction is not proved exact in IEEE {dtype} for this circuit ({lemma.name}: "

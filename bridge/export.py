@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bridge.output import EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN, emit
+from bridge.output import EXIT_OK, emit
 from grammar.errors import InputError, ParameterError, SourceLoc
 
 FORMATS = ("transformer-lens", "hf-gpt2")
@@ -94,11 +94,9 @@ def _from_checkpoint(directory: str) -> Source:
 
 def prove_float32(model, circuit, where: str, timeout_s: float) -> dict:
     """The lemmas of ``verify --ieee float32`` over these weights (the bounded simulations aside)."""
-    from bridge.proof import prove_model
-    from grammar.spec import default_claims
+    from bridge.proof import prove_ieee_lemmas
 
-    claims = {name: params for name, params in default_claims().items() if name != "end_to_end"}
-    report = prove_model(model, circuit, claims, timeout_s=timeout_s, label=where, ieee="float32")
+    report = prove_ieee_lemmas(model, circuit, "float32", where, timeout_s)
     return {"status": report.status, "arithmetic": report.arithmetic,
             "lemmas": [{"name": r.name, "status": r.status} for r in report.lemmas]}
 
@@ -187,14 +185,9 @@ def _suite_readme(rows: list[dict]) -> str:
                           for r in rows)
 
 
-def _exit(status: str) -> int:
-    from formal.query import PROVED, REFUTED
-
-    return {PROVED: EXIT_OK, REFUTED: EXIT_FAILED}.get(status, EXIT_UNKNOWN)
-
-
 def cmd_export(args) -> int:
     from bridge.inputs import parse_overrides, writable_directory
+    from bridge.proof import exit_status
     from formal.obligations import combine
 
     if args.suite:
@@ -206,7 +199,7 @@ def cmd_export(args) -> int:
         emit({"suite": args.suite, "models": rows}, args.json,
              lambda p: f"wrote {len(rows)} models to {args.suite}: " + ", ".join(
                  f"{r['name']} ({r['proof']})" for r in rows))
-        return _exit(combine(r["proof"] for r in rows))
+        return exit_status(combine(r["proof"] for r in rows))
     if not args.source or not args.to:
         raise InputError("export needs SOURCE --to FORMAT OUT, or --suite DIR", SourceLoc("export"),
                          expected=f"cotproof export SOURCE --to {{{','.join(FORMATS)}}} OUT")
@@ -224,7 +217,7 @@ def cmd_export(args) -> int:
     except ParameterError as err:
         raise InputError(str(err), SourceLoc(args.source), expected=f"a model --to {to} can hold") from None
     emit(summary, args.json, _human)
-    return _exit(summary["proof"]) if "proof" in summary else EXIT_OK
+    return exit_status(summary["proof"]) if "proof" in summary else EXIT_OK
 
 
 def _human(s: dict) -> str:

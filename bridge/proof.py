@@ -67,6 +67,23 @@ def verify(path: str, overrides: dict[str, str] | None = None, *, timeout_s: flo
     return report
 
 
+def prove_ieee_lemmas(model: ConstructedModel, circuit, dtype: str, where: str, timeout_s: float) -> Report:
+    """The lemmas of ``verify --ieee DTYPE`` over these very weights, without the bounded simulations: what ``run
+    --ieee`` needs before it runs a dtype, and what ``export`` records beside a construction."""
+    from grammar.spec import default_claims
+
+    claims = {name: params for name, params in default_claims().items() if name != "end_to_end"}
+    return prove_model(model, circuit, claims, timeout_s=timeout_s, label=where, ieee=dtype)
+
+
+def exit_status(status: str) -> int:
+    """A proof's verdict as the exit-code table says: proved 0, refuted 1, anything else (unknown) 3."""
+    from bridge.output import EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN
+    from formal.query import PROVED, REFUTED
+
+    return {PROVED: EXIT_OK, REFUTED: EXIT_FAILED}.get(status, EXIT_UNKNOWN)
+
+
 def require_simulation(plan, where: str) -> None:
     """Price the bounded checks before any proof starts: refuse (exit 2, with the estimate) a spec that asks for
     more simulated tokens or memory than this machine should attempt; ``--no-limit`` lifts it."""

@@ -10,7 +10,7 @@ import json
 import sys
 
 from bridge import flags
-from bridge.output import EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN, ArgParser, run_command
+from bridge.output import EXIT_UNKNOWN, ArgParser, run_command
 from bridge.target import add_netlist_flags, optimize_lines
 
 
@@ -95,9 +95,8 @@ def human(report) -> str:
 
 def run_verify(args) -> int:
     from bridge.inputs import parse_overrides
-    from bridge.proof import verify
+    from bridge.proof import exit_status, verify
     from bridge.smt_export import cross_check_all, emit_smt2, parse_solvers
-    from formal.query import PROVED, REFUTED
     from grammar.errors import InputError, SourceLoc
 
     stray = getattr(args, "stray_spec", None)
@@ -132,7 +131,7 @@ def run_verify(args) -> int:
         print(f"verify: {report.cross_check['solver']} DISAGREES with z3 on {report.cross_check['disagreements']}",
               file=sys.stderr)
         return EXIT_UNKNOWN
-    return {PROVED: EXIT_OK, REFUTED: EXIT_FAILED}.get(report.status, EXIT_UNKNOWN)
+    return exit_status(report.status)
 
 
 def main(argv: list[str] | None = None) -> int:
