@@ -130,8 +130,8 @@ def _require_affordable(task, samples: int, d_model: int, n_layers: int, n_heads
 
 
 def audit_model(model, task, *, samples: int, seed: int, label: str, plots: str | None = None) -> dict:
-    """``model``: a ``bridge.audited.Audited``. Greedy traces on held-out prompts, checked step by step; attention read against the construction's reads
-    where the model gives its weights; replays in the dtypes it can be cast to."""
+    """``model``: a ``bridge.audited.Audited``. Greedy traces on held-out prompts, checked step by step; attention
+    read against the construction's reads where the model gives its weights; replays in the dtypes it casts to."""
     from bridge.progress import Progress
 
     with Progress(2 + len(model.dtypes), "stage", "audit") as stages:
@@ -145,13 +145,9 @@ def audit_model(model, task, *, samples: int, seed: int, label: str, plots: str 
         if model.attention is not None:
             full = np.concatenate([prompts, gen[:, :-1]], axis=1)
             attn = model.attention(full[:min(samples, 200)])
-            from neural.learning.mechanism import alignment, attention_roles
+            from neural.learning.mechanism import attention_report
 
-            shown = prompts[:min(samples, 200), :task.n_prompt]
-            out["attention"] = alignment(task, shown, attn)
-            roles = attention_roles(task, shown, attn)
-            if roles is not None:
-                out["attention"]["roles"] = roles
+            out["attention"] = attention_report(task, prompts[:min(samples, 200), :task.n_prompt], attn)
         else:
             out["attention"] = {"heads": {}, "closest_head": {}, "alignment": None,
                                 "note": "the model gave no attention weights"}

@@ -27,6 +27,7 @@ def decoder_audited(model) -> Audited:
     import torch
 
     from neural.learning.evaluation import generate
+    from neural.learning.mechanism import attention_weights
 
     def in_dtype(prompts, steps, dtype=None):
         if dtype is None:
@@ -36,12 +37,7 @@ def decoder_audited(model) -> Audited:
         finally:
             model.to(torch.float32)
 
-    def attention(tokens):
-        with torch.inference_mode():
-            _, weights = model(torch.as_tensor(tokens), need_weights=True)
-        return [w.float().cpu().numpy() for w in weights]
-
-    return Audited(in_dtype, attention, ("bfloat16", "float16"))
+    return Audited(in_dtype, lambda tokens: attention_weights(model, tokens), ("bfloat16", "float16"))
 
 
 def callable_audited(fn, ids: np.ndarray, attention=None):

@@ -16,17 +16,13 @@ EXPECTED = 'a vocabulary file: {"task": {"kind": ..., params}, "setting": "cot",
 
 def resolve_task(task, where: str):
     """A task object, or one built from its description ``{"kind": ..., **params}``."""
-    from neural.learning.tasks import FoldTask, make_task
+    from neural.learning.tasks import FoldTask, task_from_description
 
     if isinstance(task, FoldTask):
         return task
-    if not isinstance(task, dict) or not isinstance(task.get("kind"), str):
-        raise InputError(f"the task must be named as an object with a \"kind\", not {task!r}", SourceLoc(where),
-                         expected=EXPECTED)
-    params = {k: v for k, v in task.items() if k != "kind"}
     try:
-        return make_task(task["kind"], **params)
-    except (ParameterError, TypeError) as err:  # TypeError: a parameter the task does not take
+        return task_from_description(task)
+    except ParameterError as err:
         raise InputError(f"the task {task!r} cannot be built: {err}", SourceLoc(where), expected=EXPECTED) from None
 
 

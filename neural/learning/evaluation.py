@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from neural import checkpoint
-from neural.learning.tasks import SETTINGS, FoldTask, make_task
+from neural.learning.tasks import SETTINGS, FoldTask, task_from_description
 from neural.model import Decoder
 
 
@@ -31,8 +31,7 @@ def load_trained(directory) -> tuple[Decoder, FoldTask, str, dict]:
         raise InputError(f"config.json names the setting {ck.meta['setting']!r}", where,
                          expected=" or ".join(SETTINGS))
     try:
-        spec = dict(ck.meta["task"])
-        task = make_task(spec.pop("kind", None), **spec)
+        task = task_from_description(ck.meta["task"])
     except (TypeError, ValueError) as err:  # a config from another version, or edited by hand
         raise InputError(f"config.json names a task this version cannot build: {err}",
                          where, expected="a task written by this version of cotproof train") from None
@@ -49,7 +48,7 @@ def evaluate_model(model: Decoder, task: FoldTask, setting: str, samples: int = 
     never draws), per-position CoT accuracy, CoT soundness, and, where the answer has parts (S5's five images),
     the mean fraction of them right (``answer_part_accuracy``). ``on_progress(samples_done)`` after each batch."""
     rng = np.random.default_rng(seed)
-    correct, total, per_pos, sound_steps, steps, part_hits = 0, 0, None, 0, 0, 0.0
+    correct, total, per_pos, sound_steps, steps, part_hits = 0, 0, None, 0, 0, None
     model.eval()
     device = next(model.parameters()).device
     while total < samples:
@@ -74,13 +73,13 @@ def evaluate_model(model: Decoder, task: FoldTask, setting: str, samples: int = 
         correct += int((answer == b.answer).sum())
         parts = task.answer_parts(answer)
         if parts is not None:
-            part_hits += float((parts == task.answer_parts(b.answer)).mean(axis=1).sum())
+            part_hits = (part_hits or 0.0) + float((parts == task.answer_parts(b.answer)).mean(axis=1).sum())
         total += n
         if on_progress is not None:
             on_progress(total)
     out = {"accuracy": correct / total, "samples": total, "seed": seed, "setting": setting, "task": task.name,
            "split": split}
-    if task.answer_parts(b.answer[:1]) is not None:  # S5: how many images of the permutation are right
+    if part_hits is not None:  # S5: how many images of the permutation are right
         out["answer_part_accuracy"] = part_hits / total
     if per_pos is not None:
         out["cot_position_accuracy"] = [round(float(x) / total, 4) for x in per_pos]

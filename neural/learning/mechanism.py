@@ -102,24 +102,37 @@ def attention_roles(task, prompts: np.ndarray, attn: list[np.ndarray]) -> dict |
     return {"roles": list(ROLES), "meaning": ROLE_MEANING, "heads": heads}
 
 
+def attention_weights(model, tokens: np.ndarray) -> list[np.ndarray]:
+    """Per layer (B, H, T, T) attention weights of a cotproof ``Decoder``'s pass over ``tokens``, as float32
+    arrays."""
+    import torch
+
+    with torch.inference_mode():
+        _, weights = model(torch.as_tensor(tokens, device=next(model.parameters()).device), need_weights=True)
+    return [w.float().cpu().numpy() for w in weights]
+
+
+def attention_report(task, prompts: np.ndarray, attn: list[np.ndarray]) -> dict:
+    """What the audit prints of a model's attention over its own traces: the alignment, and for CVP ``roles``."""
+    out = alignment(task, prompts, attn)
+    roles = attention_roles(task, prompts, attn)
+    if roles is not None:
+        out["roles"] = roles
+    return out
+
+
 def mechanism_of(model, task, samples: int = 200, seed: int = 1234) -> dict:
     """A trained CVP CoT model's mechanism on held-out prompts, as the grid records it: the alignment with each
     construction read (by its closest head) and where each head's mass goes by role."""
-    import torch
-
     from neural.learning.evaluation import generate
 
     b = task.batch(np.random.default_rng(seed), samples, "cot", "test")
     prompts = b.tokens[:, :b.prompt_len]
     gen = generate(model, prompts, task.n_steps)
-    tokens = torch.as_tensor(np.concatenate([prompts, gen[:, :-1]], axis=1), device=next(model.parameters()).device)
-    with torch.inference_mode():
-        _, weights = model(tokens, need_weights=True)
-    attn = [w.float().cpu().numpy() for w in weights]
-    shown = prompts[:, :task.n_prompt]
-    a = alignment(task, shown, attn)
+    a = attention_report(task, prompts[:, :task.n_prompt],
+                         attention_weights(model, np.concatenate([prompts, gen[:, :-1]], axis=1)))
     return {"alignment": None if a["alignment"] is None else round(a["alignment"], 4),
             "closest_head": {name: {"head": c["head"], "mass": None if c["mass"] is None else round(c["mass"], 4)}
                              for name, c in a["closest_head"].items()},
-            "roles": {head: r["all"] for head, r in attention_roles(task, shown, attn)["heads"].items()},
+            "roles": {head: r["all"] for head, r in a["roles"]["heads"].items()},
             "samples": samples}

@@ -268,16 +268,17 @@ class ModAdd(FoldTask):
         self.start = "s0"
 
     def sample(self, rng, size):
-        x = rng.integers(0, self.m, (size, self.n_prompt))
-        s = np.cumsum(x, axis=1) % self.m
-        return x + self.index["0"], s + self.index["s0"]
+        return self._encoded(rng.integers(0, self.m, (size, self.n_prompt)))
+
+    def _encoded(self, digits: np.ndarray):
+        """(prompt tokens, state tokens) of rows of digits: the states are the running sums mod m."""
+        return digits + self.index["0"], np.cumsum(digits, axis=1) % self.m + self.index["s0"]
 
     def augment(self, rng, prompts, states):
         if not self.mixed:
             return prompts, states
         keep = rng.integers(1, self.n_prompt + 1, prompts.shape[0])
-        x = np.where(np.arange(self.n_prompt)[None, :] < keep[:, None], prompts - self.index["0"], 0)
-        return x + self.index["0"], np.cumsum(x, axis=1) % self.m + self.index["s0"]
+        return self._encoded(np.where(np.arange(self.n_prompt)[None, :] < keep[:, None], prompts - self.index["0"], 0))
 
     def step_table(self):
         ox, os_ = self.index["0"], self.index["s0"]
@@ -476,6 +477,18 @@ class CVPTask(FoldTask):
 TASK_CLASSES: dict[str, type[FoldTask]] = {"modadd": ModAdd, "s5": S5, "isq": ISq, "cvp": CVPTask}
 # The task names and their parameters are the spec language's (grammar.spec.TASK_DEFAULTS); a test keeps the two
 # tables over the same names.
+
+
+def task_from_description(doc) -> FoldTask:
+    """A task from its description ``{"kind": ..., **params}``, as a checkpoint's config.json or a vocabulary file
+    names it; anything this version cannot build is a ParameterError saying why."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("kind"), str):
+        raise ParameterError(f"a task is named as an object with a \"kind\", not {doc!r}")
+    params = {k: v for k, v in doc.items() if k != "kind"}
+    try:
+        return make_task(doc["kind"], **params)
+    except TypeError as err:  # a parameter the task does not take
+        raise ParameterError(str(err)) from None
 
 
 def make_task(kind: str, **params) -> FoldTask:
