@@ -189,6 +189,9 @@ def _ablation(args) -> int:
             score = (NOT_RUN if r["status"] == NOT_RUN else f"accuracy {r['accuracy']:.3f}"
                      + (f", per part {r['answer_part_accuracy']:.3f}" if "answer_part_accuracy" in r else ""))
             lines.append(f"  {r['label']}: {score}")
+        if d.get("findings"):
+            holds = {True: "holds", False: "does not hold", None: "undecided"}[d["findings"]["holds"]]
+            lines.append(f"  finding: the claim {holds}: {d['findings']['why']}")
         if "finish_with" in d:
             lines.append(f"  sized for a GPU: {d['finish_with']} (or --cpu-anyway)")
         return "\n".join(lines)

@@ -263,34 +263,23 @@ def all_circuits(max_gates: int):
 
 
 def sample_task(rng: np.random.Generator, size: int, n_gates: int, p_const: float = 0.2,
-                p_not: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+                p_not: float = 0.2, balanced: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(prompts without SEP (B, 4N), CoTs (B, 4N)) for the ``cvp`` task, vectorised over the batch.
 
     Gates 1..N-1 follow ``random_circuit``'s distribution. The last gate, whose value is the answer, is AND, OR or
     NOT with equal odds, and its inputs are drawn among the earlier gates so that its value is a fair coin *given
     its type*: a guess from the last gate's type alone (the shallow baseline) scores 0.5, not the 0.71 of the
-    unconditioned distribution, so accuracy above chance has to come from evaluating the circuit."""
+    unconditioned distribution, so accuracy above chance has to come from evaluating the circuit. With
+    ``balanced=False`` the last gate is drawn like every other (the paper's distribution, constants included)."""
     N = n_gates
     if N < 3:
-        raise ParameterError("cvp: the balanced distribution needs at least 3 gates")
+        raise ParameterError("cvp: a task circuit needs at least 3 gates")
+    if not balanced:
+        return _sample_unconditioned(rng, size, N, p_const, p_not)
     B = size
     T = {t: TYPES.index(t) for t in TYPES}
-    kinds = np.empty((B, N), dtype=np.int64)
-    in1 = np.zeros((B, N), dtype=np.int64)
-    in2 = np.zeros((B, N), dtype=np.int64)
-    vals = np.zeros((B, N + 1), dtype=np.int64)  # vals[:, 0] is NA's 0
+    kinds, in1, in2, vals = _draw_gates(rng, B, N, N - 1, p_const, p_not)
     rows = np.arange(B)
-    for j in range(1, N):
-        u, coin = rng.random(B), rng.random(B) < 0.5
-        const = (u < p_const) | (j <= 2)
-        is_not = ~const & (u < p_const + p_not)
-        a = rng.integers(1, max(j, 2), B)
-        b = rng.integers(1, max(j, 2), B)
-        kinds[:, j - 1] = np.where(const, np.where(coin, T["TRUE"], T["FALSE"]),
-                                   np.where(is_not, T["NOT"], np.where(coin, T["AND"], T["OR"])))
-        in1[:, j - 1] = np.where(const, 0, a)
-        in2[:, j - 1] = np.where(const | is_not, 0, b)
-        vals[:, j] = apply(kinds[:, j - 1], vals[rows, in1[:, j - 1]], vals[rows, in2[:, j - 1]])
     last = rng.choice([T["AND"], T["OR"], T["NOT"]], B)
     target = rng.integers(0, 2, B)
     x, y = vals[:, 1:N, None], vals[:, None, 1:N]  # (B, N-1, N-1) over input pairs (a, b)
@@ -301,12 +290,48 @@ def sample_task(rng: np.random.Generator, size: int, n_gates: int, p_const: floa
     kinds[:, N - 1], in1[:, N - 1] = last, pick // (N - 1) + 1
     in2[:, N - 1] = np.where(last == T["NOT"], 0, pick % (N - 1) + 1)
     vals[:, N] = target
+    prompts, cot = _tokens(kinds, in1, in2, vals)
+    if not ok.all():
+        again = np.flatnonzero(~ok)
+        prompts[again], cot[again] = sample_task(rng, again.size, N, p_const, p_not)
+    return prompts, cot
+
+
+def _draw_gates(rng: np.random.Generator, B: int, N: int, drawn: int, p_const: float, p_not: float):
+    """Gates 1..``drawn`` of B circuits of N gates from ``random_circuit``'s distribution (the first two are
+    constants): kinds, first and second inputs (0 for NA) and values, the rest left for the caller to fill."""
+    T = {t: TYPES.index(t) for t in TYPES}
+    kinds = np.empty((B, N), dtype=np.int64)
+    in1 = np.zeros((B, N), dtype=np.int64)
+    in2 = np.zeros((B, N), dtype=np.int64)
+    vals = np.zeros((B, N + 1), dtype=np.int64)  # vals[:, 0] is NA's 0
+    rows = np.arange(B)
+    for j in range(1, drawn + 1):
+        u, coin = rng.random(B), rng.random(B) < 0.5
+        const = (u < p_const) | (j <= 2)
+        is_not = ~const & (u < p_const + p_not)
+        a = rng.integers(1, max(j, 2), B)
+        b = rng.integers(1, max(j, 2), B)
+        kinds[:, j - 1] = np.where(const, np.where(coin, T["TRUE"], T["FALSE"]),
+                                   np.where(is_not, T["NOT"], np.where(coin, T["AND"], T["OR"])))
+        in1[:, j - 1] = np.where(const, 0, a)
+        in2[:, j - 1] = np.where(const | is_not, 0, b)
+        vals[:, j] = apply(kinds[:, j - 1], vals[rows, in1[:, j - 1]], vals[rows, in2[:, j - 1]])
+    return kinds, in1, in2, vals
+
+
+def _sample_unconditioned(rng: np.random.Generator, B: int, N: int, p_const: float, p_not: float):
+    kinds, in1, in2, vals = _draw_gates(rng, B, N, N, p_const, p_not)
+    return _tokens(kinds, in1, in2, vals)
+
+
+def _tokens(kinds, in1, in2, vals) -> tuple[np.ndarray, np.ndarray]:
+    """(prompts, CoTs) as token ids from the gates' kinds, inputs and values."""
+    B, N = kinds.shape
+    rows = np.arange(B)
     ref = lambda r: np.where(r > 0, id_token(np.maximum(r, 1)), NA)  # noqa: E731
     ids = np.broadcast_to(id_token(np.arange(1, N + 1)), (B, N))
     prompts = np.stack([type_token(kinds), ref(in1), ref(in2), ids], axis=2).reshape(B, 4 * N)
     cot = np.stack([ref_token(in1, N), value_token(vals[rows[:, None], in1], N), ref_token(in2, N),
                     value_token(vals[:, 1:], N)], axis=2).reshape(B, 4 * N)
-    if not ok.all():
-        again = np.flatnonzero(~ok)
-        prompts[again], cot[again] = sample_task(rng, again.size, N, p_const, p_not)
     return prompts.astype(np.int64), cot.astype(np.int64)

@@ -85,7 +85,8 @@ def test_a_gpu_ablation_on_a_cpu_is_written_as_not_run_with_its_command(tmp_path
                "--results", str(tmp_path / "results"))
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((tmp_path / "results/ablations/cvp-depth.json").read_text())
-    assert len(doc["runs"]) == 15 and {r["status"] for r in doc["runs"]} == {"not run"}
+    assert len(doc["runs"]) == 33 and {r["status"] for r in doc["runs"]} == {"not run"}
+    assert doc["findings"] == {"reach_depth": None, "holds": None, "why": "not run"}
     assert doc["finish_with"] == "cotproof reproduce --ablation cvp-depth --device cuda"
     assert "not run" in proc.stdout and not (tmp_path / "runs").exists()
 
@@ -94,3 +95,47 @@ def test_ablation_flags_that_do_not_go_together_exit_2(tmp_path):
     assert cli("reproduce", "--ablation", "metrics", "--cells", "s5:cot:1").returncode == 2
     assert cli("reproduce", "--smoke").returncode == 2
     assert cli("reproduce", "--ablation", "no-such").returncode == 2
+
+
+def test_cvp_with_an_unconditioned_last_gate_is_the_papers_distribution():
+    """``last_gate="unconditioned"`` draws the last gate like every other: constants occur, the CoT is still the
+    circuit's evaluation, and the last gate's type alone predicts the answer well above chance (the balanced
+    default holds that guess to 0.5)."""
+    from neural.learning.reproduce import baselines
+
+    task = make_task("cvp", gates=8, last_gate="unconditioned")
+    assert task.params == {"gates": 8, "last_gate": "unconditioned"}
+    assert make_task("cvp", gates=8).params == {"gates": 8}  # old checkpoints load as before
+    prompts, states = task.sample_split(np.random.default_rng(0), 2000, "train")
+    assert task.check_steps(prompts, states).all()
+    last_type = np.array(cvp.TYPES)[cvp.parse_prompts(prompts, 8).kinds[:, -1]]
+    assert 0.1 < np.isin(last_type, ["TRUE", "FALSE"]).mean() < 0.3
+    assert baselines(task)["shallow_baseline"] > 0.65
+    assert abs(baselines(make_task("cvp", gates=8))["shallow_baseline"] - 0.5) < 0.04
+    with pytest.raises(Exception, match="last_gate must be one of balanced, unconditioned"):
+        make_task("cvp", gates=8, last_gate="fair")
+
+
+def _cvp_rows(reach: dict, cot: float = 1.0):
+    """Runs of the cvp-depth ablation: base reaches 0.95 from depth ``reach[gates]`` on (never: None)."""
+    rows = [{"setting": "base", "params": {"gates": g}, "layers": d, "status": "run",
+             "accuracy": 0.95 if reach[g] is not None and d >= reach[g] else 0.5}
+            for g in (8, 12, 16) for d in (1, 2, 4, 8, 16)]
+    return rows + [{"setting": "cot", "params": {"gates": g}, "layers": 1, "status": "run", "accuracy": cot}
+                   for g in (8, 12, 16)]
+
+
+@pytest.mark.parametrize("reach,cot,holds", [
+    ({8: 2, 12: 4, 16: 8}, 1.0, True),  # depth grows with size, CoT at 1 layer does not need it
+    ({8: 2, 12: 4, 16: None}, 1.0, True),  # never reaching at the largest size is growth too
+    ({8: 2, 12: 2, 16: 2}, 1.0, False),  # one depth for every size
+    ({8: None, 12: None, 16: None}, 1.0, False),  # base never learns: nothing grows
+    ({8: 4, 12: 2, 16: 8}, 1.0, False),  # not monotone
+    ({8: 2, 12: 4, 16: 8}, 0.9, False),  # CoT at 1 layer falls short
+])
+def test_cvp_depth_decides_whether_base_needs_depth_that_grows_with_size(reach, cot, holds):
+    from neural.learning.ablations import ABLATIONS
+
+    found = ABLATIONS["cvp-depth"].findings(_cvp_rows(reach, cot))
+    assert found["holds"] is holds
+    assert [found["reach_depth"][f"{g} gates balanced"] for g in (8, 12, 16)] == [reach[8], reach[12], reach[16]]

@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 from neural.checkpoint import atomic_write_text
@@ -40,6 +42,7 @@ class Ablation:
     d_model: int = 128
     eval_samples: int = 500
     notes: tuple[str, ...] = field(default=())
+    findings: Callable[[list[dict]], dict] | None = None  # what the runs decide, from their rows
 
 
 def _modadd_length() -> Ablation:
@@ -60,13 +63,46 @@ def _metrics() -> Ablation:
                            "whole-answer accuracy. S5's answer token has five parts, the images of 0..4.",))
 
 
+CVP_SIZES, CVP_DEPTHS, CVP_LEARNS = (8, 12, 16), (1, 2, 4, 8, 16), 0.9
+
+
 def _cvp_depth() -> Ablation:
-    runs = tuple(Run(f"{gates} gates L{layers}", "cvp", (("gates", gates),), "base", layers, 24000)
-                 for gates in (8, 12, 16) for layers in (1, 2, 4, 8, 16))
-    return Ablation("cvp-depth", "At which depth does base first reach 0.9 on CVP circuits of 8, 12 and 16 gates, "
-                    "at 3x the grid's step budget?", runs, gpu=True,
-                    notes=("Only the balanced last gate (the grid's distribution) is defined: a CVP option that "
-                           "samples the last gate unconditioned is not built yet.",))
+    base = tuple(Run(f"base {gates} gates L{layers} {last}", "cvp",
+                     (("gates", gates),) + ((("last_gate", last),) if last != "balanced" else ()), "base", layers,
+                     24000)
+                 for last in ("balanced", "unconditioned") for gates in CVP_SIZES for layers in CVP_DEPTHS)
+    cot = tuple(Run(f"cot {gates} gates L1 balanced", "cvp", (("gates", gates),), "cot", 1, 8000)
+                for gates in CVP_SIZES)
+    return Ablation("cvp-depth", f"At which depth does base first reach {CVP_LEARNS:g} on CVP circuits of 8, 12 and "
+                    "16 gates, with the last gate balanced (the grid's distribution) and as generated, at 3x the "
+                    "grid's step budget? Does base need depth that grows with circuit size while CoT at 1 layer "
+                    "does not?", base + cot, gpu=True, findings=_cvp_depth_findings)
+
+
+def _cvp_depth_findings(rows: list[dict]) -> dict:
+    """For each size and last-gate distribution, the first depth at which base reaches ``CVP_LEARNS`` (None: it
+    never does at the depths run); and whether the claim holds: CoT at 1 layer reaches 0.99 at every size while
+    base's depth grows with size (never counts as beyond every depth)."""
+    ran = [r for r in rows if r["status"] != NOT_RUN]
+    if not ran:
+        return {"reach_depth": None, "holds": None, "why": "not run"}
+    sizes = sorted({r["params"]["gates"] for r in ran})
+    reach = {}
+    for last in ("balanced", "unconditioned"):
+        for gates in sizes:
+            mine = sorted((r for r in ran if r["setting"] == "base" and r["params"]["gates"] == gates and
+                           r["params"].get("last_gate", "balanced") == last), key=lambda r: r["layers"])
+            if mine:
+                reach[f"{gates} gates {last}"] = next((r["layers"] for r in mine if r["accuracy"] >= CVP_LEARNS), None)
+    cot = {r["params"]["gates"]: r["accuracy"] for r in ran if r["setting"] == "cot"}
+    depth = [reach.get(f"{g} gates balanced") for g in sizes]
+    order = [float("inf") if d is None else d for d in depth]
+    grows = all(a <= b for a, b in pairwise(order)) and order[0] < order[-1]
+    cot_ok = set(cot) == set(sizes) and all(a >= 0.99 for a in cot.values())
+    deepest = max((r["layers"] for r in ran if r["setting"] == "base"), default=0)
+    return {"reach_depth": reach, "cot_l1": cot, "holds": bool(grows and cot_ok),
+            "why": f"balanced last gate: base first reaches {CVP_LEARNS:g} at depth {depth} for {sizes} gates "
+                   f"(None: never, up to {deepest} layers); CoT at 1 layer {cot}"}
 
 
 def _isq_budget() -> Ablation:
@@ -136,6 +172,7 @@ def run_ablation(name: str, out: Path, results: Path, *, toy: bool = False, cpu_
     doc = {"ablation": name, "question": ablation.question, "smoke": toy, "device": device,
            "d_model": ablation.d_model, "lr": ablation.lr, "eval_samples": ablation.eval_samples,
            "notes": list(ablation.notes), "runs": rows,
+           **({"findings": ablation.findings(rows)} if ablation.findings else {}),
            **({"finish_with": f"cotproof reproduce --ablation {name} --device cuda"} if skip else {})}
     path = results / "ablations" / f"{name}{'-smoke' if toy else ''}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -413,13 +413,21 @@ class ISq(FoldTask):
 class CVPTask(FoldTask):
     """Random circuits of exactly ``gates`` gates in the one CVP format (``neural.cvp``): 4 prompt tokens and 4 CoT
     tokens per gate. The circuits follow the paper's distribution, with the last gate's value balanced given its
-    type (``neural.cvp.sample_task``). Each CoT token is one step, checked per token (``neural.cvp.check_cot``)."""
+    type (``neural.cvp.sample_task``); ``last_gate="unconditioned"`` draws it like every other gate instead (the
+    paper's distribution: its type alone then predicts the answer better than chance). Each CoT token is one step,
+    checked per token (``neural.cvp.check_cot``)."""
 
-    def __init__(self, gates: int = 16):
+    LAST_GATE = ("balanced", "unconditioned")
+
+    def __init__(self, gates: int = 16, last_gate: str = "balanced"):
         from neural import cvp
 
-        self.name, self.params = "cvp", {"gates": gates}
+        if last_gate not in self.LAST_GATE:
+            raise ParameterError(f"cvp: last_gate must be one of {', '.join(self.LAST_GATE)}, not {last_gate!r}")
+        self.name = "cvp"
+        self.params = {"gates": gates, **({"last_gate": last_gate} if last_gate != "balanced" else {})}
         self.N = gates
+        self.balanced = last_gate == "balanced"
         self.n_prompt = 4 * gates
         self.n_steps = 4 * gates
         self._vocab = cvp.vocab(gates)
@@ -439,7 +447,7 @@ class CVPTask(FoldTask):
     def sample(self, rng, size):
         from neural import cvp
 
-        return cvp.sample_task(rng, size, self.N)
+        return cvp.sample_task(rng, size, self.N, balanced=self.balanced)
 
     def shallow_feature(self, prompts):
         return prompts[:, 4 * (self.N - 1)]  # the last gate's type token
