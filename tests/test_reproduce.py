@@ -103,15 +103,17 @@ def test_cells_are_parsed_or_refused(tmp_path):
             parse_cells(bad)
     full = PROFILES["full"]
     chosen = cells_of(full, 2, parse_cells("cvp:cot:1,s5:base:8,modadd:cot:1"))
-    assert [(c.task, c.length, c.seed) for c in chosen[:4]] == [("cvp", 16, 0), ("cvp", 16, 1), ("s5", 16, 0),
-                                                                ("s5", 16, 1)]  # in the order asked for
-    assert {c.length for c in chosen if c.task == "modadd"} == {4, 8, 16}  # a task's length axis comes along
+    assert [(c.task, c.length, c.seed) for c in chosen[:6]] == [("cvp", 16, 0), ("cvp", 16, 1), ("cvp", 8, 0),
+                                                                ("cvp", 8, 1), ("s5", 16, 0), ("s5", 16, 1)]
+    # in the order asked for, and a task's length axis comes along
+    assert {c.length for c in chosen if c.task == "modadd"} == {4, 8, 16}
     groups = plan_groups(full, chosen, tmp_path, "cpu", 1e12)
     assert groups[0] == chosen[:2]  # the seeds of a cell form one group, in the order asked for
     ordered = sorted(groups, key=lambda g: -group_cost(full, g))  # costliest first, as --jobs runs them
     # by training FLOP, not depth: 1-layer cvp CoT (129-token sequences) outweighs 8-layer s5 base (17 tokens)
     assert ordered[0] == chosen[:2] and [c.name for c in ordered[1]] == ["s5:base:8"] * 2
-    assert [c.length for g in ordered[2:] for c in g] == [16, 16, 8, 8, 4, 4]  # modadd, longest first
+    assert ordered[2] == chosen[2:4]  # cvp at 8 gates (65-token sequences) after 8-layer s5
+    assert [c.length for g in ordered[3:] for c in g] == [16, 16, 8, 8, 4, 4]  # modadd, longest first
     proc = cli("reproduce", "--quick", "--cells", "s5:cot:zero")
     assert proc.returncode == 2 and "s5:cot:zero" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli("reproduce", "--quick", "--seeds", "0")
@@ -128,7 +130,7 @@ def test_a_device_torch_cannot_see_is_refused(tmp_path):
 
 TINY = Profile(tasks={"modadd": {"modulus": 7}, "cvp": {}}, lengths={"modadd": (3,), "cvp": (3,)},
                settings=("base", "cot"),
-               depths=(1,), steps=20, seeds=1, d_model=32, eval_samples=40)
+               depths=(1,), steps=20, seeds=1, d_model=32, eval_samples=40, finish_with="cotproof reproduce --tiny")
 CELL_KEYS = {"task", "setting", "layers", "length", "seed", "accuracy", "majority_baseline", "shallow_baseline",
              "unsound_step_rate", "steps", "seconds", "heldout_disjoint"}
 
@@ -143,14 +145,21 @@ def test_a_tiny_grid_writes_the_results_and_resumes(tmp_path, monkeypatch):
     cvp_cell = next(c for c in doc["cells"] if c["task"] == "cvp")
     assert cvp_cell["unsound_step_rate"] is not None and cvp_cell["shallow_baseline"] is not None
     saved = json.loads((results / "quick.json").read_text())
-    assert set(saved) == {"profile", "machine", "commit", "cells", "claims"} and len(saved["cells"]) == 2
+    assert set(saved) == {"profile", "machine", "commit", "cells", "claims", "not_run", "finish_with"}
+    assert len(saved["cells"]) == 2 and saved["finish_with"] == TINY.finish_with
+    assert [(r["task"], r["setting"], r["status"]) for r in saved["not_run"]] == [("modadd", "cot", "not run"),
+                                                                                ("cvp", "base", "not run")]
+    table = (results / "table.md").read_text()
+    assert table.split("| task | claim")[0].count("| not run |") == 2 and TINY.finish_with in table
     assert {c["task"] for c in saved["claims"]} == {"modadd", "s5", "isq", "cvp"}
     assert all(set(c) == {"task", "claim", "holds", "evidence"} for c in saved["claims"])
     assert (results / "table.md").exists() and (results / "accuracy_vs_depth_quick.png").exists()
     # resuming the whole profile runs only the cells not yet in quick.json
     doc = run_grid("quick", tmp_path / "runs", results)
     assert len(doc["cells"]) == 4 - 2
-    assert len(json.loads((results / "quick.json").read_text())["cells"]) == 4
+    saved = json.loads((results / "quick.json").read_text())
+    assert len(saved["cells"]) == 4 and saved["not_run"] == [] and saved["finish_with"] is None
+    assert "not run" not in (results / "table.md").read_text().split("| task | claim")[0]
     assert run_grid("quick", tmp_path / "runs", results)["cells"] == []
 
 
@@ -198,3 +207,37 @@ def test_the_claims_prose_reads_the_thresholds_it_is_judged_by(monkeypatch):
     text = " ".join(c["claim"] for c in reproduce.claims([], reproduce.PROFILES["quick"]))
     assert "reaches 0.97" in text and "below 0.3 " in text and "by 0.2 or more" in text
     assert "0.99" not in text and "0.25" not in text and "0.15" not in text
+
+
+def test_the_full_profile_is_the_whole_figure():
+    """The issue's grid: every setting at depths 1, 2, 4 and 8 (16 for base on s5, isq and cvp), modadd at
+    lengths 4, 8 and 16, cvp at 8 and 16 gates, 3 seeds: at least 150 cells."""
+    full = PROFILES["full"]
+    cells = cells_of(full, full.seeds)
+    assert len(cells) >= 150 and {c.seed for c in cells} == {0, 1, 2}
+    for task in full.tasks:
+        for setting in full.settings:
+            assert {1, 2, 4, 8} <= {c.layers for c in cells if (c.task, c.setting) == (task, setting)}
+    assert {(c.task, c.setting) for c in cells if c.layers == 16} == {("s5", "base"), ("isq", "base"), ("cvp", "base")}
+    assert {c.length for c in cells if c.task == "modadd"} == {4, 8, 16}
+    assert {c.length for c in cells if c.task == "cvp"} == {8, 16}
+    assert len({c.key for c in cells}) == len(cells)
+
+
+@pytest.mark.parametrize("profile", ["quick", "full"])
+def test_every_committed_cell_is_scored_or_marked_not_run(profile):
+    """No cell of a profile is silently missing from its committed results: each is scored or listed as not run,
+    with the command that runs it; the table says "not run" where the JSON does."""
+    from helpers import ROOT
+
+    doc = json.loads((ROOT / f"results/{profile}.json").read_text())
+    plan = PROFILES[profile]
+    scored = {reproduce.row_key(r) for r in doc["cells"]}
+    missing = {reproduce.row_key(r) for r in doc["not_run"]}
+    assert not scored & missing and {c.key for c in cells_of(plan, plan.seeds)} <= scored | missing
+    assert all(r["status"] == "not run" and "accuracy" not in r for r in doc["not_run"])
+    assert doc["finish_with"] == (plan.finish_with if missing else None)
+    assert doc["claims"] == reproduce.claims(doc["cells"], plan)  # the claims are those of the scored cells
+    table = (ROOT / ("results/table.md" if profile == "quick" else f"results/table_{profile}.md")).read_text()
+    shown = table.split("| task | claim")[0].count("not run")
+    assert shown == len({key[:4] for key in missing}) and (plan.finish_with in table) == bool(missing)

@@ -46,6 +46,8 @@ class Profile:
     lr: float = 1e-3
     warmup: int = 200
     task_steps: tuple = ()  # ... except these tasks': (task, steps) pairs; equal across depths within a task
+    more_depths: tuple = ()  # (task, setting, layers) cells beyond ``depths``, at the task's main length
+    finish_with: str = ""  # the command that runs the cells not yet run, where the profile is sized for
 
     def budget(self, task: str) -> int:
         return dict(self.task_steps).get(task, self.steps)
@@ -59,12 +61,15 @@ PROFILES = {
                             "cvp": {}},
                      lengths={"modadd": (8,), "s5": (8,), "isq": (4,), "cvp": (6,)},
                      settings=("base", "cot", "hint"), depths=(1, 2), steps=3000, seeds=1, eval_samples=500, lr=2e-3,
-                     task_steps=(("isq", 6000),)),
-    # a GPU (``--jobs`` 10-14 on one H100): depths to 8, the length axis for modadd, every setting, 3 seeds
+                     task_steps=(("isq", 6000),), finish_with="cotproof reproduce --quick --jobs 2"),
+    # a GPU (``--jobs`` 10-14 on one H100): depths to 8 (16 for base where the paper's base needs depth), the
+    # length axis for modadd and cvp, every setting, 3 seeds: 261 cells
     "full": Profile(tasks={"modadd": {"modulus": 7}, "s5": {}, "isq": {"min_prime": 101, "max_prime": 397},
                            "cvp": {}},
-                    lengths={"modadd": (16, 4, 8), "s5": (16,), "isq": (8,), "cvp": (16,)},
-                    settings=("base", "cot", "hint"), depths=(1, 2, 4, 8), steps=8000, seeds=3, eval_samples=1000),
+                    lengths={"modadd": (16, 4, 8), "s5": (16,), "isq": (8,), "cvp": (16, 8)},
+                    settings=("base", "cot", "hint"), depths=(1, 2, 4, 8), steps=8000, seeds=3, eval_samples=1000,
+                    more_depths=(("s5", "base", 16), ("isq", "base", 16), ("cvp", "base", 16)),
+                    finish_with="cotproof reproduce --full --device cuda --jobs 12"),
 }
 
 
@@ -115,6 +120,8 @@ def cells_of(profile: Profile, seeds: int, chosen: list | None = None) -> list[C
             for layers in profile.depths:
                 for length in (main, *others):
                     cells += [Cell(task, setting, layers, length, s) for s in range(seeds)]
+            more = sorted(layers for t, st, layers in profile.more_depths if (t, st) == (task, setting))
+            cells += [Cell(task, setting, layers, main, s) for layers in more for s in range(seeds)]
     if chosen is None:
         return cells
     picked = [c for c in cells if (c.task, c.setting, c.layers) in chosen]
@@ -362,7 +369,7 @@ def run_grid(profile_name: str, out: Path, results: Path, *, seeds: int | None =
                            f"{len(per_seed):,} cells x {seeds:,} seeds", "--seeds")
     todo = cells_of(profile, seeds, cells)
     path = results / f"{profile_name}.json"
-    rows = {tuple(r[k] for k in ("task", "setting", "layers", "length", "seed")): r for r in load_results(path)}
+    rows = {row_key(r): r for r in load_results(path)}
     if cells is None and not rerun:
         todo = [c for c in todo if c.key not in rows]  # resume: cells already scored stay as they are
     if not todo:
@@ -393,7 +400,7 @@ def run_grid(profile_name: str, out: Path, results: Path, *, seeds: int | None =
     def done(new_rows):
         for row in new_rows:
             ran.append(row)
-            rows[tuple(row[k] for k in ("task", "setting", "layers", "length", "seed"))] = row
+            rows[row_key(row)] = row
         write_results(profile_name, list(rows.values()), results)
 
     if jobs <= 1:
@@ -438,12 +445,28 @@ def _start_worker(handed_out, threads: int | None) -> None:
         os.environ.setdefault("COTPROOF_THREADS", str(threads))
 
 
-def document(profile_name: str, rows: list[dict]) -> dict:
-    rows = sorted(rows, key=lambda r: (list(LENGTH_PARAM).index(r["task"]), r["setting"], r["length"], r["layers"],
-                                       r["seed"]))
-    return {"profile": profile_name, "machine": _provenance(rows, "machine", machine),
-            "commit": _provenance(rows, "commit", commit), "cells": rows,
-            "claims": claims(rows, PROFILES[profile_name])}
+def row_key(row: dict) -> tuple:
+    return tuple(row[k] for k in ("task", "setting", "layers", "length", "seed"))
+
+
+def document(profile_name: str, rows: list[dict], planned: bool = False) -> dict:
+    """A results document: the scored cells and the claims they decide. ``planned`` also lists every cell of the
+    profile that has not run (``"status": "not run"``, never a stand-in) and the command that runs them."""
+    profile = PROFILES[profile_name]
+
+    def order(r):
+        return list(LENGTH_PARAM).index(r["task"]), r["setting"], r["length"], r["layers"], r["seed"]
+
+    rows = sorted(rows, key=order)
+    doc = {"profile": profile_name, "machine": _provenance(rows, "machine", machine),
+           "commit": _provenance(rows, "commit", commit), "cells": rows, "claims": claims(rows, profile)}
+    if planned:
+        have = {row_key(r) for r in rows}
+        missing = [{"task": c.task, "setting": c.setting, "layers": c.layers, "length": c.length, "seed": c.seed,
+                    "status": "not run"} for c in cells_of(profile, profile.seeds) if c.key not in have]
+        doc["not_run"] = sorted(missing, key=order)
+        doc["finish_with"] = profile.finish_with if missing else None
+    return doc
 
 
 def _provenance(rows: list[dict], key: str, current) -> str:
@@ -456,7 +479,7 @@ def _provenance(rows: list[dict], key: str, current) -> str:
 def write_results(profile_name: str, rows: list[dict], results: Path) -> None:
     from neural.learning.reproduce_report import plot_depth, plot_length, render_table
 
-    doc = document(profile_name, rows)
+    doc = document(profile_name, rows, planned=True)
     atomic_write_text(results / f"{profile_name}.json", json.dumps(doc, indent=1) + "\n")
     atomic_write_text(results / "table.md" if profile_name == "quick" else results / f"table_{profile_name}.md",
                       render_table(doc, PROFILES[profile_name]))

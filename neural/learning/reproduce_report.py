@@ -36,7 +36,8 @@ def _machines(doc: dict) -> str:
 
 def render_table(doc: dict, profile) -> str:
     groups = _by_cell(doc["cells"])
-    depths = sorted({k[2] for k in groups} | set(profile.depths))
+    planned = _by_cell(doc.get("not_run", []))  # cells of the profile not yet run: shown as such, never blank
+    depths = sorted({k[2] for k in groups} | {k[2] for k in planned} | set(profile.depths))
     seeds = sorted({r["seed"] for r in doc["cells"]})
     lines = [f"`cotproof reproduce --{doc['profile']}`, commit {doc['commit']}; cells ran on {_machines(doc)}.",
              "",
@@ -50,14 +51,14 @@ def render_table(doc: dict, profile) -> str:
              "| task | length | setting | " + " | ".join(f"L={d}" for d in depths) + " | majority | shallow |",
              "|---|---|---|" + "---|" * len(depths) + "---|---|"]
     order = {"modadd": 0, "s5": 1, "isq": 2, "cvp": 3}
-    keys = sorted({(k[0], k[3], k[1]) for k in groups}, key=lambda x: (order.get(x[0], 9), x[1], x[2]))
+    keys = sorted({(k[0], k[3], k[1]) for k in (*groups, *planned)}, key=lambda x: (order.get(x[0], 9), x[1], x[2]))
     for task, length, setting in keys:
-        row = [_fmt(groups[(task, setting, d, length)]) if (task, setting, d, length) in groups else "–"
-               for d in depths]
-        any_cell = next(r for k, rs in groups.items() if k[0] == task and k[3] == length for r in rs)
-        shallow = any_cell["shallow_baseline"]
-        lines.append(f"| {task} | {length} | {setting} | " + " | ".join(row) +
-                     f" | {any_cell['majority_baseline']:.3f} | {'–' if shallow is None else f'{shallow:.3f}'} |")
+        row = [_fmt(groups[(task, setting, d, length)]) if (task, setting, d, length) in groups else
+               "not run" if (task, setting, d, length) in planned else "–" for d in depths]
+        any_cell = next((r for k, rs in groups.items() if k[0] == task and k[3] == length for r in rs), None)
+        chance = ("– | –" if any_cell is None else f"{any_cell['majority_baseline']:.3f} | " +
+                  ("–" if any_cell["shallow_baseline"] is None else f"{any_cell['shallow_baseline']:.3f}"))
+        lines.append(f"| {task} | {length} | {setting} | " + " | ".join(row) + f" | {chance} |")
     lines += ["", "| task | claim | holds | evidence |", "|---|---|---|---|"]
     for c in doc["claims"]:
         holds = {True: "yes", False: "**no**", None: "not run"}[c["holds"]]
@@ -67,6 +68,9 @@ def render_table(doc: dict, profile) -> str:
     if steps:
         lines += ["", f"{len(steps)} runs: {min(steps)}–{max(steps)} steps, {sum(secs) / 60:.1f} minutes of training "
                   "in all (per-run steps and seconds are in the JSON)."]
+    if doc.get("not_run"):
+        lines += ["", (f"{len(doc['not_run'])} cells of the profile have not run (listed in the JSON as \"not run\"); "
+                       f"`{doc['finish_with']}` runs them and only them.")]
     return "\n".join(lines) + "\n"
 
 
