@@ -254,11 +254,14 @@ def human(r: dict) -> str:
         lines.append(f"    {name:<10} closest head {c['head']} (mass {c['mass'] if c['mass'] is None else round(c['mass'], 3)})")
     roles = a.get("roles")
     if roles:
-        lines.append("  where each head's attention goes, by the CoT token being predicted (mass by role):")
-        lines.append("    " + " " * 14 + "".join(f"{role:>14}" for role in roles["roles"]))
-        for head, h in roles["heads"].items():
+        lines.append("  where each head's attention goes, by the CoT token being predicted (mass by role; uniform: a "
+                     "head spread evenly over every key it may see):")
+        width = 2 + max(len(role) for role in roles["roles"])
+        lines.append("    " + " " * 16 + "".join(f"{role:>{width}}" for role in roles["roles"]))
+        for head, h in [*roles["heads"].items(), ("uniform", roles["uniform"])]:
             for slot, masses in [("all", h["all"]), *h["by_slot"].items()]:
-                lines.append(f"    {head:<6}{slot:<8}" + "".join(f"{masses[role]:>14.3f}" for role in roles["roles"]))
+                lines.append(f"    {head:<8}{slot:<8}" +
+                             "".join(f"{masses[role]:>{width}.3f}" for role in roles["roles"]))
     for dtype, p in r["precision"].items():
         lines.append(f"  {dtype:<9} accuracy {p['accuracy']:.4f}, unsound {p['unsound_steps']}, "
                      f"traces changed {p['traces_changed']}")

@@ -28,6 +28,24 @@ def test_every_key_position_has_exactly_one_role():
             assert masks["input_values"][b, step, cvp.cot_position(r, 3, 6)]
 
 
+def test_copies_of_an_input_value_and_mentions_of_its_id_have_roles_of_their_own():
+    """Gate 3 = NOT(2), gate 4 = AND(2, 3), gate 5 = OR(2, 4). At gate 5's value step the construction reads v(2)
+    and v(4); gate 2's value also stands as v(a) in the CoT of gates 3, 4 and 5, and gate 2 is named by gate 3's
+    prompt and by @ tokens."""
+    N = 5
+    gates = [("TRUE", 0, 0), ("FALSE", 0, 0), ("NOT", 2, 0), ("AND", 2, 3), ("OR", 2, 4)]
+    ref = lambda j: cvp.id_token(j) if j else cvp.NA  # noqa: E731
+    prompts = np.array([[t for j, (kind, a, b) in enumerate(gates, 1)
+                         for t in (cvp.type_token(cvp.TYPES.index(kind)), ref(a), ref(b), cvp.id_token(j))]])
+    masks = role_masks(N, prompts)
+    at = lambda role: set(np.flatnonzero(masks[role][0, 4 * (5 - 1) + 3]).tolist())  # noqa: E731
+    cot = lambda g, slot: int(cvp.cot_position(g, slot, N))  # noqa: E731
+    assert at("input_values") == {cot(2, 3), cot(4, 3)}
+    assert at("input_value_copies") == {cot(3, 1), cot(4, 1), cot(5, 1)}
+    assert at("input_mentions") == {4 * 2 + 1, cot(3, 0), cot(4, 0), cot(5, 0), cot(5, 2)}
+    assert at("input_slots") == set(range(4, 8)) | set(range(12, 16))
+
+
 def test_the_construction_reads_by_role_what_it_was_built_to(tmp_path):
     """The compiled CVP model's heads, at the step each serves, put all their mass on one role."""
     proc = cli("compile", "specs/cvp.lark", "--override", "max_gates=4", "--out", str(tmp_path / "ck"))
@@ -37,7 +55,8 @@ def test_the_construction_reads_by_role_what_it_was_built_to(tmp_path):
     roles = json.loads(proc.stdout)["attention"]["roles"]["heads"]
     assert roles["L0H0"]["by_slot"]["value"]["own_slots"] == 1.0  # type head: the gate's own type slot
     assert roles["L0H1"]["by_slot"]["a"]["own_slots"] == 1.0  # id head: the gate's own input-id slot
-    assert roles["L0H2"]["by_slot"]["value"]["previous_cot"] == 1.0  # prev head: v(a_g), just written
+    prev = roles["L0H2"]["by_slot"]["value"]  # prev head: v(a_g), just written: a copy of a_g's value (constants:
+    assert prev["input_value_copies"] > 0 and prev["input_value_copies"] + prev["previous_cot"] == 1.0  # NA's)
     text = cli("audit", str(tmp_path / "ck"), "--samples", "30").stdout
     assert "mass by role" in text and "input_values" in text
 
