@@ -140,9 +140,12 @@ def cmd_reproduce(args) -> int:
 
     if args.ablation:
         return _ablation(args)
-    if args.smoke or args.cpu_anyway:
-        raise InputError("--smoke and --cpu-anyway go with --ablation NAME", SourceLoc("--smoke"),
+    if args.smoke:
+        raise InputError("--smoke goes with --ablation NAME", SourceLoc("--smoke"),
                          expected="reproduce --ablation NAME --smoke")
+    if args.cpu_anyway and not args.full:
+        raise InputError("--cpu-anyway goes with --ablation NAME or --full", SourceLoc("--cpu-anyway"),
+                         expected="reproduce --full --cpu-anyway")
 
     try:
         cells = parse_cells(args.cells)
@@ -156,10 +159,12 @@ def cmd_reproduce(args) -> int:
     from neural.model import resolve_device
 
     try:
-        resolve_device(args.device)
+        device = resolve_device(args.device)
     except ParameterError as err:
         raise InputError(str(err), SourceLoc("--device"), text=args.device, expected="auto, cpu, or cuda where "
                          "torch sees a CUDA device") from None
+    if args.full and cells is None and not args.rerun and not device.startswith("cuda") and not args.cpu_anyway:
+        return _full_on_a_cpu(args)
     try:
         doc = run_grid("full" if args.full else "quick", Path(args.out), Path(args.results), seeds=args.seeds,
                        cells=cells, jobs=args.jobs, device=args.device, precision=args.precision, rerun=args.rerun)
@@ -167,6 +172,24 @@ def cmd_reproduce(args) -> int:
         raise InputError(f"cannot write results: {err.strerror or err}", SourceLoc(args.results),
                          expected="writable --out and --results") from None
     emit(doc, args.json, _reproduce_text)
+    return 0
+
+
+def _full_on_a_cpu(args) -> int:
+    """The full grid is sized for a GPU: on a CPU it says what is left and the command that runs it, as a GPU
+    ablation does, rather than start days of training (``--cpu-anyway`` does; ``--cells`` runs chosen cells)."""
+    from neural.learning.reproduce import PROFILES, unscored
+
+    left = unscored("full", Path(args.results), args.seeds)
+    doc = {"profile": "full", "not_run": len(left), "finish_with": PROFILES["full"].finish_with if left else None}
+
+    def text(d: dict) -> str:
+        if not d["not_run"]:
+            return _reproduce_text({"profile": "full", "cells": []})
+        return (f"reproduce full: {d['not_run']} cells not yet run, sized for a GPU: {d['finish_with']} (or "
+                "--cpu-anyway; --cells TASK:SETTING:LAYERS runs chosen cells here)")
+
+    emit(doc, args.json, text)
     return 0
 
 
@@ -276,6 +299,7 @@ def register(sub) -> None:
     p.add_argument("--ablation", choices=tuple(ABLATIONS),
                    help="one experiment that settles a disagreement with the paper -> results/ablations/NAME.json")
     p.add_argument("--smoke", action="store_true", help="with --ablation: toy sizes, as CI runs it")
-    p.add_argument("--cpu-anyway", action="store_true", help="with --ablation: run a GPU-sized ablation on a CPU")
+    p.add_argument("--cpu-anyway", action="store_true",
+                   help="with --ablation or --full: run what is sized for a GPU on a CPU (hours)")
     p.add_argument("--out", default="runs/reproduce", help="checkpoints of every cell")
     p.add_argument("--results", default="results", help="<profile>.json, table.md and the figures")

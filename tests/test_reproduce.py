@@ -241,3 +241,24 @@ def test_every_committed_cell_is_scored_or_marked_not_run(profile):
     table = (ROOT / ("results/table.md" if profile == "quick" else f"results/table_{profile}.md")).read_text()
     shown = table.split("| task | claim")[0].count("not run")
     assert shown == len({key[:4] for key in missing}) and (plan.finish_with in table) == bool(missing)
+
+
+def test_the_full_grid_on_a_cpu_says_what_is_left_and_trains_nothing(tmp_path):
+    """Like a GPU ablation: the full grid on a CPU names the cells left and the command that runs them, rather
+    than start days of CPU training; --cpu-anyway belongs to --full and --ablation only."""
+    from helpers import ROOT
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "full.json").write_text((ROOT / "results/full.json").read_text())
+    proc = cli("reproduce", "--full", "--device", "cpu", "--json", "--results", str(results), "--out",
+               str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    committed = json.loads((ROOT / "results/full.json").read_text())
+    assert doc == {"profile": "full", "not_run": len(committed["not_run"]),
+                   "finish_with": PROFILES["full"].finish_with}
+    assert not (tmp_path / "runs").exists() and (results / "full.json").read_text() == \
+        (ROOT / "results/full.json").read_text()
+    proc = cli("reproduce", "--quick", "--cpu-anyway")
+    assert proc.returncode == 2 and "--cpu-anyway goes with --ablation NAME or --full" in proc.stderr

@@ -371,7 +371,7 @@ def run_grid(profile_name: str, out: Path, results: Path, *, seeds: int | None =
     path = results / f"{profile_name}.json"
     rows = {row_key(r): r for r in load_results(path)}
     if cells is None and not rerun:
-        todo = [c for c in todo if c.key not in rows]  # resume: cells already scored stay as they are
+        todo = unscored(profile_name, results, seeds)  # resume: cells already scored stay as they are
     if not todo:
         return document(profile_name, [])
     _require_resources(profile, todo)
@@ -422,6 +422,13 @@ def run_grid(profile_name: str, out: Path, results: Path, *, seeds: int | None =
             for f in as_completed(futures):
                 done(f.result())
     return document(profile_name, ran)
+
+
+def unscored(profile_name: str, results: Path, seeds: int | None = None) -> list[Cell]:
+    """The profile's cells that ``results/<profile>.json`` has not scored yet."""
+    profile = PROFILES[profile_name]
+    done = {row_key(r) for r in load_results(results / f"{profile_name}.json")}
+    return [c for c in cells_of(profile, profile.seeds if seeds is None else seeds) if c.key not in done]
 
 
 def _require_resources(profile: Profile, todo: list[Cell]) -> None:
