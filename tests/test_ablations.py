@@ -158,3 +158,18 @@ def test_cvp_depth_decides_whether_base_needs_depth_that_grows_with_size(reach, 
     found = ABLATIONS["cvp-depth"].findings(_cvp_rows(reach, cot))
     assert found["holds"] is holds
     assert [found["reach_depth"][f"{g} gates balanced"] for g in (8, 12, 16)] == [reach[8], reach[12], reach[16]]
+
+
+@pytest.mark.parametrize("accuracies,budget", [
+    ({8000: 0.968, 16000: 0.993, 32000: 0.999}, 16000),
+    ({32000: 0.995, 8000: 0.99, 16000: 0.98}, 8000),  # the smallest budget that reaches it, in any row order
+    ({8000: 0.968, 16000: 0.975, 32000: 0.98}, None),
+])
+def test_isq_budget_names_the_budget_the_grid_rises_to(accuracies, budget):
+    from neural.learning.ablations import ABLATIONS
+
+    rows = [{"budget": b, "accuracy": a, "status": "run"} for b, a in accuracies.items()]
+    found = ABLATIONS["isq-budget"].findings(rows)
+    assert found["budget"] == budget and found["holds"] is (budget is not None)
+    assert (f"rises to {budget} steps" in found["why"]) is (budget is not None)
+    assert ABLATIONS["isq-budget"].findings([{**r, "status": "not run"} for r in rows])["holds"] is None

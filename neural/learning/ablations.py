@@ -109,7 +109,24 @@ def _isq_budget() -> Ablation:
     runs = tuple(Run(f"cot L1 {steps} steps", "isq", (("steps", 8), ("min_prime", 101), ("max_prime", 397)),
                      "cot", 1, steps) for steps in (8000, 16000, 32000))
     return Ablation("isq-budget", "At how many steps does isq CoT at 1 layer reach 0.99 (the grid's 8,000 gave "
-                    "0.968)? The grid's equal isq budget, base included, then rises to it.", runs, gpu=True)
+                    "0.968)? The grid's equal isq budget, base included, then rises to it.", runs, gpu=True,
+                    findings=_isq_budget_findings)
+
+
+ISQ_REACHES = 0.99
+
+
+def _isq_budget_findings(rows: list[dict]) -> dict:
+    """The smallest budget run at which isq CoT at 1 layer reaches ``ISQ_REACHES`` (None: none does), and what
+    follows for the grid: its isq budget rises to that, for base as well."""
+    ran = sorted((r for r in rows if r["status"] != NOT_RUN), key=lambda r: r["budget"])
+    if not ran:
+        return {"budget": None, "holds": None, "why": "not run"}
+    budget = next((r["budget"] for r in ran if r["accuracy"] >= ISQ_REACHES), None)
+    scores = ", ".join(f"{r['budget']} steps: {r['accuracy']:.3f}" for r in ran)
+    then = (f"the full grid's isq budget (base and CoT alike) rises to {budget} steps, and its isq cells rerun"
+            if budget else f"no budget run reaches {ISQ_REACHES:g}: steps alone do not close it (width next)")
+    return {"budget": budget, "holds": budget is not None, "why": f"CoT at 1 layer: {scores}; {then}"}
 
 
 ABLATIONS = {a.name: a for a in (_modadd_length(), _metrics(), _cvp_depth(), _isq_budget())}
