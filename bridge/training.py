@@ -196,12 +196,13 @@ def _full_on_a_cpu(args) -> int:
 def _ablation(args) -> int:
     from neural.learning.ablations import NOT_RUN, run_ablation
 
-    if args.cells or args.full or args.rerun or args.seeds or args.jobs:
-        raise InputError("--ablation runs its own list of runs: no --cells, --full, --rerun, --seeds or --jobs",
-                         SourceLoc("--ablation"), expected="reproduce --ablation NAME [--smoke] [--device D]")
+    if args.cells or args.full or args.rerun or args.seeds:
+        raise InputError("--ablation runs its own list of runs: no --cells, --full, --rerun or --seeds",
+                         SourceLoc("--ablation"),
+                         expected="reproduce --ablation NAME [--smoke] [--device D] [--jobs N]")
     try:
         doc = run_ablation(args.ablation, Path(args.out), Path(args.results), toy=args.smoke,
-                           cpu_anyway=args.cpu_anyway, device=args.device)
+                           cpu_anyway=args.cpu_anyway, device=args.device, jobs=args.jobs)
     except OSError as err:
         raise InputError(f"cannot write results: {err.strerror or err}", SourceLoc(args.results),
                          expected="writable --out and --results") from None

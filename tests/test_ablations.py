@@ -34,12 +34,12 @@ def test_copies_of_an_input_value_and_mentions_of_its_id_have_roles_of_their_own
     prompt and by @ tokens."""
     N = 5
     gates = [("TRUE", 0, 0), ("FALSE", 0, 0), ("NOT", 2, 0), ("AND", 2, 3), ("OR", 2, 4)]
-    ref = lambda j: cvp.id_token(j) if j else cvp.NA  # noqa: E731
+    ref = lambda j: cvp.id_token(j) if j else cvp.NA
     prompts = np.array([[t for j, (kind, a, b) in enumerate(gates, 1)
                          for t in (cvp.type_token(cvp.TYPES.index(kind)), ref(a), ref(b), cvp.id_token(j))]])
     masks = role_masks(N, prompts)
-    at = lambda role: set(np.flatnonzero(masks[role][0, 4 * (5 - 1) + 3]).tolist())  # noqa: E731
-    cot = lambda g, slot: int(cvp.cot_position(g, slot, N))  # noqa: E731
+    at = lambda role: set(np.flatnonzero(masks[role][0, 4 * (5 - 1) + 3]).tolist())
+    cot = lambda g, slot: int(cvp.cot_position(g, slot, N))
     assert at("input_values") == {cot(2, 3), cot(4, 3)}
     assert at("input_value_copies") == {cot(3, 1), cot(4, 1), cot(5, 1)}
     assert at("input_mentions") == {4 * 2 + 1, cot(3, 0), cot(4, 0), cot(5, 0), cot(5, 2)}
@@ -89,14 +89,23 @@ def test_mixed_length_modadd_zeroes_a_suffix_of_training_prompts_only():
         make_task("modadd", length=8, mixed="yes")
 
 
-def test_a_smoke_ablation_writes_its_results(tmp_path):
-    proc = cli("reproduce", "--ablation", "modadd-length", "--smoke", "--out", str(tmp_path / "runs"),
-               "--results", str(tmp_path / "results"), "--json")
+def test_a_smoke_ablation_writes_its_results_and_resumes(tmp_path):
+    """Two workers train the two runs side by side; run again, the finished runs are scored, not retrained."""
+    args = ("reproduce", "--ablation", "modadd-length", "--smoke", "--out", str(tmp_path / "runs"),
+            "--results", str(tmp_path / "results"), "--json")
+    proc = cli(*args, "--jobs", "2")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((tmp_path / "results/ablations/modadd-length-smoke.json").read_text())
-    assert doc["smoke"] and [r["status"] for r in doc["runs"]] == ["run", "run"]
-    assert {"fixed", "mixed"} == {r["label"].split()[-1] for r in doc["runs"]}
+    assert doc["smoke"] and [r["status"] for r in doc["runs"]] == ["run", "run"] and "finish_with" not in doc
+    assert [r["label"].split()[-1] for r in doc["runs"]] == ["fixed", "mixed"]  # in the ablation's order
     assert all(0 <= r["accuracy"] <= 1 and r["steps"] == 20 for r in doc["runs"])
+    assert sorted(p.name for p in (tmp_path / "runs/modadd-length-smoke").iterdir()) == \
+        ["L2_length_8_fixed", "L2_length_8_mixed"]  # the full runs' labels, at toy sizes
+    metrics = (tmp_path / "runs/modadd-length-smoke/L2_length_8_fixed/metrics.jsonl").read_text()
+    again = cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["runs"] == doc["runs"]  # the same scores, from the same checkpoints
+    assert (tmp_path / "runs/modadd-length-smoke/L2_length_8_fixed/metrics.jsonl").read_text() == metrics
 
 
 def test_a_gpu_ablation_on_a_cpu_is_written_as_not_run_with_its_command(tmp_path):
@@ -112,6 +121,7 @@ def test_a_gpu_ablation_on_a_cpu_is_written_as_not_run_with_its_command(tmp_path
 
 def test_ablation_flags_that_do_not_go_together_exit_2(tmp_path):
     assert cli("reproduce", "--ablation", "metrics", "--cells", "s5:cot:1").returncode == 2
+    assert cli("reproduce", "--ablation", "metrics", "--seeds", "2").returncode == 2
     assert cli("reproduce", "--smoke").returncode == 2
     assert cli("reproduce", "--ablation", "no-such").returncode == 2
 

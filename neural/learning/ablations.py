@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -146,55 +145,95 @@ def smoke(ablation: Ablation) -> Ablation:
 
 
 def run_ablation(name: str, out: Path, results: Path, *, toy: bool = False, cpu_anyway: bool = False,
-                 device: str = "auto") -> dict:
+                 device: str = "auto", jobs: int | None = None) -> dict:
     """Train and score every run of the ablation (or write it as not run: a GPU ablation on a CPU), and write
-    ``results/ablations/NAME.json``."""
+    ``results/ablations/NAME.json``, again after every run that finishes.
+
+    ``jobs`` worker processes train runs side by side (the grid's workers, dealt out over every visible GPU), the
+    costliest first. Runs checkpoint as they go and resume where they stopped, so an ablation cut short by a time
+    limit finishes by running the same command again; a finished run is scored again, not retrained."""
+    from neural.learning.reproduce import worker_devices, worker_pool
+    from neural.model import resolve_device
+
+    ablation = _sized(name, toy)
+    device = resolve_device(device)
+    skip = ablation.gpu and not toy and not cpu_anyway and not device.startswith("cuda")
+    rows = [{"label": run.label, "task": run.task, "params": dict(run.params), "setting": run.setting,
+             "layers": run.layers, "budget": run.steps, "status": NOT_RUN} for run in ablation.runs]
+    path = results / "ablations" / f"{name}{'-smoke' if toy else ''}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def document() -> dict:
+        return {"ablation": name, "question": ablation.question, "smoke": toy, "device": device,
+                "d_model": ablation.d_model, "lr": ablation.lr, "eval_samples": ablation.eval_samples,
+                "notes": list(ablation.notes), "runs": rows,
+                **({"findings": ablation.findings(rows)} if ablation.findings else {}),
+                **({"finish_with": f"cotproof reproduce --ablation {name} --device cuda"}
+                   if any(r["status"] == NOT_RUN for r in rows) else {})}
+
+    def done(i: int, scored: dict) -> None:
+        rows[i] = {**rows[i], **scored}
+        print(f"ablation {name}: {ablation.runs[i].label}: accuracy {scored['accuracy']:.3f}", file=sys.stderr,
+              flush=True)
+        atomic_write_text(path, json.dumps(document(), indent=1) + "\n")
+
+    if not skip:
+        workers = worker_devices(device, jobs)
+        order = sorted(range(len(ablation.runs)), key=lambda i: -_cost(ablation.runs[i]))  # costliest first
+        if len(workers) <= 1:
+            for i in order:
+                done(i, score_run(name, toy, i, str(out), workers[0]))
+        else:
+            from concurrent.futures import as_completed
+
+            with worker_pool(workers) as pool:
+                futures = {pool.submit(score_run, name, toy, i, str(out), None): i for i in order}
+                for f in as_completed(futures):
+                    done(futures[f], f.result())
+    doc = document()
+    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+    return doc
+
+
+def _sized(name: str, toy: bool) -> Ablation:
+    return smoke(ABLATIONS[name]) if toy else ABLATIONS[name]
+
+
+def _cost(run: Run) -> float:
+    """What orders runs longest first: steps times layers (a run's sequence length matters less than its depth
+    where small models are bound by kernel launches)."""
+    return run.steps * run.layers
+
+
+def score_run(name: str, toy: bool, index: int, out: str, device: str | None) -> dict:
+    """Train (or resume) run ``index`` of the ablation and score it on held-out test prompts: the fields its row
+    adds. Runs in a worker process under ``jobs``."""
     import torch
 
     from neural.checkpoint import read_metrics
     from neural.learning.evaluation import evaluate_model, load_trained
+    from neural.learning.reproduce import worker_device
     from neural.learning.runs import TrainConfig
     from neural.learning.train import train
-    from neural.model import resolve_device
 
-    ablation = ABLATIONS[name]
-    if toy:
-        ablation = smoke(ablation)
-    device = resolve_device(device)
-    rows = []
-    skip = ablation.gpu and not toy and not cpu_anyway and not device.startswith("cuda")
-    for run in ablation.runs:
-        row = {"label": run.label, "task": run.task, "params": dict(run.params), "setting": run.setting,
-               "layers": run.layers, "budget": run.steps}
-        if skip:
-            rows.append({**row, "status": NOT_RUN})
-            continue
-        cfg = TrainConfig(task=run.task, task_params=run.params, setting=run.setting, layers=run.layers,
-                          d_model=ablation.d_model, heads=4, d_ff=4 * ablation.d_model, lr=ablation.lr,
-                          warmup=min(200, run.steps // 10), steps=run.steps, seed=0, eval_every=250,
-                          eval_samples=256, save_every=max(1, run.steps), log_every=max(1, run.steps // 10),
-                          device=device, early_stop=None)
-        directory = out / name / run.label.replace(" ", "_")
-        started = time.perf_counter()
-        train(cfg, directory, progress=False)
-        model, task, setting, meta = load_trained(directory)
-        model.to(torch.device(device))
-        ev = evaluate_model(model, task, setting, ablation.eval_samples, seed=1234, split="test")
-        rows.append({**row, "status": "run", "accuracy": round(ev["accuracy"], 4),
-                     **({"answer_part_accuracy": round(ev["answer_part_accuracy"], 4)}
-                        if "answer_part_accuracy" in ev else {}),
-                     "train_answer_accuracy": _last_train_accuracy(read_metrics(directory)),
-                     "steps": int(meta["step"]), "seconds": round(time.perf_counter() - started, 1)})
-        print(f"ablation {name}: {run.label}: accuracy {rows[-1]['accuracy']:.3f}", file=sys.stderr, flush=True)
-    doc = {"ablation": name, "question": ablation.question, "smoke": toy, "device": device,
-           "d_model": ablation.d_model, "lr": ablation.lr, "eval_samples": ablation.eval_samples,
-           "notes": list(ablation.notes), "runs": rows,
-           **({"findings": ablation.findings(rows)} if ablation.findings else {}),
-           **({"finish_with": f"cotproof reproduce --ablation {name} --device cuda"} if skip else {})}
-    path = results / "ablations" / f"{name}{'-smoke' if toy else ''}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
-    return doc
+    ablation = _sized(name, toy)
+    run = ablation.runs[index]
+    device = device or worker_device()
+    cfg = TrainConfig(task=run.task, task_params=tuple(sorted(run.params)), setting=run.setting, layers=run.layers,
+                      d_model=ablation.d_model, heads=4, d_ff=4 * ablation.d_model, lr=ablation.lr,
+                      warmup=min(200, run.steps // 10), steps=run.steps, seed=0, eval_every=250,
+                      eval_samples=256, save_every=max(1, min(run.steps, 1000)), log_every=max(1, run.steps // 10),
+                      device=device, early_stop=None)
+    directory = Path(out) / f"{name}{'-smoke' if toy else ''}" / run.label.replace(" ", "_")
+    train(cfg, directory, resume=True, progress=False)
+    model, task, setting, meta = load_trained(directory)
+    model.to(torch.device(device))
+    ev = evaluate_model(model, task, setting, ablation.eval_samples, seed=1234, split="test")
+    return {"status": "run", "accuracy": round(ev["accuracy"], 4),
+            **({"answer_part_accuracy": round(ev["answer_part_accuracy"], 4)}
+               if "answer_part_accuracy" in ev else {}),
+            "train_answer_accuracy": _last_train_accuracy(read_metrics(directory)),
+            "steps": int(meta["step"]), "seconds": round(float(meta.get("elapsed_seconds", 0.0)), 1)}
 
 
 def _last_train_accuracy(records: list[dict]) -> float | None:

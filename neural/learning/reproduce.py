@@ -378,16 +378,11 @@ def run_grid(profile_name: str, out: Path, results: Path, *, seeds: int | None =
     results.mkdir(parents=True, exist_ok=True)
     fresh = cells is not None or rerun
     device = resolve_device(device or "auto")
-    devices = [device]
-    if device == "cuda":
-        import torch
-
-        devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    jobs = jobs or len(devices)
-    worker_devices = [devices[i % len(devices)] for i in range(jobs)]
-    per_device = -(-jobs // len(devices))
+    workers = worker_devices(device, jobs)
+    jobs = len(workers)
+    per_device = -(-jobs // len(set(workers)))
     groups = plan_groups(profile, todo, out / profile_name, device,
-                         device_memory(worker_devices[0], per_device), fresh, precision)
+                         device_memory(workers[0], per_device), fresh, precision)
     if jobs > 1:
         groups = sorted(groups, key=lambda g: -group_cost(profile, g))  # stable: ties keep their order
     ran = []
@@ -405,18 +400,11 @@ def run_grid(profile_name: str, out: Path, results: Path, *, seeds: int | None =
 
     if jobs <= 1:
         for group, label in zip(groups, labels):
-            done(run_group(profile_name, group, str(out), label, fresh, worker_devices[0], precision))
+            done(run_group(profile_name, group, str(out), label, fresh, workers[0], precision))
     else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
 
-        ctx = multiprocessing.get_context("spawn")
-        handed_out = ctx.Queue()
-        for d in worker_devices:
-            handed_out.put(d)
-        threads = None if device.startswith("cuda") else max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_start_worker,
-                                 initargs=(handed_out, threads)) as pool:
+        with worker_pool(workers) as pool:
             futures = [pool.submit(run_group, profile_name, g, str(out), label, fresh, None, precision)
                        for g, label in zip(groups, labels)]
             for f in as_completed(futures):
@@ -441,7 +429,40 @@ def _require_resources(profile: Profile, todo: list[Cell]) -> None:
                        "--cells", "cells of sensible depth")
 
 
+# ---- worker processes (the grid's and the ablations') ------------------------------------------------------------
+
 _WORKER_DEVICE: str | None = None
+
+
+def worker_devices(device: str, jobs: int | None) -> list[str]:
+    """The device of each worker process: ``jobs`` of them (default: one per visible GPU, or one on a CPU), dealt
+    out over every visible GPU when ``device`` is ``cuda``."""
+    devices = [device]
+    if device == "cuda":
+        import torch
+
+        devices = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return [devices[i % len(devices)] for i in range(jobs or len(devices))]
+
+
+def worker_pool(devices: list[str]):
+    """A pool of ``len(devices)`` spawned worker processes, each holding one of ``devices`` for its life (read it
+    with ``worker_device``); on a CPU each gets cores / workers threads."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")
+    handed_out = ctx.Queue()
+    for d in devices:
+        handed_out.put(d)
+    threads = None if devices[0].startswith("cuda") else max(1, (os.cpu_count() or 1) // len(devices))
+    return ProcessPoolExecutor(len(devices), mp_context=ctx, initializer=_start_worker,
+                               initargs=(handed_out, threads))
+
+
+def worker_device() -> str | None:
+    """The device this worker process holds (None outside a ``worker_pool``)."""
+    return _WORKER_DEVICE
 
 
 def _start_worker(handed_out, threads: int | None) -> None:
