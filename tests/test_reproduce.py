@@ -159,6 +159,7 @@ def test_a_tiny_grid_writes_the_results_and_resumes(tmp_path, monkeypatch):
     assert len(doc["cells"]) == 4 - 2
     saved = json.loads((results / "quick.json").read_text())
     assert len(saved["cells"]) == 4 and saved["not_run"] == [] and saved["finish_with"] is None
+    assert doc["claims"] == saved["claims"]  # judged from every scored cell, not just the two this call ran
     assert "not run" not in (results / "table.md").read_text().split("| task | claim")[0]
     assert run_grid("quick", tmp_path / "runs", results)["cells"] == []
 

@@ -60,7 +60,7 @@ PROFILES = {
     "quick": Profile(tasks={"modadd": {"modulus": 7}, "s5": {}, "isq": {"min_prime": 151, "max_prime": 199},
                             "cvp": {}},
                      lengths={"modadd": (8,), "s5": (8,), "isq": (4,), "cvp": (6,)},
-                     settings=("base", "cot", "hint"), depths=(1, 2), steps=3000, seeds=1, eval_samples=500, lr=2e-3,
+                     settings=("base", "cot", "hint"), depths=(1, 2, 4), steps=3000, seeds=1, eval_samples=500, lr=2e-3,
                      task_steps=(("isq", 6000),), finish_with="cotproof reproduce --quick --jobs 2"),
     # a GPU (``--jobs`` 10-14 on one H100): depths to 8 (16 for base where the paper's base needs depth), the
     # length axis for modadd and cvp, every setting, 3 seeds: 261 cells
@@ -409,7 +409,8 @@ def run_grid(profile_name: str, out: Path, results: Path, *, seeds: int | None =
                        for g, label in zip(groups, labels)]
             for f in as_completed(futures):
                 done(f.result())
-    return document(profile_name, ran)
+    # the cells this call ran, and the claims as the results file now judges them (from every scored cell)
+    return {**document(profile_name, ran), "claims": claims(list(rows.values()), profile)}
 
 
 def unscored(profile_name: str, results: Path, seeds: int | None = None) -> list[Cell]:
