@@ -214,3 +214,15 @@ def test_the_run_state_is_what_a_checkpoint_records_and_a_resume_reads(tmp_path)
     train(_tiny(steps=20), tmp_path / "run", progress=False)
     saved = RunState.from_meta(json.loads((tmp_path / "run/config.json").read_text()))
     assert saved.step == 20 and saved.elapsed > 0 and not saved.early_stopped
+
+
+def test_a_run_is_the_same_run_whatever_order_its_task_parameters_come_in(tmp_path):
+    """TrainConfig keeps one order of task parameters, the order config.json reads back in, so a run configured
+    with its parameters in another order resumes as itself instead of being refused as different."""
+    one = TrainConfig(task="modadd", task_params=(("modulus", 7), ("length", 3)), d_model=16, heads=2, d_ff=32,
+                      steps=4, log_every=2, save_every=2)
+    other = TrainConfig(task="modadd", task_params=(("length", 3), ("modulus", 7)), d_model=16, heads=2, d_ff=32,
+                        steps=4, log_every=2, save_every=2)
+    assert one == other and TrainConfig.from_dict(json.loads(json.dumps(one.to_dict()))) == one
+    train(one, tmp_path / "run", progress=False, stop_after=2)
+    assert train(other, tmp_path / "run", resume=True, progress=False)["step"] == 4

@@ -219,7 +219,7 @@ def score_run(name: str, toy: bool, index: int, out: str, device: str | None) ->
     ablation = _sized(name, toy)
     run = ablation.runs[index]
     device = device or worker_device()
-    cfg = TrainConfig(task=run.task, task_params=tuple(sorted(run.params)), setting=run.setting, layers=run.layers,
+    cfg = TrainConfig(task=run.task, task_params=run.params, setting=run.setting, layers=run.layers,
                       d_model=ablation.d_model, heads=4, d_ff=4 * ablation.d_model, lr=ablation.lr,
                       warmup=min(200, run.steps // 10), steps=run.steps, seed=0, eval_every=250,
                       eval_samples=256, save_every=max(1, min(run.steps, 1000)), log_every=max(1, run.steps // 10),

@@ -136,7 +136,7 @@ def train_config(profile: Profile, cell: Cell, precision: str = "auto"):
     from neural.learning.runs import TrainConfig
 
     params = {**profile.tasks[cell.task], LENGTH_PARAM[cell.task]: cell.length}
-    return TrainConfig(task=cell.task, task_params=tuple(sorted(params.items())), setting=cell.setting,
+    return TrainConfig(task=cell.task, task_params=tuple(params.items()), setting=cell.setting,
                        layers=cell.layers, d_model=profile.d_model, heads=4, d_ff=4 * profile.d_model, lr=profile.lr,
                        warmup=profile.warmup, steps=profile.budget(cell.task), seed=cell.seed, early_stop=EARLY_STOP,
                        eval_every=250, eval_samples=512, save_every=250, log_every=50, precision=precision)

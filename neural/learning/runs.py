@@ -54,6 +54,11 @@ class TrainConfig:
     eval_samples: int = 256
     precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 elsewhere (neural.learning.train.resolve_precision)
 
+    def __post_init__(self):
+        # one order for the task's parameters, as a checkpoint's config.json reads back: the same run configured
+        # with its parameters in another order is the same run (and resumes as one)
+        object.__setattr__(self, "task_params", tuple(sorted(dict(self.task_params).items())))
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["task_params"] = dict(self.task_params)
