@@ -55,7 +55,7 @@ def cmd_train(args) -> int:
     kind, params = _task_from(args)
     if params.get("modulus") is not None and kind == "modadd":
         params = {"length": int(params["length"]), "modulus": int(params["modulus"])}
-    cfg = TrainConfig(task=kind, task_params=tuple(sorted((k, int(v)) for k, v in params.items())),
+    cfg = TrainConfig(task=kind, task_params=tuple((k, int(v)) for k, v in params.items()),
                       setting=args.setting, layers=args.layers, d_model=args.d_model, heads=args.heads,
                       d_ff=args.d_ff or 4 * args.d_model, activation=args.activation,
                       layernorm=not args.no_layernorm, lr=args.lr, weight_decay=args.weight_decay,
@@ -178,10 +178,11 @@ def cmd_reproduce(args) -> int:
 def _full_on_a_cpu(args) -> int:
     """The full grid is sized for a GPU: on a CPU it says what is left and the command that runs it, as a GPU
     ablation does, rather than start days of training (``--cpu-anyway`` does; ``--cells`` runs chosen cells)."""
-    from neural.learning.reproduce import PROFILES, unscored
+    from neural.learning.reproduce import PROFILES, load_results, unscored
 
-    left = unscored("full", Path(args.results), args.seeds)
-    doc = {"profile": "full", "not_run": len(left), "finish_with": PROFILES["full"].finish_with if left else None}
+    full = PROFILES["full"]
+    left = unscored(full, load_results(Path(args.results) / "full.json"), args.seeds or full.seeds)
+    doc = {"profile": "full", "not_run": len(left), "finish_with": full.finish_with if left else None}
 
     def text(d: dict) -> str:
         if not d["not_run"]:

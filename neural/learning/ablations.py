@@ -160,7 +160,7 @@ def run_ablation(name: str, out: Path, results: Path, *, toy: bool = False, cpu_
     skip = ablation.gpu and not toy and not cpu_anyway and not device.startswith("cuda")
     rows = [{"label": run.label, "task": run.task, "params": dict(run.params), "setting": run.setting,
              "layers": run.layers, "budget": run.steps, "status": NOT_RUN} for run in ablation.runs]
-    path = results / "ablations" / f"{name}{'-smoke' if toy else ''}.json"
+    path = results / "ablations" / f"{_stem(name, toy)}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
 
     def document() -> dict:
@@ -199,6 +199,11 @@ def _sized(name: str, toy: bool) -> Ablation:
     return smoke(ABLATIONS[name]) if toy else ABLATIONS[name]
 
 
+def _stem(name: str, toy: bool) -> str:
+    """The name of an ablation's results file and run folder: smoke runs kept apart from real ones."""
+    return f"{name}-smoke" if toy else name
+
+
 def _cost(run: Run) -> float:
     """What orders runs longest first: steps times layers (a run's sequence length matters less than its depth
     where small models are bound by kernel launches)."""
@@ -224,7 +229,7 @@ def score_run(name: str, toy: bool, index: int, out: str, device: str | None) ->
                       warmup=min(200, run.steps // 10), steps=run.steps, seed=0, eval_every=250,
                       eval_samples=256, save_every=max(1, min(run.steps, 1000)), log_every=max(1, run.steps // 10),
                       device=device, early_stop=None)
-    directory = Path(out) / f"{name}{'-smoke' if toy else ''}" / run.label.replace(" ", "_")
+    directory = Path(out) / _stem(name, toy) / run.label.replace(" ", "_")
     train(cfg, directory, resume=True, progress=False)
     model, task, setting, meta = load_trained(directory)
     model.to(torch.device(device))

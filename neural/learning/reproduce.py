@@ -371,7 +371,7 @@ def run_grid(profile_name: str, out: Path, results: Path, *, seeds: int | None =
     path = results / f"{profile_name}.json"
     rows = {row_key(r): r for r in load_results(path)}
     if cells is None and not rerun:
-        todo = unscored(profile_name, results, seeds)  # resume: cells already scored stay as they are
+        todo = unscored(profile, rows.values(), seeds)  # resume: cells already scored stay as they are
     if not todo:
         return document(profile_name, [])
     _require_resources(profile, todo)
@@ -413,11 +413,11 @@ def run_grid(profile_name: str, out: Path, results: Path, *, seeds: int | None =
     return {**document(profile_name, ran), "claims": claims(list(rows.values()), profile)}
 
 
-def unscored(profile_name: str, results: Path, seeds: int | None = None) -> list[Cell]:
-    """The profile's cells that ``results/<profile>.json`` has not scored yet."""
-    profile = PROFILES[profile_name]
-    done = {row_key(r) for r in load_results(results / f"{profile_name}.json")}
-    return [c for c in cells_of(profile, profile.seeds if seeds is None else seeds) if c.key not in done]
+def unscored(profile: Profile, rows, seeds: int) -> list[Cell]:
+    """The profile's cells (``seeds`` each) that ``rows`` has not scored: what a resumed grid runs, and what a
+    results file lists as not run."""
+    done = {row_key(r) for r in rows}
+    return [c for c in cells_of(profile, seeds) if c.key not in done]
 
 
 def _require_resources(profile: Profile, todo: list[Cell]) -> None:
@@ -490,9 +490,8 @@ def document(profile_name: str, rows: list[dict], planned: bool = False) -> dict
     doc = {"profile": profile_name, "machine": _provenance(rows, "machine", machine),
            "commit": _provenance(rows, "commit", commit), "cells": rows, "claims": claims(rows, profile)}
     if planned:
-        have = {row_key(r) for r in rows}
         missing = [{"task": c.task, "setting": c.setting, "layers": c.layers, "length": c.length, "seed": c.seed,
-                    "status": "not run"} for c in cells_of(profile, profile.seeds) if c.key not in have]
+                    "status": "not run"} for c in unscored(profile, rows, profile.seeds)]
         doc["not_run"] = sorted(missing, key=order)
         doc["finish_with"] = profile.finish_with if missing else None
     return doc

@@ -67,7 +67,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         d = dict(d)
-        d["task_params"] = tuple(sorted(d.get("task_params", {}).items()))
+        d["task_params"] = tuple(d.get("task_params", {}).items())
         return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
     def training_bytes(self) -> float:
