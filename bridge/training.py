@@ -138,6 +138,12 @@ def cmd_eval(args) -> int:
 def cmd_reproduce(args) -> int:
     from neural.learning.reproduce import parse_cells, run_grid
 
+    if args.executor == "slurm":
+        return _on_slurm(args)
+    given = [flag for flag, dest in SLURM_FLAGS if getattr(args, dest) not in (None, False, [])]
+    if given:
+        raise InputError(f"{given[0]} goes with --executor slurm", SourceLoc(given[0]),
+                         expected="reproduce ... --executor slurm " + given[0])
     if args.ablation:
         return _ablation(args)
     if args.smoke:
@@ -191,6 +197,93 @@ def _full_on_a_cpu(args) -> int:
                 "--cpu-anyway; --cells TASK:SETTING:LAYERS runs chosen cells here)")
 
     emit(doc, args.json, text)
+    return 0
+
+
+SLURM_FLAGS = (("--partition", "partition"), ("--account", "account"), ("--time-per-job", "time_per_job"),
+               ("--gpus-per-job", "gpus_per_job"), ("--cpus-per-job", "cpus_per_job"),
+               ("--mem-per-job", "mem_per_job"), ("--array-parallelism", "array_parallelism"),
+               ("--sbatch-arg", "sbatch_arg"), ("--signal-seconds", "signal_seconds"),
+               ("--max-requeues", "max_requeues"), ("--wait", "wait"), ("--dry-run", "dry_run"))
+SLURM_CHECK_SECONDS = 30  # slurmctld's period for time limits: a warning may come this much before it is due
+# what a flag of ours already sets in the batch script: an --sbatch-arg may not set it a second way
+OWN_SBATCH_KEYS = {"partition", "account", "time", "gpus-per-node", "gpus", "gres", "cpus-per-task", "mem", "array",
+                   "signal", "job-name", "output", "error", "nodes", "ntasks-per-node", "open-mode"}
+
+
+def _slurm_options(args):
+    from neural.learning.slurm import SlurmOptions
+
+    extra = []
+    for item in args.sbatch_arg or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().lstrip("-")
+        if not sep or not key or not value or any(c.isspace() for c in key):
+            raise InputError(f"bad --sbatch-arg {item!r}", SourceLoc("--sbatch-arg"), text=item,
+                             expected="KEY=VALUE, as in #SBATCH --KEY=VALUE (e.g. qos=high, constraint=a100)")
+        if key.replace("_", "-") in OWN_SBATCH_KEYS:
+            raise InputError(f"--sbatch-arg {key} is set by a flag of its own", SourceLoc("--sbatch-arg"), text=item,
+                             expected="--partition, --account, --time-per-job, --gpus-per-job, --cpus-per-job, "
+                                      "--mem-per-job or --array-parallelism")
+        extra.append((key.replace("-", "_"), value))
+    if args.gpus_per_job is not None and args.gpus_per_job > 1:
+        raise InputError("a task trains one group on one device: --gpus-per-job is 0 or 1", SourceLoc("--gpus-per-job"),
+                         text=str(args.gpus_per_job), expected="--gpus-per-job 1, and --array-parallelism for more "
+                                                               "tasks at once")
+    defaults = SlurmOptions()
+    minutes = args.time_per_job or defaults.time_minutes
+    warning = args.signal_seconds or defaults.signal_seconds
+    if warning + SLURM_CHECK_SECONDS >= 60 * minutes:
+        raise InputError(f"--signal-seconds {warning} leaves no time in a {minutes}-minute task: Slurm checks time "
+                         f"limits every {SLURM_CHECK_SECONDS} s, so it would warn as the task starts",
+                         SourceLoc("--signal-seconds"), text=str(warning),
+                         expected=f"--signal-seconds below {60 * minutes - SLURM_CHECK_SECONDS}, or a longer "
+                                  "--time-per-job")
+    picked = {"partition": args.partition, "account": args.account, "time_minutes": args.time_per_job,
+              "gpus_per_job": args.gpus_per_job, "cpus_per_job": args.cpus_per_job, "mem_gb": args.mem_per_job,
+              "array_parallelism": args.array_parallelism, "signal_seconds": args.signal_seconds,
+              "max_requeues": args.max_requeues}
+    from dataclasses import replace
+
+    return replace(defaults, **{k: v for k, v in picked.items() if v is not None}, sbatch_args=tuple(extra),
+                   wait=bool(args.wait))
+
+
+def _on_slurm(args) -> int:
+    """The grid's unscored cells (or an ablation's runs) as one Slurm job array; again: progress, collection, and
+    only what is neither done nor queued submitted (``neural.learning.slurm``)."""
+    for flag, refused in (("--cells", args.cells), ("--rerun", args.rerun), ("--jobs", args.jobs),
+                          ("--cpu-anyway", args.cpu_anyway)):
+        if refused:
+            raise InputError(f"{flag} does not go with --executor slurm", SourceLoc(flag),
+                             expected="reproduce --quick|--full|--ablation NAME --executor slurm: the profile's "
+                                      "unscored cells, one group per array task (--array-parallelism at once); to "
+                                      "retrain a cell, delete its run directory and its row from the results file")
+    if args.ablation and (args.full or args.seeds):
+        raise InputError("--ablation runs its own list of runs: no --full or --seeds", SourceLoc("--ablation"),
+                         expected="reproduce --ablation NAME --executor slurm")
+    if args.smoke and not args.ablation:
+        raise InputError("--smoke goes with --ablation NAME", SourceLoc("--smoke"),
+                         expected="reproduce --ablation NAME --smoke")
+    options = _slurm_options(args)
+    from neural.learning import slurm
+
+    slurm.require_slurm()
+    out, results = Path(args.out), Path(args.results)
+    slurm.require_writable(out, "--out")
+    slurm.require_writable(results, "--results")
+    if args.ablation:
+        work = slurm.ablation_work(args.ablation, out, results, options, toy=args.smoke, device=args.device)
+    else:
+        work = slurm.grid_work("full" if args.full else "quick", out, results, options, seeds=args.seeds,
+                               device=args.device, precision=args.precision)
+    try:
+        doc = slurm.drive(work, options, dry_run=args.dry_run)
+    except OSError as err:
+        raise InputError(f"cannot write: {err.strerror or err}", SourceLoc(getattr(err, "filename", None) or
+                                                                          args.out),
+                         expected="writable --out and --results on a filesystem every node sees") from None
+    emit(doc, args.json, slurm.report_text)
     return 0
 
 
@@ -305,3 +398,34 @@ def register(sub) -> None:
                    help="with --ablation or --full: run what is sized for a GPU on a CPU (hours)")
     p.add_argument("--out", default="runs/reproduce", help="checkpoints of every cell")
     p.add_argument("--results", default="results", help="<profile>.json, table.md and the figures")
+    p.add_argument("--executor", choices=("local", "slurm"), default="local",
+                   help="local: train here (--jobs workers); slurm: submit the cells as one job array through "
+                        "submitit (pip install 'cotproof[cluster]'); run the same command again to see progress, "
+                        "collect finished rows and submit only what is neither done nor queued")
+    cluster = p.add_argument_group("with --executor slurm (--out and --results on a filesystem every node sees)")
+    cluster.add_argument("--partition", help="Slurm partition (default: the cluster's default partition)")
+    cluster.add_argument("--account", help="Slurm account to charge (default: your default account)")
+    cluster.add_argument("--time-per-job", type=flags.positive_int, metavar="MINUTES",
+                         help="time limit of each array task; a cell that needs longer is checkpointed at the "
+                              "warning signal and requeued (default: 60)")
+    cluster.add_argument("--gpus-per-job", type=flags.count, metavar="N",
+                         help="0: CPU tasks; 1: each task trains its group on one GPU (default: 0)")
+    cluster.add_argument("--cpus-per-job", type=flags.positive_int, metavar="N",
+                         help="CPU cores per task, and torch's threads (default: 2)")
+    cluster.add_argument("--mem-per-job", type=flags.positive_float, metavar="GB",
+                         help="memory per task; groups are planned into half of it (default: 8)")
+    cluster.add_argument("--array-parallelism", type=flags.positive_int, metavar="N",
+                         help="array tasks running at once (default: 64)")
+    cluster.add_argument("--sbatch-arg", action="append", metavar="KEY=VALUE",
+                         help="an extra '#SBATCH --KEY=VALUE' line, e.g. qos=high or constraint=a100; repeatable "
+                              "(default: none)")
+    cluster.add_argument("--signal-seconds", type=flags.positive_int, metavar="S",
+                         help="seconds before the time limit that Slurm warns a task to checkpoint (default: 90)")
+    cluster.add_argument("--max-requeues", type=flags.count, metavar="N",
+                         help="requeues after a time limit before a task gives up; preemptions do not count "
+                              "(default: 20)")
+    cluster.add_argument("--wait", action="store_true",
+                         help="stay until every task has left the queue, collecting rows as they finish "
+                              "(default: print the job ids and return)")
+    cluster.add_argument("--dry-run", action="store_true",
+                         help="print the batch script that would be submitted, and submit nothing")

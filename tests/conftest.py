@@ -1,5 +1,44 @@
 import os
+import tempfile
+from pathlib import Path
 
 # Subprocesses the tests start (the CLI, DDP workers) hash strings the same way on every run.
 os.environ.setdefault("PYTHONHASHSEED", "0")
 
+SLURM_ERROR = "COTPROOF_TEST_SLURM_ERROR"  # why the tests' cluster could not start, for the tests that need it
+
+
+def _wants_slurm(config) -> bool:
+    """The cluster tests are among those asked for: a whole directory, or test_slurm.py itself."""
+    args = [a.split("::")[0] for a in config.args] or ["tests"]
+    return any(Path(a).is_dir() or "test_slurm" in a for a in args)
+
+
+def pytest_configure(config):
+    """One private Slurm cluster for the whole run, started here in the controlling process so that every
+    xdist worker (which inherits SLURM_CONF) submits to it, and stopped in pytest_unconfigure."""
+    if hasattr(config, "workerinput") or not _wants_slurm(config):
+        return
+    import slurm_cluster
+
+    root = tempfile.mkdtemp(prefix="cotproof-slurm-")
+    try:
+        cluster = slurm_cluster.up(root)
+    except slurm_cluster.ClusterUnavailable as err:
+        os.environ[SLURM_ERROR] = str(err)
+        return
+    os.environ["SLURM_CONF"] = str(cluster.conf)
+    config._cotproof_slurm = root
+
+
+def pytest_unconfigure(config):
+    root = getattr(config, "_cotproof_slurm", None)
+    if root:
+        import shutil
+        import subprocess
+
+        import slurm_cluster
+
+        subprocess.run(["scancel", "--user", str(os.getuid())], capture_output=True, timeout=60)  # what tests left
+        slurm_cluster.down(root)
+        shutil.rmtree(root, ignore_errors=True)

@@ -158,22 +158,16 @@ def run_ablation(name: str, out: Path, results: Path, *, toy: bool = False, cpu_
     ablation = _sized(name, toy)
     device = resolve_device(device)
     skip = ablation.gpu and not toy and not cpu_anyway and not device.startswith("cuda")
-    rows = [{"label": run.label, "task": run.task, "params": dict(run.params), "setting": run.setting,
-             "layers": run.layers, "budget": run.steps, "status": NOT_RUN} for run in ablation.runs]
-    path = results / "ablations" / f"{_stem(name, toy)}.json"
+    scored: dict[int, dict] = {}
+    path = results_path(name, toy, results)
     path.parent.mkdir(parents=True, exist_ok=True)
 
     def document() -> dict:
-        return {"ablation": name, "question": ablation.question, "smoke": toy, "device": device,
-                "d_model": ablation.d_model, "lr": ablation.lr, "eval_samples": ablation.eval_samples,
-                "notes": list(ablation.notes), "runs": rows,
-                **({"findings": ablation.findings(rows)} if ablation.findings else {}),
-                **({"finish_with": f"cotproof reproduce --ablation {name} --device cuda"}
-                   if any(r["status"] == NOT_RUN for r in rows) else {})}
+        return ablation_document(name, toy, device, scored)
 
-    def done(i: int, scored: dict) -> None:
-        rows[i] = {**rows[i], **scored}
-        print(f"ablation {name}: {ablation.runs[i].label}: accuracy {scored['accuracy']:.3f}", file=sys.stderr,
+    def done(i: int, row: dict) -> None:
+        scored[i] = row
+        print(f"ablation {name}: {ablation.runs[i].label}: accuracy {row['accuracy']:.3f}", file=sys.stderr,
               flush=True)
         atomic_write_text(path, json.dumps(document(), indent=1) + "\n")
 
@@ -193,6 +187,53 @@ def run_ablation(name: str, out: Path, results: Path, *, toy: bool = False, cpu_
     doc = document()
     atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
     return doc
+
+
+def results_path(name: str, toy: bool, results: Path) -> Path:
+    return Path(results) / "ablations" / f"{_stem(name, toy)}.json"
+
+
+def ablation_document(name: str, toy: bool, device: str, scored: dict[int, dict]) -> dict:
+    """The ablation's results: every run, with the fields its scoring added where it has run (``scored``: run index
+    -> those fields), "not run" elsewhere, and what the runs decide."""
+    ablation = _sized(name, toy)
+    rows = [{"label": run.label, "task": run.task, "params": dict(run.params), "setting": run.setting,
+             "layers": run.layers, "budget": run.steps, "status": NOT_RUN, **scored.get(i, {})}
+            for i, run in enumerate(ablation.runs)]
+    return {"ablation": name, "question": ablation.question, "smoke": toy, "device": device,
+            "d_model": ablation.d_model, "lr": ablation.lr, "eval_samples": ablation.eval_samples,
+            "notes": list(ablation.notes), "runs": rows,
+            **({"findings": ablation.findings(rows)} if ablation.findings else {}),
+            **({"finish_with": f"cotproof reproduce --ablation {name} --device cuda"}
+               if any(r["status"] == NOT_RUN for r in rows) else {})}
+
+
+def run_directory(name: str, toy: bool, index: int, out: str | Path) -> Path:
+    return Path(out) / _stem(name, toy) / _sized(name, toy).runs[index].label.replace(" ", "_")
+
+
+@dataclass(frozen=True)
+class RunUnit:
+    """One run of an ablation as one task of a cluster job array (``neural.learning.slurm``)."""
+
+    name: str
+    toy: bool
+    index: int
+    out: str
+    device: str = "auto"
+
+    @property
+    def label(self) -> str:
+        return _sized(self.name, self.toy).runs[self.index].label
+
+    @property
+    def dirs(self) -> tuple[Path, ...]:
+        return (run_directory(self.name, self.toy, self.index, self.out),)
+
+    def run(self, on_row) -> None:
+        from neural.model import resolve_device
+
+        on_row(self.dirs[0], score_run(self.name, self.toy, self.index, self.out, resolve_device(self.device)))
 
 
 def _sized(name: str, toy: bool) -> Ablation:
@@ -229,7 +270,7 @@ def score_run(name: str, toy: bool, index: int, out: str, device: str | None) ->
                       warmup=min(200, run.steps // 10), steps=run.steps, seed=0, eval_every=250,
                       eval_samples=256, save_every=max(1, min(run.steps, 1000)), log_every=max(1, run.steps // 10),
                       device=device, early_stop=None)
-    directory = Path(out) / _stem(name, toy) / run.label.replace(" ", "_")
+    directory = run_directory(name, toy, index, out)
     train(cfg, directory, resume=True, progress=False)
     model, task, setting, meta = load_trained(directory)
     model.to(torch.device(device))

@@ -27,9 +27,11 @@ import numpy as np
 
 from grammar.errors import ParameterError
 from neural.checkpoint import atomic_write_bytes, atomic_write_text
+from neural.learning import interrupt
 
 EARLY_STOP = 0.995  # validation accuracy at two checks in a row (TrainConfig.early_stop_patience)
 NOT_RUN = "no deciding cell has run"
+ROW = "row.json"  # a cell's scored row, in its run directory, where a cluster job writes it (neural.learning.slurm)
 LENGTH_PARAM = {"modadd": "length", "s5": "length", "isq": "steps", "cvp": "gates"}  # each task's input length
 
 
@@ -179,20 +181,23 @@ def heldout_disjoint(task, cfg, eval_seed: int, eval_samples: int, train_steps: 
 
 
 def run_group(profile_name: str, cells: list[Cell], root: str, index: str = "", fresh: bool = False,
-              device: str | None = None, precision: str = "auto") -> list[dict]:
+              device: str | None = None, precision: str = "auto", on_row=None,
+              profile: Profile | None = None) -> list[dict]:
     """Train (or resume) a group of cells as one stacked model (``neural.learning.train``), then score each on the test
-    split. Runs in a worker process under ``--jobs``."""
+    split. Runs in a worker process under ``--jobs``, or as a cluster job (``neural.learning.slurm``), which hears
+    each row as it is scored (``on_row(run_dir, row)``) and may be asked to stop between two cells
+    (``neural.learning.interrupt``)."""
     import shutil
 
     import torch
 
-    from neural.model import resolve_device
     from neural.learning.train import train_group
+    from neural.model import resolve_device
 
     threads = os.environ.get("COTPROOF_THREADS")
     if threads:
         torch.set_num_threads(int(threads))
-    profile = PROFILES[profile_name]
+    profile = profile or PROFILES[profile_name]
     cfgs = [train_config(profile, cell, precision) for cell in cells]
     dirs = [cell.directory(Path(root) / profile_name) for cell in cells]
     if fresh:
@@ -208,8 +213,41 @@ def run_group(profile_name: str, cells: list[Cell], root: str, index: str = "", 
               f"validation accuracy {acc:.3f}, {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
 
     lasts = train_group(cfgs, dirs, resume=True, progress=False, on_eval=report, device=device)
-    return [score_cell(profile, cell, cfg, d, last, device, len(cells), tag)
-            for cell, cfg, d, last in zip(cells, cfgs, dirs, lasts)]
+    rows = []
+    for cell, cfg, d, last in zip(cells, cfgs, dirs, lasts):
+        interrupt.raise_if_requested()
+        rows.append(score_cell(profile, cell, cfg, d, last, device, len(cells), tag))
+        if on_row is not None:
+            on_row(d, rows[-1])
+    return rows
+
+
+@dataclass(frozen=True)
+class GroupUnit:
+    """One group of cells as one task of a cluster job array (``neural.learning.slurm``): where its cells write,
+    and the call that trains and scores them there."""
+
+    profile_name: str
+    profile: Profile  # as planned: the task trains what was submitted, not what PROFILES says when it starts
+    cells: tuple[Cell, ...]
+    root: str
+    label: str
+    device: str = "auto"
+    precision: str = "auto"
+
+    @property
+    def dirs(self) -> tuple[Path, ...]:
+        return tuple(cell.directory(Path(self.root) / self.profile_name) for cell in self.cells)
+
+    def run(self, on_row) -> None:
+        """Rows are written once every member has trained, so a task restarted with some rows written has only
+        scoring left: it scores the rest."""
+        from neural.model import resolve_device
+
+        left = [cell for cell, d in zip(self.cells, self.dirs) if not (d / ROW).exists()]
+        if left:
+            run_group(self.profile_name, left, self.root, self.label, False, resolve_device(self.device),
+                      self.precision, on_row, self.profile)
 
 
 def score_cell(profile: Profile, cell: Cell, cfg, run_dir: Path, last: dict, device: str, group: int,
@@ -225,6 +263,7 @@ def score_cell(profile: Profile, cell: Cell, cfg, run_dir: Path, last: dict, dev
            "seed": cell.seed, "accuracy": round(ev["accuracy"], 4), **baselines(task),
            "unsound_step_rate": None if "unsound_step_rate" not in ev else round(ev["unsound_step_rate"], 5),
            "steps": int(meta["step"]), "seconds": round(float(meta.get("elapsed_seconds", 0.0)), 1),
+           "weights_sha256": weights_sha256(run_dir),
            "early_stopped": bool(last.get("early_stopped")),
            "heldout_disjoint": heldout_disjoint(task, cfg, 1234, profile.eval_samples),
            "device": device, "machine": machine(), "commit": commit(), "group": group}
@@ -237,6 +276,15 @@ def score_cell(profile: Profile, cell: Cell, cfg, run_dir: Path, last: dict, dev
     print(f"{tag} {cell.name} length {cell.length} seed {cell.seed}: test accuracy {row['accuracy']:.3f} after "
           f"{row['steps']} steps, {row['seconds']:.0f} s", file=sys.stderr, flush=True)
     return row
+
+
+def weights_sha256(run_dir: Path) -> str | None:
+    """The hash of the weights a row was scored from, as the checkpoint's config.json records it: two rows with
+    the same hash come from bit-identical models, whichever machine or executor trained them."""
+    try:
+        return json.loads((Path(run_dir) / "config.json").read_text()).get("weights_sha256")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 # ---- groups -----------------------------------------------------------------------------------------------------

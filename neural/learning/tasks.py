@@ -293,6 +293,18 @@ def _compose(p, q):
     return tuple(q[p[i]] for i in range(5))
 
 
+def _s5_table() -> np.ndarray:
+    """table[i, j] = the index of (S5_PERMS[i] then S5_PERMS[j]): the group's multiplication table, made once (a
+    grid plans hundreds of S5 tasks)."""
+    index = {p: i for i, p in enumerate(S5_PERMS)}
+    table = np.array([[index[_compose(p, q)] for q in S5_PERMS] for p in S5_PERMS])
+    table.setflags(write=False)
+    return table
+
+
+S5_TABLE = _s5_table()
+
+
 class S5(FoldTask):
     def __init__(self, length: int = 16):
         self.name, self.params = "s5", {"length": length}
@@ -300,8 +312,7 @@ class S5(FoldTask):
         self.prompt_tokens = tuple("".join(map(str, p)) for p in S5_PERMS)
         self.state_tokens = tuple("s" + t for t in self.prompt_tokens)
         self.start = "s01234"
-        table = np.array([[S5_PERMS.index(_compose(p, q)) for q in S5_PERMS] for p in S5_PERMS])
-        self.table = table
+        self.table = S5_TABLE
 
     def sample(self, rng, size):
         x = rng.integers(0, 120, (size, self.n_prompt))

@@ -41,6 +41,7 @@ from torch.nn import functional as F
 from grammar.errors import InputError, ParameterError, SourceLoc
 from neural import checkpoint
 from neural.config import Keys, ModelConfig
+from neural.learning import interrupt
 from neural.learning.evaluation import evaluate_model
 from neural.learning.prefetch import Batches
 from neural.learning.runs import RunState, TrainConfig, load_training, lr_at, save_training
@@ -315,6 +316,10 @@ class Group:
                 if active:
                     model, opt = self._shrink(model, opt, keep)
                     net = self._distributed(model)
+            if interrupt.requested() and active:  # a scheduler's warning: save here, exactly, and stop
+                bar.close()
+                self._save_all(active, model, opt, step, time.perf_counter() - t0, window)
+                raise interrupt.Interrupted(step)
         bar.close()
         for g, m in enumerate(active):
             self._finish(m, g, model, opt, step, time.perf_counter() - t0, window, stopped=False)
@@ -378,6 +383,15 @@ class Group:
         if self.rank == 0:
             self._save(m, g, model, opt, RunState(step, seconds, window.state(g), m.passes, stopped, m.valid_accuracy))
         m.result = {**m.last, "step": step, "early_stopped": stopped, "valid_accuracy": m.valid_accuracy}
+
+    def _save_all(self, active: list[Member], model: StackedDecoder, opt, step: int, seconds: float,
+                  window: "Window") -> None:
+        """Every active member's checkpoint at ``step``, as a periodic save writes it: resuming from it continues
+        the run bit for bit."""
+        if self.rank == 0:
+            for g, m in enumerate(active):
+                self._save(m, g, model, opt, RunState(step, seconds, window.state(g), m.passes, False,
+                                                      m.valid_accuracy))
 
     def _distributed(self, model: StackedDecoder):
         """Under torchrun, DistributedDataParallel averages the members' gradients over the ranks."""
