@@ -212,7 +212,7 @@ OWN_SBATCH_KEYS = {"partition", "account", "time", "gpus-per-node", "gpus", "gre
 
 
 def _slurm_options(args):
-    from neural.learning.slurm import SlurmOptions
+    from neural.learning.slurm_options import SlurmOptions
 
     extra = []
     for item in args.sbatch_arg or []:
@@ -402,28 +402,32 @@ def register(sub) -> None:
                    help="local: train here (--jobs workers); slurm: submit the cells as one job array through "
                         "submitit (pip install 'cotproof[cluster]'); run the same command again to see progress, "
                         "collect finished rows and submit only what is neither done nor queued")
+    from neural.learning.slurm_options import SlurmOptions
+
+    d = SlurmOptions()  # each flag's default, shown in --help from the one place that holds it
     cluster = p.add_argument_group("with --executor slurm (--out and --results on a filesystem every node sees)")
     cluster.add_argument("--partition", help="Slurm partition (default: the cluster's default partition)")
     cluster.add_argument("--account", help="Slurm account to charge (default: your default account)")
     cluster.add_argument("--time-per-job", type=flags.positive_int, metavar="MINUTES",
                          help="time limit of each array task; a cell that needs longer is checkpointed at the "
-                              "warning signal and requeued (default: 60)")
+                              f"warning signal and requeued (default: {d.time_minutes})")
     cluster.add_argument("--gpus-per-job", type=flags.count, metavar="N",
-                         help="0: CPU tasks; 1: each task trains its group on one GPU (default: 0)")
+                         help=f"0: CPU tasks; 1: each task trains its group on one GPU (default: {d.gpus_per_job})")
     cluster.add_argument("--cpus-per-job", type=flags.positive_int, metavar="N",
-                         help="CPU cores per task, and torch's threads (default: 2)")
+                         help=f"CPU cores per task, and torch's threads (default: {d.cpus_per_job})")
     cluster.add_argument("--mem-per-job", type=flags.positive_float, metavar="GB",
-                         help="memory per task; groups are planned into half of it (default: 8)")
+                         help=f"memory per task; CPU groups are planned into half of it (default: {d.mem_gb:g})")
     cluster.add_argument("--array-parallelism", type=flags.positive_int, metavar="N",
-                         help="array tasks running at once (default: 64)")
+                         help=f"array tasks running at once (default: {d.array_parallelism})")
     cluster.add_argument("--sbatch-arg", action="append", metavar="KEY=VALUE",
                          help="an extra '#SBATCH --KEY=VALUE' line, e.g. qos=high or constraint=a100; repeatable "
                               "(default: none)")
     cluster.add_argument("--signal-seconds", type=flags.positive_int, metavar="S",
-                         help="seconds before the time limit that Slurm warns a task to checkpoint (default: 90)")
+                         help="seconds before the time limit that Slurm warns a task to checkpoint "
+                              f"(default: {d.signal_seconds})")
     cluster.add_argument("--max-requeues", type=flags.count, metavar="N",
                          help="requeues after a time limit before a task gives up; preemptions do not count "
-                              "(default: 20)")
+                              f"(default: {d.max_requeues})")
     cluster.add_argument("--wait", action="store_true",
                          help="stay until every task has left the queue, collecting rows as they finish "
                               "(default: print the job ids and return)")

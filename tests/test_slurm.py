@@ -48,6 +48,7 @@ def one_thread(monkeypatch):
     """Local reference runs on one thread, as the one-CPU tasks train."""
     before = torch.get_num_threads()
     monkeypatch.setenv("COTPROOF_THREADS", "1")
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
 
@@ -104,6 +105,22 @@ def test_a_grid_as_a_job_array_gives_the_rows_the_local_executor_gives(cluster, 
     again = slurm.drive(_grid(monkeypatch, TINY, tmp_path / "slurm"), options)
     assert again["submitted"] == [] and again["cells"] == []
     assert (tmp_path / "slurm/results/quick.json").read_bytes() == before
+
+
+def test_an_ablation_as_a_job_array_gives_the_local_runs_results(cluster, tmp_path, one_thread):
+    from neural.learning import ablations
+
+    options = dataclasses.replace(ONE_CPU, wait=True)
+    work = slurm.ablation_work("metrics", tmp_path / "slurm/runs", tmp_path / "slurm/results", options, toy=True)
+    doc = slurm.drive(work, options)
+    assert doc["summary"] == "2 done" and len(doc["submitted"]) == 2
+    ablations.run_ablation("metrics", tmp_path / "local/runs", tmp_path / "local/results", toy=True, device="cpu")
+    on_slurm, local = (json.loads((tmp_path / f"{where}/results/ablations/metrics-smoke.json").read_text())
+                       for where in ("slurm", "local"))
+    for mine, theirs in zip(on_slurm["runs"], local["runs"], strict=True):
+        assert mine["status"] == theirs["status"] == "run"
+        assert (mine["label"], mine["accuracy"], mine["steps"]) == (theirs["label"], theirs["accuracy"], theirs["steps"])
+        assert mine["requeues"] == 0 and mine["executor"] == "slurm"
 
 
 def test_a_cell_that_outlasts_its_time_limit_is_requeued_and_ends_bit_identical(cluster, monkeypatch, tmp_path,
@@ -269,3 +286,17 @@ def test_a_warning_signal_stops_training_at_a_step_boundary_and_it_resumes_bit_f
         return [{k: v for k, v in r.items() if k != "seconds"} for r in read_metrics(tmp_path / run)]
 
     assert logged("stopped") == logged("whole") and len(logged("whole")) == 12
+
+    # SIGTERM (a cancellation's or a preemption's grace period) only asks for a checkpoint: training goes on
+    seen = {}
+
+    def cancel(step, accuracy):
+        if step == 40:
+            os.kill(os.getpid(), signal.SIGTERM)
+        if step == 80:  # the periodic save is every 1,000 steps: the checkpoint here is the one SIGTERM asked for
+            seen["checkpoint"] = reproduce.resume_step(tmp_path / "saved")
+
+    with interrupt.checkpoint_on(signal.SIGTERM):
+        train(cfg, tmp_path / "saved", progress=False, on_eval=cancel)
+    assert seen == {"checkpoint": 40}
+    assert reproduce.weights_sha256(tmp_path / "saved") == reproduce.weights_sha256(tmp_path / "whole")

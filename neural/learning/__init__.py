@@ -1,2 +1,4 @@
-"""The learning experiments: the four tasks, training (alone or as a group), scoring, and the paper's grid. Reaches
-the construction only through ``neural.construction.execute``'s decoding (tests/test_architecture.py)."""
+"""The learning experiments: the four tasks, training (alone or as a group), scoring, and the paper's grid, run here
+or as Slurm job arrays (``slurm``, through the optional submitit; ``interrupt`` is how a scheduler's warning stops
+training at a step boundary). Reaches the construction only through ``neural.construction.execute``'s decoding
+(tests/test_architecture.py)."""

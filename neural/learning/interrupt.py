@@ -4,15 +4,16 @@ A scheduler warns a job before it ends it (Slurm sends ``--signal`` before the t
 handler that saved the model at that instant could catch an optimiser step half done, so ``deferred`` only notes
 the request; the training loop asks ``requested()`` after every step, saves every run it holds at that step and
 raises ``Interrupted``; whoever installed the deferral then delivers the signal to the handler it displaced (for
-submitit: checkpoint, requeue, exit). Nothing is installed in a process that never calls ``deferred``, so local
-training never stops this way.
+submitit: checkpoint, requeue, exit). ``checkpoint_on`` is the milder request: save at the next boundary and go
+on. Nothing is installed in a process that calls neither, so local training never stops or saves this way.
 """
 from __future__ import annotations
 
 import contextlib
 import signal
 
-_pending: list[int] = []
+_pending: list[int] = []  # signals that ask for a stop
+_save_asked: list[int] = []  # signals that ask for a checkpoint, training going on
 
 
 class Interrupted(Exception):
@@ -30,6 +31,27 @@ def requested() -> bool:
 def raise_if_requested(step: int | None = None) -> None:
     if _pending:
         raise Interrupted(step)
+
+
+def take_save_request() -> bool:
+    """Whether a checkpoint was asked for since the last call (``checkpoint_on``)."""
+    asked = bool(_save_asked)
+    _save_asked.clear()
+    return asked
+
+
+@contextlib.contextmanager
+def checkpoint_on(signum: int):
+    """Within the block, ``signum`` asks the training loop for a checkpoint at the next step boundary, and training
+    goes on. Slurm sends SIGTERM when a task is cancelled or preempted and SIGKILL a grace period later: what the
+    grace period allows is saved, and whatever comes next (a requeue, a resubmission) resumes from there."""
+    displaced = signal.getsignal(signum)
+    signal.signal(signum, lambda number, frame: _save_asked.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signum, displaced)
+        _save_asked.clear()
 
 
 @contextlib.contextmanager

@@ -12,7 +12,9 @@ through submitit.
   preemption; the warning is noted (``neural.learning.interrupt``), the training loop saves every run it holds at
   its current step, and submitit requeues the task, which resumes bit for bit. A task killed without warning
   (``scancel``, a node failure) leaves its last periodic checkpoint; running the command again submits it anew and
-  it resumes from there. Each row records the task's requeues (``attempts.jsonl`` in the run directory).
+  it resumes from there. Where Slurm sends SIGTERM first (``scancel``, preemption with a grace period), the loop
+  saves at the next step and goes on, so what the grace period allows is kept. Each row records the task's
+  requeues (``attempts.jsonl`` in the run directory).
 
 submitit is an optional extra (``pip install 'cotproof[cluster]'``); nothing here imports it before a command asks
 for Slurm.
@@ -36,6 +38,7 @@ from grammar.errors import InputError, SourceLoc
 from neural.checkpoint import atomic_write_text, read_metrics
 from neural.learning import interrupt
 from neural.learning.reproduce import ROW
+from neural.learning.slurm_options import SlurmOptions
 
 ATTEMPTS = "attempts.jsonl"  # one line per start of a task in each of its run directories
 FAILED = "failed.json"  # the error of the last task that raised, in each of its run directories
@@ -45,50 +48,6 @@ ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEU
           "RESIZING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
 WARNING_SIGNAL = signal.SIGUSR2  # submitit's: ``#SBATCH --signal=USR2@S``
 EXTRA = "pip install 'cotproof[cluster]'"
-
-
-@dataclass(frozen=True)
-class SlurmOptions:
-    """What a cluster user sets; ``None`` leaves it to the cluster's defaults."""
-
-    partition: str | None = None
-    account: str | None = None
-    time_minutes: int = 60  # per job; a cell that needs longer is checkpointed and requeued
-    gpus_per_job: int = 0
-    cpus_per_job: int = 2
-    mem_gb: float = 8.0
-    array_parallelism: int = 64  # tasks of the array running at once
-    sbatch_args: tuple[tuple[str, str], ...] = ()  # extra #SBATCH --KEY=VALUE lines
-    signal_seconds: int = 90  # the warning before the time limit
-    max_requeues: int = 20  # after time limits; requeues after preemption are not counted
-    wait: bool = False  # wait for the tasks and collect their rows, rather than print the job ids and return
-    poll_seconds: float = 15.0
-
-    def parameters(self, job_name: str) -> dict:
-        """submitit's ``update_parameters`` for these options."""
-        params = {"job_name": job_name, "time": self.time_minutes, "cpus_per_task": self.cpus_per_job,
-                  "mem": f"{self.mem_gb:g}GB", "array_parallelism": self.array_parallelism,
-                  "signal_delay_s": self.signal_seconds, "nodes": 1, "ntasks_per_node": 1}
-        if self.partition:
-            params["partition"] = self.partition
-        if self.account:
-            params["account"] = self.account
-        if self.gpus_per_job:
-            params["gpus_per_node"] = self.gpus_per_job
-        if self.sbatch_args:
-            params["additional_parameters"] = dict(self.sbatch_args)
-        return params
-
-    @property
-    def device(self) -> str:
-        """The device a task trains on, as the groups are planned for it."""
-        return "cuda" if self.gpus_per_job else "cpu"
-
-    @property
-    def plan_memory(self) -> float:
-        """The bytes a task's group may be planned into: half the job's memory on a CPU; on a GPU, half of 16 GiB
-        (the smallest GPU this is sized for)."""
-        return (16 if self.gpus_per_job else self.mem_gb) * 2 ** 30 / 2
 
 
 # ---- refusals, before anything is submitted ------------------------------------------------------------------
@@ -132,7 +91,7 @@ class ClusterJob:
         if cpus:
             os.environ.setdefault("COTPROOF_THREADS", cpus)
         job = _job_id()
-        with interrupt.deferred(WARNING_SIGNAL) as deliver:
+        with interrupt.deferred(WARNING_SIGNAL) as deliver, interrupt.checkpoint_on(signal.SIGTERM):
             for d in unit.dirs:
                 _record_attempt(Path(d), job)
             try:
@@ -252,7 +211,7 @@ class Ledger:
 
 
 @dataclass
-class Cell:
+class CellStatus:
     """A run directory as the cluster command reports it."""
 
     dir: Path
@@ -278,12 +237,12 @@ def _last_step(run_dir: Path) -> int | None:
     return step or None
 
 
-def survey(dirs: list[Path], ledger: Ledger, states: dict[str, str]) -> list[Cell]:
+def survey(dirs: list[Path], ledger: Ledger, states: dict[str, str]) -> list[CellStatus]:
     """Each directory's status: a row makes it done, a listed task queued or running, else it is to submit (with
     why its last task left it unfinished)."""
     cells = []
     for d in dirs:
-        cell = Cell(d, job=ledger.jobs.get(d.name))
+        cell = CellStatus(d, job=ledger.jobs.get(d.name))
         if (d / ROW).exists():
             cell.status = "done"
         elif cell.job is not None and states.get(cell.job) in ACTIVE:
@@ -395,7 +354,7 @@ def drive(work: Work, options: SlurmOptions, dry_run: bool = False) -> dict:
     return _report(work, cells, submitted)
 
 
-def _collect(work: Work, cells: list[Cell]) -> None:
+def _collect(work: Work, cells: list[CellStatus]) -> None:
     rows = {}
     for c in cells:
         if c.status == "done" and c.dir not in work.collected:
@@ -407,7 +366,7 @@ def _collect(work: Work, cells: list[Cell]) -> None:
         work.collected.update(rows)
 
 
-def _wait(work: Work, ledger: Ledger, options: SlurmOptions) -> list[Cell]:
+def _wait(work: Work, ledger: Ledger, options: SlurmOptions) -> list[CellStatus]:
     """Until no task of these cells is queued: rows are collected as they appear (the results file rewritten after
     each poll that found some)."""
     while True:
@@ -421,13 +380,13 @@ def _wait(work: Work, ledger: Ledger, options: SlurmOptions) -> list[Cell]:
         time.sleep(options.poll_seconds)
 
 
-def _counts(cells: list[Cell]) -> str:
+def _counts(cells: list[CellStatus]) -> str:
     order = ("done", "running", "pending", "submitted", "to submit")
     counts = {s: sum(1 for c in cells if c.status == s) for s in order}
     return ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "nothing to do"
 
 
-def _report(work: Work, cells: list[Cell], submitted: list[dict]) -> dict:
+def _report(work: Work, cells: list[CellStatus], submitted: list[dict]) -> dict:
     return {"executor": "slurm", "name": work.name, "summary": _counts(cells), "ledger": str(ledger_path(work)),
             "logs": str(work.folder / "logs"), "submitted": submitted, "cells": [c.to_dict() for c in cells],
             "collected": len(work.collected)}
@@ -512,8 +471,10 @@ def ablation_work(name: str, out: Path, results: Path, options: SlurmOptions, to
         for d, row in rows.items():
             scored[index[d]] = row
         path = ab.results_path(name, toy, results)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(ab.ablation_document(name, toy, shown_device, scored), indent=1) + "\n")
+        text = json.dumps(ab.ablation_document(name, toy, shown_device, scored), indent=1) + "\n"
+        if not path.exists() or path.read_text() != text:  # collected again, unchanged: the file stays as it was
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, text)
 
     stem = ab._stem(name, toy)
     return Work(stem, out / stem / "slurm", dirs, plan, collect)

@@ -5,6 +5,9 @@
   interrupted run exactly (weights, AdamW moments and step are checkpointed).
 - ``early_stop``: the run ends once greedy accuracy on *validation* prompts reaches the target at two checks in a
   row; the reported numbers come from the separate *test* prompts.
+- A stop asked for by a signal (``neural.learning.interrupt``: Slurm's warning before a time limit or preemption)
+  is taken at the next step boundary: every member is saved at that step, as a periodic save writes it, and
+  ``Interrupted`` is raised; resuming from there continues bit for bit.
 - Several processes: run under ``torchrun``; DistributedDataParallel (gloo on CPU, nccl on GPU) averages the
   gradients, each rank draws its own samples, and rank 0 alone writes.
 
@@ -320,6 +323,8 @@ class Group:
                 bar.close()
                 self._save_all(active, model, opt, step, time.perf_counter() - t0, window)
                 raise interrupt.Interrupted(step)
+            if interrupt.take_save_request() and active:  # a cancellation's grace period: save, and go on
+                self._save_all(active, model, opt, step, time.perf_counter() - t0, window)
         bar.close()
         for g, m in enumerate(active):
             self._finish(m, g, model, opt, step, time.perf_counter() - t0, window, stopped=False)
