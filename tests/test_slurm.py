@@ -26,8 +26,8 @@ from neural.learning.reproduce import Profile, run_grid
 
 TINY = Profile(tasks={"modadd": {"modulus": 7}, "cvp": {}}, lengths={"modadd": (3,), "cvp": (3,)},
                settings=("base", "cot"), depths=(1,), steps=60, seeds=1, d_model=32, eval_samples=40)
-# S5 base never reaches the early-stop level, so it trains its whole budget: about 40 s on one idle core here
-LONG = Profile(tasks={"s5": {}}, lengths={"s5": (3,)}, settings=("base",), depths=(1,), steps=2600, seeds=1,
+# S5 base never reaches the early-stop level, so it trains its whole budget: about 45 s on one idle core here
+LONG = Profile(tasks={"s5": {}}, lengths={"s5": (3,)}, settings=("base",), depths=(1,), steps=3000, seeds=1,
                d_model=32, eval_samples=40, warmup=20)
 ONE_CPU = slurm.SlurmOptions(cpus_per_job=1, mem_gb=2, time_minutes=10, poll_seconds=1)
 DEADLINE = 420  # seconds any one wait may take before the test fails (the cluster is shared by the run's tests)
@@ -126,7 +126,7 @@ def test_an_ablation_as_a_job_array_gives_the_local_runs_results(cluster, tmp_pa
 def test_a_cell_that_outlasts_its_time_limit_is_requeued_and_ends_bit_identical(cluster, monkeypatch, tmp_path,
                                                                                one_thread):
     """A one-minute limit with the warning 20 s before it: Slurm warns 10 to 40 s into each start (it checks limits
-    every 30 s), so the ~45 s task is stopped at least once, checkpointed at its step and requeued."""
+    every 30 s), so the ~50 s task is stopped at least once, checkpointed at its step and requeued."""
     options = dataclasses.replace(ONE_CPU, time_minutes=1, signal_seconds=20)
     work = _grid(monkeypatch, LONG, tmp_path / "slurm", options)
     first = slurm.drive(work, options)
