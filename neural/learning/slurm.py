@@ -402,11 +402,11 @@ def report_text(doc: dict) -> str:
         lines.append(f"dry run: {doc['tasks']} array task(s) would be submitted with this batch script:")
         lines.append(doc["sbatch"].rstrip())
         return "\n".join(lines)
-    for c in doc["cells"]:
-        if c["status"] in ("running", "pending", "to submit") or c.get("note"):
-            step = f" at step {c['step']}" if c["step"] else ""
-            lines.append(f"  {c['dir']}: {c['status']}{step}" + (f" (task {c['job']})" if c["job"] else "")
-                         + (f"; {c['note']}" if c.get("note") else ""))
+    shown = [c for c in doc["cells"] if c["status"] == "running" or c.get("note")]  # pending ones: the count says it
+    for c in shown:
+        step = f" at step {c['step']}" if c["step"] else ""
+        lines.append(f"  {c['dir']}: {c['status']}{step}" + (f" (task {c['job']})" if c["job"] else "")
+                     + (f"; {c['note']}" if c.get("note") else ""))
     if doc["submitted"]:
         first, last = doc["submitted"][0]["job"], doc["submitted"][-1]["job"]
         lines.append(f"submitted {len(doc['submitted'])} array task(s), {first} .. {last}; logs in {doc['logs']}")
