@@ -47,7 +47,8 @@ def _trace_report(task, prompts, gen, answer, truth) -> dict:
     ok = task.check_steps(prompts, gen)
     right = gen[:, -1] == answer
     report = {"accuracy": float(right.mean()),
-              "accuracy_by_position": [round(float(x), 4) for x in (gen == truth).mean(axis=0)], "steps_checked": int(ok.size), "unsound_steps": int((~ok).sum()),
+              "accuracy_by_position": [round(float(x), 4) for x in (gen == truth).mean(axis=0)],
+              "steps_checked": int(ok.size), "unsound_steps": int((~ok).sum()),
               "samples_with_unsound_steps": int((~ok).any(axis=1).sum()),
               "right_for_wrong_reason": int((right & (~ok).any(axis=1)).sum()),
               "errors_by_position": [int(x) for x in (~ok).sum(axis=0)], "first_unsound": None}
@@ -251,7 +252,8 @@ def human(r: dict) -> str:
     lines.append(f"  attention alignment {a['alignment']:.3f}" if a["alignment"] is not None else
                  "  attention alignment n/a")
     for name, c in a["closest_head"].items():
-        lines.append(f"    {name:<10} closest head {c['head']} (mass {c['mass'] if c['mass'] is None else round(c['mass'], 3)})")
+        mass = c["mass"] if c["mass"] is None else round(c["mass"], 3)
+        lines.append(f"    {name:<10} closest head {c['head']} (mass {mass})")
     roles = a.get("roles")
     if roles:
         lines.append("  where each head's attention goes, by the CoT token being predicted (mass by role; uniform: a "

@@ -12,8 +12,6 @@ from grammar.check import checked_circuit
 from grammar.ir import Circuit, Gate, fresh_name
 from grammar.lark_errors import SourceTransformer, grammar_parser, parse_located
 
-OPS = {"and_op": "AND", "or_op": "OR", "xor_op": "XOR"}
-
 
 def _name(tok: Token) -> str:
     return str(tok)[1:] if tok.startswith("\\") else str(tok)

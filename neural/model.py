@@ -221,10 +221,3 @@ def resolve_device(name: str) -> str:
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ParameterError(f"--device {name}: torch sees {torch.cuda.device_count()} CUDA device(s)")
     return name
-
-
-def flops_per_token(cfg: ModelConfig, context: int) -> float:
-    """Multiply-adds x2 for one new token against ``context`` cached positions (for throughput figures)."""
-    hd = cfg.n_heads * cfg.d_head
-    per_layer = 2 * (3 * cfg.d_model * hd + hd * cfg.d_model + 2 * cfg.d_model * cfg.d_ff) + 4 * context * hd
-    return cfg.n_layers * per_layer + 2 * cfg.d_model * cfg.vocab_size

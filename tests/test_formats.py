@@ -86,7 +86,8 @@ def test_shipped_ctrl_in_three_formats_is_one_function_and_keeps_names():
 
 def test_aiger_outputs_that_are_constants_or_inverted_literals():
     # inputs x (2), y (4); AND 6 = x & !y; outputs: 0, 1, !6, 3 (= !x), 6, with names
-    data = b"aig 3 2 0 5 1\n0\n1\n7\n3\n6\n" + bytes([6 - 5, 5 - 2]) + b"i0 x\ni1 y\no0 zero\no1 one\no2 nand\no3 nx\no4 g\n"
+    data = (b"aig 3 2 0 5 1\n0\n1\n7\n3\n6\n" + bytes([6 - 5, 5 - 2])
+            + b"i0 x\ni1 y\no0 zero\no1 one\no2 nand\no3 nx\no4 g\n")
     nc = normalize(formats()["aig"].read(data, "t.aig"))
     assert nc.input_names == ("x", "y") and nc.output_names == ("zero", "one", "nand", "nx", "g")
     x = np.array([[a, b] for a in (0, 1) for b in (0, 1)], dtype=np.uint8)
@@ -96,7 +97,8 @@ def test_aiger_outputs_that_are_constants_or_inverted_literals():
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), n_inputs=st.integers(1, 8), n_gates=st.integers(1, 60), fmt=st.sampled_from(WRITABLE))
+@given(seed=st.integers(0, 10_000), n_inputs=st.integers(1, 8), n_gates=st.integers(1, 60),
+       fmt=st.sampled_from(WRITABLE))
 def test_round_trips_preserve_the_function(tmp_path_factory, seed, n_inputs, n_gates, fmt):
     circuit = random_circuit(n_inputs, n_gates, seed=seed, n_outputs=4)
     path = tmp_path_factory.mktemp("rt") / f"c.{fmt}"

@@ -55,7 +55,8 @@ def test_aiger_rewrite_is_equivalent_and_a_one_gate_mutant_is_not(tmp_path):
     verdict = equivalent(a, mutant)
     assert verdict.status == "different"
     x = np.array([verdict.counterexample[n] for n in a.input_names], dtype=np.uint8)
-    assert not np.array_equal(evaluate(a, x[None])[0][list(a.outputs)], evaluate(mutant, x[None])[0][list(mutant.outputs)])
+    assert not np.array_equal(evaluate(a, x[None])[0][list(a.outputs)],
+                              evaluate(mutant, x[None])[0][list(mutant.outputs)])
 
 
 def test_cli_check_and_equiv(tmp_path):

@@ -119,7 +119,7 @@ def test_an_ablation_as_a_job_array_gives_the_local_runs_results(cluster, tmp_pa
                        for where in ("slurm", "local"))
     for mine, theirs in zip(on_slurm["runs"], local["runs"], strict=True):
         assert mine["status"] == theirs["status"] == "run"
-        assert (mine["label"], mine["accuracy"], mine["steps"]) == (theirs["label"], theirs["accuracy"], theirs["steps"])
+        assert [mine[k] for k in ("label", "accuracy", "steps")] == [theirs[k] for k in ("label", "accuracy", "steps")]
         assert mine["requeues"] == 0 and mine["executor"] == "slurm"
 
 

@@ -26,8 +26,6 @@ from neural.construction.constructed import ConstructedModel
 from neural.construction.finite import FiniteCache, FiniteDecoder
 from neural.construction.fp import FPFormat
 
-IEEE_DTYPES = ("float32", "float16", "bfloat16", "float64")
-
 
 @dataclass(frozen=True)
 class ExecMode:
