@@ -55,7 +55,7 @@ def manifest(model: ConstructedModel, circuit: NormCircuit | None, proof: dict) 
             "circuit": _circuit(model, circuit), "proof": proof}
 
 
-def _head(model: ConstructedModel, plan, name: str, at_position: dict, at_token: dict, elsewhere) -> dict:
+def _head(plan, name: str, at_position: dict, at_token: dict, elsewhere) -> dict:
     return {"layer": plan.layer, "head": plan.head, "name": name,
             "query": plan.query_field, "key": plan.key_field, "value": plan.value_field, "writes": plan.output_field,
             "at_position": {str(p): int(t) for p, t in at_position.items()},
@@ -68,7 +68,7 @@ def _heads_thm33(model: ConstructedModel, nc: NormCircuit) -> list[dict]:
     out = []
     for plan, name, side in zip(model.heads, HEAD_NAMES["thm33"], ("a", "b")):
         at = {n + t - 1: getattr(g, side) for t, g in enumerate(nc.gates)}
-        out.append(_head(model, plan, name, at, {}, None))
+        out.append(_head(plan, name, at, {}, None))
     return out
 
 
@@ -86,7 +86,7 @@ def _heads_cvp(model: ConstructedModel) -> list[dict]:
     prev_at = dict(zip(before_v.tolist(), (before_v - 1).tolist()))
     value_at = {model.vocab[int(cvp.ref_token(j, N))]: int(cvp.cot_position(j, 3, N)) for j in g.tolist()}
     tables = ((type_at, {}), (id_at, {}), (prev_at, {}), ({}, value_at))
-    return [_head(model, plan, name, at, by_token, 0)
+    return [_head(plan, name, at, by_token, 0)
             for plan, name, (at, by_token) in zip(model.heads, HEAD_NAMES["cvp"], tables)]
 
 

@@ -50,11 +50,7 @@ def cmd_train(args) -> int:
     from neural.learning.runs import TrainConfig
     from neural.learning.train import train_group
 
-    if args.seeds < 1:
-        raise InputError("--seeds must be at least 1", SourceLoc("--seeds"), text=str(args.seeds), expected="N >= 1")
     kind, params = _task_from(args)
-    if params.get("modulus") is not None and kind == "modadd":
-        params = {"length": int(params["length"]), "modulus": int(params["modulus"])}
     cfg = TrainConfig(task=kind, task_params=tuple((k, int(v)) for k, v in params.items()),
                       setting=args.setting, layers=args.layers, d_model=args.d_model, heads=args.heads,
                       d_ff=args.d_ff or 4 * args.d_model, activation=args.activation,
@@ -159,9 +155,6 @@ def cmd_reproduce(args) -> int:
         raise InputError(f"bad cell {str(err)!r}", SourceLoc("--cells"), text=str(err),
                          expected="TASK:SETTING:LAYERS, e.g. s5:cot:1 (tasks modadd|s5|isq|cvp, settings "
                                   "base|cot|hint)") from None
-    for flag, value in (("--seeds", args.seeds), ("--jobs", args.jobs)):
-        if value is not None and value < 1:
-            raise InputError(f"{flag} must be at least 1", SourceLoc(flag), text=str(value), expected="N >= 1")
     from neural.model import resolve_device
 
     try:
