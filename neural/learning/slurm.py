@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -322,8 +323,8 @@ class Work:
     name: str  # the job name's and the ledger folder's
     folder: Path  # <out>/<name>/slurm
     dirs: list[Path]
-    plan: object  # list[Path] -> list of units
-    collect: object  # dict[Path, row] -> None (writes the results file)
+    plan: Callable[[list[Path]], list]  # the run directories to submit -> the units, one per array task
+    collect: Callable[[dict[Path, dict]], None]  # rows by run directory -> the results file written
     collected: set = field(default_factory=set)
 
 
