@@ -136,7 +136,7 @@ def cmd_reproduce(args) -> int:
 
     if args.executor == "slurm":
         return _on_slurm(args)
-    given = [flag for flag, dest in SLURM_FLAGS if getattr(args, dest) not in (None, False, [])]
+    given = [flag for flag, dest in args.slurm_flags if getattr(args, dest) not in (None, False, [])]
     if given:
         raise InputError(f"{given[0]} goes with --executor slurm", SourceLoc(given[0]),
                          expected="reproduce ... --executor slurm " + given[0])
@@ -193,11 +193,6 @@ def _full_on_a_cpu(args) -> int:
     return 0
 
 
-SLURM_FLAGS = (("--partition", "partition"), ("--account", "account"), ("--time-per-job", "time_per_job"),
-               ("--gpus-per-job", "gpus_per_job"), ("--cpus-per-job", "cpus_per_job"),
-               ("--mem-per-job", "mem_per_job"), ("--array-parallelism", "array_parallelism"),
-               ("--sbatch-arg", "sbatch_arg"), ("--signal-seconds", "signal_seconds"),
-               ("--max-requeues", "max_requeues"), ("--wait", "wait"), ("--dry-run", "dry_run"))
 SLURM_CHECK_SECONDS = 30  # slurmctld's period for time limits: a warning may come this much before it is due
 # what a flag of ours already sets in the batch script: an --sbatch-arg may not set it a second way
 OWN_SBATCH_KEYS = {"partition", "account", "time", "gpus-per-node", "gpus", "gres", "cpus-per-task", "mem", "array",
@@ -262,9 +257,9 @@ def _on_slurm(args) -> int:
     from neural.learning import slurm
 
     slurm.require_slurm()
-    out, results = Path(args.out), Path(args.results)
-    slurm.require_writable(out, "--out")
-    slurm.require_writable(results, "--results")
+    from bridge.inputs import writable_directory
+
+    out, results = writable_directory(args.out, "--out"), writable_directory(args.results, "--results")
     if args.ablation:
         work = slurm.ablation_work(args.ablation, out, results, options, toy=args.smoke, device=args.device)
     else:
@@ -399,30 +394,36 @@ def register(sub) -> None:
 
     d = SlurmOptions()  # each flag's default, shown in --help from the one place that holds it
     cluster = p.add_argument_group("with --executor slurm (--out and --results on a filesystem every node sees)")
-    cluster.add_argument("--partition", help="Slurm partition (default: the cluster's default partition)")
-    cluster.add_argument("--account", help="Slurm account to charge (default: your default account)")
-    cluster.add_argument("--time-per-job", type=flags.positive_int, metavar="MINUTES",
-                         help="time limit of each array task; a cell that needs longer is checkpointed at the "
-                              f"warning signal and requeued (default: {d.time_minutes})")
-    cluster.add_argument("--gpus-per-job", type=flags.count, metavar="N",
-                         help=f"0: CPU tasks; 1: each task trains its group on one GPU (default: {d.gpus_per_job})")
-    cluster.add_argument("--cpus-per-job", type=flags.positive_int, metavar="N",
-                         help=f"CPU cores per task, and torch's threads (default: {d.cpus_per_job})")
-    cluster.add_argument("--mem-per-job", type=flags.positive_float, metavar="GB",
-                         help=f"memory per task; CPU groups are planned into half of it (default: {d.mem_gb:g})")
-    cluster.add_argument("--array-parallelism", type=flags.positive_int, metavar="N",
-                         help=f"array tasks running at once (default: {d.array_parallelism})")
-    cluster.add_argument("--sbatch-arg", action="append", metavar="KEY=VALUE",
-                         help="an extra '#SBATCH --KEY=VALUE' line, e.g. qos=high or constraint=a100; repeatable "
-                              "(default: none)")
-    cluster.add_argument("--signal-seconds", type=flags.positive_int, metavar="S",
-                         help="seconds before the time limit that Slurm warns a task to checkpoint "
-                              f"(default: {d.signal_seconds})")
-    cluster.add_argument("--max-requeues", type=flags.count, metavar="N",
-                         help="requeues after a time limit before a task gives up; preemptions do not count "
-                              f"(default: {d.max_requeues})")
-    cluster.add_argument("--wait", action="store_true",
-                         help="stay until every task has left the queue, collecting rows as they finish "
-                              "(default: print the job ids and return)")
-    cluster.add_argument("--dry-run", action="store_true",
-                         help="print the batch script that would be submitted, and submit nothing")
+    slurm_flags = []  # the local executor refuses each one given without --executor slurm
+
+    def slurm_flag(*names, **kwargs) -> None:
+        slurm_flags.append(cluster.add_argument(*names, **kwargs))
+
+    slurm_flag("--partition", help="Slurm partition (default: the cluster's default partition)")
+    slurm_flag("--account", help="Slurm account to charge (default: your default account)")
+    slurm_flag("--time-per-job", type=flags.positive_int, metavar="MINUTES",
+               help="time limit of each array task; a cell that needs longer is checkpointed at the "
+                    f"warning signal and requeued (default: {d.time_minutes})")
+    slurm_flag("--gpus-per-job", type=flags.count, metavar="N",
+               help=f"0: CPU tasks; 1: each task trains its group on one GPU (default: {d.gpus_per_job})")
+    slurm_flag("--cpus-per-job", type=flags.positive_int, metavar="N",
+               help=f"CPU cores per task, and torch's threads (default: {d.cpus_per_job})")
+    slurm_flag("--mem-per-job", type=flags.positive_float, metavar="GB",
+               help=f"memory per task; CPU groups are planned into half of it (default: {d.mem_gb:g})")
+    slurm_flag("--array-parallelism", type=flags.positive_int, metavar="N",
+               help=f"array tasks running at once (default: {d.array_parallelism})")
+    slurm_flag("--sbatch-arg", action="append", metavar="KEY=VALUE",
+               help="an extra '#SBATCH --KEY=VALUE' line, e.g. qos=high or constraint=a100; repeatable "
+                    "(default: none)")
+    slurm_flag("--signal-seconds", type=flags.positive_int, metavar="S",
+               help="seconds before the time limit that Slurm warns a task to checkpoint "
+                    f"(default: {d.signal_seconds})")
+    slurm_flag("--max-requeues", type=flags.count, metavar="N",
+               help="requeues after a time limit before a task gives up; preemptions do not count "
+                    f"(default: {d.max_requeues})")
+    slurm_flag("--wait", action="store_true",
+               help="stay until every task has left the queue, collecting rows as they finish "
+                    "(default: print the job ids and return)")
+    slurm_flag("--dry-run", action="store_true",
+               help="print the batch script that would be submitted, and submit nothing")
+    p.set_defaults(slurm_flags=tuple((a.option_strings[0], a.dest) for a in slurm_flags))

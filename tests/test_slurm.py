@@ -219,7 +219,7 @@ def test_refusals_before_anything_is_submitted(cluster, tmp_path):
     _refused(_process({**os.environ, "PATH": str(Path(sys.executable).parent)}, *base, *results), "sbatch")
     # results under a file: not writable
     (tmp_path / "a_file").write_text("")
-    _refused(cli(*base, "--results", str(tmp_path / "a_file/results")), "--results is not writable")
+    _refused(cli(*base, "--results", str(tmp_path / "a_file/results")), "--results: cannot write into this directory")
     # a partition Slurm does not know
     _refused(cli(*base, *results, "--partition", "nosuch"), "Slurm refused", "partition")
     assert not (tmp_path / "runs/quick/slurm/jobs.json").exists()

@@ -281,10 +281,16 @@ def score_cell(profile: Profile, cell: Cell, cfg, run_dir: Path, last: dict, dev
 def weights_sha256(run_dir: Path) -> str | None:
     """The hash of the weights a row was scored from, as the checkpoint's config.json records it: two rows with
     the same hash come from bit-identical models, whichever machine or executor trained them."""
+    return _checkpoint_config(run_dir).get("weights_sha256")
+
+
+def _checkpoint_config(run_dir: Path) -> dict:
+    """A run directory's config.json as it stands ({} when there is none, or none readable yet)."""
     try:
-        return json.loads((Path(run_dir) / "config.json").read_text()).get("weights_sha256")
-    except (OSError, ValueError, AttributeError):
-        return None
+        config = json.loads((Path(run_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
 
 
 # ---- groups -----------------------------------------------------------------------------------------------------
@@ -323,8 +329,8 @@ def plan_groups(profile: Profile, cells: list[Cell], root: Path, device: str, me
 def resume_step(run_dir: Path) -> int:
     """The step a cell's checkpoint holds (0 when it has none); a finished cell resumes as finished."""
     try:
-        return int(json.loads((run_dir / "config.json").read_text()).get("step", 0))
-    except (OSError, ValueError, AttributeError):
+        return int(_checkpoint_config(run_dir).get("step", 0))
+    except (TypeError, ValueError):
         return 0
 
 

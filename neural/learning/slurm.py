@@ -66,19 +66,6 @@ def require_slurm() -> None:
                              SourceLoc("--executor"), expected="a machine that submits to Slurm (a login node)")
 
 
-def require_writable(path: Path, flag: str) -> None:
-    """``path`` (made if missing) takes a new file: checked before anything is submitted, since the tasks and the
-    collector write there."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".cotproof-write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise InputError(f"{flag} is not writable: {err.strerror or err}", SourceLoc(str(path)),
-                         expected=f"{flag} on a filesystem every node sees, writable by you") from None
-
-
 # ---- what one array task does --------------------------------------------------------------------------------
 
 class ClusterJob:
@@ -150,10 +137,7 @@ def _write_row(run_dir: Path, row: dict) -> None:
 
 
 def read_row(run_dir: Path) -> dict | None:
-    try:
-        return json.loads((Path(run_dir) / ROW).read_text())
-    except (OSError, ValueError):
-        return None
+    return _read_json(Path(run_dir) / ROW)
 
 
 # ---- the queue -----------------------------------------------------------------------------------------------

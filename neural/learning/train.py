@@ -228,7 +228,10 @@ class Group:
                                       "exp_avg_sq": st["exp_avg_sq"][keep].clone()}
         return smaller, new_opt
 
-    def _save(self, m: Member, g: int, model: StackedDecoder, opt, state: RunState) -> None:
+    def _save(self, m: Member, g: int, model: StackedDecoder, opt, step: int, seconds: float, window: "Window",
+              stopped: bool = False) -> None:
+        """Member g's checkpoint at ``step``: its weights, AdamW moments and where it stands (``RunState``)."""
+        state = RunState(step, seconds, window.state(g), m.passes, stopped, m.valid_accuracy)
         weights = model.member(g, m.seq_len)
         moments, adam_step = {}, 0.0
         for i, p in enumerate(model.parameters()):
@@ -379,14 +382,14 @@ class Group:
             if m.passes >= m.cfg.early_stop_patience:
                 return True
         if self.rank == 0 and step % m.cfg.save_every == 0:
-            self._save(m, g, model, opt, RunState(step, seconds, window.state(g), m.passes, False, m.valid_accuracy))
+            self._save(m, g, model, opt, step, seconds, window)
         return False
 
     def _finish(self, m: Member, g: int, model: StackedDecoder, opt, step: int, seconds: float, window: "Window",
                 stopped: bool) -> None:
         """Member g's last checkpoint and result: it stopped early, or the group's run ended."""
         if self.rank == 0:
-            self._save(m, g, model, opt, RunState(step, seconds, window.state(g), m.passes, stopped, m.valid_accuracy))
+            self._save(m, g, model, opt, step, seconds, window, stopped)
         m.result = {**m.last, "step": step, "early_stopped": stopped, "valid_accuracy": m.valid_accuracy}
 
     def _save_all(self, active: list[Member], model: StackedDecoder, opt, step: int, seconds: float,
@@ -395,8 +398,7 @@ class Group:
         the run bit for bit."""
         if self.rank == 0:
             for g, m in enumerate(active):
-                self._save(m, g, model, opt, RunState(step, seconds, window.state(g), m.passes, False,
-                                                      m.valid_accuracy))
+                self._save(m, g, model, opt, step, seconds, window)
 
     def _distributed(self, model: StackedDecoder):
         """Under torchrun, DistributedDataParallel averages the members' gradients over the ranks."""
