@@ -232,6 +232,12 @@ def test_refusals_before_anything_is_submitted(cluster, tmp_path):
     _refused(cli(*base, *results, "--time-per-job", "1", "--signal-seconds", "45"), "--signal-seconds")
     _refused(cli(*base, *results, "--jobs", "2"), "--jobs")
     assert not (tmp_path / "runs/quick/slurm/jobs.json").exists()
+    # a damaged row a task left: refused where it is damaged, not taken for a cell to run again, not skipped
+    cell = reproduce.cells_of(reproduce.PROFILES["quick"], 1)[0].directory(tmp_path / "runs/quick")
+    cell.mkdir(parents=True)
+    (cell / reproduce.ROW).write_text('{"task": "modadd",\n "accuracy": }\n')
+    _refused(cli(*base, *results, "--dry-run"), f"{cell / reproduce.ROW}:2:", "not valid JSON")
+    assert not (tmp_path / "results/quick.json").exists() and not (tmp_path / "runs/quick/slurm/jobs.json").exists()
 
 
 def test_gpu_tasks_ask_slurm_for_gpus(cluster, tmp_path):

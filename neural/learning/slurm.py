@@ -137,7 +137,18 @@ def _write_row(run_dir: Path, row: dict) -> None:
 
 
 def read_row(run_dir: Path) -> dict | None:
-    return _read_json(Path(run_dir) / ROW)
+    """The row a task wrote (None before it has): a damaged one is refused at its line and column, never taken for
+    a cell still to run or skipped."""
+    from grammar.source import parse_json, read_text
+
+    path = Path(run_dir) / ROW
+    if not path.exists():
+        return None
+    row = parse_json(read_text(path, "a cell's row"), path, "the cell's row", "row.json as a cluster task writes it")
+    if not isinstance(row, dict):
+        raise InputError("the cell's row is not a JSON object", SourceLoc(str(path)),
+                         expected="row.json as a cluster task writes it")
+    return row
 
 
 # ---- the queue -----------------------------------------------------------------------------------------------
@@ -343,9 +354,7 @@ def _collect(work: Work, cells: list[CellStatus]) -> None:
     rows = {}
     for c in cells:
         if c.status == "done" and c.dir not in work.collected:
-            row = read_row(c.dir)
-            if row is not None:
-                rows[c.dir] = row
+            rows[c.dir] = read_row(c.dir)
     if rows:
         work.collect(rows)
         work.collected.update(rows)
