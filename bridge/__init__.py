@@ -8,14 +8,15 @@ Read in this order:
   re-solved by cvc5 or bitwuzla);
 - the audit library: ``audit`` (a trained checkpoint, or any model as a function, against the construction),
   ``audited`` (a model as the audit sees it), ``foreign`` (vocabulary files: a task's tokens in another model's
-  ids), ``audit_plots``;
+  ids), ``audit_plots``; ``certificate`` (every prompt of a size checked: certificates, shards, checks, the
+  Clopper-Pearson bound of a sample);
 - interoperability: ``manifest`` (a construction's proved mechanism as JSON, and the attention target of every
   query), ``export`` (``cotproof export``: TransformerLens, Hugging Face GPT-2, the mechanism suite);
 - the public pytest API: ``testing`` (``assert_proved``, ``assert_refuted``);
 - the command shells, thin over the above: ``cli`` (``cotproof``), ``verify`` (``python -m bridge.verify``),
   ``commands``, ``execution`` (run, compile), ``checking`` (check, equiv), ``circuits``, ``training`` (train,
-  eval, reproduce), ``bench``; and what every shell shares: ``output`` (the exit-code table, errors, ``--json``),
-  ``flags`` (typed flag values, one parser per command), ``inputs`` (bit strings, vector files, overrides),
-  ``progress``;
+  eval, reproduce), ``certify``, ``bench``; and what every shell shares: ``output`` (the exit-code table, errors,
+  ``--json``), ``flags`` (typed flag values, one parser per command), ``inputs`` (bit strings, vector files,
+  overrides), ``progress``;
 - ``benchmarks/``: what ``cotproof bench`` runs, each in its own process.
 """

@@ -43,7 +43,7 @@ def load_auditable(directory: str):
     return load_trained(directory)
 
 
-def _trace_report(task, prompts, gen, answer, truth) -> dict:
+def trace_report(task, prompts, gen, answer, truth) -> dict:
     ok = task.check_steps(prompts, gen)
     right = gen[:, -1] == answer
     report = {"accuracy": float(right.mean()),
@@ -88,7 +88,7 @@ def _context(task, prompt, trace, i) -> dict:
 def audit(directory: str, samples: int = 500, seed: int = 0, plots: str | None = None) -> dict:
     """The audit of a checkpoint directory (trained, or a compiled CVP construction)."""
     model, task, setting, meta = load_auditable(directory)
-    _require_cot(setting, SourceLoc(str(directory)))
+    require_cot(setting, SourceLoc(str(directory)))
     _require_affordable(task, samples, model.cfg.d_model, model.cfg.n_layers, model.cfg.n_heads)
     construction = meta.get("kind") == "construction"
     from bridge.audited import decoder_audited
@@ -115,7 +115,7 @@ def audit_callable(fn, task, vocab, *, samples: int = 500, seed: int = 0, attent
     return audit_model(callable_audited(fn, ids, attention), task, samples=samples, seed=seed, label=label)
 
 
-def _require_cot(setting: str, where: SourceLoc) -> None:
+def require_cot(setting: str, where: SourceLoc) -> None:
     if setting != "cot":
         raise InputError(f"this model was trained in the '{setting}' setting: it writes no chain of thought to "
                          f"audit; use 'cotproof eval' for its accuracy", where,
@@ -141,7 +141,7 @@ def audit_model(model, task, *, samples: int, seed: int, label: str, plots: str 
         gen = model.generate(prompts, task.n_steps, None)
         stages.update()
         out = {"checkpoint": label, "task": task.name, "samples": samples, "seed": seed,
-               **_trace_report(task, prompts[:, :task.n_prompt], gen, b.answer, b.cot)}
+               **trace_report(task, prompts[:, :task.n_prompt], gen, b.answer, b.cot)}
         attn = None
         if model.attention is not None:
             full = np.concatenate([prompts, gen[:, :-1]], axis=1)
@@ -156,7 +156,7 @@ def audit_model(model, task, *, samples: int, seed: int, label: str, plots: str 
         out["precision"] = {}
         for dtype in model.dtypes:
             g = model.generate(prompts, task.n_steps, dtype)
-            rep = _trace_report(task, prompts[:, :task.n_prompt], g, b.answer, b.cot)
+            rep = trace_report(task, prompts[:, :task.n_prompt], g, b.answer, b.cot)
             out["precision"][dtype] = {"accuracy": rep["accuracy"], "unsound_steps": rep["unsound_steps"],
                                        "traces_changed": int((g != gen).any(axis=1).sum())}
             stages.update()
@@ -176,7 +176,7 @@ def hf_audit(directory: str, vocabulary_path: str, samples: int, seed: int) -> d
 
     doc = read_vocabulary(vocabulary_path)
     task = resolve_task(doc["task"], vocabulary_path)
-    _require_cot(str(doc.get("setting", "cot")), SourceLoc(vocabulary_path))
+    require_cot(str(doc.get("setting", "cot")), SourceLoc(vocabulary_path))
     if not (Path(directory) / "config.json").is_file():
         raise InputError("no config.json here", SourceLoc(directory), expected="a Hugging Face model directory")
     try:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    from bridge import audit, bench, checking, execution, export, training
+    from bridge import audit, bench, certify, checking, execution, export, training
     from bridge.verify import add_verify_arguments, run_verify
 
     p = sub.add_parser("verify", help="prove a spec or netlist (same as python -m bridge.verify)")
@@ -13,5 +13,6 @@ def register(sub) -> None:
     checking.register(sub)
     training.register(sub)
     audit.register(sub)
+    certify.register(sub)
     export.register(sub)
     bench.register(sub)

@@ -290,7 +290,7 @@ def sample_task(rng: np.random.Generator, size: int, n_gates: int, p_const: floa
     kinds[:, N - 1], in1[:, N - 1] = last, pick // (N - 1) + 1
     in2[:, N - 1] = np.where(last == T["NOT"], 0, pick % (N - 1) + 1)
     vals[:, N] = target
-    prompts, cot = _tokens(kinds, in1, in2, vals)
+    prompts, cot = gate_tokens(kinds, in1, in2, vals)
     if not ok.all():
         again = np.flatnonzero(~ok)
         prompts[again], cot[again] = sample_task(rng, again.size, N, p_const, p_not)
@@ -322,10 +322,10 @@ def _draw_gates(rng: np.random.Generator, B: int, N: int, drawn: int, p_const: f
 
 def _sample_unconditioned(rng: np.random.Generator, B: int, N: int, p_const: float, p_not: float):
     kinds, in1, in2, vals = _draw_gates(rng, B, N, N, p_const, p_not)
-    return _tokens(kinds, in1, in2, vals)
+    return gate_tokens(kinds, in1, in2, vals)
 
 
-def _tokens(kinds, in1, in2, vals) -> tuple[np.ndarray, np.ndarray]:
+def gate_tokens(kinds, in1, in2, vals) -> tuple[np.ndarray, np.ndarray]:
     """(prompts, CoTs) as token ids from the gates' kinds, inputs and values."""
     B, N = kinds.shape
     rows = np.arange(B)
