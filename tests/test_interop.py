@@ -252,6 +252,20 @@ def test_a_trained_model_round_trips_through_transformer_lens(tiny_s5, tmp_path)
     assert exported["attention"]["alignment"] == pytest.approx(original["attention"]["alignment"], abs=1e-4)
 
 
+def test_certify_reads_the_exported_model_as_the_original(tiny_s5, tmp_path):
+    """The same draws through cotproof's trie and through transformers' GPT-2: the same verdict on each."""
+    out = tmp_path / "hf"
+    assert cli("export", str(tiny_s5), "--to", "hf-gpt2", str(out)).returncode == 0
+    runs = [cli("certify", str(tiny_s5), "--samples", "300", "--json"),
+            cli("certify", str(out), "--format", "hf", "--vocab", str(out / "vocab.json"), "--samples", "300",
+                "--json")]
+    original, exported = (json.loads(p.stdout) for p in runs)
+    assert runs[0].returncode == runs[1].returncode
+    assert exported["samples"]["unsound_drawn"] == original["samples"]["unsound_drawn"]
+    assert [e["index"] for e in exported["counterexamples"]] == [e["index"] for e in original["counterexamples"]]
+    assert exported["weights_sha256"] and exported["weights_sha256"] != original["weights_sha256"]
+
+
 # ---- audits of models trained elsewhere --------------------------------------------------------------------
 
 def _oracle(task, ids: np.ndarray, wrong_step: int | None):
