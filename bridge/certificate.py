@@ -32,7 +32,9 @@ MARGIN_SLACK = 1e-3  # --check: a re-run margin may sit this much (relative) bel
 class Subject:
     """A model as certify runs it: a name, the hash of its weights (None for a bare function), its task, the
     teacher-forced logits of a batch (``forced(prompts, continuation) -> (B, n, V)`` over the task's tokens), the
-    baseline that shares nothing (for the benchmark), greedy decoding for replays, and what it costs per token."""
+    baseline that shares nothing (for the benchmark), greedy decoding for replays, and what it costs: multiply-adds
+    at a CoT position and at a prompt position (a trie node, or every prompt position where nothing is shared),
+    and bytes per position of a block."""
 
     label: str
     weights_sha256: str | None
@@ -40,7 +42,9 @@ class Subject:
     forced: Callable
     plain: Callable
     audited: object
-    macs_per_token: float
+    macs_per_step: float
+    macs_per_node: float
+    shares_prefixes: bool
     bytes_per_token: float
     arithmetic: dict
 
@@ -52,14 +56,17 @@ def decoder_subject(model, task, label: str, weights_sha256: str | None) -> Subj
     import torch
 
     from bridge.audited import decoder_audited
-    from neural.prefix_forcing import forced_logits_plain, forced_logits_shared
+    from neural.prefix_forcing import Forcer, forced_logits_plain, forced_logits_shared
 
     c = model.cfg
     width = c.n_heads * c.d_head
-    macs = c.n_layers * (4 * c.d_model * width + 2 * c.d_model * c.d_ff) + c.d_model * c.vocab_size
+    layer = 4 * c.d_model * width + 2 * c.d_model * c.d_ff
+    tabled = 3 * c.d_model * width if Forcer.tabulates(c) else 0  # layer 0's q, k, v read from a table
+    step = c.n_layers * layer - tabled + c.d_model * c.vocab_size
+    node = (c.n_layers - 1) * layer + 2 * c.d_model * width - tabled  # the last layer stops at its keys and values
     cache = 2 * c.n_layers * width * 4  # float32 keys and values kept per position
     return Subject(label, weights_sha256, task, lambda p, k: forced_logits_shared(model, p, k),
-                   lambda p, k: forced_logits_plain(model, p, k), decoder_audited(model), macs,
+                   lambda p, k: forced_logits_plain(model, p, k), decoder_audited(model), step, max(node, 0), True,
                    cache + 4 * (c.d_ff + 4 * c.d_model + c.vocab_size),
                    {"dtype": "float32", "device": str(next(model.parameters()).device), "torch": torch.__version__,
                     "path": "teacher forcing over the prompt trie (KV cache shared by each prefix)"})
@@ -77,7 +84,7 @@ def callable_subject(fn, task, ids: np.ndarray, label: str, weights_sha256: str 
         return forced_logits_callable(fn, ids, p, k)
 
     return Subject(label, weights_sha256, task, forced, forced, callable_audited(fn, ids), macs_per_token,
-                   64.0 * len(ids), {"dtype": "the model's own", "device": "the model's own",
+                   macs_per_token, False, 64.0 * len(ids), {"dtype": "the model's own", "device": "the model's own",
                                      "torch": torch.__version__, "path": "plain teacher forcing of a function"})
 
 
@@ -150,13 +157,17 @@ class Request:
 
 
 def estimate(subject: Subject, space, request: Request) -> dict:
-    """Multiply-adds and peak bytes, before any work: every position the trie computes (each distinct prompt prefix
-    once, an upper bound for a sample or a shard, then the continuation once per prompt)."""
+    """Multiply-adds, before any work: every position the check computes, the continuation once per prompt and
+    the prompt positions once per distinct prefix (a shard: its share of the trie; a sample, or a model that shares
+    nothing: every prompt position)."""
     task = subject.task
-    nodes = space.trie_nodes() if request.samples is None else request.prompts * task.n_prompt
-    share = request.prompts / max(space.count, 1) if request.samples is None else 1.0
-    positions = nodes * share + request.prompts * task.n_steps
-    return {"positions": float(positions), "multiply_adds": float(positions * subject.macs_per_token)}
+    if subject.shares_prefixes and request.samples is None:
+        nodes = space.trie_nodes() * request.prompts / max(space.count, 1)
+    else:
+        nodes = request.prompts * task.n_prompt
+    steps = request.prompts * task.n_steps
+    return {"positions": float(nodes + steps),
+            "multiply_adds": float(nodes * subject.macs_per_node + steps * subject.macs_per_step)}
 
 
 def block_rows(subject: Subject, budget_bytes: float) -> int:

@@ -76,10 +76,15 @@ class Forcer:
         self.device = next(model.parameters()).device
         self.width = cfg.n_heads * cfg.d_head
         self.table = None
-        if 3 * cfg.vocab_size * cfg.max_len * self.width * 4 <= self.TABLE_BYTES:
+        if self.tabulates(cfg):
             with torch.inference_mode():
                 x = model.tok_emb.weight[:, None] + model.pos_emb.weight[None]  # (V, max_len, d)
                 self.table = tuple(t.reshape(-1, self.width) for t in self._qkv(0, x))  # row t * max_len + p
+
+    @classmethod
+    def tabulates(cls, cfg) -> bool:
+        """Whether layer 0's (token, position) table is small enough to make."""
+        return 3 * cfg.vocab_size * cfg.max_len * cfg.n_heads * cfg.d_head * 4 <= cls.TABLE_BYTES
 
     def _qkv(self, layer: int, x: torch.Tensor):
         attn = self.model.blocks[layer].attn
