@@ -176,10 +176,10 @@ def _human_check(r: dict) -> str:
 
 
 def shard(text: str) -> tuple[int, int]:
-    try:
-        i, k = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not i/k (shard i of k, counted from 0)") from None
+    parts = text.split("/")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not i/k (shard i of k, counted from 0)")
+    i, k = int(parts[0]), int(parts[1])
     if not (k >= 1 and 0 <= i < k):
         raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= i < k")
     return i, k
