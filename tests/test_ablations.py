@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from helpers import cli
 
+from grammar.errors import ParameterError
 from neural import cvp
 from neural.learning.mechanism import ROLES, attention_roles, role_masks
 from neural.learning.tasks import make_task
@@ -85,7 +86,7 @@ def test_mixed_length_modadd_zeroes_a_suffix_of_training_prompts_only():
     assert task.check_steps(prompts, states).all()  # and their states are still the sums
     test_prompts, _ = task.sample_split(rng, 400, "test")
     assert ((test_prompts - task.index["0"])[:, -3:] == 0).all(axis=1).mean() < 0.05  # test prompts: full length
-    with pytest.raises(Exception, match="mixed must be true or false"):
+    with pytest.raises(ParameterError, match="mixed must be true or false"):
         make_task("modadd", length=8, mixed="yes")
 
 
@@ -141,7 +142,7 @@ def test_cvp_with_an_unconditioned_last_gate_is_the_papers_distribution():
     assert 0.1 < np.isin(last_type, ["TRUE", "FALSE"]).mean() < 0.3
     assert baselines(task)["shallow_baseline"] > 0.65
     assert abs(baselines(make_task("cvp", gates=8))["shallow_baseline"] - 0.5) < 0.04
-    with pytest.raises(Exception, match="last_gate must be one of balanced, unconditioned"):
+    with pytest.raises(ParameterError, match="last_gate must be one of balanced, unconditioned"):
         make_task("cvp", gates=8, last_gate="fair")
 
 

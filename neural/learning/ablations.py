@@ -260,6 +260,7 @@ def score_run(name: str, toy: bool, index: int, out: str, device: str | None) ->
     from neural.learning.evaluation import evaluate_model, load_trained
     from neural.learning.reproduce import worker_device
     from neural.learning.runs import TrainConfig
+    from neural.learning.tasks import TEST_SEED
     from neural.learning.train import train
 
     ablation = _sized(name, toy)
@@ -274,7 +275,7 @@ def score_run(name: str, toy: bool, index: int, out: str, device: str | None) ->
     train(cfg, directory, resume=True, progress=False)
     model, task, setting, meta = load_trained(directory)
     model.to(torch.device(device))
-    ev = evaluate_model(model, task, setting, ablation.eval_samples, seed=1234, split="test")
+    ev = evaluate_model(model, task, setting, ablation.eval_samples, seed=TEST_SEED, split="test")
     return {"status": "run", "accuracy": round(ev["accuracy"], 4),
             **({"answer_part_accuracy": round(ev["answer_part_accuracy"], 4)}
                if "answer_part_accuracy" in ev else {}),

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from neural import checkpoint
-from neural.learning.tasks import SETTINGS, FoldTask, task_from_description
+from neural.learning.tasks import SETTINGS, TEST_SEED, FoldTask, task_from_description
 from neural.model import Decoder
 
 
@@ -42,7 +42,7 @@ def load_trained(directory) -> tuple[Decoder, FoldTask, str, dict]:
     return model, task, ck.meta["setting"], ck.meta
 
 
-def evaluate_model(model: Decoder, task: FoldTask, setting: str, samples: int = 1000, seed: int = 1234,
+def evaluate_model(model: Decoder, task: FoldTask, setting: str, samples: int = 1000, seed: int = TEST_SEED,
                    batch_size: int = 250, split: str = "test", on_progress=None) -> dict:
     """Greedy answer accuracy on fresh samples of one split (by default the held-out test prompts, which training
     never draws), per-position CoT accuracy, CoT soundness, and, where the answer has parts (S5's five images),

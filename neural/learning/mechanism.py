@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from neural.learning.tasks import TEST_SEED
+
 ROLES = ("own_slots", "input_slots", "input_values", "input_value_copies", "input_mentions", "previous_cot", "rest")
 ROLE_MEANING = {
     "own_slots": "the prompt slots of the gate being written (type, its two input ids, its id)",
@@ -137,7 +139,7 @@ def attention_report(task, prompts: np.ndarray, attn: list[np.ndarray]) -> dict:
     return out
 
 
-def mechanism_of(model, task, samples: int = 200, seed: int = 1234) -> dict:
+def mechanism_of(model, task, samples: int = 200, seed: int = TEST_SEED) -> dict:
     """A trained CVP CoT model's mechanism on held-out prompts, as the grid records it: the alignment with each
     construction read (by its closest head) and where each head's mass goes by role."""
     from neural.learning.evaluation import generate

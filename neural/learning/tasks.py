@@ -30,6 +30,7 @@ from grammar.ir import NormCircuit, NormGate
 SETTINGS = ("base", "cot", "hint")
 IGNORE = -100  # label value that contributes no loss
 SPLITS = ("train", "valid", "test")
+TEST_SEED = 1234  # the draw of test prompts every score is taken on (reproduce, ablations, mechanism reports)
 HELDOUT_PER_MILLE = 100  # valid and test each take this share of the prompt space (per 1,000), by prompt hash
 
 
