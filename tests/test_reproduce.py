@@ -154,6 +154,7 @@ def test_a_tiny_grid_writes_the_results_and_resumes(tmp_path, monkeypatch):
     assert {c["task"] for c in saved["claims"]} == {"modadd", "s5", "isq", "cvp"}
     assert all(set(c) == {"task", "claim", "holds", "evidence"} for c in saved["claims"])
     assert (results / "table.md").exists() and (results / "accuracy_vs_depth_quick.png").exists()
+    assert (results / "learning_curves_quick.png").exists()  # drawn from the runs' metrics
     # resuming the whole profile runs only the cells not yet in quick.json
     doc = run_grid("quick", tmp_path / "runs", results)
     assert len(doc["cells"]) == 4 - 2
@@ -263,3 +264,26 @@ def test_the_full_grid_on_a_cpu_says_what_is_left_and_trains_nothing(tmp_path):
         (ROOT / "results/full.json").read_text()
     proc = cli("reproduce", "--quick", "--cpu-anyway")
     assert proc.returncode == 2 and "--cpu-anyway goes with --ablation NAME or --full" in proc.stderr
+
+
+def test_learning_curves_read_validation_accuracy_where_a_run_recorded_it():
+    from neural.learning.reproduce_report import curve_of
+
+    lines = [{"step": 50, "loss": 1.0, "train_answer_acc": 0.2}, {"step": 100, "loss": 0.5, "train_answer_acc": 0.4,
+                                                                  "valid_accuracy": 0.3}]
+    assert curve_of(lines) == ("validation", [100], [0.3])
+    assert curve_of(lines[:1]) == ("training answer", [50], [0.2])  # a run from before validation was recorded
+    assert curve_of([]) is None
+
+
+def test_each_validation_check_is_in_its_metrics_line(tmp_path):
+    from neural import checkpoint
+    from neural.learning.runs import TrainConfig
+    from neural.learning.train import train
+
+    cfg = TrainConfig(task="modadd", task_params=(("length", 3),), layers=1, d_model=32, heads=2, d_ff=64, steps=20,
+                      batch_size=16, log_every=5, eval_every=10, eval_samples=32, early_stop=1.01, seed=0)
+    train(cfg, tmp_path / "run", progress=False)
+    lines = checkpoint.read_metrics(tmp_path / "run")
+    assert [r["step"] for r in lines] == [5, 10, 15, 20]
+    assert [r["step"] for r in lines if "valid_accuracy" in r] == [10, 20]

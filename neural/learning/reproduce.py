@@ -451,7 +451,7 @@ def run_grid(profile_name: str, out: Path, results: Path, *, seeds: int | None =
         for row in new_rows:
             ran.append(row)
             rows[row_key(row)] = row
-        write_results(profile_name, list(rows.values()), results)
+        write_results(profile_name, list(rows.values()), results, out)
 
     if jobs <= 1:
         for group, label in zip(groups, labels):
@@ -559,8 +559,10 @@ def _provenance(rows: list[dict], key: str, current) -> str:
     return "; ".join(values) if values else current()
 
 
-def write_results(profile_name: str, rows: list[dict], results: Path) -> None:
-    from neural.learning.reproduce_report import plot_depth, plot_length, render_table
+def write_results(profile_name: str, rows: list[dict], results: Path, runs: Path | None = None) -> None:
+    """The results JSON, table and figures; with ``runs`` (the grid's --out), also the learning curves drawn from
+    the run directories' metrics."""
+    from neural.learning.reproduce_report import plot_curves, plot_depth, plot_length, render_table
 
     doc = document(profile_name, rows, planned=True)
     atomic_write_text(results / f"{profile_name}.json", json.dumps(doc, indent=1) + "\n")
@@ -570,6 +572,12 @@ def write_results(profile_name: str, rows: list[dict], results: Path) -> None:
                       ("accuracy_vs_length", plot_length(doc, PROFILES[profile_name]))):
         if png is not None:
             atomic_write_bytes(results / f"{name}_{profile_name}.png", png)
+    if runs is not None:
+        png = plot_curves(doc, PROFILES[profile_name], lambda r: Cell(r["task"], r["setting"], r["layers"],
+                                                                     r["length"], r["seed"]).directory(
+                                                                         Path(runs) / profile_name))
+        if png is not None:
+            atomic_write_bytes(results / f"learning_curves_{profile_name}.png", png)
 
 
 # ---- claims -----------------------------------------------------------------------------------------------------

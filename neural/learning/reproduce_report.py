@@ -156,3 +156,48 @@ def plot_length(doc: dict, profile) -> bytes | None:
     axes[0].set_ylabel("held-out accuracy")
     axes[0].legend(fontsize=6)
     return _png(plt, fig)
+
+
+def curve_of(records: list[dict]) -> tuple[str, list[int], list[float]] | None:
+    """A run's learning curve from its metrics lines: validation accuracy at each early-stop check where the run
+    recorded it, else the training answer accuracy at each logged step. None for a run with no lines."""
+    valid = [(r["step"], r["valid_accuracy"]) for r in records if r.get("valid_accuracy") is not None]
+    if valid:
+        return "validation", [s for s, _ in valid], [a for _, a in valid]
+    train = [(r["step"], r["train_answer_acc"]) for r in records if "train_answer_acc" in r]
+    return ("training answer", [s for s, _ in train], [a for _, a in train]) if train else None
+
+
+def plot_curves(doc: dict, profile, run_dir) -> bytes | None:
+    """Accuracy against training step for every scored cell at its task's main length: one panel per task, one
+    colour per (setting, depth), one line per seed. ``run_dir(row)`` is the row's run directory."""
+    from neural.checkpoint import read_metrics
+
+    curves: dict[str, list] = {}
+    for r in doc["cells"]:
+        if r["length"] != profile.lengths[r["task"]][0]:
+            continue
+        curve = curve_of(read_metrics(run_dir(r)))
+        if curve is not None:
+            curves.setdefault(r["task"], []).append((r, curve))
+    tasks = [t for t in profile.tasks if t in curves]
+    if not tasks:
+        return None
+    plt, fig, axes = _figure(len(tasks))
+    colours = {}
+    for ax, task in zip(axes, tasks):
+        kinds, labelled = set(), set()
+        for r, (kind, steps, accs) in sorted(curves[task], key=lambda rc: (rc[0]["setting"], rc[0]["layers"],
+                                                                           rc[0]["seed"])):
+            key = (r["setting"], r["layers"])
+            colour = colours.setdefault(key, f"C{len(colours) % 10}")
+            ax.plot(steps, accs, color=colour, ls=SETTING_STYLE.get(r["setting"], ("x", "-"))[1], lw=1,
+                    label=None if key in labelled else f"{r['setting']} L{r['layers']}")
+            labelled.add(key)
+            kinds.add(kind)
+        ax.set_title(f"{task} (length {profile.lengths[task][0]})")
+        ax.set_xlabel("step")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylabel(" / ".join(sorted(kinds)) + " accuracy", fontsize=7)
+        ax.legend(fontsize=6, loc="best")
+    return _png(plt, fig)

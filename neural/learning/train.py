@@ -366,21 +366,25 @@ class Group:
 
     def _after_step(self, m: Member, g: int, step: int, lr: float, model: StackedDecoder, opt, window: "Window",
                     seconds: float, on_eval) -> bool:
-        """Member g's metrics line, validation check and checkpoint after ``step``; True once it stops early."""
-        if step % m.cfg.log_every == 0 or step == self.cfg.steps:
-            loss, accuracy = window.read(g)
-            m.last = {"step": step, "loss": round(loss, 5), "train_answer_acc": round(accuracy, 4), "lr": lr}
-            if self.rank == 0:
-                checkpoint.append_metrics(m.out, {**m.last, "seconds": round(seconds, 2)})
-        if m.cfg.early_stop is not None and (step % m.cfg.eval_every == 0 or step == self.cfg.steps):
+        """Member g's metrics line, validation check and checkpoint after ``step``; True once it stops early. A
+        validation check at a logged step is recorded in that step's metrics line (``valid_accuracy``), which the
+        learning curves read."""
+        checked = m.cfg.early_stop is not None and (step % m.cfg.eval_every == 0 or step == self.cfg.steps)
+        if checked:
             # every rank evaluates the same weights on the same samples, so every rank stops at one step
             m.valid_accuracy = evaluate_model(self._decoder(model, g, m), m.task, m.cfg.setting, m.cfg.eval_samples,
                                               seed=m.cfg.seed, split="valid")["accuracy"]
             if on_eval is not None and self.rank == 0:
                 on_eval(next(i for i, x in enumerate(self.members) if x is m), step, m.valid_accuracy)
             m.passes = m.passes + 1 if m.valid_accuracy >= m.cfg.early_stop else 0
-            if m.passes >= m.cfg.early_stop_patience:
-                return True
+        if step % m.cfg.log_every == 0 or step == self.cfg.steps:
+            loss, accuracy = window.read(g)
+            m.last = {"step": step, "loss": round(loss, 5), "train_answer_acc": round(accuracy, 4), "lr": lr}
+            if self.rank == 0:
+                line = {**m.last, **({"valid_accuracy": m.valid_accuracy} if checked else {})}
+                checkpoint.append_metrics(m.out, {**line, "seconds": round(seconds, 2)})
+        if checked and m.passes >= m.cfg.early_stop_patience:
+            return True
         if self.rank == 0 and step % m.cfg.save_every == 0:
             self._save(m, g, model, opt, step, seconds, window)
         return False
