@@ -43,7 +43,7 @@ def cmd_info(args) -> int:
     return 0
 
 
-def cmd_eval(args) -> int:
+def cmd_circuit_eval(args) -> int:
     from bridge.inputs import input_vectors
     from bridge.target import load_target
     from grammar.evaluate import evaluate, evaluate_packed, pack_bits, unpack_bits
@@ -91,7 +91,7 @@ def register(csub) -> None:
     p.add_argument("file", help=NETLIST_HELP)
     add_netlist_flags(p)
 
-    p = flags.command(csub, "eval", cmd_eval,
+    p = flags.command(csub, "eval", cmd_circuit_eval,
                       help="evaluate with the reference evaluator (one vector, a file, or random ones)")
     p.add_argument("file", help=NETLIST_HELP)
     p.add_argument("--inputs", help="one vector: bits in the order of the circuit's inputs")

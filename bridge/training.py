@@ -113,7 +113,7 @@ def _refuse_overwrite(outs: list[Path], args) -> None:
                              expected="--resume to continue it, --force to train over it, or another --out")
 
 
-def cmd_eval(args) -> int:
+def cmd_eval_checkpoint(args) -> int:
     from neural.learning.evaluation import evaluate_model, load_trained
 
     model, task, setting, meta = load_trained(args.dir)
@@ -359,7 +359,8 @@ def register(sub) -> None:
 
     from neural.learning.tasks import TEST_SEED
 
-    p = flags.command(sub, "eval", cmd_eval, help="greedy-decoding accuracy of a trained checkpoint on fresh samples")
+    p = flags.command(sub, "eval", cmd_eval_checkpoint,
+                      help="greedy-decoding accuracy of a trained checkpoint on fresh samples")
     p.add_argument("dir")
     p.add_argument("--samples", type=flags.positive_int, default=1000)
     p.add_argument("--seed", type=flags.seed, default=TEST_SEED)

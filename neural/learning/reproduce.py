@@ -30,7 +30,7 @@ from neural.checkpoint import atomic_write_bytes, atomic_write_text
 from neural.learning import interrupt
 
 EARLY_STOP = 0.995  # validation accuracy at two checks in a row (TrainConfig.early_stop_patience)
-NOT_RUN = "no deciding cell has run"
+NO_EVIDENCE = "no deciding cell has run"  # a claim's evidence before any of its cells is scored
 ROW = "row.json"  # a cell's scored row, in its run directory, where a cluster job writes it (neural.learning.slurm)
 LENGTH_PARAM = {"modadd": "length", "s5": "length", "isq": "steps", "cvp": "gates"}  # each task's input length
 
@@ -645,7 +645,7 @@ def claims(rows: list[dict], profile: Profile) -> list[dict]:
         both = None if ok1 is None or ok2 is None else ok1 and ok2
         out.append({"task": task, "claim": f"{name}: base stays at or below {t.base_stays_below:g} at every depth "
                     f"run; CoT with 1 layer reaches {t.cot_reaches:g}", "holds": both,
-                    "evidence": "; ".join(x for x in (t1, t2) if x) or NOT_RUN})
+                    "evidence": "; ".join(x for x in (t1, t2) if x) or NO_EVIDENCE})
     ok1, t1 = cot_one_layer("cvp")
     base = _group(rows, "cvp", "base")
     holds = ok1
@@ -669,5 +669,5 @@ def claims(rows: list[dict], profile: Profile) -> list[dict]:
                      f"; shallow baseline {base[0]['shallow_baseline']:.3f}")
     out.append({"task": "cvp", "claim": f"circuit value: CoT with 1 layer reaches {t.cot_reaches:g}; base is well "
                 f"below it at 1 layer (by {t.cvp_gap:g} or more) and does not get worse with depth", "holds": holds,
-                "evidence": evidence.lstrip("; ") or NOT_RUN})
+                "evidence": evidence.lstrip("; ") or NO_EVIDENCE})
     return out
