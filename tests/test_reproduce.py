@@ -287,3 +287,12 @@ def test_each_validation_check_is_in_its_metrics_line(tmp_path):
     lines = checkpoint.read_metrics(tmp_path / "run")
     assert [r["step"] for r in lines] == [5, 10, 15, 20]
     assert [r["step"] for r in lines if "valid_accuracy" in r] == [10, 20]
+
+
+def test_budget_bound_cells_are_those_that_did_not_converge():
+    from neural.learning.reproduce_report import budget_bound
+
+    assert budget_bound({"stop_reason": "cap", "converged": False, "early_stopped": False})
+    assert not budget_bound({"stop_reason": "plateau", "converged": True, "early_stopped": True})
+    assert not budget_bound({"early_stopped": True})  # a row from before stop reasons: it reached the target
+    assert budget_bound({"early_stopped": False})

@@ -226,3 +226,21 @@ def test_a_run_is_the_same_run_whatever_order_its_task_parameters_come_in(tmp_pa
     assert one == other and TrainConfig.from_dict(json.loads(json.dumps(one.to_dict()))) == one
     train(one, tmp_path / "run", progress=False, stop_after=2)
     assert train(other, tmp_path / "run", resume=True, progress=False)["step"] == 4
+
+
+@pytest.mark.parametrize("early_stop,plateau,reason", [(0.0, None, "reached"), (1.01, 2, "plateau"),
+                                                        (1.01, None, "cap")])
+def test_a_run_says_why_it_stopped_and_keeps_saying_it_on_resume(tmp_path, early_stop, plateau, reason):
+    """Reached the early-stop level, stopped improving for ``plateau`` checks, or used its whole budget."""
+    from neural.learning.runs import RunState
+
+    cfg = TrainConfig(task="modadd", task_params=(("length", 3),), layers=1, d_model=16, heads=2, d_ff=32,
+                      steps=60, batch_size=8, lr=1e-9, log_every=5, eval_every=5, eval_samples=16, seed=0,
+                      early_stop=early_stop, plateau_patience=plateau)
+    result = train(cfg, tmp_path / "run", progress=False)
+    assert result["stop_reason"] == reason
+    assert result["early_stopped"] == (reason != "cap") and (result["step"] < 60) == (reason != "cap")
+    state = RunState.from_meta(checkpoint.load(tmp_path / "run").meta)
+    assert state.stop_reason == reason
+    again = train(cfg, tmp_path / "run", resume=True, progress=False)  # finished: nothing more runs
+    assert again["stop_reason"] == reason and again["step"] == result["step"]

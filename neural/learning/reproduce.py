@@ -255,9 +255,11 @@ def score_cell(profile: Profile, cell: Cell, cfg, run_dir: Path, last: dict, dev
     """One cell's row: test accuracy where it trained (greedy decoding of 1,000 prompts is no small job), chance
     levels, soundness, and how it ran."""
     from neural.learning.evaluation import evaluate_model, load_trained
+    from neural.learning.runs import CONVERGED, stop_reason_of
     from neural.learning.tasks import TEST_SEED
 
     model, task, setting, meta = load_trained(run_dir)
+    reason = stop_reason_of(last, cfg.steps)
     model.to(device)
     ev = evaluate_model(model, task, setting, profile.eval_samples, seed=TEST_SEED, split="test")
     row = {"task": cell.task, "setting": cell.setting, "layers": cell.layers, "length": cell.length,
@@ -265,7 +267,7 @@ def score_cell(profile: Profile, cell: Cell, cfg, run_dir: Path, last: dict, dev
            "unsound_step_rate": None if "unsound_step_rate" not in ev else round(ev["unsound_step_rate"], 5),
            "steps": int(meta["step"]), "seconds": round(float(meta.get("elapsed_seconds", 0.0)), 1),
            "weights_sha256": weights_sha256(run_dir),
-           "early_stopped": bool(last.get("early_stopped")),
+           "early_stopped": bool(last.get("early_stopped")), "stop_reason": reason, "converged": reason in CONVERGED,
            "heldout_disjoint": heldout_disjoint(task, cfg, TEST_SEED, profile.eval_samples),
            "device": device, "machine": machine(), "commit": commit(), "group": group}
     if "answer_part_accuracy" in ev:  # S5: the images of the permutation right, chance 0.2 (vs 1/120 whole)

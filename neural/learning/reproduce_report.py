@@ -92,12 +92,30 @@ def _png(plt, fig) -> bytes:
     return buf.getvalue()
 
 
+def budget_bound(row: dict) -> bool:
+    """A cell that used its whole budget without converging (``stop_reason`` cap or time limit): more training
+    might change its score. Rows from before stop reasons were recorded: those that did not stop early."""
+    if "converged" in row:
+        return not row["converged"]
+    return not row.get("early_stopped")
+
+
 def _errorbar(ax, xs, groups, label, setting):
+    """Mean over seeds with min-max bars; a point is hollow where any of its seeds is budget-bound."""
     means = [np.mean([r["accuracy"] for r in g]) for g in groups]
     lo = [m - min(r["accuracy"] for r in g) for m, g in zip(means, groups)]
     hi = [max(r["accuracy"] for r in g) - m for m, g in zip(means, groups)]
     marker, line = SETTING_STYLE.get(setting, ("x", "-"))
-    ax.errorbar(xs, means, yerr=[lo, hi], marker=marker, ls=line, capsize=3, label=label)
+    drawn = ax.errorbar(xs, means, yerr=[lo, hi], ls=line, capsize=3, label=label, marker=marker)
+    colour = drawn.lines[0].get_color()
+    bound = [any(budget_bound(r) for r in g) for g in groups]
+    ax.plot([x for x, b in zip(xs, bound) if b], [m for m, b in zip(means, bound) if b], ls="none",
+            marker=marker, markerfacecolor="white", markeredgecolor=colour, zorder=3)
+
+
+def _hollow_note(fig) -> None:
+    fig.text(0.995, 0.005, "hollow: budget-bound (ran its whole step budget without converging)", fontsize=6,
+             ha="right", va="bottom", color="grey")
 
 
 def _chance(ax, cells):
@@ -132,6 +150,7 @@ def plot_depth(doc: dict, profile) -> bytes | None:
         ax.set_ylim(-0.02, 1.02)
         ax.legend(fontsize=6, loc="best")
     axes[0].set_ylabel("held-out accuracy")
+    _hollow_note(fig)
     return _png(plt, fig)
 
 
@@ -155,6 +174,7 @@ def plot_length(doc: dict, profile) -> bytes | None:
         ax.set_ylim(-0.02, 1.02)
     axes[0].set_ylabel("held-out accuracy")
     axes[0].legend(fontsize=6)
+    _hollow_note(fig)
     return _png(plt, fig)
 
 

@@ -50,6 +50,7 @@ class TrainConfig:
     save_every: int = 500
     early_stop: float | None = None  # stop once the accuracy on the validation split reaches this ...
     early_stop_patience: int = 2  # ... at this many checks in a row (one lucky check is not a learned task)
+    plateau_patience: int | None = None  # stop, converged, after this many checks without a new best (None: never)
     eval_every: int = 250  # steps between those validation checks
     eval_samples: int = 256
     precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 elsewhere (neural.learning.train.resolve_precision)
@@ -102,6 +103,22 @@ def lr_at(cfg: TrainConfig, step: int, elapsed: float | None = None) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (progress - STABLE) / (1 - STABLE))))
 
 
+# Why a run ended: its validation accuracy reached the early-stop level (``reached``) or stopped improving
+# (``plateau``), both converged; or it used its whole step budget (``cap``) or time limit (``time_limit``), both
+# budget-bound: more training might have changed its score.
+STOP_REASONS = ("reached", "plateau", "cap", "time_limit")
+CONVERGED = ("reached", "plateau")
+
+
+def stop_reason_of(result: dict, steps: int) -> str | None:
+    """A finished run's stop reason; for a checkpoint from before reasons were recorded, read from what it has."""
+    if result.get("stop_reason"):
+        return result["stop_reason"]
+    if result.get("early_stopped"):
+        return "reached"
+    return "cap" if int(result.get("step", 0)) >= steps else None
+
+
 @dataclass(frozen=True)
 class RunState:
     """Where a run stands: what its checkpoint records beside the weights and what a resume reads back. ``to_meta``
@@ -114,17 +131,22 @@ class RunState:
     early_stop_passes: int = 0  # validation checks in a row at or above the early-stop target
     early_stopped: bool = False
     valid_accuracy: float | None = None  # the latest validation accuracy, if measured
+    best_valid: float | None = None  # the best validation accuracy so far ...
+    checks_since_best: int = 0  # ... and the checks since it (TrainConfig.plateau_patience)
+    stop_reason: str | None = None  # once finished: STOP_REASONS
 
     def to_meta(self) -> dict:
         return {"step": self.step, "elapsed_seconds": round(self.elapsed, 3), "metrics_window": list(self.window),
                 "early_stop_passes": self.early_stop_passes, "early_stopped": self.early_stopped,
-                "valid_accuracy": self.valid_accuracy}
+                "valid_accuracy": self.valid_accuracy, "best_valid_accuracy": self.best_valid,
+                "checks_since_best": self.checks_since_best, "stop_reason": self.stop_reason}
 
     @classmethod
     def from_meta(cls, meta: dict) -> "RunState":
         return cls(int(meta["step"]), float(meta.get("elapsed_seconds", 0.0)),
                    tuple(meta.get("metrics_window", (0.0, 0.0, 0))), int(meta.get("early_stop_passes", 0)),
-                   bool(meta.get("early_stopped", False)), meta.get("valid_accuracy"))
+                   bool(meta.get("early_stopped", False)), meta.get("valid_accuracy"),
+                   meta.get("best_valid_accuracy"), int(meta.get("checks_since_best", 0)), meta.get("stop_reason"))
 
 
 def save_training(out: Path, cfg: TrainConfig, task: FoldTask, model_cfg: ModelConfig,

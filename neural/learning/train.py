@@ -47,7 +47,7 @@ from neural.config import Keys, ModelConfig
 from neural.learning import interrupt
 from neural.learning.evaluation import evaluate_model
 from neural.learning.prefetch import Batches
-from neural.learning.runs import RunState, TrainConfig, load_training, lr_at, save_training
+from neural.learning.runs import RunState, TrainConfig, load_training, lr_at, save_training, stop_reason_of
 from neural.learning.stacked import StackedDecoder
 from neural.learning.tasks import IGNORE, SETTINGS, FoldTask
 from neural.model import Decoder, resolve_device
@@ -90,6 +90,9 @@ class Member:
     window: tuple = (0.0, 0.0, 0)
     passes: int = 0
     valid_accuracy: float | None = None
+    best_valid: float | None = None
+    since_best: int = 0  # validation checks since best_valid
+    stop_reason: str | None = None  # runs.STOP_REASONS, once finished
     last: dict = field(default_factory=dict)  # the latest metrics line
     result: dict | None = None  # set once the member is finished
 
@@ -169,12 +172,14 @@ class Group:
             member.start = state.step
             if state.early_stopped or member.start >= cfg.steps:  # finished before
                 member.result = {"step": member.start, "early_stopped": state.early_stopped,
-                                 "valid_accuracy": state.valid_accuracy}
+                                 "valid_accuracy": state.valid_accuracy,
+                                 "stop_reason": stop_reason_of(state.to_meta(), cfg.steps)}
                 return member
             member.weights = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in ck.weights.items()}
             member.moments = moments
             member.elapsed, member.window = state.elapsed, state.window
             member.passes, member.valid_accuracy = state.early_stop_passes, state.valid_accuracy
+            member.best_valid, member.since_best = state.best_valid, state.checks_since_best
             if self.rank == 0:  # drop lines logged after the checkpoint: they will be logged again, identically
                 kept = [m for m in checkpoint.read_metrics(out) if m["step"] <= member.start]
                 checkpoint.atomic_write_text(out / checkpoint.METRICS, "".join(json.dumps(m) + "\n" for m in kept))
@@ -231,7 +236,8 @@ class Group:
     def _save(self, m: Member, g: int, model: StackedDecoder, opt, step: int, seconds: float, window: "Window",
               stopped: bool = False) -> None:
         """Member g's checkpoint at ``step``: its weights, AdamW moments and where it stands (``RunState``)."""
-        state = RunState(step, seconds, window.state(g), m.passes, stopped, m.valid_accuracy)
+        state = RunState(step, seconds, window.state(g), m.passes, stopped, m.valid_accuracy, m.best_valid,
+                         m.since_best, m.stop_reason)
         weights = model.member(g, m.seq_len)
         moments, adam_step = {}, 0.0
         for i, p in enumerate(model.parameters()):
@@ -377,6 +383,10 @@ class Group:
             if on_eval is not None and self.rank == 0:
                 on_eval(next(i for i, x in enumerate(self.members) if x is m), step, m.valid_accuracy)
             m.passes = m.passes + 1 if m.valid_accuracy >= m.cfg.early_stop else 0
+            if m.best_valid is None or m.valid_accuracy > m.best_valid:
+                m.best_valid, m.since_best = m.valid_accuracy, 0
+            else:
+                m.since_best += 1
         if step % m.cfg.log_every == 0 or step == self.cfg.steps:
             loss, accuracy = window.read(g)
             m.last = {"step": step, "loss": round(loss, 5), "train_answer_acc": round(accuracy, 4), "lr": lr}
@@ -384,6 +394,10 @@ class Group:
                 line = {**m.last, **({"valid_accuracy": m.valid_accuracy} if checked else {})}
                 checkpoint.append_metrics(m.out, {**line, "seconds": round(seconds, 2)})
         if checked and m.passes >= m.cfg.early_stop_patience:
+            m.stop_reason = "reached"
+            return True
+        if checked and m.cfg.plateau_patience is not None and m.since_best >= m.cfg.plateau_patience:
+            m.stop_reason = "plateau"
             return True
         if self.rank == 0 and step % m.cfg.save_every == 0:
             self._save(m, g, model, opt, step, seconds, window)
@@ -391,10 +405,15 @@ class Group:
 
     def _finish(self, m: Member, g: int, model: StackedDecoder, opt, step: int, seconds: float, window: "Window",
                 stopped: bool) -> None:
-        """Member g's last checkpoint and result: it stopped early, or the group's run ended."""
+        """Member g's last checkpoint and result: it stopped early (its ``stop_reason`` set), or the group's run
+        ended: at the step budget or the time limit, or (``stop_after``) before either, unfinished."""
+        if not stopped:
+            m.stop_reason = ("cap" if step >= m.cfg.steps else
+                             "time_limit" if m.cfg.time_limit is not None and seconds >= m.cfg.time_limit else None)
         if self.rank == 0:
             self._save(m, g, model, opt, step, seconds, window, stopped)
-        m.result = {**m.last, "step": step, "early_stopped": stopped, "valid_accuracy": m.valid_accuracy}
+        m.result = {**m.last, "step": step, "early_stopped": stopped, "valid_accuracy": m.valid_accuracy,
+                    "stop_reason": m.stop_reason}
 
     def _save_all(self, active: list[Member], model: StackedDecoder, opt, step: int, seconds: float,
                   window: "Window") -> None:
