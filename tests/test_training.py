@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from helpers import ROOT, cli, cli_json
 
+from grammar.errors import ParameterError
 from neural import checkpoint
 from neural.learning.evaluation import evaluate_model, load_trained
 from neural.learning.runs import TrainConfig
@@ -244,3 +245,22 @@ def test_a_run_says_why_it_stopped_and_keeps_saying_it_on_resume(tmp_path, early
     assert state.stop_reason == reason
     again = train(cfg, tmp_path / "run", resume=True, progress=False)  # finished: nothing more runs
     assert again["stop_reason"] == reason and again["step"] == result["step"]
+
+
+def test_depth_scaled_init_shrinks_only_the_residual_projections():
+    import torch
+
+    from neural.learning.train import RESIDUAL_PROJECTIONS, initial_weights
+    from neural.model import Decoder
+
+    cfg = TrainConfig(task="s5", task_params=(("length", 3),), layers=4, d_model=32, heads=2, d_ff=64)
+    model_cfg = cfg.model_config(cfg.make_task())
+    torch.manual_seed(0)
+    plain = initial_weights(Decoder(model_cfg))
+    torch.manual_seed(0)
+    scaled = initial_weights(Decoder(model_cfg), "depth")
+    for name, w in plain.items():
+        factor = 8 ** -0.5 if name.endswith(RESIDUAL_PROJECTIONS) else 1.0
+        torch.testing.assert_close(scaled[name], w * factor)
+    with pytest.raises(ParameterError, match="residual_init"):
+        TrainConfig(task="s5", residual_init="gpt3")

@@ -38,6 +38,7 @@ class TrainConfig:
     d_ff: int = 512
     activation: str = "gelu"
     layernorm: bool = True
+    residual_init: str = "uniform"  # "depth": residual projections scaled by 1/sqrt(2 * layers) (train.initial_weights)
     lr: float = 2e-3
     weight_decay: float = 0.0
     batch_size: int = 128
@@ -56,6 +57,8 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 elsewhere (neural.learning.train.resolve_precision)
 
     def __post_init__(self):
+        if self.residual_init not in ("uniform", "depth"):
+            raise ParameterError(f"residual_init must be uniform or depth, not {self.residual_init!r}")
         # one order for the task's parameters, as a checkpoint's config.json reads back: the same run configured
         # with its parameters in another order is the same run (and resumes as one)
         object.__setattr__(self, "task_params", tuple(sorted(dict(self.task_params).items())))

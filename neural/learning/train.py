@@ -56,6 +56,20 @@ BETAS = (0.9, 0.98)
 CLIP_NORM = 1.0
 
 
+RESIDUAL_PROJECTIONS = ("attn.o.weight", "ffn.fc2.weight")  # what each block adds to the residual stream
+
+
+def initial_weights(model: Decoder, residual_init: str = "uniform") -> dict:
+    """A freshly initialised decoder's weights (normal, std 0.02). ``residual_init="depth"`` scales the projections
+    that write into the residual stream by 1 / sqrt(2 * layers), as GPT-2 does, so that the stream's variance at
+    initialisation does not grow with depth."""
+    weights = {k: v.detach() for k, v in model.state_dict().items()}
+    if residual_init == "depth":
+        scale = (2 * model.cfg.n_layers) ** -0.5
+        weights = {k: v * scale if k.endswith(RESIDUAL_PROJECTIONS) else v for k, v in weights.items()}
+    return weights
+
+
 def group_key(cfg: TrainConfig, task: FoldTask | None = None) -> tuple:
     """What runs must share to train as one group: the vocabulary and architecture (so the weights stack), and
     the schedule, batch, device and precision (so one optimiser step serves all). Seeds, settings, task lengths
@@ -185,7 +199,7 @@ class Group:
                 checkpoint.atomic_write_text(out / checkpoint.METRICS, "".join(json.dumps(m) + "\n" for m in kept))
             return member
         torch.manual_seed(cfg.seed)  # the initial weights a run alone starts from
-        member.weights = {k: v.detach() for k, v in Decoder(member.model_cfg).state_dict().items()}
+        member.weights = initial_weights(Decoder(member.model_cfg), cfg.residual_init)
         if self.rank == 0:
             out.mkdir(parents=True, exist_ok=True)
             (out / checkpoint.METRICS).unlink(missing_ok=True)
