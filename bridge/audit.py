@@ -171,9 +171,21 @@ def hf_audit(directory: str, vocabulary_path: str, samples: int, seed: int) -> d
     """``cotproof audit DIR --format hf --vocab FILE``: a local Hugging Face causal LM, audited as its vocabulary
     file's task."""
     from bridge.audited import callable_audited
+
+    fn, task, ids, attention = load_hf(directory, vocabulary_path)
+    return audit_model(callable_audited(fn, ids, attention), task, samples=samples, seed=seed, label=str(directory))
+
+
+def load_hf(directory: str, vocabulary_path: str | None):
+    """A local Hugging Face causal LM read as its vocabulary file's CoT task (``--format hf --vocab FILE``, for
+    ``audit`` and ``certify``): (function from the model's ids to logits, task, the model's id of each task token,
+    attention function)."""
     from bridge.foreign import read_vocabulary, resolve_task, token_ids
     from neural.hf import load_causal_lm
 
+    if not vocabulary_path:
+        raise InputError("--format hf needs --vocab FILE: which of the model's ids is which task token",
+                         SourceLoc("--vocab"), expected="--vocab VOCAB.json")
     doc = read_vocabulary(vocabulary_path)
     task = resolve_task(doc["task"], vocabulary_path)
     require_cot(str(doc.get("setting", "cot")), SourceLoc(vocabulary_path))
@@ -184,8 +196,7 @@ def hf_audit(directory: str, vocabulary_path: str, samples: int, seed: int) -> d
     except ParameterError as err:
         raise InputError(str(err), SourceLoc(directory),
                          expected="a Hugging Face causal LM directory with safetensors weights") from None
-    ids = token_ids(task, doc["tokens"], vocabulary_path, vocab_size)
-    return audit_model(callable_audited(fn, ids, attention), task, samples=samples, seed=seed, label=str(directory))
+    return fn, task, token_ids(task, doc["tokens"], vocabulary_path, vocab_size), attention
 
 
 def _exhaustive_cvp(model, task, max_gates: int) -> dict:
@@ -210,9 +221,6 @@ def cmd_audit(args) -> int:
 
         writable_directory(args.plots, "--plots")
     if args.format == "hf":
-        if not args.vocab:
-            raise InputError("--format hf needs --vocab FILE: which of the model's ids is which task token",
-                             SourceLoc("--vocab"), expected="--vocab VOCAB.json")
         report = hf_audit(args.dir, args.vocab, args.samples, args.seed)
     elif args.vocab:
         raise InputError("--vocab is for --format hf: a cotproof checkpoint names its own vocabulary",

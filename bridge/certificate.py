@@ -13,6 +13,7 @@ size or other weights are not covered. The smallest margin says how far the clos
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import time
 from collections.abc import Callable
@@ -56,7 +57,7 @@ def decoder_subject(model, task, label: str, weights_sha256: str | None) -> Subj
     import torch
 
     from bridge.audited import decoder_audited
-    from neural.prefix_forcing import Forcer, forced_logits_plain, forced_logits_shared
+    from neural.prefix_forcing import Forcer, forced_logits_plain
 
     c = model.cfg
     width = c.n_heads * c.d_head
@@ -65,8 +66,10 @@ def decoder_subject(model, task, label: str, weights_sha256: str | None) -> Subj
     step = c.n_layers * layer - tabled + c.d_model * c.vocab_size
     node = (c.n_layers - 1) * layer + 2 * c.d_model * width - tabled  # the last layer stops at its keys and values
     cache = 2 * c.n_layers * width * 4  # float32 keys and values kept per position
-    return Subject(label, weights_sha256, task, lambda p, k: forced_logits_shared(model, p, k),
-                   lambda p, k: forced_logits_plain(model, p, k), decoder_audited(model), step, max(node, 0), True,
+    forcer = functools.cache(lambda: Forcer(model))  # its table made once, and only when a check runs
+    return Subject(label, weights_sha256, task, lambda p, k: forcer().logits(p, k),
+                   lambda p, k: forced_logits_plain(model, p, k),
+                   decoder_audited(model), step, max(node, 0), True,
                    cache + 4 * (c.d_ff + 4 * c.d_model + c.vocab_size),
                    {"dtype": "float32", "device": str(next(model.parameters()).device), "torch": torch.__version__,
                     "path": "teacher forcing over the prompt trie (KV cache shared by each prefix)"})
@@ -103,31 +106,14 @@ def load_subject(path: str, fmt: str = "cotproof", vocab: str | None = None) -> 
 
 
 def _hf_subject(directory: str, vocabulary_path: str | None) -> Subject:
-    from bridge.audit import require_cot
-    from bridge.foreign import read_vocabulary, resolve_task, token_ids
-    from grammar.errors import ParameterError
-    from neural.hf import load_causal_lm
+    """audit's reader of a Hugging Face model; its weights' hash is over its safetensors files."""
+    from bridge.audit import load_hf
 
-    if not vocabulary_path:
-        raise InputError("--format hf needs --vocab FILE: which of the model's ids is which task token",
-                         SourceLoc("--vocab"), expected="--vocab VOCAB.json")
-    doc = read_vocabulary(vocabulary_path)
-    task = resolve_task(doc["task"], vocabulary_path)
-    require_cot(str(doc.get("setting", "cot")), SourceLoc(vocabulary_path))
-    files = sorted(Path(directory).glob("*.safetensors"))
-    if not (Path(directory) / "config.json").is_file() or not files:
-        raise InputError("no config.json and safetensors weights here", SourceLoc(directory),
-                         expected="a Hugging Face model directory")
-    try:
-        fn, vocab_size, _ = load_causal_lm(directory)
-    except ParameterError as err:
-        raise InputError(str(err), SourceLoc(directory),
-                         expected="a Hugging Face causal LM directory with safetensors weights") from None
+    fn, task, ids, _ = load_hf(directory, vocabulary_path)
     h = hashlib.sha256()
-    for f in files:
+    for f in sorted(Path(directory).glob("*.safetensors")):
         h.update(f.name.encode() + b"\0" + f.read_bytes())
-    return callable_subject(fn, task, token_ids(task, doc["tokens"], vocabulary_path, vocab_size), str(directory),
-                            h.hexdigest())
+    return callable_subject(fn, task, ids, str(directory), h.hexdigest())
 
 
 # ---- what is asked --------------------------------------------------------------------------------------------
@@ -181,8 +167,6 @@ def block_rows(subject: Subject, budget_bytes: float) -> int:
 def run(subject: Subject, space, request: Request, *, rows: int, on_progress=None) -> dict:
     """Check the prompts ``request`` names; a KeyboardInterrupt ends the run early with what was checked so far
     (status ``incomplete``)."""
-    from neural.prefix_forcing import score
-
     task = subject.task
     rng = np.random.default_rng(request.seed)
     checked, unsound, examples = 0, 0, []
@@ -199,8 +183,7 @@ def run(subject: Subject, space, request: Request, *, rows: int, on_progress=Non
                 prompts, states, drawn = space.draw(rng, n)
                 order = np.lexsort(prompts.T[::-1])
                 prompts, states, index = prompts[order], states[order], [drawn[i] for i in order]
-            continuation = np.concatenate([np.full((n, 1), task.eq), states[:, :-1]], axis=1)
-            s = score(subject.forced(prompts, continuation), states)
+            s = scores(subject, prompts, states)
             bad = np.flatnonzero(s.wrong_step >= 0)
             unsound += bad.size
             for b in bad[:max(0, KEEP - len(examples))]:
@@ -220,6 +203,15 @@ def run(subject: Subject, space, request: Request, *, rows: int, on_progress=Non
         interrupted = True
     return _certificate(subject, space, request, checked, unsound, examples, low,
                         time.perf_counter() - started, interrupted)
+
+
+def scores(subject: Subject, prompts: np.ndarray, states: np.ndarray):
+    """Each prompt's reference teacher-forced through the model (``neural.prefix_forcing.StepScores``): the
+    separator, then every reference state but the last, and each prediction scored against the next state."""
+    from neural.prefix_forcing import score
+
+    continuation = np.concatenate([np.full((len(prompts), 1), subject.task.eq), states[:, :-1]], axis=1)
+    return score(subject.forced(prompts, continuation), states)
 
 
 def _token(task, t: int) -> str:
@@ -339,19 +331,24 @@ def merge(certs: list[tuple[str, dict]]) -> dict:
     return out
 
 
+def other_weights(cert: dict, subject: Subject) -> str | None:
+    """Why ``cert`` is not about ``subject``'s weights, or None when it is."""
+    if cert.get("weights_sha256") == subject.weights_sha256:
+        return None
+    return f"the weights' sha256 is {subject.weights_sha256}, the certificate's is {cert.get('weights_sha256')}"
+
+
 def check(cert: dict, subject: Subject, space, samples: int, seed: int, rows: int) -> dict:
     """Re-run part of what ``cert`` states against ``subject``: the weights' hash, then ``samples`` prompts drawn
     from its range (a sampled certificate's: from the whole space), and every counterexample it lists."""
-    from neural.prefix_forcing import score
-
-    if cert.get("weights_sha256") != subject.weights_sha256:
-        return {"confirmed": False, "rechecked": 0, "problems": [
-            f"the weights' sha256 is {subject.weights_sha256}, the certificate's is {cert.get('weights_sha256')}"]}
+    foreign = other_weights(cert, subject)
+    if foreign:
+        return {"confirmed": False, "rechecked": 0, "problems": [foreign]}
     rng = np.random.default_rng(seed)
     if "range" in cert:
         lo, hi = cert["range"]
         index = np.unique(rng.integers(lo, hi, min(samples, hi - lo))).tolist()
-        prompts, states = space.decode(index) if index else space._empty(0)
+        prompts, states = space.decode(index)
     else:
         prompts, states, index = space.draw(rng, samples)
     listed = cert["counterexamples"]
@@ -363,9 +360,7 @@ def check(cert: dict, subject: Subject, space, samples: int, seed: int, rows: in
     problems, low = [], float("inf")
     for start in range(0, len(index), rows):
         part = slice(start, start + rows)
-        p, st = prompts[part], states[part]
-        s = score(subject.forced(p, np.concatenate([np.full((len(p), 1), subject.task.eq), st[:, :-1]], axis=1)),
-                  st)
+        s = scores(subject, prompts[part], states[part])
         low = min(low, float(s.margin.min()))
         for b, (i, want) in enumerate(zip(index[part], expected_step[part])):
             if want is not None and int(s.wrong_step[b]) != want:

@@ -10,7 +10,6 @@ Exit status: 0 certified (or no unsound prompt among the samples, or a certifica
 """
 from __future__ import annotations
 
-import argparse
 import json
 
 from bridge.output import EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN, emit
@@ -85,11 +84,9 @@ def _check(args) -> int:
 
     cert = _read_certificate(args.check)
     subject = cf.load_subject(args.model, args.format, args.vocab)
-    if cert["weights_sha256"] != subject.weights_sha256:  # not this model's: nothing more to compare
-        out = cf.check(cert, subject, None, 0, args.seed, 1)
-        out.update(certificate=args.check, model=args.model, status=cert["status"])
-        emit(out, args.json, _human_check)
-        return EXIT_FAILED
+    foreign = cf.other_weights(cert, subject)
+    if foreign:  # not this model's: nothing more to compare
+        return _checked(args, cert, {"confirmed": False, "rechecked": 0, "problems": [foreign]})
     if cert["task"] != {"kind": subject.task.name, **subject.task.params}:
         raise InputError(f"the certificate is for the task {cert['task']}, the model's is "
                          f"{{'kind': {subject.task.name!r}, ...}}", SourceLoc(args.check),
@@ -99,7 +96,11 @@ def _check(args) -> int:
     if space.count != cert["space"]["count"]:
         raise InputError(f"the certificate's space has {cert['space']['count']:,} prompts; this version counts "
                          f"{space.count:,}", SourceLoc(args.check), expected="a certificate of this model")
-    out = cf.check(cert, subject, space, args.samples or CHECK_SAMPLES, args.seed, cf.block_rows(subject, BLOCK_BYTES))
+    return _checked(args, cert, cf.check(cert, subject, space, args.samples or CHECK_SAMPLES, args.seed,
+                                         cf.block_rows(subject, BLOCK_BYTES)))
+
+
+def _checked(args, cert: dict, out: dict) -> int:
     out.update(certificate=args.check, model=args.model, status=cert["status"])
     emit(out, args.json, _human_check)
     return EXIT_OK if out["confirmed"] else EXIT_FAILED
@@ -175,25 +176,6 @@ def _human_check(r: dict) -> str:
     return "\n".join(lines)
 
 
-def shard(text: str) -> tuple[int, int]:
-    parts = text.split("/")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-        raise argparse.ArgumentTypeError(f"{text!r} is not i/k (shard i of k, counted from 0)")
-    i, k = int(parts[0]), int(parts[1])
-    if not (k >= 1 and 0 <= i < k):
-        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= i < k")
-    return i, k
-
-
-def confidence(text: str) -> float:
-    from bridge.flags import _number
-
-    value = _number(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{value:g} is not allowed: it must lie strictly between 0 and 1")
-    return value
-
-
 def register(sub) -> None:
     from bridge import flags
 
@@ -205,9 +187,9 @@ def register(sub) -> None:
     p.add_argument("--up-to", action="store_true", help="every size 1..--length (isq, cvp)")
     p.add_argument("--samples", type=flags.positive_int, help="draw N prompts uniformly instead of enumerating, "
                    "and bound the unsound fraction (Clopper-Pearson); with --check, prompts to re-run")
-    p.add_argument("--confidence", type=confidence, default=0.99, help="of the --samples bound")
+    p.add_argument("--confidence", type=flags.open_fraction, default=0.99, help="of the --samples bound")
     p.add_argument("--seed", type=flags.seed, default=0, help="of --samples draws")
-    p.add_argument("--shard", type=shard, metavar="I/K", help="prompts [count*i/k, count*(i+1)/k) only")
+    p.add_argument("--shard", type=flags.shard, metavar="I/K", help="prompts [count*i/k, count*(i+1)/k) only")
     p.add_argument("--out", metavar="CERT.json", help="write the certificate here (atomically)")
     p.add_argument("--merge", nargs="+", metavar="CERT", help="join shards' certificates into one")
     p.add_argument("--check", metavar="CERT", help="re-check CERT against MODEL: its weights' hash, a random "

@@ -48,6 +48,25 @@ positive_float = _at_least(_number, 0, False, "more than 0")
 nonnegative_float = _at_least(_number, 0, True, "0 or more")
 
 
+def open_fraction(text: str) -> float:
+    """A number strictly between 0 and 1 (a confidence level)."""
+    value = _number(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{value:g} is not allowed: it must lie strictly between 0 and 1")
+    return value
+
+
+def shard(text: str) -> tuple[int, int]:
+    """``i/k``: piece i (counted from 0) of k."""
+    parts = text.split("/")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not i/k (shard i of k, counted from 0)")
+    i, k = int(parts[0]), int(parts[1])
+    if not (k >= 1 and 0 <= i < k):
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= i < k")
+    return i, k
+
+
 def command(sub, name: str, func, json_help: str = "print one JSON object instead of text", **kwargs):
     """A subcommand's parser: ``sub.add_parser(name, **kwargs)`` with the ``--json`` every command takes and
     ``func`` to run it; the caller adds the command's own arguments."""

@@ -5,9 +5,9 @@ the argmax after every prefix of the reference is the reference's next token, gr
 reference: ``neural.construction.execute``'s argument), and prompts enumerated in lexicographic order share their
 prefixes with their neighbours. So a block of prompts is run as a trie: depth by depth, each distinct prefix feeds
 its one new token after its parent's KV cache (gathered, one row per child), and the continuation (the separator
-and the reference CoT but its last token) runs once per prompt after its leaf's cache. The model's own cached
-forward (``Decoder.features`` with a ``KVCache``) does every step, so no second implementation of the architecture
-exists to drift from the first.
+and the reference CoT but its last token) runs once per prompt after its leaf's cache. ``Forcer`` is that forward:
+the decoder's own modules, in their order, arranged so that the trie skips what it can (see its docstring); the
+differential tests hold it to ``Decoder.features``, the one forward everything else runs.
 
 ``forced_logits_plain`` is the baseline the trie is measured against (and the path for models given only as a
 function): the whole sequence in one pass per prompt.
@@ -53,7 +53,8 @@ def score(logits: torch.Tensor, targets: np.ndarray) -> StepScores:
 def forced_logits_shared(model: Decoder, prompts: np.ndarray, continuation: np.ndarray) -> torch.Tensor:
     """(B, n, V) logits after every token of ``continuation`` (B, n), each row following its prompt (B, P), with
     every distinct prefix of the prompts computed once. Rows sharing a prefix must be adjacent for the saving
-    (sort them, as an enumeration already is), not for the result."""
+    (sort them, as an enumeration already is), not for the result. Many blocks of one model: make one ``Forcer``
+    and call its ``logits``, so that its table is made once."""
     return Forcer(model).logits(prompts, continuation)
 
 

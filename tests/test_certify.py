@@ -10,9 +10,20 @@ import numpy as np
 import pytest
 import torch
 
-from neural.learning.prompt_space import prompt_space, space_count
+from neural.learning.prompt_space import prompt_space
 from neural.learning.tasks import make_task
 from tests.helpers import cli
+
+
+def space_count(task, n: int) -> int:
+    """Each task's closed form for one size, written here apart from the space's own segments."""
+    if task.name == "modadd":
+        return task.m ** n
+    if task.name == "s5":
+        return 120 ** n
+    if task.name == "isq":
+        return sum(task.primes)
+    return 5 ** n * math.factorial(n) ** 2
 
 SPACES = [  # (task, its parameters, length, up_to, the count by hand)
     ("modadd", {"length": 3, "modulus": 7}, None, False, 7 ** 3),

@@ -68,7 +68,6 @@ class PromptSpace:
         if indices.size and (indices.min() < 0 or indices.max() >= self.count):
             raise IndexError(f"prompt indices must lie in [0, {self.count})")
         which = np.searchsorted(np.asarray(self.starts, dtype=np.int64), indices, side="right") - 1
-        digits = np.empty((indices.size, 0), dtype=np.int64)
         out = self._empty(indices.size)
         for s in np.unique(which):
             rows = which == s
@@ -139,19 +138,8 @@ def prompt_space(task: FoldTask, length: int | None = None, up_to: bool = False)
 
 
 def model_size(task: FoldTask) -> int:
-    return {"modadd": lambda: task.n_prompt, "s5": lambda: task.n_prompt, "isq": lambda: task.n_steps,
-            "cvp": lambda: task.N}[task.name]()
-
-
-def space_count(task: FoldTask, n: int) -> int:
-    """The closed form for one size, without building anything (so an enormous space is priced at once)."""
-    if task.name == "modadd":
-        return task.m ** n
-    if task.name == "s5":
-        return 120 ** n
-    if task.name == "isq":
-        return sum(task.primes)
-    return 5 ** n * math.factorial(n) ** 2
+    """The size a model was trained at: gates (cvp), else CoT steps (digits, permutations, squarings)."""
+    return task.N if task.name == "cvp" else task.n_steps
 
 
 def _segments(task: FoldTask, n: int) -> list[Segment]:
@@ -165,7 +153,7 @@ def _segments(task: FoldTask, n: int) -> list[Segment]:
 def _token_radices(task: FoldTask, seg: Segment) -> list[int]:
     """How many values each prompt token takes within the segment, given the tokens before it."""
     if task.name in ("modadd", "s5"):
-        return [task.m if task.name == "modadd" else 120] * seg.size
+        return list(seg.radices)  # one prompt token per digit
     if task.name == "isq":
         return [1, seg.key] + [1] * task.n_steps
     return [1] * 4 * (task.N - seg.size) + [r for j in range(1, seg.size + 1) for r in (5, j, j, 1)]
