@@ -50,7 +50,8 @@ def cmd_equiv(args) -> int:
     try:
         verdict = aig.equivalent(a, b, args.conflicts)
     except ParameterError as err:
-        raise InputError(str(err), SourceLoc(args.b), expected="two netlists over the same inputs and output count")
+        raise InputError(str(err), SourceLoc(args.b),
+                         expected="two netlists over the same inputs and output count") from None
     methods = [verdict.method]
     small = a.n_gates + b.n_gates <= MITER_CROSS_CHECK_GATES  # small pairs are cross-checked by the miter too
     decisive = not verdict.decided or (verdict.status == DIFFERENT and verdict.counterexample is None)

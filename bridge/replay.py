@@ -60,7 +60,8 @@ def replay_in_torch(model, circuit, dtype: str) -> dict:
     for name in (dtype, "float64"):
         net = Decoder.from_arrays(model.config, model.weights, getattr(torch, name))
         inputs = []
-        hooks = [b.attn.register_forward_pre_hook(lambda m, args: inputs.append(args[0])) for b in net.blocks]
+        hooks = [b.attn.register_forward_pre_hook(lambda m, args, sink=inputs: sink.append(args[0]))
+                 for b in net.blocks]
         with torch.inference_mode():
             logits, weights = net(torch.as_tensor(tokens)[None], need_weights=True)
         for h in hooks:

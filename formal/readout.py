@@ -103,10 +103,10 @@ def _readout_cvp(model, fmt) -> list:
         if role != "role_id":
             dom = [*dom, fmt.in_set(ans, (0.0, 1.0))]
 
-        def logit(row):
+        def logit(row, xs=xs):
             return fmt.dot([xs[col] for col in read], [float(row[col]) for col in read], float(row[-1]))
 
-        def id_logit(partial):
+        def id_logit(partial, xs=xs):
             acc = partial
             for col in tail_cols:
                 acc = fmt.add(acc, fmt.mul(xs[col], fmt.val(float(W[rows.refs[0], col]))))

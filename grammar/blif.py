@@ -117,6 +117,22 @@ def _where(kind: str, value) -> SourceLoc | None:
     return value[0][1] if value else None
 
 
+def _literals(out: str, inputs: tuple, loc, taken: set[str], gates: list[Gate]):
+    """``literal(signal, positive)`` for one cover: the signal itself, or its inverter, made once per signal as a
+    helper gate ``out~n<i>`` (appended to ``gates``) the first time a product needs it."""
+    inverted: dict[str, str] = {}
+
+    def literal(signal: str, positive: bool) -> str:
+        if positive:
+            return signal
+        if signal not in inverted:
+            inverted[signal] = fresh_name(f"{out}~n{inputs.index(signal)}", taken)
+            gates.append(Gate(inverted[signal], "NOT", (signal,), loc, origin=out))
+        return inverted[signal]
+
+    return literal
+
+
 def _lower(covers: list[_Cover], taken: set[str]) -> list[Gate]:
     gates: list[Gate] = []
     for c in covers:
@@ -131,15 +147,7 @@ def _lower(covers: list[_Cover], taken: set[str]) -> list[Gate]:
             signal, positive = products[0][0]
             gates.append(Gate(out, "BUF" if positive == on else "NOT", (signal,), loc))
             continue
-        inverted: dict[str, str] = {}
-
-        def literal(signal: str, positive: bool) -> str:
-            if positive:
-                return signal
-            if signal not in inverted:
-                inverted[signal] = fresh_name(f"{out}~n{c.inputs.index(signal)}", taken)
-                gates.append(Gate(inverted[signal], "NOT", (signal,), loc, origin=out))
-            return inverted[signal]
+        literal = _literals(out, c.inputs, loc, taken, gates)
 
         if len(products) == 1:  # one product: the gate itself is its AND (on-set) or NAND (off-set)
             lits = tuple(literal(sig, positive) for sig, positive in products[0])

@@ -154,7 +154,8 @@ def test_a_multiplier_is_proved_equivalent_to_itself_and_its_optimised_form():
     assert equivalent(m, m).status == "equivalent"
     opt = optimize(m)
     assert equivalent(m, opt).status == "equivalent"
-    assert miter_equivalent(m, opt, 60).status == "equivalent"
+    # a multiplier miter is hard for SAT (about 9 s alone here); the limit is for a loaded machine, not a bound
+    assert miter_equivalent(m, opt, 600).status == "equivalent"
 
 
 def test_optimize_shrinks_a_real_design_and_proves_it(tmp_path):

@@ -47,7 +47,7 @@ def test_isq_test_prompts_have_every_step_in_training():
     every squaring (s, p) and every padding copy of every held-out prompt occurs in some training prompt."""
     task = make_task("isq", steps=3, min_prime=2, max_prime=23)
     rows = []
-    for which, p in enumerate(task.primes):
+    for p in task.primes:
         for r in range(p):
             for k in range(1, 4):
                 xs = ["_"] * (3 - k) + ["^2"] * k

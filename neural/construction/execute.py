@@ -277,7 +277,7 @@ def decode_checked(model: ConstructedModel, forcing: TeacherForcing, mode: ExecM
                 prefix = np.concatenate([forcing.tokens[row, :prompt_len + j], tokens[j:j + 1]])
                 done = row * steps + j + 1
                 tokens[j + 1:] = greedy(arbiter, prefix, steps - j - 1,
-                                        None if progress is None else lambda n: progress(done + n))
+                                        None if progress is None else lambda n, done=done: progress(done + n))
             out.append(Decoded(tokens, j, where))
         if progress is not None:
             progress((row + 1) * steps)
