@@ -145,7 +145,7 @@ def cmd_reproduce(args) -> int:
     if args.smoke:
         raise InputError("--smoke goes with --ablation NAME", SourceLoc("--smoke"),
                          expected="reproduce --ablation NAME --smoke")
-    if args.cpu_anyway and not args.full:
+    if args.cpu_anyway and args.profile != "full":
         raise InputError("--cpu-anyway goes with --ablation NAME or --full", SourceLoc("--cpu-anyway"),
                          expected="reproduce --full --cpu-anyway")
 
@@ -162,10 +162,11 @@ def cmd_reproduce(args) -> int:
     except ParameterError as err:
         raise InputError(str(err), SourceLoc("--device"), text=args.device, expected="auto, cpu, or cuda where "
                          "torch sees a CUDA device") from None
-    if args.full and cells is None and not args.rerun and not device.startswith("cuda") and not args.cpu_anyway:
+    on_a_cpu = not device.startswith("cuda")
+    if args.profile == "full" and cells is None and not args.rerun and on_a_cpu and not args.cpu_anyway:
         return _full_on_a_cpu(args)
     try:
-        doc = run_grid("full" if args.full else "quick", Path(args.out), Path(args.results), seeds=args.seeds,
+        doc = run_grid(args.profile or "quick", Path(args.out), Path(args.results), seeds=args.seeds,
                        cells=cells, jobs=args.jobs, device=args.device, precision=args.precision, rerun=args.rerun)
     except OSError as err:
         raise InputError(f"cannot write results: {err.strerror or err}", SourceLoc(args.results),
@@ -247,8 +248,9 @@ def _on_slurm(args) -> int:
                              expected="reproduce --quick|--full|--ablation NAME --executor slurm: the profile's "
                                       "unscored cells, one group per array task (--array-parallelism at once); to "
                                       "retrain a cell, delete its run directory and its row from the results file")
-    if args.ablation and (args.full or args.seeds):
-        raise InputError("--ablation runs its own list of runs: no --full or --seeds", SourceLoc("--ablation"),
+    if args.ablation and (args.profile or args.seeds):
+        raise InputError("--ablation runs its own list of runs: no --profile, --full or --seeds",
+                         SourceLoc("--ablation"),
                          expected="reproduce --ablation NAME --executor slurm")
     if args.smoke and not args.ablation:
         raise InputError("--smoke goes with --ablation NAME", SourceLoc("--smoke"),
@@ -263,7 +265,7 @@ def _on_slurm(args) -> int:
     if args.ablation:
         work = slurm.ablation_work(args.ablation, out, results, options, toy=args.smoke, device=args.device)
     else:
-        work = slurm.grid_work("full" if args.full else "quick", out, results, options, seeds=args.seeds,
+        work = slurm.grid_work(args.profile or "quick", out, results, options, seeds=args.seeds,
                                device=args.device, precision=args.precision)
     try:
         doc = slurm.drive(work, options, dry_run=args.dry_run)
@@ -278,8 +280,8 @@ def _on_slurm(args) -> int:
 def _ablation(args) -> int:
     from neural.learning.ablations import NOT_RUN, run_ablation
 
-    if args.cells or args.full or args.rerun or args.seeds:
-        raise InputError("--ablation runs its own list of runs: no --cells, --full, --rerun or --seeds",
+    if args.cells or args.profile or args.rerun or args.seeds:
+        raise InputError("--ablation runs its own list of runs: no --cells, --profile, --rerun or --seeds",
                          SourceLoc("--ablation"),
                          expected="reproduce --ablation NAME [--smoke] [--device D] [--jobs N]")
     try:
@@ -315,8 +317,7 @@ def _reproduce_text(doc: dict) -> str:
         lines.append(f"  {r['task']}:{r['setting']}:{r['layers']} length {r['length']} seed {r['seed']}: "
                      f"accuracy {r['accuracy']:.3f} (majority {r['majority_baseline']:.3f}) after {r['steps']} steps")
     for c in doc["claims"]:
-        lines.append(f"  claim [{c['task']}] {({True: 'holds', False: 'DOES NOT HOLD', None: 'not run'})[c['holds']]}"
-                     f": {c['claim']}")
+        lines.append(f"  claim [{c['task']}] {c['verdict'].replace('fails', 'FAILS')}: {c['claim']}")
     return "\n".join(lines)
 
 
@@ -369,8 +370,13 @@ def register(sub) -> None:
                       help="the paper's grid on equal step budgets, scored on held-out prompts",
                       json_help="print the cells run and the claims as JSON")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="the small grid, under an hour on a 2-core CPU (default)")
-    mode.add_argument("--full", action="store_true", help="depths 1-8, a length axis, 3 seeds: for a GPU")
+    from neural.learning.reproduce import PROFILES
+
+    mode.add_argument("--profile", choices=tuple(PROFILES), default=None,
+                      help="quick: the small grid for a first look (default); cpu: every cell to convergence, depths "
+                           "1-8, 3 seeds, about 8 hours on a 2-core CPU, resumable; full: the paper's sizes, for a GPU")
+    mode.add_argument("--quick", dest="profile", action="store_const", const="quick", help="--profile quick")
+    mode.add_argument("--full", dest="profile", action="store_const", const="full", help="--profile full")
     p.add_argument("--cells", metavar="TASK:SETTING:LAYERS[,...]", help="rerun just these cells, from scratch")
     p.add_argument("--rerun", action="store_true", help="retrain every cell of the profile from scratch")
     p.add_argument("--seeds", type=flags.positive_int, default=None, help="seeds per cell (default: the profile's)")

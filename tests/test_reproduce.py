@@ -152,7 +152,7 @@ def test_a_tiny_grid_writes_the_results_and_resumes(tmp_path, monkeypatch):
     table = (results / "table.md").read_text()
     assert table.split("| task | claim")[0].count("| not run |") == 2 and TINY.finish_with in table
     assert {c["task"] for c in saved["claims"]} == {"modadd", "s5", "isq", "cvp"}
-    assert all(set(c) == {"task", "claim", "holds", "evidence"} for c in saved["claims"])
+    assert all(set(c) == {"task", "claim", "holds", "verdict", "evidence"} for c in saved["claims"])
     assert (results / "table.md").exists() and (results / "accuracy_vs_depth_quick.png").exists()
     assert (results / "learning_curves_quick.png").exists()  # drawn from the runs' metrics
     # resuming the whole profile runs only the cells not yet in quick.json
@@ -296,3 +296,60 @@ def test_budget_bound_cells_are_those_that_did_not_converge():
     assert not budget_bound({"stop_reason": "plateau", "converged": True, "early_stopped": True})
     assert not budget_bound({"early_stopped": True})  # a row from before stop reasons: it reached the target
     assert budget_bound({"early_stopped": False})
+
+
+def _row(task, setting, layers, accuracy, length=None, seed=0, converged=True):
+    length = length or reproduce.PROFILES["cpu"].lengths[task][0]
+    return {"task": task, "setting": setting, "layers": layers, "length": length, "seed": seed,
+            "accuracy": accuracy, "unsound_step_rate": 0.0 if setting == "cot" else None,
+            "majority_baseline": 0.1, "shallow_baseline": 0.5 if task == "cvp" else None,
+            "stop_reason": "reached" if converged else "cap", "converged": converged, "early_stopped": converged}
+
+
+def test_a_claim_judged_on_a_budget_bound_cell_is_undecided_never_holds_or_fails():
+    cpu = reproduce.PROFILES["cpu"]
+    rows = [_row("s5", "cot", 1, 1.0)] + [_row("s5", "base", d, 0.01) for d in (1, 2, 4, 8)]
+    s5 = next(c for c in reproduce.claims(rows, cpu) if c["task"] == "s5")
+    assert (s5["holds"], s5["verdict"]) == (True, "holds")
+    rows[2] = _row("s5", "base", 2, 0.01, converged=False)  # might rise with more steps
+    s5 = next(c for c in reproduce.claims(rows, cpu) if c["task"] == "s5")
+    assert (s5["holds"], s5["verdict"]) == (None, reproduce.UNDECIDED) and "base L2 n=5" in s5["evidence"]
+    rows[0] = _row("s5", "cot", 1, 0.5, converged=False)  # a failure at the cap is no failure either
+    s5 = next(c for c in reproduce.claims(rows, cpu) if c["task"] == "s5")
+    assert s5["verdict"] == reproduce.UNDECIDED
+    rows = [_row("s5", "cot", 1, 0.5)] + [_row("s5", "base", d, 0.01) for d in (1, 2, 4, 8)]
+    s5 = next(c for c in reproduce.claims(rows, cpu) if c["task"] == "s5")
+    assert (s5["holds"], s5["verdict"]) == (False, "fails")
+    assert next(c for c in reproduce.claims([], cpu) if c["task"] == "s5")["verdict"] == "not run"
+
+
+@pytest.mark.parametrize("reach, cot, verdict", [
+    ({4: 1, 6: 2, 8: 8}, 1.0, "holds"),  # base needs more depth as circuits grow; CoT at 1 layer does not
+    ({4: 2, 6: 2, 8: 2}, 1.0, "fails"),  # one depth serves every size
+    ({4: 1, 6: 4, 8: None}, 1.0, "holds"),  # 8 gates: no depth run is enough
+    ({4: 1, 6: 2, 8: 4}, 0.8, "fails"),  # CoT at 1 layer misses a size
+])
+def test_the_cvp_depth_question_is_decided_across_circuit_sizes(reach, cot, verdict):
+    rows = []
+    for gates, depth in reach.items():
+        rows += [_row("cvp", "base", d, 0.95 if depth and d >= depth else 0.6, gates, seed)
+                 for d in (1, 2, 4, 8) for seed in range(3)]
+        rows += [_row("cvp", "cot", 1, cot, gates, seed) for seed in range(3)]
+    claim = next(c for c in reproduce.claims(rows, reproduce.PROFILES["cpu"]) if "depth question" in c["claim"])
+    assert claim["verdict"] == verdict, claim["evidence"]
+    rows[0] = {**rows[0], "converged": False, "stop_reason": "cap"}
+    claim = next(c for c in reproduce.claims(rows, reproduce.PROFILES["cpu"]) if "depth question" in c["claim"])
+    assert claim["verdict"] == reproduce.UNDECIDED
+
+
+def test_the_cpu_profile_trains_every_setting_at_depths_1_to_8_and_cvp_at_three_sizes():
+    cpu = PROFILES["cpu"]
+    cells = cells_of(cpu, cpu.seeds)
+    assert {c.seed for c in cells} == {0, 1, 2} and len({c.key for c in cells}) == len(cells)
+    for task in cpu.tasks:
+        for setting in cpu.settings:
+            assert {c.layers for c in cells if (c.task, c.setting) == (task, setting)} == {1, 2, 4, 8}
+    assert {c.length for c in cells if (c.task, c.setting) == ("cvp", "base")} == {4, 6, 8}
+    assert {(c.length, c.layers) for c in cells if (c.task, c.setting) == ("cvp", "cot")} >= {(6, 1), (8, 1)}
+    cfg = reproduce.train_config(cpu, cells[0])
+    assert cfg.plateau_patience == cpu.plateau_patience and cfg.d_model == 64 and cfg.steps == cpu.steps

@@ -13,7 +13,6 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import pairwise
 from pathlib import Path
 
 from neural.checkpoint import atomic_write_text
@@ -82,6 +81,8 @@ def _cvp_depth_findings(rows: list[dict]) -> dict:
     """For each size and last-gate distribution, the first depth at which base reaches ``CVP_LEARNS`` (None: it
     never does at the depths run); and whether the claim holds: CoT at 1 layer reaches 0.99 at every size while
     base's depth grows with size (never counts as beyond every depth)."""
+    from neural.learning.reproduce import depth_grows
+
     ran = [r for r in rows if r["status"] != NOT_RUN]
     if not ran:
         return {"reach_depth": None, "holds": None, "why": "not run"}
@@ -95,8 +96,7 @@ def _cvp_depth_findings(rows: list[dict]) -> dict:
                 reach[f"{gates} gates {last}"] = next((r["layers"] for r in mine if r["accuracy"] >= CVP_LEARNS), None)
     cot = {r["params"]["gates"]: r["accuracy"] for r in ran if r["setting"] == "cot"}
     depth = [reach.get(f"{g} gates balanced") for g in sizes]
-    order = [float("inf") if d is None else d for d in depth]
-    grows = all(a <= b for a, b in pairwise(order)) and order[0] < order[-1]
+    grows = depth_grows(depth)
     cot_ok = set(cot) == set(sizes) and all(a >= 0.99 for a in cot.values())
     deepest = max((r["layers"] for r in ran if r["setting"] == "base"), default=0)
     return {"reach_depth": reach, "cot_l1": cot, "holds": bool(grows and cot_ok),

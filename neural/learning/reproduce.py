@@ -48,7 +48,9 @@ class Profile:
     lr: float = 1e-3
     warmup: int = 200
     task_steps: tuple = ()  # ... except these tasks': (task, steps) pairs; equal across depths within a task
-    more_depths: tuple = ()  # (task, setting, layers) cells beyond ``depths``, at the task's main length
+    # (task, setting, layers, length) cells beyond the grid of ``depths`` x ``settings`` x ``lengths``
+    more_cells: tuple = ()
+    plateau_patience: int | None = None  # also stop, converged, after this many checks without a new best
     finish_with: str = ""  # the command that runs the cells not yet run, where the profile is sized for
 
     def budget(self, task: str) -> int:
@@ -64,13 +66,25 @@ PROFILES = {
                      lengths={"modadd": (8,), "s5": (8,), "isq": (4,), "cvp": (6,)},
                      settings=("base", "cot", "hint"), depths=(1, 2, 4), steps=3000, seeds=1, eval_samples=500, lr=2e-3,
                      task_steps=(("isq", 6000),), finish_with="cotproof reproduce --quick --jobs 2"),
+    # 2-core CPU, about 8 hours, resumable: every cell trains to convergence (early stop, or no new best validation
+    # accuracy in 8 checks) or to a cap far beyond the 1-layer CoT cells' need. Width 64: a step costs a third of
+    # width 128's here, and 1-layer CoT learns every task at it. Depths 1-8, 3 seeds, and the cvp depth question
+    # (base at every depth, CoT at 1 layer) at 4, 6 and 8 gates. One learning rate at every depth (README's sweep)
+    "cpu": Profile(tasks={"modadd": {"modulus": 7}, "s5": {}, "isq": {"min_prime": 151, "max_prime": 199},
+                          "cvp": {}},
+                   lengths={"modadd": (6,), "s5": (5,), "isq": (3,), "cvp": (4,)},
+                   settings=("base", "cot", "hint"), depths=(1, 2, 4, 8), steps=6000, seeds=3, d_model=64,
+                   eval_samples=500, lr=1e-3, warmup=200, plateau_patience=8,
+                   more_cells=tuple(("cvp", "base", layers, gates) for gates in (6, 8) for layers in (1, 2, 4, 8)) +
+                   tuple(("cvp", "cot", 1, gates) for gates in (6, 8)),
+                   finish_with="cotproof reproduce --profile cpu --jobs 2"),
     # a GPU (``--jobs`` 10-14 on one H100): depths to 8 (16 for base where the paper's base needs depth), the
     # length axis for modadd and cvp, every setting, 3 seeds: 261 cells
     "full": Profile(tasks={"modadd": {"modulus": 7}, "s5": {}, "isq": {"min_prime": 101, "max_prime": 397},
                            "cvp": {}},
                     lengths={"modadd": (16, 4, 8), "s5": (16,), "isq": (8,), "cvp": (16, 8)},
                     settings=("base", "cot", "hint"), depths=(1, 2, 4, 8), steps=8000, seeds=3, eval_samples=1000,
-                    more_depths=(("s5", "base", 16), ("isq", "base", 16), ("cvp", "base", 16)),
+                    more_cells=(("s5", "base", 16, 16), ("isq", "base", 16, 8), ("cvp", "base", 16, 16)),
                     finish_with="cotproof reproduce --full --device cuda --jobs 12"),
 }
 
@@ -112,18 +126,18 @@ def parse_cells(text: str | None) -> list[tuple[str, str, int]] | None:
 
 
 def cells_of(profile: Profile, seeds: int, chosen: list | None = None) -> list[Cell]:
-    """Every cell of the profile: each setting at every depth at the task's main length, and the length axis at
-    every depth too; ``chosen`` (task, setting, layers) selects cells, at any depth, even one the profile lacks,
-    and orders them as listed."""
+    """Every cell of the profile: each setting at every depth at each of the task's lengths, then ``more_cells``;
+    ``chosen`` (task, setting, layers) selects cells, at any depth, even one the profile lacks, and orders them as
+    listed."""
     cells = []
     for task in profile.tasks:
-        main, *others = profile.lengths[task]
         for setting in profile.settings:
             for layers in profile.depths:
-                for length in (main, *others):
+                for length in profile.lengths[task]:
                     cells += [Cell(task, setting, layers, length, s) for s in range(seeds)]
-            more = sorted(layers for t, st, layers in profile.more_depths if (t, st) == (task, setting))
-            cells += [Cell(task, setting, layers, main, s) for layers in more for s in range(seeds)]
+            more = sorted((layers, length) for t, st, layers, length in profile.more_cells
+                          if (t, st) == (task, setting))
+            cells += [Cell(task, setting, layers, length, s) for layers, length in more for s in range(seeds)]
     if chosen is None:
         return cells
     picked = [c for c in cells if (c.task, c.setting, c.layers) in chosen]
@@ -141,7 +155,8 @@ def train_config(profile: Profile, cell: Cell, precision: str = "auto"):
     return TrainConfig(task=cell.task, task_params=tuple(params.items()), setting=cell.setting,
                        layers=cell.layers, d_model=profile.d_model, heads=4, d_ff=4 * profile.d_model, lr=profile.lr,
                        warmup=profile.warmup, steps=profile.budget(cell.task), seed=cell.seed, early_stop=EARLY_STOP,
-                       eval_every=250, eval_samples=512, save_every=250, log_every=50, precision=precision)
+                       plateau_patience=profile.plateau_patience, eval_every=250, eval_samples=512, save_every=250,
+                       log_every=50, precision=precision)
 
 
 # ---- one cell -------------------------------------------------------------------------------------------------
@@ -609,67 +624,113 @@ def _span(rs) -> str:
     return f"{np.mean(accs):.3f}" + (f" [{min(accs):.3f}-{max(accs):.3f}, {len(accs)} seeds]" if len(accs) > 1 else "")
 
 
+UNDECIDED = "undecided: budget-bound"  # a claim whose deciding cells include one that used its whole budget
+
+
+def _claim(task: str, claim: str, holds: bool | None, evidence: str, deciding: list[dict]) -> dict:
+    """One claim as the results state it. ``holds`` is what the deciding cells say as scored; where one of them is
+    budget-bound (it stopped at its step cap, not converged) more training might change it, so the claim is
+    undecided rather than judged on it."""
+    from neural.learning.reproduce_report import budget_bound
+
+    bound = [r for r in deciding if budget_bound(r)]
+    if holds is not None and bound:
+        cells = ", ".join(sorted({f"{r['setting']} L{r['layers']} n={r['length']}" for r in bound}))
+        holds, verdict, evidence = None, UNDECIDED, f"{evidence}; budget-bound: {cells}"
+    else:
+        verdict = {True: "holds", False: "fails", None: "not run"}[holds]
+    return {"task": task, "claim": claim, "holds": holds, "verdict": verdict, "evidence": evidence or NO_EVIDENCE}
+
+
+def first_depth_reaching(rows: list[dict], level: float) -> int | None:
+    """The shallowest depth whose mean accuracy over seeds reaches ``level`` (None: no depth run does)."""
+    depths = sorted({r["layers"] for r in rows})
+    return next((d for d in depths if np.mean([r["accuracy"] for r in rows if r["layers"] == d]) >= level), None)
+
+
+def depth_grows(reach: list[int | None]) -> bool:
+    """Whether the depth needed grows with size: never smaller at a larger size (None, never reached, counts as
+    beyond every depth run), and larger at the largest size than at the smallest."""
+    order = [float("inf") if d is None else d for d in reach]
+    return all(a <= b for a, b in zip(order, order[1:])) and order[0] < order[-1]
+
+
 def claims(rows: list[dict], profile: Profile) -> list[dict]:
-    """The paper's four claims, each judged from the cells that decide it; ``holds`` is None until they have run."""
+    """The paper's claims, each judged from the cells that decide it (``_claim``: not run, holds, fails, or
+    undecided where a deciding cell is budget-bound)."""
     out, t = [], THRESHOLDS
 
-    def cot_one_layer(task):
-        rs = _group(rows, task, "cot", 1)
+    def cot_one_layer(task, length=None):
+        rs = _group(rows, task, "cot", 1, length)
         ok = bool(rs) and all(r["accuracy"] >= t.cot_reaches and (r["unsound_step_rate"] or 0) <= t.cot_unsound
                               for r in rs)
         lengths = sorted({r["length"] for r in rs})
         text = "; ".join(f"cot L1 n={n}: {_span(_group(rs, task, 'cot', 1, n))}" for n in lengths)
-        return (ok if rs else None), text
+        return (ok if rs else None), text, rs
 
     def base_low(task):
         rs = _group(rows, task, "base")
         depths = sorted({r["layers"] for r in rs})
         text = "; ".join(f"base L{d}: {_span(_group(rs, task, 'base', d))}" for d in depths)
-        return (all(r["accuracy"] <= t.base_stays_below for r in rs) if rs else None), text
+        return (all(r["accuracy"] <= t.base_stays_below for r in rs) if rs else None), text, rs
 
-    ok, text = cot_one_layer("modadd")
+    ok, text, cot_rows = cot_one_layer("modadd")
     base = _group(rows, "modadd", "base")
     lengths = sorted({r["length"] for r in base})
     learned = [n for n in lengths if any(np.mean([r["accuracy"] for r in _group(base, "modadd", "base", d, n)])
                                          >= t.base_learns for d in {r["layers"] for r in base})]
     failed = [n for n in lengths if n not in learned]
     axis = len({r["length"] for r in base}) > 1
-    out.append({"task": "modadd", "claim": "CoT at 1 layer learns addition mod 7 at every input length; base learns "
-                "short inputs but not long ones, so CoT's advantage shows as inputs grow",
-                "holds": ok if not axis or ok is None else (ok and bool(learned) and bool(failed) and
-                                                            max(learned) < min(failed)),
-                "evidence": text + f"; base learns (>= {t.base_learns:g} at some depth) at lengths "
-                f"{learned or 'none'}, "
-                f"not at {failed or 'none'}" + ("" if axis else " (one length run: only the CoT half is judged)")})
+    out.append(_claim("modadd", "CoT at 1 layer learns addition mod 7 at every input length; base learns short "
+                      "inputs but not long ones, so CoT's advantage shows as inputs grow",
+                      ok if not axis or ok is None else (ok and bool(learned) and bool(failed) and
+                                                         max(learned) < min(failed)),
+                      text + f"; base learns (>= {t.base_learns:g} at some depth) at lengths {learned or 'none'}, "
+                      f"not at {failed or 'none'}" + ("" if axis else " (one length run: only the CoT half is judged)"),
+                      cot_rows + (base if axis else [])))
     for task, name in (("s5", "composition in S5"), ("isq", "iterated squaring")):
-        ok1, t1 = cot_one_layer(task)
-        ok2, t2 = base_low(task)
+        ok1, t1, r1 = cot_one_layer(task)
+        ok2, t2, r2 = base_low(task)
         both = None if ok1 is None or ok2 is None else ok1 and ok2
-        out.append({"task": task, "claim": f"{name}: base stays at or below {t.base_stays_below:g} at every depth "
-                    f"run; CoT with 1 layer reaches {t.cot_reaches:g}", "holds": both,
-                    "evidence": "; ".join(x for x in (t1, t2) if x) or NO_EVIDENCE})
-    ok1, t1 = cot_one_layer("cvp")
-    base = _group(rows, "cvp", "base")
-    holds = ok1
-    evidence = t1
+        out.append(_claim(task, f"{name}: base stays at or below {t.base_stays_below:g} at every depth run; CoT "
+                          f"with 1 layer reaches {t.cot_reaches:g}", both, "; ".join(x for x in (t1, t2) if x),
+                          r1 + r2))
+    main = profile.lengths["cvp"][0]
+    ok1, t1, r1 = cot_one_layer("cvp", main)
+    base = _group(rows, "cvp", "base", length=main)
+    holds, evidence = ok1, t1
     if base:
-        main = profile.lengths["cvp"][0]
-        depths = sorted({r["layers"] for r in base if r["length"] == main})
-        means = {d: np.mean([r["accuracy"] for r in _group(base, "cvp", "base", d, main)]) for d in depths}
-        spread = max((max(r["accuracy"] for r in _group(base, "cvp", "base", d, main)) -
-                      min(r["accuracy"] for r in _group(base, "cvp", "base", d, main)) for d in depths), default=0.0)
-        cot1 = _group(rows, "cvp", "cot", 1, main)
-        gap = (np.mean([r["accuracy"] for r in cot1]) - means.get(1, np.nan)) if cot1 and 1 in means else None
+        depths = sorted({r["layers"] for r in base})
+        means = {d: np.mean([r["accuracy"] for r in _group(base, "cvp", "base", d)]) for d in depths}
+        spread = max((max(r["accuracy"] for r in _group(base, "cvp", "base", d)) -
+                      min(r["accuracy"] for r in _group(base, "cvp", "base", d)) for d in depths), default=0.0)
+        gap = (np.mean([r["accuracy"] for r in r1]) - means.get(1, np.nan)) if r1 and 1 in means else None
         falls = any(means[b] < means[a] - max(spread, t.depth_noise) for a, b in zip(depths, depths[1:]))
-        reach = next((d for d in depths if means[d] >= t.base_learns), None)
+        reach = first_depth_reaching(base, t.base_learns)
         holds = None if ok1 is None else bool(ok1 and (gap is None or gap >= t.cvp_gap) and not falls)
-        evidence += ("; " + "; ".join(f"base L{d}: {_span(_group(base, 'cvp', 'base', d, main))}" for d in depths) +
+        evidence += ("; " + "; ".join(f"base L{d}: {_span(_group(base, 'cvp', 'base', d))}" for d in depths) +
                      (f"; CoT L1 minus base L1 = {gap:.3f}" if gap is not None else "") +
                      f"; base falls with depth beyond its seed spread: {'yes' if falls else 'no'}" +
                      f"; depth at which base reaches {t.base_learns:g}: "
                      f"{reach if reach else 'none of ' + str(depths)}" +
                      f"; shallow baseline {base[0]['shallow_baseline']:.3f}")
-    out.append({"task": "cvp", "claim": f"circuit value: CoT with 1 layer reaches {t.cot_reaches:g}; base is well "
-                f"below it at 1 layer (by {t.cvp_gap:g} or more) and does not get worse with depth", "holds": holds,
-                "evidence": evidence.lstrip("; ") or NO_EVIDENCE})
+    out.append(_claim("cvp", f"circuit value at {main} gates: CoT with 1 layer reaches {t.cot_reaches:g}; base is "
+                      f"well below it at 1 layer (by {t.cvp_gap:g} or more) and does not get worse with depth",
+                      holds, evidence.lstrip("; "), r1 + base))
+    sizes = sorted({r["length"] for r in _group(rows, "cvp", "base")})
+    if len(profile.lengths["cvp"]) > 1 or len(sizes) > 1:  # the depth question needs several circuit sizes
+        reach = [first_depth_reaching(_group(rows, "cvp", "base", length=n), t.base_learns) for n in sizes]
+        cot = {n: _group(rows, "cvp", "cot", 1, n) for n in sizes}
+        cot_ok = all(rs and all(r["accuracy"] >= t.cot_reaches for r in rs) for rs in cot.values())
+        deciding = _group(rows, "cvp", "base") + [r for rs in cot.values() for r in rs]
+        deepest = max((r["layers"] for r in _group(rows, "cvp", "base")), default=0)
+        out.append(_claim("cvp", f"circuit value, the depth question: the depth at which base first reaches "
+                          f"{t.base_learns:g} grows with the circuit's size; CoT with 1 layer reaches "
+                          f"{t.cot_reaches:g} at every size", None if len(sizes) < 2 else
+                          bool(depth_grows(reach) and cot_ok),
+                          f"base first reaches {t.base_learns:g} at depth " +
+                          ", ".join(f"{d if d else f'none up to {deepest}'} for {n} gates"
+                                    for n, d in zip(sizes, reach)) + "; " +
+                          "; ".join(f"cot L1 n={n}: {_span(rs) if rs else 'not run'}" for n, rs in cot.items()),
+                          deciding))
     return out

@@ -59,10 +59,10 @@ def render_table(doc: dict, profile) -> str:
         chance = ("– | –" if any_cell is None else f"{any_cell['majority_baseline']:.3f} | " +
                   ("–" if any_cell["shallow_baseline"] is None else f"{any_cell['shallow_baseline']:.3f}"))
         lines.append(f"| {task} | {length} | {setting} | " + " | ".join(row) + f" | {chance} |")
-    lines += ["", "| task | claim | holds | evidence |", "|---|---|---|---|"]
+    lines += ["", "| task | claim | verdict | evidence |", "|---|---|---|---|"]
     for c in doc["claims"]:
-        holds = {True: "yes", False: "**no**", None: "not run"}[c["holds"]]
-        lines.append(f"| {c['task']} | {c['claim']} | {holds} | {c['evidence']} |")
+        verdict = {"fails": "**fails**"}.get(c["verdict"], c["verdict"])
+        lines.append(f"| {c['task']} | {c['claim']} | {verdict} | {c['evidence']} |")
     steps = [r["steps"] for r in doc["cells"]]
     secs = [r["seconds"] for r in doc["cells"]]
     if steps:
