@@ -50,7 +50,8 @@ class Profile:
     task_steps: tuple = ()  # ... except these tasks': (task, steps) pairs; equal across depths within a task
     # (task, setting, layers, length) cells beyond the grid of ``depths`` x ``settings`` x ``lengths``
     more_cells: tuple = ()
-    plateau_patience: int | None = None  # also stop, converged, after this many checks without a new best
+    plateau_patience: int | None = None  # also stop, converged, after this many checks without a new best ...
+    plateau_from: int = 0  # ... from this step on (TrainConfig.plateau_from)
     finish_with: str = ""  # the command that runs the cells not yet run, where the profile is sized for
 
     def budget(self, task: str) -> int:
@@ -155,8 +156,8 @@ def train_config(profile: Profile, cell: Cell, precision: str = "auto"):
     return TrainConfig(task=cell.task, task_params=tuple(params.items()), setting=cell.setting,
                        layers=cell.layers, d_model=profile.d_model, heads=4, d_ff=4 * profile.d_model, lr=profile.lr,
                        warmup=profile.warmup, steps=profile.budget(cell.task), seed=cell.seed, early_stop=EARLY_STOP,
-                       plateau_patience=profile.plateau_patience, eval_every=250, eval_samples=512, save_every=250,
-                       log_every=50, precision=precision)
+                       plateau_patience=profile.plateau_patience, plateau_from=profile.plateau_from, eval_every=250,
+                       eval_samples=512, save_every=250, log_every=50, precision=precision)
 
 
 # ---- one cell -------------------------------------------------------------------------------------------------

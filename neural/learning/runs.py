@@ -52,6 +52,7 @@ class TrainConfig:
     early_stop: float | None = None  # stop once the accuracy on the validation split reaches this ...
     early_stop_patience: int = 2  # ... at this many checks in a row (one lucky check is not a learned task)
     plateau_patience: int | None = None  # stop, converged, after this many checks without a new best (None: never)
+    plateau_from: int = 0  # ... but not before this step: S5 sits at chance for thousands of steps before it learns
     eval_every: int = 250  # steps between those validation checks
     eval_samples: int = 256
     precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 elsewhere (neural.learning.train.resolve_precision)

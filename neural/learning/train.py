@@ -410,7 +410,8 @@ class Group:
         if checked and m.passes >= m.cfg.early_stop_patience:
             m.stop_reason = "reached"
             return True
-        if checked and m.cfg.plateau_patience is not None and m.since_best >= m.cfg.plateau_patience:
+        if checked and m.cfg.plateau_patience is not None and m.since_best >= m.cfg.plateau_patience \
+                and step >= m.cfg.plateau_from:
             m.stop_reason = "plateau"
             return True
         if self.rank == 0 and step % m.cfg.save_every == 0:
