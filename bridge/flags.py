@@ -74,3 +74,22 @@ def command(sub, name: str, func, json_help: str = "print one JSON object instea
     p.add_argument("--json", action="store_true", help=json_help)
     p.set_defaults(func=func)
     return p
+
+
+class _Renamed(argparse.Action):
+    """An old spelling of a renamed flag: it still works, and says once on stderr what to write instead."""
+
+    def __init__(self, option_strings, dest, new: str = "", **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import sys
+
+        print(f"cotproof: {option_string} is deprecated here and will be removed: write {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def renamed(p, old: str, new: str, **kwargs) -> None:
+    """Register ``old`` as a deprecated alias of the flag ``new`` (already added, same ``dest``)."""
+    p.add_argument(old, action=_Renamed, new=new, help=argparse.SUPPRESS, **kwargs)

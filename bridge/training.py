@@ -6,6 +6,8 @@ from pathlib import Path
 from bridge.output import emit
 from grammar.errors import InputError, ParameterError, SourceLoc
 
+AUTOCAST = ("auto", "bf16", "fp32")  # train's and reproduce's --autocast (neural.learning.train.resolve_precision)
+
 
 def _task_from(args) -> tuple[str, dict]:
     if args.spec and args.task:
@@ -57,7 +59,7 @@ def cmd_train(args) -> int:
                       layernorm=not args.no_layernorm, lr=args.lr, weight_decay=args.weight_decay,
                       batch_size=args.batch_size, steps=args.steps, warmup=args.warmup,
                       time_limit=args.time_limit, seed=args.seed, device=args.device, save_every=args.save_every,
-                      precision=args.precision)
+                      precision=args.autocast)
     try:  # the task, from the user's parameters, before anything else: a bad one is bad input
         task = cfg.make_task()
     except ParameterError as err:
@@ -167,7 +169,7 @@ def cmd_reproduce(args) -> int:
         return _full_on_a_cpu(args)
     try:
         doc = run_grid(args.profile or "quick", Path(args.out), Path(args.results), seeds=args.seeds,
-                       cells=cells, jobs=args.jobs, device=args.device, precision=args.precision, rerun=args.rerun)
+                       cells=cells, jobs=args.jobs, device=args.device, precision=args.autocast, rerun=args.rerun)
     except OSError as err:
         raise InputError(f"cannot write results: {err.strerror or err}", SourceLoc(args.results),
                          expected="writable --out and --results") from None
@@ -266,7 +268,7 @@ def _on_slurm(args) -> int:
         work = slurm.ablation_work(args.ablation, out, results, options, toy=args.smoke, device=args.device)
     else:
         work = slurm.grid_work(args.profile or "quick", out, results, options, seeds=args.seeds,
-                               device=args.device, precision=args.precision)
+                               device=args.device, precision=args.autocast)
     try:
         doc = slurm.drive(work, options, dry_run=args.dry_run)
     except OSError as err:
@@ -351,9 +353,10 @@ def register(sub) -> None:
     p.add_argument("--seeds", type=flags.positive_int, default=1, metavar="N",
                    help="train seeds SEED..SEED+N-1 as one group (one stacked model), into OUT/seed<S> each; "
                         "with --json, one line per seed")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+    p.add_argument("--autocast", choices=AUTOCAST, default="auto",
                    help="bf16: autocast with float32 master weights (and TF32 matmuls on CUDA); auto: bf16 on CUDA, "
                         "fp32 on a CPU")
+    flags.renamed(p, "--precision", "--autocast", dest="autocast", choices=AUTOCAST)  # run's --precision is F(e,s)
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
     p.add_argument("--force", action="store_true", help="train from scratch over a checkpoint already in --out")
     p.add_argument("--out", required=True, metavar="DIR")
@@ -384,8 +387,8 @@ def register(sub) -> None:
                    help="worker processes, each training one group of cells at a time on one device (default: one "
                         "per visible GPU, or 1 on a CPU)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                   help="auto: bf16 autocast on CUDA, fp32 on a CPU")
+    p.add_argument("--autocast", choices=AUTOCAST, default="auto", help="auto: bf16 autocast on CUDA, fp32 on a CPU")
+    flags.renamed(p, "--precision", "--autocast", dest="autocast", choices=AUTOCAST)
     from neural.learning.ablations import ABLATIONS
 
     p.add_argument("--ablation", choices=tuple(ABLATIONS),

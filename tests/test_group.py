@@ -217,3 +217,14 @@ def test_bf16_autocast_trains_on_the_cpu_too(tmp_path):
     assert last["step"] == 5 and np.isfinite(last["loss"])
     with pytest.raises(ValueError, match="unknown precision"):
         train(_tiny(precision="fp8", steps=1), tmp_path / "fp8", progress=False)
+
+
+@pytest.mark.parametrize("flag, warned", [("--autocast", False), ("--precision", True)])
+def test_train_autocast_flag_and_its_old_spelling(tmp_path, flag, warned):
+    """train's --precision was renamed --autocast (run's --precision is the F(e,s) format): the old spelling still
+    works, with a warning naming the new one."""
+    proc = cli("train", "--task", "modadd", "--param", "length=3", "--d-model", "16", "--heads", "2", "--steps", "2",
+               flag, "fp32", "--out", str(tmp_path / "r"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert ("deprecated" in proc.stderr and "--autocast" in proc.stderr) == warned
+    assert json.loads((tmp_path / "r/config.json").read_text())["train"]["precision"] == "fp32"
