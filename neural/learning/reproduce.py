@@ -67,15 +67,15 @@ PROFILES = {
                      lengths={"modadd": (8,), "s5": (8,), "isq": (4,), "cvp": (6,)},
                      settings=("base", "cot", "hint"), depths=(1, 2, 4), steps=3000, seeds=1, eval_samples=500, lr=2e-3,
                      task_steps=(("isq", 6000),), finish_with="cotproof reproduce --quick --jobs 2"),
-    # 2-core CPU, about 8 hours, resumable: every cell trains to convergence (early stop, or no new best validation
-    # accuracy in 8 checks) or to a cap far beyond the 1-layer CoT cells' need. Width 64: a step costs a third of
-    # width 128's here, and 1-layer CoT learns every task at it. Depths 1-8, 3 seeds, and the cvp depth question
-    # (base at every depth, CoT at 1 layer) at 4, 6 and 8 gates. One learning rate at every depth (README's sweep)
+    # 2-core CPU, resumable: every cell trains to convergence (early stop, or no new best validation accuracy in 8
+    # checks, from step 3,000 on) or to a cap of 10,000 steps, beyond what the CoT cells of the sweep needed. Width
+    # 64: a step costs about a third of width 128's here. Depths 1-8, 3 seeds, and the cvp depth question (base at
+    # every depth, CoT at 1 layer) at 4, 6 and 8 gates. One learning rate, 1e-3, at every depth (README's sweep)
     "cpu": Profile(tasks={"modadd": {"modulus": 7}, "s5": {}, "isq": {"min_prime": 151, "max_prime": 199},
                           "cvp": {}},
                    lengths={"modadd": (6,), "s5": (5,), "isq": (3,), "cvp": (4,)},
-                   settings=("base", "cot", "hint"), depths=(1, 2, 4, 8), steps=6000, seeds=3, d_model=64,
-                   eval_samples=500, lr=1e-3, warmup=200, plateau_patience=8,
+                   settings=("base", "cot", "hint"), depths=(1, 2, 4, 8), steps=10000, seeds=3, d_model=64,
+                   eval_samples=500, lr=1e-3, warmup=200, plateau_patience=8, plateau_from=3000,
                    more_cells=tuple(("cvp", "base", layers, gates) for gates in (6, 8) for layers in (1, 2, 4, 8)) +
                    tuple(("cvp", "cot", 1, gates) for gates in (6, 8)),
                    finish_with="cotproof reproduce --profile cpu --jobs 2"),
