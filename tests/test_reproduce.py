@@ -348,7 +348,8 @@ def test_the_cpu_profile_trains_every_setting_at_depths_1_to_8_and_cvp_at_three_
     assert {c.seed for c in cells} == {0, 1, 2} and len({c.key for c in cells}) == len(cells)
     for task in cpu.tasks:
         for setting in cpu.settings:
-            assert {c.layers for c in cells if (c.task, c.setting) == (task, setting)} == {1, 2, 4, 8}
+            depths = {1} if task == "cvp" and setting != "base" else {1, 2, 4, 8}
+            assert {c.layers for c in cells if (c.task, c.setting) == (task, setting)} == depths
     assert {c.length for c in cells if (c.task, c.setting) == ("cvp", "base")} == {4, 6, 8}
     assert {(c.length, c.layers) for c in cells if (c.task, c.setting) == ("cvp", "cot")} >= {(6, 1), (8, 1)}
     cfg = reproduce.train_config(cpu, cells[0])

@@ -50,6 +50,7 @@ class Profile:
     task_steps: tuple = ()  # ... except these tasks': (task, steps) pairs; equal across depths within a task
     # (task, setting, layers, length) cells beyond the grid of ``depths`` x ``settings`` x ``lengths``
     more_cells: tuple = ()
+    depths_of: tuple = ()  # (task, setting, depths): where the grid runs other depths than ``depths``
     plateau_patience: int | None = None  # also stop, converged, after this many checks without a new best ...
     plateau_from: int = 0  # ... from this step on (TrainConfig.plateau_from)
     finish_with: str = ""  # the command that runs the cells not yet run, where the profile is sized for
@@ -70,12 +71,15 @@ PROFILES = {
     # 2-core CPU, resumable: every cell trains to convergence (early stop, or no new best validation accuracy in 8
     # checks, from step 3,000 on) or to a cap of 10,000 steps, beyond what the CoT cells of the sweep needed. Width
     # 64: a step costs about a third of width 128's here. Depths 1-8, 3 seeds, and the cvp depth question (base at
-    # every depth, CoT at 1 layer) at 4, 6 and 8 gates. One learning rate, 1e-3, at every depth (README's sweep)
+    # every depth, CoT at 1 layer) at 4, 6 and 8 gates; cvp's CoT and hint run at 1 layer only, since no claim
+    # reads them deeper and their long sequences would cost half the profile. One learning rate, 1e-3, at every
+    # depth (README's sweep)
     "cpu": Profile(tasks={"modadd": {"modulus": 7}, "s5": {}, "isq": {"min_prime": 151, "max_prime": 199},
                           "cvp": {}},
                    lengths={"modadd": (6,), "s5": (5,), "isq": (3,), "cvp": (4,)},
                    settings=("base", "cot", "hint"), depths=(1, 2, 4, 8), steps=10000, seeds=3, d_model=64,
                    eval_samples=500, lr=1e-3, warmup=200, plateau_patience=8, plateau_from=3000,
+                   depths_of=(("cvp", "cot", (1,)), ("cvp", "hint", (1,))),
                    more_cells=tuple(("cvp", "base", layers, gates) for gates in (6, 8) for layers in (1, 2, 4, 8)) +
                    tuple(("cvp", "cot", 1, gates) for gates in (6, 8)),
                    finish_with="cotproof reproduce --profile cpu --jobs 2"),
@@ -133,7 +137,7 @@ def cells_of(profile: Profile, seeds: int, chosen: list | None = None) -> list[C
     cells = []
     for task in profile.tasks:
         for setting in profile.settings:
-            for layers in profile.depths:
+            for layers in dict(((t, st), ds) for t, st, ds in profile.depths_of).get((task, setting), profile.depths):
                 for length in profile.lengths[task]:
                     cells += [Cell(task, setting, layers, length, s) for s in range(seeds)]
             more = sorted((layers, length) for t, st, layers, length in profile.more_cells
