@@ -1,4 +1,5 @@
-"""The commands, and the engines that join the three other packages. It may import all of them; nothing imports it.
+"""Engines that join the other packages (a proof of torch weights, a trained model audited against its task's step
+circuit, exports with their proofs), and the commands over them. It may import every package; nothing imports it.
 
 Read in this order:
 - the verifier engine: ``target`` (a spec or netlist in, the construction built), ``proof`` (every lemma over the
@@ -13,10 +14,9 @@ Read in this order:
 - interoperability: ``manifest`` (a construction's proved mechanism as JSON, and the attention target of every
   query), ``export`` (``cotproof export``: TransformerLens, Hugging Face GPT-2, the mechanism suite);
 - the public pytest API: ``testing`` (``assert_proved``, ``assert_refuted``);
-- the command shells, thin over the above: ``cli`` (``cotproof``), ``verify`` (``python -m bridge.verify``),
-  ``commands``, ``execution`` (run, compile), ``checking`` (check, equiv), ``circuits``, ``training`` (train,
-  eval, reproduce), ``certify``, ``bench``; and what every shell shares: ``output`` (the exit-code table, errors,
-  ``--json``), ``flags`` (typed flag values, one parser per command), ``inputs`` (bit strings, vector files,
-  overrides), ``progress``;
+- what engines and shells share: ``output`` (the exit-code table, errors, ``--json``), ``progress``;
+- ``commands/``: the command shells, thin over the above (flags, printing, exit codes; see its docstring), with
+  ``cli`` (``python -m bridge.cli``, the ``cotproof`` command) and ``verify`` (``python -m bridge.verify``) as the
+  two entry points at their old names;
 - ``benchmarks/``: what ``cotproof bench`` runs, each in its own process.
 """

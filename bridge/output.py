@@ -1,7 +1,8 @@
 """What every command shares on the way out: the exit-code table, printing a result, and turning every way a
 command can end into that table.
 
-Command modules import from here, never from ``bridge.cli``, so the command line is a root that nothing imports.
+Command modules import from here, never from ``bridge.commands.main``, so the command line is a root that nothing
+imports.
 """
 from __future__ import annotations
 

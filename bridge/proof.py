@@ -1,6 +1,6 @@
 """The verifier's engine: every claimed lemma of a constructed model, the bounded checks beside them, and a replayed
-counterexample, gathered in a ``Report``. Callable from Python (``bridge.testing`` does); ``bridge.verify`` is the
-command shell around it.
+counterexample, gathered in a ``Report``. Callable from Python (``bridge.testing`` does);
+``bridge.commands.verifying`` is the command shell around it.
 
 The proof path never imports torch in the paper's arithmetic: the weights are numpy arrays from
 ``neural.construction.construct``, the lemmas are Z3 queries over them, and replays run in

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import z3
 
-from formal.fp import model_format
+from formal.fp_theory import model_format
 from formal.query import Query
 from formal.residual import symbolic_residual
 from formal.witness import Kind

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import z3
 
-from formal.fp import make_solver
+from formal.fp_theory import make_solver
 from formal.witness import Kind, Witness, witness
 
 PROVED, REFUTED, UNKNOWN = "proved", "refuted", "unknown"
@@ -52,7 +52,7 @@ class Outcome:
 def _read(model: z3.ModelRef, term):
     value = model.eval(term, model_completion=True)
     if z3.is_fp_value(value) or isinstance(value, z3.FPRef):
-        from formal.fp import Z3Format
+        from formal.fp_theory import Z3Format
 
         return float(Z3Format.to_fraction(value)) if Z3Format.to_fraction(value) is not None else str(value)
     if z3.is_true(value) or z3.is_false(value):

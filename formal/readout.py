@@ -9,7 +9,7 @@ import numpy as np
 import z3
 
 from formal.embedding import cvp_rows
-from formal.fp import model_format
+from formal.fp_theory import model_format
 from formal.query import Query, Violation
 from formal.residual import symbolic_residual
 from formal.witness import Kind

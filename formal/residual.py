@@ -6,7 +6,7 @@ stray weight is refuted with a concrete residual rather than assumed away.
 """
 from __future__ import annotations
 
-from formal.fp import Z3Format
+from formal.fp_theory import Z3Format
 
 DOMAIN = (-1.0, 0.0, 1.0)
 

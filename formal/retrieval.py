@@ -29,7 +29,7 @@ import numpy as np
 import z3
 
 from formal.exp_table import exp_facts
-from formal.fp import Z3Format, model_format
+from formal.fp_theory import Z3Format, model_format
 from formal.query import Query, Violation
 from formal.residual import DOMAIN
 from formal.softmax import softmax_queries

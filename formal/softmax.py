@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import z3
 
-from formal.fp import Z3Format
+from formal.fp_theory import Z3Format
 from formal.query import Query
 from formal.witness import Kind
 

@@ -2,7 +2,7 @@
 
 Two subpackages share the decoder and the CVP format:
 - shared, here: ``config`` (the architecture and the state-dict names), ``model`` (the one torch decoder),
-  ``checkpoint`` (safetensors on disk, no pickle), ``cvp`` (the one CVP format), ``export`` and ``hf`` (the decoder
+  ``checkpoint`` (safetensors on disk, no pickle), ``cvp`` (the one CVP format), ``tlens`` and ``hf`` (the decoder
   as a TransformerLens bridge and as a Hugging Face GPT-2, and any local causal LM as a function: optional
   dependencies, imported only when asked for), ``prefix_forcing`` (teacher forcing of many reference traces with
   the prompts' shared prefixes computed once, for ``certify``, over any decoder);

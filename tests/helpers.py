@@ -82,7 +82,7 @@ def in_process(*args: str) -> subprocess.CompletedProcess:
     import io
     import os
 
-    from bridge.cli import main as cli_main
+    from bridge.commands.main import main as cli_main
     from grammar import limits
 
     out, err = io.StringIO(), io.StringIO()

@@ -78,8 +78,8 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_graph_sees_deferred_imports():
     graph = import_graph()
-    assert "bridge.output" in graph["bridge.verify"]  # top level
-    assert "bridge.proof" in graph["bridge.verify"]  # inside a function
+    assert "bridge.output" in graph["bridge.commands.verifying"]  # top level
+    assert "bridge.proof" in graph["bridge.commands.verifying"]  # inside a function
     assert "grammar.netlist" in graph["bridge.target"]
 
 
@@ -112,7 +112,7 @@ def _half(name: str) -> str | None:
 
 def test_neural_modules_are_each_in_one_half_or_shared():
     shared = {"neural", "neural.config", "neural.model", "neural.checkpoint", "neural.cvp", "neural.construction",
-              "neural.learning", "neural.export", "neural.hf", "neural.prefix_forcing"}
+              "neural.learning", "neural.tlens", "neural.hf", "neural.prefix_forcing"}
     modules = [n for n in project_modules() if n.split(".")[0] == "neural"]
     assert {_half(n) for n in modules} == {None, "construction", "learning"}
     assert not [n for n in modules if n not in shared and _half(n) is None]
@@ -177,3 +177,23 @@ def test_bridge_catches_no_bare_value_error_from_the_library():
 def test_the_catch_finder_sees_a_library_call():
     tree = ast.parse("try:\n    build(x)\nexcept ValueError:\n    pass\n")
     assert value_error_catches(tree) == [(1, {"build"})]
+
+
+def test_no_two_modules_share_a_basename():
+    """A name like ``export`` or ``training`` means one module, whichever package a reader meets it in."""
+    seen: dict[str, list[str]] = {}
+    for name, path in project_modules().items():
+        if path.name != "__init__.py":
+            seen.setdefault(path.stem, []).append(name)
+    assert {stem: names for stem, names in seen.items() if len(names) > 1} == {}
+
+
+def test_bridge_engines_never_import_the_command_shells():
+    """``bridge.commands`` parses flags, prints and picks exit codes over the engines; no engine reaches back up
+    (the two ``python -m`` entry points, ``bridge.cli`` and ``bridge.verify``, are shells by another name)."""
+    graph = import_graph()
+    entry_points = {"bridge.cli", "bridge.verify"}
+    engines = [m for m in graph if m.startswith("bridge.") and not m.startswith("bridge.commands")
+               and m not in entry_points]
+    assert engines and {m: sorted(n for n in graph[m] if n.startswith("bridge.commands")) for m in engines
+                        if any(n.startswith("bridge.commands") for n in graph[m])} == {}

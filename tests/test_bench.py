@@ -7,7 +7,7 @@ from helpers import cli_json
 
 def test_bench_runs_each_benchmark_in_its_own_process_and_reports_ratios():
     """The harness, on one benchmark (the whole quick plan is the slow test below)."""
-    from bridge.bench import run_benchmarks
+    from bridge.commands.benchmarking import run_benchmarks
 
     out = run_benchmarks("quick", "trace_check")
     assert set(out["benchmarks"]) == {"trace_check"} and "error" not in out["benchmarks"]["trace_check"]

@@ -7,7 +7,7 @@ import pytest
 import z3
 
 from formal.exp_table import exp_facts
-from formal.fp import Z3Format
+from formal.fp_theory import Z3Format
 from neural.construction.fp import FPFormat
 
 FORMATS = [(4, 4), (5, 5), (5, 11), (8, 8)]

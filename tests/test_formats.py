@@ -254,7 +254,7 @@ def test_fuzzed_netlists_give_one_located_error_or_a_circuit(tmp_path_factory, f
 def test_an_unproved_optimisation_exits_3_and_uses_nothing(tmp_path, monkeypatch, capsys):
     """If sweeping cannot finish the proof, --optimize must not hand the construction an unproved circuit."""
     import formal.aig
-    from bridge.cli import main as cli_main
+    from bridge.commands.main import main as cli_main
     from formal.equivalence import Equivalence
 
     monkeypatch.setattr(formal.aig, "equivalent", lambda a, b, *rest: Equivalence("unknown", reason="budget"))

@@ -17,7 +17,7 @@ from helpers import ROOT, cli
 
 from bridge.testing import assert_proved, assert_refuted
 from formal.exactness import DotProduct, check, representable
-from formal.fp import Z3Format
+from formal.fp_theory import Z3Format
 from formal.obligations import lemma_items
 from formal.query import Query
 from neural.construction.construct import build_cvp

@@ -15,8 +15,8 @@ from neural import checkpoint, cvp
 from neural.construction.construct import build_cvp, build_thm33
 from neural.construction.execute import cvp_teacher_forcing, thm33_teacher_forcing
 from neural.construction.fp import IEEE_FORMATS, FPFormat
-from neural.export import load_transformer_lens, to_transformer_lens
 from neural.model import Decoder
+from neural.tlens import load_transformer_lens, to_transformer_lens
 
 FP32 = FPFormat(*IEEE_FORMATS["float32"])
 NETLISTS = ("c17.bench", "full_adder.aag", "rca4.bench", "ctrl.aig", "int2float.aig", "c499.bench", "c880.bench")

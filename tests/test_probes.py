@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge import output
-from bridge.cli import build_parser
-from bridge.cli import main as cli_main
+from bridge.commands.main import build_parser
+from bridge.commands.main import main as cli_main
 from grammar.errors import InputError
 
 ADDRESS_SPACE = 3 << 30  # bytes: torch and z3 load in far less; a request that would need more must be refused

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.benchmarks.gen import random_circuit
-from bridge.cli import main as cli_main
+from bridge.commands.main import main as cli_main
 from grammar.evaluate import check_trace, evaluate
 from grammar.netlist import load_netlist
 from grammar.normalize import normalize

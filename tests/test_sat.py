@@ -82,7 +82,7 @@ def test_cli_check_and_equiv(tmp_path):
 def test_equiv_exits_3_when_its_two_checkers_disagree(monkeypatch, capsys):
     """Sweeping and the miter answer in one type; a decided contradiction between them is unknown, never a verdict."""
     import formal.sat
-    from bridge.cli import main as cli_main
+    from bridge.commands.main import main as cli_main
     from formal.equivalence import DIFFERENT, EQUIVALENT, UNKNOWN, Equivalence
 
     monkeypatch.setattr(formal.sat, "equivalent", lambda a, b, t: Equivalence(DIFFERENT, {"1": 0}, "fake miter"))

@@ -268,3 +268,20 @@ def test_depth_scaled_init_shrinks_only_the_residual_projections():
         torch.testing.assert_close(scaled[name], w * factor)
     with pytest.raises(ParameterError, match="residual_init"):
         TrainConfig(task="s5", residual_init="gpt3")
+
+
+def test_a_run_whose_loss_still_falls_is_not_on_a_plateau(tmp_path):
+    """Validation accuracy short of the target and no better than before, but the training loss still falling by
+    more than 1% between checks: not converged, so no plateau stop (a frozen run with the same patience stops)."""
+    def run(lr, name):
+        cfg = TrainConfig(task="modadd", task_params=(("length", 3),), layers=1, d_model=16, heads=2, d_ff=32,
+                          steps=40, batch_size=16, lr=lr, warmup=1, log_every=5, eval_every=5, eval_samples=8, seed=0,
+                          early_stop=1.01, plateau_patience=2)
+        return train(cfg, tmp_path / name, progress=False), checkpoint.read_metrics(tmp_path / name)
+
+    frozen, _ = run(1e-9, "frozen")
+    assert frozen["stop_reason"] == "plateau" and frozen["step"] <= 20
+    learning, lines = run(3e-3, "learning")
+    losses = [r["loss"] for r in lines]
+    assert losses[-1] < 0.9 * losses[0]  # it did learn
+    assert learning["step"] > frozen["step"]

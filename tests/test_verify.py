@@ -1,4 +1,4 @@
-"""bridge.verify: every spec proves; every sabotage is refuted with a counterexample that replays in
+"""bridge.commands.verifying: every spec proves; every sabotage is refuted with a counterexample that replays in
 neural.construction.fp."""
 from __future__ import annotations
 

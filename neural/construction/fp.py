@@ -2,7 +2,7 @@
 exponent bits and ``sbits`` significand bits (hidden bit included, as Z3's ``FPSort`` counts), whose results
 saturate instead of overflowing, because the paper's constant-precision model has no inf or NaN.
 
-Semantics shared with ``formal.fp`` (which encodes the same rules in Z3):
+Semantics shared with ``formal.fp_theory`` (which encodes the same rules in Z3):
 - round to nearest, ties to even, with IEEE subnormals, after every operation;
 - then saturate to +-B (the largest finite value): no inf, no NaN; 0/0 is +0;
 - sums and dot products run left to right from +0, rounding each product and each addition.

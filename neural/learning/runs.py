@@ -23,6 +23,7 @@ from neural.config import ModelConfig
 from neural.learning.tasks import FoldTask, make_task
 
 OPTIMIZER = "optimizer.safetensors"
+PLATEAU_LOSS_MARGIN = 0.01  # a training loss this fraction below the lowest so far counts as progress
 STABLE = 0.7  # warm-up, constant rate until 70% of the budget, then cosine to 0.1x (tasks that "grok", like S5,
 # need the full rate until they do; an early decay left S5's last CoT position at chance in a 240 s run)
 
@@ -51,7 +52,9 @@ class TrainConfig:
     save_every: int = 500
     early_stop: float | None = None  # stop once the accuracy on the validation split reaches this ...
     early_stop_patience: int = 2  # ... at this many checks in a row (one lucky check is not a learned task)
-    plateau_patience: int | None = None  # stop, converged, after this many checks without a new best (None: never)
+    # stop, converged, after this many checks with neither a new best validation accuracy nor a training loss 1%
+    # below its lowest (PLATEAU_LOSS_MARGIN) (None: never): a model still lowering its loss is still learning
+    plateau_patience: int | None = None
     plateau_from: int = 0  # ... but not before this step: S5 sits at chance for thousands of steps before it learns
     eval_every: int = 250  # steps between those validation checks
     eval_samples: int = 256
@@ -136,21 +139,24 @@ class RunState:
     early_stopped: bool = False
     valid_accuracy: float | None = None  # the latest validation accuracy, if measured
     best_valid: float | None = None  # the best validation accuracy so far ...
-    checks_since_best: int = 0  # ... and the checks since it (TrainConfig.plateau_patience)
+    checks_since_best: int = 0  # ... and the checks since it or best_loss improved (TrainConfig.plateau_patience)
     stop_reason: str | None = None  # once finished: STOP_REASONS
+    best_loss: float | None = None  # the lowest training loss seen at a check
 
     def to_meta(self) -> dict:
         return {"step": self.step, "elapsed_seconds": round(self.elapsed, 3), "metrics_window": list(self.window),
                 "early_stop_passes": self.early_stop_passes, "early_stopped": self.early_stopped,
                 "valid_accuracy": self.valid_accuracy, "best_valid_accuracy": self.best_valid,
-                "checks_since_best": self.checks_since_best, "stop_reason": self.stop_reason}
+                "checks_since_best": self.checks_since_best, "stop_reason": self.stop_reason,
+                "best_loss": self.best_loss}
 
     @classmethod
     def from_meta(cls, meta: dict) -> "RunState":
         return cls(int(meta["step"]), float(meta.get("elapsed_seconds", 0.0)),
                    tuple(meta.get("metrics_window", (0.0, 0.0, 0))), int(meta.get("early_stop_passes", 0)),
                    bool(meta.get("early_stopped", False)), meta.get("valid_accuracy"),
-                   meta.get("best_valid_accuracy"), int(meta.get("checks_since_best", 0)), meta.get("stop_reason"))
+                   meta.get("best_valid_accuracy"), int(meta.get("checks_since_best", 0)), meta.get("stop_reason"),
+                   meta.get("best_loss"))
 
 
 def save_training(out: Path, cfg: TrainConfig, task: FoldTask, model_cfg: ModelConfig,

@@ -47,7 +47,15 @@ from neural.config import Keys, ModelConfig
 from neural.learning import interrupt
 from neural.learning.evaluation import evaluate_model
 from neural.learning.prefetch import Batches
-from neural.learning.runs import RunState, TrainConfig, load_training, lr_at, save_training, stop_reason_of
+from neural.learning.runs import (
+    PLATEAU_LOSS_MARGIN,
+    RunState,
+    TrainConfig,
+    load_training,
+    lr_at,
+    save_training,
+    stop_reason_of,
+)
 from neural.learning.stacked import StackedDecoder
 from neural.learning.tasks import IGNORE, SETTINGS, FoldTask
 from neural.model import Decoder, resolve_device
@@ -105,7 +113,8 @@ class Member:
     passes: int = 0
     valid_accuracy: float | None = None
     best_valid: float | None = None
-    since_best: int = 0  # validation checks since best_valid
+    since_best: int = 0  # validation checks since best_valid or best_loss last improved
+    best_loss: float | None = None  # the lowest training loss at a check
     stop_reason: str | None = None  # runs.STOP_REASONS, once finished
     last: dict = field(default_factory=dict)  # the latest metrics line
     result: dict | None = None  # set once the member is finished
@@ -194,6 +203,7 @@ class Group:
             member.elapsed, member.window = state.elapsed, state.window
             member.passes, member.valid_accuracy = state.early_stop_passes, state.valid_accuracy
             member.best_valid, member.since_best = state.best_valid, state.checks_since_best
+            member.best_loss = state.best_loss
             if self.rank == 0:  # drop lines logged after the checkpoint: they will be logged again, identically
                 kept = [m for m in checkpoint.read_metrics(out) if m["step"] <= member.start]
                 checkpoint.atomic_write_text(out / checkpoint.METRICS, "".join(json.dumps(m) + "\n" for m in kept))
@@ -251,7 +261,7 @@ class Group:
               stopped: bool = False) -> None:
         """Member g's checkpoint at ``step``: its weights, AdamW moments and where it stands (``RunState``)."""
         state = RunState(step, seconds, window.state(g), m.passes, stopped, m.valid_accuracy, m.best_valid,
-                         m.since_best, m.stop_reason)
+                         m.since_best, m.stop_reason, m.best_loss)
         weights = model.member(g, m.seq_len)
         moments, adam_step = {}, 0.0
         for i, p in enumerate(model.parameters()):
@@ -397,10 +407,14 @@ class Group:
             if on_eval is not None and self.rank == 0:
                 on_eval(next(i for i, x in enumerate(self.members) if x is m), step, m.valid_accuracy)
             m.passes = m.passes + 1 if m.valid_accuracy >= m.cfg.early_stop else 0
+            loss = m.last.get("loss")  # the latest metrics line's: at most log_every steps old
+            better_loss = loss is not None and (m.best_loss is None or loss < m.best_loss * (1 - PLATEAU_LOSS_MARGIN))
+            if better_loss:
+                m.best_loss = loss
             if m.best_valid is None or m.valid_accuracy > m.best_valid:
                 m.best_valid, m.since_best = m.valid_accuracy, 0
             else:
-                m.since_best += 1
+                m.since_best = 0 if better_loss else m.since_best + 1
         if step % m.cfg.log_every == 0 or step == self.cfg.steps:
             loss, accuracy = window.read(g)
             m.last = {"step": step, "loss": round(loss, 5), "train_answer_acc": round(accuracy, 4), "lr": lr}

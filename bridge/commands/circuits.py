@@ -44,7 +44,7 @@ def cmd_info(args) -> int:
 
 
 def cmd_circuit_eval(args) -> int:
-    from bridge.inputs import input_vectors
+    from bridge.commands.inputs import input_vectors
     from bridge.target import load_target
     from grammar.evaluate import evaluate, evaluate_packed, pack_bits, unpack_bits
 
@@ -84,7 +84,7 @@ def cmd_convert(args) -> int:
 
 
 def register(csub) -> None:
-    from bridge import flags
+    from bridge.commands import flags
     from bridge.target import add_netlist_flags
 
     p = flags.command(csub, "info", cmd_info, help="inputs, outputs and gate counts")

@@ -120,7 +120,7 @@ def _read_certificate(path: str) -> dict:
 def _writable(path: str) -> None:
     from pathlib import Path
 
-    from bridge.inputs import writable_directory
+    from bridge.commands.inputs import writable_directory
 
     writable_directory(str(Path(path).resolve().parent), "--out")
 
@@ -177,7 +177,7 @@ def _human_check(r: dict) -> str:
 
 
 def register(sub) -> None:
-    from bridge import flags
+    from bridge.commands import flags
 
     p = flags.command(sub, "certify", cmd_certify, help="check every CoT step of every prompt of a size",
                       json_help="print the certificate as one JSON object")

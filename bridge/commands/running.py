@@ -1,7 +1,7 @@
 """``cotproof run`` and ``cotproof compile``: the constructed transformer executing a circuit, and its checkpoint."""
 from __future__ import annotations
 
-from bridge import flags
+from bridge.commands import flags
 from bridge.output import EXIT_FAILED, EXIT_OK, emit
 from bridge.target import Target, add_netlist_flags, build, load_target, optimize_lines, optimized
 from grammar.errors import InputError, ParameterError, SourceLoc
@@ -94,7 +94,7 @@ def cmd_run(args) -> int:
     import time
 
     from bridge.bounded import instance_work, require_affordable
-    from bridge.inputs import input_vectors, parse_overrides
+    from bridge.commands.inputs import input_vectors, parse_overrides
     from bridge.progress import Progress
     from bridge.target import in_ieee
     from grammar.limits import human_count
@@ -209,7 +209,7 @@ def construction_meta(model, circuit=None) -> dict:
 
 
 def cmd_compile(args) -> int:
-    from bridge.inputs import parse_overrides
+    from bridge.commands.inputs import parse_overrides
     from neural import checkpoint
 
     target = load_target(args.file, parse_overrides(args.override), args.format, args.optimize)

@@ -11,7 +11,7 @@ from grammar.errors import InputError, ParameterError, SourceLoc
 
 
 def cmd_check(args) -> int:
-    from bridge.inputs import parse_bits
+    from bridge.commands.inputs import parse_bits
     from bridge.target import load_target
     from formal.sat import check_trace as sat_check
     from grammar.evaluate import first_unsound
@@ -96,7 +96,7 @@ def cmd_equiv(args) -> int:
 
 
 def register(sub) -> None:
-    from bridge import flags
+    from bridge.commands import flags
     from bridge.target import add_netlist_flags
 
     p = flags.command(sub, "check", cmd_check, help="check a CoT trace step by step (numpy and SAT checkers)")

@@ -13,7 +13,7 @@ def _task_from(args) -> tuple[str, dict]:
     if args.spec and args.task:
         raise InputError("give a spec or --task, not both", SourceLoc("--task"), expected="one task source")
     if args.spec:
-        from bridge.inputs import parse_overrides
+        from bridge.commands.inputs import parse_overrides
         from grammar.spec import parse_spec
 
         spec = parse_spec(args.spec, parse_overrides(args.override))
@@ -22,7 +22,7 @@ def _task_from(args) -> tuple[str, dict]:
         return spec.task.kind, _whole_params(dict(spec.task.params), args.spec)
     if not args.task:
         raise InputError("no task given", SourceLoc("--task"), expected="SPEC or --task modadd|s5|isq|cvp")
-    from bridge.inputs import parse_overrides
+    from bridge.commands.inputs import parse_overrides
     from grammar.spec import TASK_DEFAULTS, parse_scalar
 
     if args.task not in TASK_DEFAULTS:
@@ -87,7 +87,7 @@ def cmd_train(args) -> int:
         cfgs = [replace(cfg, seed=cfg.seed + i) for i in range(args.seeds)]
         outs = [Path(args.out) / f"seed{c.seed}" for c in cfgs]
     _refuse_overwrite(outs, args)
-    from bridge.inputs import writable_directory
+    from bridge.commands.inputs import writable_directory
 
     for out in outs:  # before the first step, not at the first checkpoint minutes later
         writable_directory(str(out), "--out")
@@ -261,7 +261,7 @@ def _on_slurm(args) -> int:
     from neural.learning import slurm
 
     slurm.require_slurm()
-    from bridge.inputs import writable_directory
+    from bridge.commands.inputs import writable_directory
 
     out, results = writable_directory(args.out, "--out"), writable_directory(args.results, "--results")
     if args.ablation:
@@ -324,7 +324,7 @@ def _reproduce_text(doc: dict) -> str:
 
 
 def register(sub) -> None:
-    from bridge import flags
+    from bridge.commands import flags
     from grammar.spec import TASK_DEFAULTS
     from neural.learning.tasks import SETTINGS
 
