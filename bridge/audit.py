@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from grammar.errors import InputError, ParameterError, SourceLoc
+from grammar.ir import Mode
 
 ALIGNMENT_OK = 0.99
 
@@ -29,7 +30,7 @@ def load_auditable(directory: str):
     ck = checkpoint.load(directory)
     if ck.meta.get("kind") == "construction":
         c = ck.meta.get("construction", {})
-        if c.get("mode") != "cvp":
+        if c.get("mode") != Mode.CVP:
             raise InputError("auditing a Theorem 3.3 construction is not supported yet (its checkpoint is one "
                              "circuit, not a task); use 'cotproof verify' for it",
                              SourceLoc(str(Path(directory) / checkpoint.CONFIG)), expected="a CVP construction "

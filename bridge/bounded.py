@@ -17,6 +17,7 @@ import numpy as np
 
 from formal.obligations import LemmaResult
 from formal.query import PROVED, REFUTED
+from grammar.ir import Mode
 from neural import cvp
 from neural.construction.constructed import ConstructedModel
 from neural.construction.execute import (
@@ -112,7 +113,7 @@ def plan_simulations(model: ConstructedModel, nc, claims: dict, requested: int) 
     from grammar.limits import MULTIPLY_ADDS, human_count, lifted, simulation_budget
 
     length, per, e2e = model.config.max_len, instance_work(model), claims.get("end_to_end")
-    if model.mode == "thm33":
+    if model.mode == Mode.THM33:
         exhaustive = 2 ** nc.n_inputs if e2e is not None and nc.n_inputs <= int(e2e.get("max_inputs", 6)) else 0
         floor_length = length
     else:
@@ -253,7 +254,7 @@ def end_to_end(model, nc, plan: SimulationPlan, max_inputs: int = 6, max_gates: 
     whole or not at all (``plan``)."""
     start = time.perf_counter()
     sim = sim or Simulator.choose(model)
-    if model.mode == "thm33":
+    if model.mode == Mode.THM33:
         n = nc.n_inputs
         if n > max_inputs:
             return _skipped("end_to_end", f"exhaustive simulation in {sim.mode}", f"{n} inputs > max_inputs = "
@@ -279,7 +280,7 @@ def random_instances(model: ConstructedModel, nc, plan: SimulationPlan, seed: in
     start = time.perf_counter()
     sim = sim or Simulator.choose(model)
     rng = np.random.default_rng(seed)
-    if model.mode == "thm33":
+    if model.mode == Mode.THM33:
         method = f"seeded simulation in {sim.label} (seed {seed})"
     else:
         top = min(max_gates, model.max_gates)
@@ -293,7 +294,7 @@ def random_instances(model: ConstructedModel, nc, plan: SimulationPlan, seed: in
 
         note = (f"; {plan.random:,} of the {plan.requested:,} requested, as many as the simulation budget of "
                 f"{simulation_budget():.0e} multiply-adds holds (--no-limit runs all)")
-    if model.mode == "thm33":
+    if model.mode == Mode.THM33:
         batch = rng.integers(0, 2, (plan.random, nc.n_inputs)).astype(np.uint8)
         return _result("random", method, sim.thm33_failures(nc, batch), start, plan.random, plan.length, note)
     cases = [cvp.random_circuit(rng, int(rng.integers(1, top + 1))) for _ in range(plan.random)]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from grammar.errors import InputError, ParameterError, SourceLoc
+from grammar.ir import Mode
 
 FORMATS = ("transformer-lens", "hf-gpt2")
 CIRCUITS = Path(__file__).resolve().parents[1] / "circuits"
@@ -46,7 +47,7 @@ def load_source(path: str, overrides: dict | None = None) -> Source:
     target = in_ieee(load_target(path, overrides), "float32")
     model = build(target)
     return Source(model.config, model.weights, list(model.vocab), model,
-                  target.circuit if model.mode == "thm33" else None)
+                  target.circuit if model.mode == Mode.THM33 else None)
 
 
 def _from_checkpoint(directory: str) -> Source:
@@ -68,7 +69,7 @@ def _from_checkpoint(directory: str) -> Source:
     try:
         if not isinstance(key_scale, (int, float)) or isinstance(key_scale, bool):
             raise ParameterError(f"construction.key_scale is {key_scale!r}, not a number")
-        if c.get("mode") == "cvp":
+        if c.get("mode") == Mode.CVP:
             if not isinstance(max_gates, int) or isinstance(max_gates, bool):
                 raise ParameterError(f"construction.max_gates is {max_gates!r}, not a whole number")
             model = build_cvp(max_gates, fp32, float(key_scale))
@@ -166,7 +167,7 @@ def write_suite(directory: str, timeout_s: float) -> list[dict]:
         c, m = source.cfg, source.construction
         rows.append({"name": name, "source": label, "mode": m.mode, "layers": c.n_layers, "heads": c.n_heads,
                      "d_model": c.d_model, "vocab": c.vocab_size, "positions": c.max_len,
-                     "gates": m.n_gates if m.mode == "thm33" else m.max_gates, "proof": summary["proof"]})
+                     "gates": m.n_gates if m.mode == Mode.THM33 else m.max_gates, "proof": summary["proof"]})
     checkpoint.atomic_write_text(Path(directory) / "suite.json", json.dumps(rows, indent=2) + "\n")
     checkpoint.atomic_write_text(Path(directory) / "README.md", _suite_readme(rows))
     return rows

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from grammar.ir import NormCircuit
+from grammar.ir import Mode, NormCircuit
 from neural.construction.construct import minterm_units
 from neural.construction.constructed import ConstructedModel
 
@@ -40,13 +40,13 @@ FIELDS = {
     "role_vg": "1 where a gate's own value is written next",
 }
 
-HEAD_NAMES = {"thm33": ("first input", "second input"), "cvp": ("type", "id", "prev", "value")}
+HEAD_NAMES = {Mode.THM33: ("first input", "second input"), Mode.CVP: ("type", "id", "prev", "value")}
 
 
 def manifest(model: ConstructedModel, circuit: NormCircuit | None, proof: dict) -> dict:
     """The ground truth of ``model`` (with ``circuit`` for Theorem 3.3 mode) and its ``proof``
     ({"status", "dtype", "lemmas": [{name, status}]})."""
-    heads = _heads_thm33(model, circuit) if model.mode == "thm33" else _heads_cvp(model)
+    heads = _heads_thm33(model, circuit) if model.mode == Mode.THM33 else _heads_cvp(model)
     return {"format": "cotproof-mechanism-manifest", "version": FORMAT_VERSION, "mode": model.mode,
             "config": model.config.to_dict(), "vocab": list(model.vocab),
             "residual": [{"field": name, "dims": [start, start + size], "meaning": FIELDS.get(name, "")}
@@ -66,7 +66,7 @@ def _heads_thm33(model: ConstructedModel, nc: NormCircuit) -> list[dict]:
     """Position n+t-1 announces gate t, so each head reads that gate's input there; nothing is claimed elsewhere."""
     n = nc.n_inputs
     out = []
-    for plan, name, side in zip(model.heads, HEAD_NAMES["thm33"], ("a", "b")):
+    for plan, name, side in zip(model.heads, HEAD_NAMES[Mode.THM33], ("a", "b")):
         at = {n + t - 1: getattr(g, side) for t, g in enumerate(nc.gates)}
         out.append(_head(plan, name, at, {}, None))
     return out
@@ -87,7 +87,7 @@ def _heads_cvp(model: ConstructedModel) -> list[dict]:
     value_at = {model.vocab[int(cvp.ref_token(j, N))]: int(cvp.cot_position(j, 3, N)) for j in g.tolist()}
     tables = ((type_at, {}), (id_at, {}), (prev_at, {}), ({}, value_at))
     return [_head(plan, name, at, by_token, 0)
-            for plan, name, (at, by_token) in zip(model.heads, HEAD_NAMES["cvp"], tables)]
+            for plan, name, (at, by_token) in zip(model.heads, HEAD_NAMES[Mode.CVP], tables)]
 
 
 def _ffn(model: ConstructedModel) -> dict:
@@ -108,14 +108,14 @@ def _ffn(model: ConstructedModel) -> dict:
 
 
 def _readout(model: ConstructedModel) -> str:
-    if model.mode == "thm33":
+    if model.mode == Mode.THM33:
         return "logit(1) = out, logit(0) = 1 - out: the next bit is out"
     return ("role-gated: where role_id is set, the @j whose sbin code matches g_in wins; where role_va or role_vg "
             "is set, the value token out wins")
 
 
 def _circuit(model: ConstructedModel, nc: NormCircuit | None) -> dict:
-    if model.mode == "cvp":
+    if model.mode == Mode.CVP:
         return {"kind": "any circuit in the cvp task's format", "max_gates": model.max_gates}
     n = nc.n_inputs
     return {"kind": "compiled in", "name": nc.name, "inputs": list(nc.input_names),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from grammar.ir import Mode
 from neural import cvp
 from neural.construction.execute import ExecMode
 
@@ -26,7 +27,7 @@ def replay_model(model, circuit, instances: int = 64, seed: int = 0, max_gates: 
     rng = np.random.default_rng(seed)
     sim = Simulator(model, ExecMode("finite", model.fmt) if ieee is None else ExecMode("ieee", dtype=ieee),
                     "replay")
-    if model.mode == "thm33":
+    if model.mode == Mode.THM33:
         n = circuit.n_inputs
         batch = (np.array([[(i >> b) & 1 for b in range(n)] for i in range(2 ** n)], dtype=np.uint8) if n <= 6
                  else rng.integers(0, 2, (instances, n)).astype(np.uint8))
@@ -42,7 +43,7 @@ def _instance_tokens(model, circuit, seed: int = 0) -> np.ndarray:
     from neural.construction.execute import cvp_teacher_forcing, thm33_teacher_forcing
 
     rng = np.random.default_rng(seed)
-    if model.mode == "thm33":
+    if model.mode == Mode.THM33:
         return thm33_teacher_forcing(circuit, rng.integers(0, 2, circuit.n_inputs)).tokens[0]
     return cvp_teacher_forcing([cvp.random_circuit(rng, model.max_gates)], model.max_gates).tokens[0]
 

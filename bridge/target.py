@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from grammar.errors import InputError, ParameterError, SourceLoc
-from grammar.ir import Circuit, NormCircuit, Spec
+from grammar.ir import Circuit, Mode, NormCircuit, Spec
 from neural.construction.constructed import ConstructedModel
 from neural.construction.fp import FPFormat
 
@@ -83,16 +83,16 @@ def in_ieee(target: Target, dtype: str) -> Target:
     return replace(target, spec=spec)
 
 
-def cot_steps(nc: NormCircuit, mode: str) -> int:
+def cot_steps(nc: NormCircuit, mode: Mode) -> int:
     """CoT tokens a run of this circuit writes: one per normalised gate, or four per CVP gate once lowered."""
-    if mode == "thm33":
+    if mode == Mode.THM33:
         return nc.n_gates
     from neural import cvp
 
     return 4 * cvp.lower(nc, np.zeros(nc.n_inputs, dtype=np.uint8)).size
 
 
-def optimized(target: Target, mode: str | None = None) -> Target:
+def optimized(target: Target, mode: Mode | None = None) -> Target:
     """The target with its circuit optimised (formal.aig) and the result proved equivalent to the original by
     sweeping; an unfinished proof raises Undecided (exit 3) and nothing optimised is used."""
     from dataclasses import replace
@@ -114,7 +114,7 @@ def optimized(target: Target, mode: str | None = None) -> Target:
     return replace(target, optimized=after, optimize_report=report)
 
 
-def build(target: Target, mode: str | None = None, bits: np.ndarray | None = None) -> ConstructedModel:
+def build(target: Target, mode: Mode | None = None, bits: np.ndarray | None = None) -> ConstructedModel:
     """The construction of ``mode`` (default: the spec's) for this target.
 
     CVP mode builds one model for every circuit of up to ``max_gates`` gates; given the input ``bits`` of a run, it
@@ -125,7 +125,7 @@ def build(target: Target, mode: str | None = None, bits: np.ndarray | None = Non
 
     c = target.spec.construction
     mode = mode or c.mode
-    if mode == "thm33":
+    if mode == Mode.THM33:
         length, vocab = target.circuit.n_inputs + target.circuit.n_gates, 2
     else:
         max_gates = c.max_gates if bits is None else cvp.lower(target.circuit, bits).size
@@ -133,7 +133,7 @@ def build(target: Target, mode: str | None = None, bits: np.ndarray | None = Non
     require_memory(construction_bytes(mode, length, vocab), f"the {mode} construction for {length:,} positions",
                    target.path, "a smaller circuit or max_gates")
     try:
-        if mode == "thm33":
+        if mode == Mode.THM33:
             return build_thm33(target.circuit, target.fmt, c.key_scale)
         return build_cvp(max_gates, target.fmt, c.key_scale)
     except ParameterError as err:

@@ -13,6 +13,7 @@ import numpy as np
 
 from formal.query import Violation
 from grammar.codes import sbin
+from grammar.ir import Mode
 from neural.config import Keys
 from neural.construction.constructed import ConstructedModel
 
@@ -108,7 +109,7 @@ def embedding_violations(model: ConstructedModel, circuit=None) -> list[Violatio
     ck = _Checker(model)
     _common(model, ck)
     k = model.code_bits
-    if model.mode == "thm33":
+    if model.mode == Mode.THM33:
         n = circuit.n_inputs
         ck.expect(Keys.TOK_EMB, [0, 1], "tok", [[0.0], [1.0]], "the token's bit")
         gates = circuit.gates

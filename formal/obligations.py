@@ -11,6 +11,7 @@ from formal.gate_ffn import gate_ffn_queries
 from formal.query import PROVED, REFUTED, UNKNOWN, Outcome, Query, Violation, solve
 from formal.readout import readout_queries
 from formal.retrieval import retrieval_queries
+from grammar.ir import Mode
 from neural.construction.constructed import ConstructedModel
 
 TABLE_LEMMA = "embedding"  # checked entry by entry, no solver: the symbolic lemmas stand on it
@@ -140,12 +141,12 @@ def prove_lemma(model: ConstructedModel, circuit, name: str, timeout_s: float, u
                        outcomes)
 
 
-def composition(results: dict[str, LemmaResult], ieee: bool = False, mode: str = "thm33") -> LemmaResult:
+def composition(results: dict[str, LemmaResult], ieee: bool = False, mode: Mode = Mode.THM33) -> LemmaResult:
     """The argument over the lemmas. In IEEE arithmetic it first makes every order exact (``ORDER_ARGUMENT``),
     then runs the mode's induction; in CVP mode every query names a position, so no row averages."""
     names = composed_from(ieee)
     status = combine(results[n].status for n in names)
-    if mode == "cvp":
+    if mode == Mode.CVP:
         detail = f"{ORDER_ARGUMENT} Then: {COMPOSITION_CVP}" if ieee else COMPOSITION_CVP
     else:
         detail = f"{ORDER_ARGUMENT} Then the induction on CoT steps: {INDUCTION_IEEE}" if ieee else COMPOSITION

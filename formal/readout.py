@@ -13,13 +13,14 @@ from formal.fp_theory import model_format
 from formal.query import Query, Violation
 from formal.residual import symbolic_residual
 from formal.witness import Kind
+from grammar.ir import Mode
 from neural.config import Keys
 from neural.construction.constructed import ConstructedModel, unique_rows
 
 
 def readout_queries(model: ConstructedModel, ieee: bool = False) -> list[Query]:
     fmt = model_format(model, ieee)
-    return _readout_cvp(model, fmt) if model.mode == "cvp" else _readout_bits(model, fmt)
+    return _readout_cvp(model, fmt) if model.mode == Mode.CVP else _readout_bits(model, fmt)
 
 
 def _beats(fmt, other, right):

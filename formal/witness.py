@@ -16,6 +16,7 @@ from typing import ClassVar
 import numpy as np
 
 from grammar.codes import sbin
+from grammar.ir import Mode
 from neural import cvp
 from neural.config import Keys
 
@@ -174,7 +175,7 @@ class Readout(Witness):
         ans = self.bit("ans")
         if ans is None:
             return self.not_a_bit("ans")
-        if model.mode == "cvp":
+        if model.mode == Mode.CVP:
             role = self.values["role"]
             for flag in ("role_id", "role_va", "role_vg"):
                 x[0, lay.col(flag)] = 1.0 if flag == role else 0.0

@@ -11,6 +11,7 @@ constants ignore both, so the evaluator, the trace checker, the FFN builder and 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from functools import cached_property
 
 import numpy as np
@@ -47,6 +48,21 @@ FORMS: dict[str, object] = {
     "NOR": ("NOT", ("OR", "a", "b")), "XOR": _XOR, "XNOR": ("NOT", _XOR), "NOT": ("NOT", "a"), "BUF": "a",
     "CONST0": 0, "CONST1": 1,
 }
+
+
+class Mode(str, Enum):
+    """The two constructions (DESIGN.md): Theorem 3.3 compiles one circuit into the weights; cvp is one model that
+    takes any circuit of up to ``max_gates`` gates as its prompt. Parsed here, once; everywhere else compares
+    members. A ``str`` so that JSON and checkpoints hold the plain name."""
+
+    THM33 = "thm33"
+    CVP = "cvp"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+MODES = tuple(m.value for m in Mode)
 
 
 def build(op: str, a, b, AND, OR, NOT, const):
@@ -231,7 +247,7 @@ class Task:
 
 @dataclass(frozen=True)
 class Construction:
-    mode: str  # thm33 | cvp
+    mode: Mode
     precision: Precision
     key_scale: float | None  # None: the provable default chosen by the construction
     max_gates: int

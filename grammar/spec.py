@@ -15,10 +15,12 @@ from lark import Token, v_args
 from grammar.check import checked_circuit
 from grammar.errors import InputError, SourceLoc
 from grammar.ir import (
+    MODES,
     Circuit,
     Claim,
     Construction,
     Gate,
+    Mode,
     Precision,
     RandomCheck,
     Spec,
@@ -27,7 +29,6 @@ from grammar.ir import (
 )
 from grammar.lark_errors import SourceTransformer, grammar_parser, parse_located
 
-MODES = ("thm33", "cvp")
 LEMMAS = ("retrieval", "gate_ffn", "readout", "composition", "end_to_end")
 TASK_DEFAULTS: dict[str, dict[str, Value]] = {
     "cvp": {"gates": 16},
@@ -306,13 +307,14 @@ def _int(table, key, default, lo=None, hi=None) -> int:
 
 def _build(path, name, table, circuit, task_kind, lemmas) -> Spec:
     mode_param = table.get("construction.mode")
-    default_mode = "thm33" if circuit is not None else "cvp"
+    default_mode = Mode.THM33 if circuit is not None else Mode.CVP
     mode = str(mode_param.value) if mode_param else default_mode
     if mode not in MODES:
         raise InputError(f"unknown construction mode '{mode}'", mode_param.loc, text=mode, expected=_one_of(MODES))
-    if mode == "thm33" and circuit is None:
+    mode = Mode(mode)
+    if mode == Mode.THM33 and circuit is None:
         loc = mode_param.loc if mode_param else SourceLoc(path, 1, 1)
-        raise InputError("mode 'thm33' compiles one circuit, but this spec has no 'circuit'", loc, text=mode,
+        raise InputError("mode 'thm33' compiles one circuit, but this spec has no 'circuit'", loc, text=str(mode),
                          expected="a 'circuit NAME from \"file.bench\"' or an inline circuit")
     ebits = _int(table, "construction.ebits", CONSTRUCTION_DEFAULTS["ebits"], 3, 10)
     sbits = _int(table, "construction.sbits", CONSTRUCTION_DEFAULTS["sbits"], 3, 25)

@@ -197,3 +197,14 @@ def test_bridge_engines_never_import_the_command_shells():
                and m not in entry_points]
     assert engines and {m: sorted(n for n in graph[m] if n.startswith("bridge.commands")) for m in engines
                         if any(n.startswith("bridge.commands") for n in graph[m])} == {}
+
+
+def test_construction_modes_are_compared_as_members_not_strings():
+    """``grammar.ir.Mode`` is parsed once (the spec, a flag, a checkpoint); a ``== "cvp"`` on a mode elsewhere would
+    be the second meaning the enum exists to prevent."""
+    import re
+
+    compared = re.compile(r"""(mode|construction)[\w.()"']*\s*[!=]=\s*["'](thm33|cvp)["']""")
+    found = [f"{name}:{i}" for name, path in project_modules().items()
+             for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if compared.search(line)]
+    assert found == []

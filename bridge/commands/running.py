@@ -5,6 +5,7 @@ from bridge.commands import flags
 from bridge.output import EXIT_FAILED, EXIT_OK, emit
 from bridge.target import Target, add_netlist_flags, build, load_target, optimize_lines, optimized
 from grammar.errors import InputError, ParameterError, SourceLoc
+from grammar.ir import MODES, Mode
 
 
 def parse_precision(text: str) -> tuple[int, int]:
@@ -101,7 +102,7 @@ def cmd_run(args) -> int:
     from neural.construction.execute import run_cvp, run_thm33
 
     target = load_target(args.file, parse_overrides(args.override), args.format)
-    construction = args.construction or target.spec.construction.mode
+    construction = Mode(args.construction or target.spec.construction.mode)
     if args.optimize:
         target = optimized(target, construction)
     nc = target.circuit
@@ -120,11 +121,11 @@ def cmd_run(args) -> int:
                        "fewer vectors, or a smaller circuit")
     proof = None
     if mode.kind == "ieee" and not args.unproved:
-        proof = proved_in(model, nc if construction == "thm33" else None, mode.dtype, args.file, args.timeout)
+        proof = proved_in(model, nc if construction == Mode.THM33 else None, mode.dtype, args.file, args.timeout)
     fast = fast_arithmetic(model, mode, work)
     if mode.kind == "ieee" or fast is not None:
         importlib.import_module("torch")  # before the clock starts: its import is not the run's time
-    runner = run_thm33 if construction == "thm33" else run_cvp
+    runner = run_thm33 if construction == Mode.THM33 else run_cvp
     start = time.perf_counter()
     with Progress(len(batch) * model.cot_steps, "step", "CoT") as progress:
         results = runner(model, nc, batch, mode, progress.update_to, fast, device)
@@ -201,7 +202,7 @@ def _emit_lines(nc, batch, results, provenance: dict) -> int:
 def construction_meta(model, circuit=None) -> dict:
     """config.json's account of a construction; a Theorem 3.3 model's ``circuit`` too, so that the checkpoint can
     be rebuilt, proved and exported without its netlist."""
-    stored = {"circuit_gates": circuit.to_dict()} if model.mode == "thm33" and circuit is not None else {}
+    stored = {"circuit_gates": circuit.to_dict()} if model.mode == Mode.THM33 and circuit is not None else {}
     return {"kind": "construction", "vocab": list(model.vocab),
             "construction": {"mode": model.mode, "ebits": model.fmt.ebits, "sbits": model.fmt.sbits,
                              "key_scale": model.key_scale, "code_bits": model.code_bits,
@@ -216,7 +217,7 @@ def cmd_compile(args) -> int:
     model = build(target)
     try:
         out = checkpoint.save(args.out, model.config, model.weights,
-                              construction_meta(model, target.circuit if model.mode == "thm33" else None))
+                              construction_meta(model, target.circuit if model.mode == Mode.THM33 else None))
     except OSError as err:
         raise InputError(f"cannot write the checkpoint: {err.strerror or err}", SourceLoc(args.out),
                          expected="--out DIR in a writable place") from None
@@ -244,7 +245,7 @@ def register(sub) -> None:
     p.add_argument("--unproved", action="store_true", help="with --ieee: run without proving the dtype exact")
     p.add_argument("--device", default="cpu", help="where torch runs: cpu, cuda, cuda:N, or auto")
     p.add_argument("--timeout", type=flags.seconds, default=60.0, help="seconds per solver query of that proof")
-    p.add_argument("--construction", choices=("thm33", "cvp"))
+    p.add_argument("--construction", choices=MODES)
     p.add_argument("--override", action="append", metavar="KEY=VALUE")
     add_netlist_flags(p, optimize=True)
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from grammar.codes import code_width, sbin
 from grammar.errors import ParameterError
-from grammar.ir import GATE_OPS, TRUTH_TABLES, NormCircuit
+from grammar.ir import GATE_OPS, TRUTH_TABLES, Mode, NormCircuit
 from neural.config import Keys, ModelConfig, weight_shapes
 from neural.construction.constructed import ConstructedModel, FFNPlan, HeadPlan, Layout
 from neural.construction.fp import FPFormat
@@ -129,12 +129,12 @@ def _cvp_layout(k: int) -> Layout:
                       ("role_id", 1), ("role_va", 1), ("role_vg", 1), ("out", 1)])
 
 
-def construction_bytes(mode: str, length: int, vocab_size: int) -> float:
+def construction_bytes(mode: Mode, length: int, vocab_size: int) -> float:
     """Peak memory of building and checking one construction for ``length`` positions, priced before it is built
     with the builders' own layouts: the position and token tables (float64, with a rounded copy a block at a
     time) and the key/query tables the proofs and runs derive from them."""
     k = code_width(length + 1)
-    width = (_thm33_layout(k) if mode == "thm33" else _cvp_layout(k)).width
+    width = (_thm33_layout(k) if mode == Mode.THM33 else _cvp_layout(k)).width
     return 8.0 * 6 * (length + 2 * vocab_size) * width
 
 
@@ -175,7 +175,7 @@ def build_thm33(nc: NormCircuit, fmt: FPFormat, key_scale: float | None = None) 
     head_w[1, layout.col("out")] = 1.0  # logit(1) = ans
     head_w[0, layout.col("out")] = -1.0  # logit(0) = 1 - ans
     head_b[0] = 1.0
-    model = ConstructedModel("thm33", cfg, w, layout, fmt, c, k, heads, ffn, ("0", "1"), circuit_name=nc.name,
+    model = ConstructedModel(Mode.THM33, cfg, w, layout, fmt, c, k, heads, ffn, ("0", "1"), circuit_name=nc.name,
                              n_inputs=n, n_gates=T)
     _check_representable(model)
     return model
@@ -261,6 +261,6 @@ def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> 
         head_w[row, layout.col("role_va")] = margin
         head_w[row, layout.col("role_vg")] = margin
     head_b[zero] = 2.0
-    model = ConstructedModel("cvp", cfg, w, layout, fmt, c, k, heads, ffn, vocab, max_gates=N)
+    model = ConstructedModel(Mode.CVP, cfg, w, layout, fmt, c, k, heads, ffn, vocab, max_gates=N)
     _check_representable(model)
     return model

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from grammar.ir import Mode
 from neural.config import Keys, ModelConfig
 from neural.construction.fp import FPFormat
 
@@ -97,7 +98,7 @@ class FFNPlan:
 
 @dataclass(frozen=True)
 class ConstructedModel:
-    mode: str  # thm33 | cvp
+    mode: Mode
     config: ModelConfig
     weights: dict[str, np.ndarray] = field(compare=False)
     layout: Layout
@@ -115,11 +116,11 @@ class ConstructedModel:
     @property
     def cot_steps(self) -> int:
         """CoT tokens of the longest run: one per gate (Theorem 3.3), four per gate (CVP)."""
-        return self.n_gates if self.mode == "thm33" else 4 * self.max_gates
+        return self.n_gates if self.mode == Mode.THM33 else 4 * self.max_gates
 
     def describe(self) -> dict:
         """The mode's own fields, as they appear in a compiled checkpoint's config.json."""
-        if self.mode == "cvp":
+        if self.mode == Mode.CVP:
             return {"max_gates": self.max_gates}
         return {"circuit": self.circuit_name, "n_inputs": self.n_inputs, "n_gates": self.n_gates}
 
