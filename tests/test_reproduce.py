@@ -130,7 +130,7 @@ def test_a_device_torch_cannot_see_is_refused(tmp_path):
 
 TINY = Profile(tasks={"modadd": {"modulus": 7}, "cvp": {}}, lengths={"modadd": (3,), "cvp": (3,)},
                settings=("base", "cot"),
-               depths=(1,), steps=20, seeds=1, d_model=32, eval_samples=40, finish_with="cotproof reproduce --tiny")
+               depths=(1,), steps=20, seeds=1, d_model=32, test_samples=40, finish_with="cotproof reproduce --tiny")
 CELL_KEYS = {"task", "setting", "layers", "length", "seed", "accuracy", "majority_baseline", "shallow_baseline",
              "unsound_step_rate", "steps", "seconds", "heldout_disjoint"}
 
@@ -354,3 +354,17 @@ def test_the_cpu_profile_trains_every_setting_at_depths_1_to_8_and_cvp_at_three_
     assert {(c.length, c.layers) for c in cells if (c.task, c.setting) == ("cvp", "cot")} >= {(6, 1), (8, 1)}
     cfg = reproduce.train_config(cpu, cells[0])
     assert cfg.plateau_patience == cpu.plateau_patience and cfg.d_model == 64 and cfg.steps == cpu.steps
+
+
+def test_a_row_names_the_commit_its_grid_started_at(monkeypatch):
+    """Workers read the grid's commit from the environment: a commit made in the checkout while the grid runs is
+    not the code the grid is running."""
+    reproduce.commit.cache_clear()
+    monkeypatch.setenv(reproduce.COMMIT_ENV, "abc1234")
+    try:
+        assert reproduce.commit() == "abc1234"
+    finally:
+        reproduce.commit.cache_clear()
+    monkeypatch.delenv(reproduce.COMMIT_ENV)
+    assert reproduce.commit() not in ("abc1234", "")
+    reproduce.commit.cache_clear()

@@ -25,10 +25,10 @@ from neural.learning import interrupt, reproduce, slurm
 from neural.learning.reproduce import Profile, run_grid
 
 TINY = Profile(tasks={"modadd": {"modulus": 7}, "cvp": {}}, lengths={"modadd": (3,), "cvp": (3,)},
-               settings=("base", "cot"), depths=(1,), steps=60, seeds=1, d_model=32, eval_samples=40)
+               settings=("base", "cot"), depths=(1,), steps=60, seeds=1, d_model=32, test_samples=40)
 # S5 base never reaches the early-stop level, so it trains its whole budget: about 45 s on one idle core here
 LONG = Profile(tasks={"s5": {}}, lengths={"s5": (3,)}, settings=("base",), depths=(1,), steps=3000, seeds=1,
-               d_model=32, eval_samples=40, warmup=20)
+               d_model=32, test_samples=40, warmup=20)
 ONE_CPU = slurm.SlurmOptions(cpus_per_job=1, mem_gb=2, time_minutes=10, poll_seconds=1)
 DEADLINE = 420  # seconds any one wait may take before the test fails (the cluster is shared by the run's tests)
 SAME = ("task", "setting", "layers", "length", "seed", "accuracy", "steps", "weights_sha256")

@@ -38,7 +38,7 @@ class Ablation:
     gpu: bool = False
     lr: float = 2e-3
     d_model: int = 128
-    eval_samples: int = 500
+    test_samples: int = 500  # held-out test prompts each run is scored on
     notes: tuple[str, ...] = field(default=())
     findings: Callable[[list[dict]], dict] | None = None  # what the runs decide, from their rows
 
@@ -141,7 +141,7 @@ def smoke(ablation: Ablation) -> Ablation:
         return replace(run, params=params, layers=min(run.layers, 2), steps=20)
 
     runs = tuple(small(r) for r in ablation.runs)[:2]
-    return replace(ablation, runs=runs, d_model=32, eval_samples=40)
+    return replace(ablation, runs=runs, d_model=32, test_samples=40)
 
 
 def run_ablation(name: str, out: Path, results: Path, *, toy: bool = False, cpu_anyway: bool = False,
@@ -201,7 +201,7 @@ def ablation_document(name: str, toy: bool, device: str, scored: dict[int, dict]
              "layers": run.layers, "budget": run.steps, "status": NOT_RUN, **scored.get(i, {})}
             for i, run in enumerate(ablation.runs)]
     return {"ablation": name, "question": ablation.question, "smoke": toy, "device": device,
-            "d_model": ablation.d_model, "lr": ablation.lr, "eval_samples": ablation.eval_samples,
+            "d_model": ablation.d_model, "lr": ablation.lr, "test_samples": ablation.test_samples,
             "notes": list(ablation.notes), "runs": rows,
             **({"findings": ablation.findings(rows)} if ablation.findings else {}),
             **({"finish_with": f"cotproof reproduce --ablation {name} --device cuda"}
@@ -275,7 +275,7 @@ def score_run(name: str, toy: bool, index: int, out: str, device: str | None) ->
     train(cfg, directory, resume=True, progress=False)
     model, task, setting, meta = load_trained(directory)
     model.to(torch.device(device))
-    ev = evaluate_model(model, task, setting, ablation.eval_samples, seed=TEST_SEED, split="test")
+    ev = evaluate_model(model, task, setting, ablation.test_samples, seed=TEST_SEED, split="test")
     return {"status": "run", "accuracy": round(ev["accuracy"], 4),
             **({"answer_part_accuracy": round(ev["answer_part_accuracy"], 4)}
                if "answer_part_accuracy" in ev else {}),

@@ -44,7 +44,7 @@ class Profile:
     steps: int  # the budget of every cell ...
     seeds: int
     d_model: int = 128
-    eval_samples: int = 1000
+    test_samples: int = 1000  # held-out test prompts each cell is scored on (validation: TrainConfig.eval_samples)
     lr: float = 1e-3
     warmup: int = 200
     task_steps: tuple = ()  # ... except these tasks': (task, steps) pairs; equal across depths within a task
@@ -66,7 +66,7 @@ PROFILES = {
     "quick": Profile(tasks={"modadd": {"modulus": 7}, "s5": {}, "isq": {"min_prime": 151, "max_prime": 199},
                             "cvp": {}},
                      lengths={"modadd": (8,), "s5": (8,), "isq": (4,), "cvp": (6,)},
-                     settings=("base", "cot", "hint"), depths=(1, 2, 4), steps=3000, seeds=1, eval_samples=500, lr=2e-3,
+                     settings=("base", "cot", "hint"), depths=(1, 2, 4), steps=3000, seeds=1, test_samples=500, lr=2e-3,
                      task_steps=(("isq", 6000),), finish_with="cotproof reproduce --quick --jobs 2"),
     # 2-core CPU, resumable: every cell trains to convergence (early stop, or in 8 checks neither a new best
     # validation accuracy nor a 1% lower training loss, from step 2,500 on) or to a cap of 8,000 steps. Width
@@ -78,7 +78,7 @@ PROFILES = {
                           "cvp": {}},
                    lengths={"modadd": (6,), "s5": (5,), "isq": (3,), "cvp": (4,)},
                    settings=("base", "cot", "hint"), depths=(1, 2, 4, 8), steps=8000, seeds=3, d_model=64,
-                   eval_samples=500, lr=1e-3, warmup=200, plateau_patience=8, plateau_from=2500,
+                   test_samples=500, lr=1e-3, warmup=200, plateau_patience=8, plateau_from=2500,
                    depths_of=(("cvp", "cot", (1,)), ("cvp", "hint", (1,))),
                    more_cells=tuple(("cvp", "base", layers, gates) for gates in (6, 8) for layers in (1, 2, 4, 8)) +
                    tuple(("cvp", "cot", 1, gates) for gates in (6, 8)),
@@ -88,7 +88,7 @@ PROFILES = {
     "full": Profile(tasks={"modadd": {"modulus": 7}, "s5": {}, "isq": {"min_prime": 101, "max_prime": 397},
                            "cvp": {}},
                     lengths={"modadd": (16, 4, 8), "s5": (16,), "isq": (8,), "cvp": (16, 8)},
-                    settings=("base", "cot", "hint"), depths=(1, 2, 4, 8), steps=8000, seeds=3, eval_samples=1000,
+                    settings=("base", "cot", "hint"), depths=(1, 2, 4, 8), steps=8000, seeds=3, test_samples=1000,
                     more_cells=(("s5", "base", 16, 16), ("isq", "base", 16, 8), ("cvp", "base", 16, 16)),
                     finish_with="cotproof reproduce --full --device cuda --jobs 12"),
 }
@@ -187,10 +187,10 @@ def baselines(task, samples: int = 4000) -> dict:
     return out
 
 
-def heldout_disjoint(task, cfg, eval_seed: int, eval_samples: int, train_steps: int = 200) -> bool:
+def heldout_disjoint(task, cfg, test_seed: int, test_samples: int, train_steps: int = 200) -> bool:
     """The test prompts the cell is scored on all lie in the test split, and none occurs among the prompts the
     training stream drew in its first ``train_steps`` steps (the stream is a function of seed and step)."""
-    test_p, _ = task.sample_split(np.random.default_rng(eval_seed), eval_samples, "test")
+    test_p, _ = task.sample_split(np.random.default_rng(test_seed), test_samples, "test")
     if not (task.split_of(test_p) == 2).all():
         return False
     seen = set()
@@ -281,14 +281,14 @@ def score_cell(profile: Profile, cell: Cell, cfg, run_dir: Path, last: dict, dev
     model, task, setting, meta = load_trained(run_dir)
     reason = stop_reason_of(last, cfg.steps)
     model.to(device)
-    ev = evaluate_model(model, task, setting, profile.eval_samples, seed=TEST_SEED, split="test")
+    ev = evaluate_model(model, task, setting, profile.test_samples, seed=TEST_SEED, split="test")
     row = {"task": cell.task, "setting": cell.setting, "layers": cell.layers, "length": cell.length,
            "seed": cell.seed, "accuracy": round(ev["accuracy"], 4), **baselines(task),
            "unsound_step_rate": None if "unsound_step_rate" not in ev else round(ev["unsound_step_rate"], 5),
            "steps": int(meta["step"]), "seconds": round(float(meta.get("elapsed_seconds", 0.0)), 1),
            "weights_sha256": weights_sha256(run_dir),
            "early_stopped": bool(last.get("early_stopped")), "stop_reason": reason, "converged": reason in CONVERGED,
-           "heldout_disjoint": heldout_disjoint(task, cfg, TEST_SEED, profile.eval_samples),
+           "heldout_disjoint": heldout_disjoint(task, cfg, TEST_SEED, profile.test_samples),
            "device": device, "machine": machine(), "commit": commit(), "group": group}
     if "answer_part_accuracy" in ev:  # S5: the images of the permutation right, chance 0.2 (vs 1/120 whole)
         row["answer_part_accuracy"] = round(ev["answer_part_accuracy"], 4)
@@ -399,8 +399,15 @@ def machine() -> str:
     return f"CPU: {os.cpu_count()} cores, {platform.machine()}, {platform.system()}, torch {version}"
 
 
+COMMIT_ENV = "COTPROOF_COMMIT"  # the commit a grid started at, handed to its worker processes
+
+
 @functools.lru_cache(maxsize=1)
 def commit() -> str:
+    """The code's commit, as a row records it: the grid's own (``COMMIT_ENV``, set before its workers start), so a
+    row scored hours later does not name a commit made meanwhile in the same checkout."""
+    if os.environ.get(COMMIT_ENV):
+        return os.environ[COMMIT_ENV]
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
                              cwd=Path(__file__).resolve().parent)
@@ -458,6 +465,7 @@ def run_grid(profile_name: str, out: Path, results: Path, *, seeds: int | None =
     workers = worker_devices(device, jobs)
     jobs = len(workers)
     per_device = -(-jobs // len(set(workers)))
+    os.environ.setdefault(COMMIT_ENV, commit())  # before any worker starts: every row names this grid's commit
     groups = plan_groups(profile, todo, out / profile_name, device,
                          device_memory(workers[0], per_device), fresh, precision)
     if jobs > 1:
