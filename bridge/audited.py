@@ -42,24 +42,20 @@ def decoder_audited(model) -> Audited:
 
 def callable_audited(fn, ids: np.ndarray, attention=None):
     """An ``Audited`` for a function from the model's ids (a CPU int64 tensor, B x T) to logits (B, T, V), a tensor
-    or an array: greedy decoding one token at a time over the whole sequence (no cache), the argmax taken over the
-    task's tokens only. Runs under ``torch.inference_mode``."""
-    import torch
-
-    def call(f, tokens):
-        with torch.inference_mode():
-            return f(torch.as_tensor(ids[tokens]))
+    or an array: ``neural.decoding``'s greedy loop over a ``CallableSession`` (one token at a time over the whole
+    sequence, no cache), the argmax taken over the task's tokens only. Runs under ``torch.inference_mode``."""
+    from neural.decoding import CallableSession, greedy
 
     def generate(prompts, steps, dtype=None):
-        seq = np.asarray(prompts, dtype=np.int64)
-        start = seq.shape[1]
-        for _ in range(steps):
-            logits = _as_numpy(call(fn, seq))
-            seq = np.concatenate([seq, logits[:, -1, ids].argmax(-1)[:, None]], axis=1)
-        return seq[:, start:]
+        return greedy(CallableSession(fn, ids), np.asarray(prompts, dtype=np.int64), steps)
 
-    attend = None if attention is None else (lambda tokens: [_as_numpy(w) for w in call(attention, tokens)])
-    return Audited(generate, attend, ())
+    def attend(tokens):
+        import torch
+
+        with torch.inference_mode():
+            return [_as_numpy(w) for w in attention(torch.as_tensor(ids[tokens]))]
+
+    return Audited(generate, None if attention is None else attend, ())
 
 
 def _as_numpy(x) -> np.ndarray:

@@ -26,10 +26,10 @@ from neural.construction.execute import (
     check_thm33_teacher_forced,
     cvp_teacher_forcing,
     session,
-    teacher_forced_rows,
     thm33_teacher_forcing,
 )
 from neural.construction.fp import FPFormat
+from neural.decoding import teacher_forced_rows
 
 SKIPPED = "skipped"
 TORCH_WORTH_IT = 1e8  # multiply-adds above which batched torch float32 beats numpy F(e,s) plus torch's import

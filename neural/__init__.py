@@ -5,14 +5,14 @@ Two subpackages share the decoder and the CVP format:
   ``checkpoint`` (safetensors on disk, no pickle), ``cvp`` (the one CVP format), ``tlens`` and ``hf`` (the decoder
   as a TransformerLens bridge and as a Hugging Face GPT-2, and any local causal LM as a function: optional
   dependencies, imported only when asked for), ``prefix_forcing`` (teacher forcing of many reference traces with
-  the prompts' shared prefixes computed once, for ``certify``, over any decoder);
+  the prompts' shared prefixes computed once, for ``certify``, over any decoder), ``decoding`` (the sessions, the
+  one greedy loop and the teacher-forced pass, for a torch decoder or any function from ids to logits);
 - ``construction``, the proved construction: ``constructed`` (the typed contract formal proves: Layout, HeadPlan,
   FFNPlan), ``construct`` (fills it from a circuit), ``fp`` and ``finite`` (the paper's F(e,s) arithmetic, and the
-  decoder run in it), ``execute`` (decoding in any arithmetic, and runs checked in one pass);
+  decoder run in it), ``execute`` (a construction run in any arithmetic, checked in one pass);
 - ``learning``, the learning experiments: ``tasks`` (the four tasks and their held-out splits), ``runs`` (a run's
   settings, schedule and checkpoint state), ``stacked`` (G decoders as one module), ``train`` (the one training
   loop, over a group), ``prefetch``, ``evaluation`` (scoring a checkpoint), ``reproduce`` and ``reproduce_report``
   (the paper's grid, its claims, table and figures), ``prompt_space`` (every prompt of a task at a size, indexed).
-The construction never imports the learning half; the learning half reaches it only through
-``construction.execute``'s decoding (tests/test_architecture.py).
+Neither half imports the other (tests/test_architecture.py).
 """

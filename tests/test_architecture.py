@@ -112,21 +112,32 @@ def _half(name: str) -> str | None:
 
 def test_neural_modules_are_each_in_one_half_or_shared():
     shared = {"neural", "neural.config", "neural.model", "neural.checkpoint", "neural.cvp", "neural.construction",
-              "neural.learning", "neural.tlens", "neural.hf", "neural.prefix_forcing"}
+              "neural.learning", "neural.tlens", "neural.hf", "neural.prefix_forcing", "neural.decoding"}
     modules = [n for n in project_modules() if n.split(".")[0] == "neural"]
     assert {_half(n) for n in modules} == {None, "construction", "learning"}
     assert not [n for n in modules if n not in shared and _half(n) is None]
 
 
-def test_the_construction_never_imports_the_learning_half_and_learning_only_decodes():
+def test_neither_half_of_neural_imports_the_other():
+    """They share the decoder, the checkpoint format and ``neural.decoding``; nothing else crosses."""
     graph = import_graph()
     for name, imports in graph.items():
-        if _half(name) == "construction":
-            learning = sorted(n for n in imports if _half(n) == "learning")
-            assert not learning, f"{name} imports {learning}"
-        if _half(name) == "learning":
-            reached = {n for n in imports if _half(n) == "construction"}
-            assert reached <= {"neural.construction.execute"}, f"{name} imports {sorted(reached)}"
+        half = _half(name)
+        if half in ("construction", "learning"):
+            other = sorted(n for n in imports if _half(n) not in (None, half))
+            assert not other, f"{name} imports {other}"
+
+
+def test_one_greedy_loop():
+    """Every greedy decoding in the packages is ``neural.decoding.greedy``: no other function feeds back its own
+    argmax token by token."""
+    loops = []
+    for name, path in project_modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and node.name in ("greedy", "generate") and any(
+                    isinstance(n, ast.For | ast.While) for n in ast.walk(node)):
+                loops.append(f"{name}.{node.name}")
+    assert loops == ["neural.decoding.greedy"]
 
 
 # ---- errors: a user's mistake is exit 2, a bug is exit 70 --------------------------------------------------------

@@ -17,8 +17,9 @@ from neural import cvp
 from neural import model as decoder_module
 from neural.config import Keys
 from neural.construction.construct import build_cvp, build_thm33
-from neural.construction.execute import ExecMode, cvp_teacher_forcing, greedy, run_cvp, run_thm33, session
+from neural.construction.execute import ExecMode, cvp_teacher_forcing, run_cvp, run_thm33, session
 from neural.construction.fp import FPFormat
+from neural.decoding import greedy
 
 F511 = FPFormat(5, 11)
 FINITE = ExecMode("finite", F511)

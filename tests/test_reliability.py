@@ -83,7 +83,8 @@ def apply(model, name, index, kind):
 
 
 def behaviour_changes(model, mutant, nc) -> bool:
-    from neural.construction.execute import ExecMode, session, teacher_forced
+    from neural.construction.execute import ExecMode, session
+    from neural.decoding import teacher_forced
 
     sessions = [session(m.config, m.weights, ExecMode("finite", m.fmt)) for m in (model, mutant)]  # stateless
     for i in range(2 ** nc.n_inputs):

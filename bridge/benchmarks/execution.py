@@ -21,8 +21,9 @@ from bridge.benchmarks.gen import random_circuit
 from grammar.evaluate import evaluate
 from grammar.normalize import normalize
 from neural.construction.construct import build_thm33
-from neural.construction.execute import ExecMode, check_thm33_teacher_forced, greedy, run_thm33, session
+from neural.construction.execute import ExecMode, check_thm33_teacher_forced, run_thm33, session
 from neural.construction.fp import FPFormat
+from neural.decoding import greedy
 
 
 def pass_flops(cfg, length: int) -> float:

@@ -1,8 +1,6 @@
-"""Running the decoder: greedy CoT generation with a KV cache, teacher-forced passes, and runs checked in one pass.
-
-A *session* feeds tokens and returns predictions, keeping its own cache; the greedy loop and the teacher-forced pass
-are written once, over either session, so the finite mode, the IEEE modes and trained models
-(``neural.learning.evaluation``, ``bridge.audit``) are all decoded by the same code.
+"""Running a constructed model: in F(e,s) (``FiniteSession``) or an IEEE dtype (``neural.decoding.TorchSession``),
+and runs checked in one pass. The sessions, the greedy loop and the teacher-forced pass are ``neural.decoding``'s,
+shared with the learning half and the audit.
 
 A run of a constructed model (``run_thm33``, ``run_cvp``) does not generate token by token when it need not. Greedy
 decoding's output is the one sequence t whose every token is the argmax after the tokens before it. So a proposal p
@@ -12,7 +10,6 @@ From the first step where the argmax departs from p, the model's own tokens are 
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +22,7 @@ from neural.config import ModelConfig
 from neural.construction.constructed import ConstructedModel
 from neural.construction.finite import FiniteCache, FiniteDecoder
 from neural.construction.fp import FPFormat
+from neural.decoding import TorchSession, greedy, teacher_forced, teacher_forced_rows
 
 
 @dataclass(frozen=True)
@@ -58,70 +56,8 @@ class FiniteSession:
         logits = self.decoder.forward(tokens)
         return np.argmax(logits if at is None else logits[at], axis=-1)
 
-
-class TorchSession:
-    """A torch ``Decoder`` (built from arrays in an IEEE dtype, or a trained module) with its KV cache."""
-
-    LOGITS_PER_PRODUCT = 1 << 18  # logits one product makes before they are reduced: they stay in cache (3x
-    # faster than one product at a 196,615-token vocabulary), and small vocabularies still take one product
-
-    def __init__(self, model, device=None):
-        import torch
-
-        from neural.model import KVCache
-
-        self.torch = torch
-        self.model = model
-        self.device = device if device is not None else next(model.parameters()).device
-        self.cache = KVCache()
-        W = model.head.weight.detach()
-        self.head_live = torch.nonzero((W != 0).any(0)).flatten()  # the columns the unembedding reads
-        self.head_compact = W[:, self.head_live].contiguous() if self.head_live.numel() < W.shape[1] else None
-
-    def _argmax(self, x):
-        """``head(x).argmax(-1)``, reading only the columns the head uses: a zero weight adds an exact 0 to a finite
-        sum, and a constructed head reads k + 1 of its ~9k columns over 3N + 7 rows. Where a feature is not finite,
-        the plain product is taken, so an inf or NaN shows exactly as torch's argmax shows it."""
-        head = self.model.head
-        if self.head_compact is None or not bool(self.torch.isfinite(x).all()):
-            return head(x).argmax(-1)
-        flat = x[..., self.head_live].reshape(-1, self.head_live.numel())
-        n = max(1, self.LOGITS_PER_PRODUCT // self.head_compact.shape[0])
-        parts = [flat[i:i + n] @ self.head_compact.T for i in range(0, flat.shape[0], n)]
-        best = [(p if head.bias is None else p + head.bias).argmax(-1) for p in parts]
-        return (self.torch.cat(best) if best else flat.new_zeros(0, dtype=self.torch.long)).reshape(x.shape[:-1])
-
-    def reset(self) -> None:
-        from neural.model import KVCache
-
-        self.cache = KVCache()
-
-    @classmethod
-    def from_arrays(cls, cfg: ModelConfig, weights: dict, dtype: str, device: str = "cpu") -> "TorchSession":
-        import torch
-
-        from neural.model import Decoder
-
-        return cls(Decoder.from_arrays(cfg, weights, getattr(torch, dtype)).to(device), device)
-
-    def next_tokens(self, tokens: np.ndarray) -> np.ndarray:
-        """Feed (B, T) tokens after the cached ones; the argmax after the last, taken on the device."""
-        with self.torch.inference_mode():
-            t = self.torch.as_tensor(np.asarray(tokens, dtype=np.int64), device=self.device)
-            x, _ = self.model.features(t, self.cache)
-            return self._argmax(x[:, -1]).cpu().numpy()
-
-    def predictions(self, tokens, at=None) -> np.ndarray:
-        """(B, T) tokens -> argmax predictions after the positions ``at`` (default all), one pass, the argmax taken
-        on the device. (T,) tokens -> one row."""
-        tokens = np.asarray(tokens, dtype=np.int64)
-        with self.torch.inference_mode():
-            t = self.torch.as_tensor(np.atleast_2d(tokens), device=self.device)
-            x, _ = self.model.features(t)
-            if at is not None:
-                x = x[:, self.torch.as_tensor(np.asarray(at), device=self.device)]
-            pred = self._argmax(x).cpu().numpy()
-        return pred if tokens.ndim == 2 else pred[0]
+    def rows_per_pass(self, length: int) -> int:
+        return 1
 
 
 def session(cfg: ModelConfig, weights: dict, mode: ExecMode, device: str = "cpu"):
@@ -129,47 +65,6 @@ def session(cfg: ModelConfig, weights: dict, mode: ExecMode, device: str = "cpu"
     if mode.kind == "finite":
         return FiniteSession(cfg, weights, mode.fmt)
     return TorchSession.from_arrays(cfg, weights, mode.dtype, device)
-
-
-def greedy(sess, prompts, steps: int, progress=None) -> np.ndarray:
-    """Feed the prompts, then ``steps`` times append the argmax token (ties go to the lowest token id). The
-    session's cache is emptied first.
-
-    ``prompts``: (T,) for one sequence, returning (steps,), or (B, T) for a batch, returning (B, steps)."""
-    sess.reset()
-    prompts = np.asarray(prompts, dtype=np.int64)
-    batch = np.atleast_2d(prompts)
-    out = np.empty((batch.shape[0], steps), dtype=np.int64)
-    tok = sess.next_tokens(batch) if steps else None
-    for i in range(steps):
-        out[:, i] = tok
-        if progress is not None:
-            progress(i + 1)
-        if i + 1 < steps:
-            tok = sess.next_tokens(out[:, i:i + 1])
-    return out if prompts.ndim == 2 else out[0]
-
-
-def teacher_forced(sess, tokens, at=None) -> np.ndarray:
-    """One pass over the whole sequence: the argmax prediction after every position (or after those in ``at``).
-    A torch session also takes a (B, T) batch of equal-length sequences."""
-    return sess.predictions(tokens, at)
-
-
-ACTIVATIONS_PER_PASS = 1 << 22  # residual entries one torch pass may hold (rows x length x width)
-
-
-def teacher_forced_rows(sess, sequences: np.ndarray, at) -> Iterator[np.ndarray]:
-    """Teacher-forced predictions after ``at`` for (B, L) equal-length sequences, one row at a time and lazily
-    (a caller that stops at the first wrong row computes no more): F(e,s) one row per pass, torch as many rows
-    per pass as ``ACTIVATIONS_PER_PASS`` holds."""
-    if isinstance(sess, FiniteSession):
-        for row in sequences:
-            yield teacher_forced(sess, row, at)
-        return
-    per_pass = max(1, ACTIVATIONS_PER_PASS // max(1, sequences.shape[1] * sess.model.cfg.d_model))
-    for i in range(0, len(sequences), per_pass):
-        yield from teacher_forced(sess, sequences[i:i + per_pass], at)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from neural.model import Decoder
 
 
 def generate(model: Decoder, prompts, steps: int) -> np.ndarray:
-    """Batched greedy decoding with the KV cache: ``neural.construction.execute.greedy`` over the module."""
-    from neural.construction.execute import TorchSession, greedy
+    """Batched greedy decoding with the KV cache: ``neural.decoding.greedy`` over the module."""
+    from neural.decoding import TorchSession, greedy
 
     return greedy(TorchSession(model), np.asarray(prompts), steps)
 
