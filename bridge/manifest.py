@@ -77,14 +77,12 @@ def _heads_cvp(model: ConstructedModel) -> list[dict]:
     from neural import cvp
 
     N = model.max_gates
-    g = np.arange(1, N + 1)
-    before_a = cvp.cot_position(g, 0, N) - 1
-    before_b, before_v = cvp.cot_position(g, 1, N), cvp.cot_position(g, 2, N)
-    type_at = dict(zip(before_v.tolist(), (4 * (g - 1)).tolist()))
-    id_at = {**dict(zip(before_a.tolist(), (4 * (g - 1) + 1).tolist())),
-             **dict(zip(before_b.tolist(), (4 * (g - 1) + 2).tolist()))}
-    prev_at = dict(zip(before_v.tolist(), (before_v - 1).tolist()))
-    value_at = {model.vocab[int(cvp.ref_token(j, N))]: int(cvp.cot_position(j, 3, N)) for j in g.tolist()}
+    r = cvp.reads(N)
+    type_at = dict(zip(r.before_v.tolist(), r.type_slot.tolist()))
+    id_at = {**dict(zip(r.before_a.tolist(), r.in1_slot.tolist())),
+             **dict(zip(r.before_b.tolist(), r.in2_slot.tolist()))}
+    prev_at = dict(zip(r.before_v.tolist(), r.previous.tolist()))
+    value_at = {model.vocab[int(cvp.ref_token(j, N))]: int(r.value_position(j)) for j in r.gates.tolist()}
     tables = ((type_at, {}), (id_at, {}), (prev_at, {}), ({}, value_at))
     return [_head(plan, name, at, by_token, 0)
             for plan, name, (at, by_token) in zip(model.heads, HEAD_NAMES[Mode.CVP], tables)]

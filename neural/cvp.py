@@ -94,6 +94,37 @@ def cot_position(g, slot: int, n_gates: int):
     return 4 * n_gates + 1 + 4 * (np.asarray(g) - 1) + slot
 
 
+@dataclass(frozen=True)
+class Reads:
+    """The CVP construction's read schedule for gates 1..N: at the position *before* each CoT token of gate g, what
+    its heads fetch. Written once, here, and read by the construction's position tables (``construct.build_cvp``),
+    its mechanism manifest (``bridge.manifest``), a learned model's read positions (``tasks.CVPTask``) and the
+    attention roles (``mechanism.role_masks``). Each field is an array over g."""
+
+    n_gates: int
+    gates: np.ndarray  # 1..N
+    type_slot: np.ndarray  # prompt position of g's type token
+    in1_slot: np.ndarray  # ... of its first input's id
+    in2_slot: np.ndarray  # ... of its second input's id
+    before_a: np.ndarray  # predicts @a_g (the SEP, or v(g-1)): the id head reads in1_slot
+    at_a: np.ndarray  # holds @a_g, predicts v(a_g): the value head reads value_position(a_g), found by the token
+    before_b: np.ndarray  # predicts @b_g: the id head reads in2_slot
+    before_v: np.ndarray  # predicts v(g): the type head reads type_slot, the prev head ``previous``
+    previous: np.ndarray  # v(a_g)'s position, the token before before_v
+
+    def value_position(self, j):
+        """Where the CoT holds v(j), which a later gate naming j reads (arrays allowed)."""
+        return cot_position(j, 3, self.n_gates)
+
+
+def reads(n_gates: int) -> Reads:
+    g = np.arange(1, n_gates + 1)
+    slot = 4 * (g - 1)
+    before_v = cot_position(g, 2, n_gates)
+    return Reads(n_gates, g, slot, slot + 1, slot + 2, cot_position(g, 0, n_gates) - 1, cot_position(g, 0, n_gates),
+                 cot_position(g, 1, n_gates), before_v, before_v - 1)
+
+
 # ---- circuits -------------------------------------------------------------------------------------------------
 
 _TABLE = np.array([TRUTH_TABLES[TYPE_OP[t]] for t in TYPES], dtype=np.int64)  # each type's row of TRUTH_TABLES

@@ -223,23 +223,21 @@ def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> 
     tok[:, layout.cols("in_code")] = sbin(0, k)  # NA, and every token that is no prompt id: id 0
     tok[np.ix_(cvp.id_token(ids), layout.cols("in_code"))] = sbin(ids, k)
     tok[:, layout.cols("idq")] = sbin(0, k)  # fetch position 0 (value 0): NA, and tokens that name no value
-    tok[np.ix_(cvp.ref_token(ids, N), layout.cols("idq"))] = sbin(cvp.cot_position(ids, 3, N), k)
+    r = cvp.reads(N)
+    tok[np.ix_(cvp.ref_token(ids, N), layout.cols("idq"))] = sbin(r.value_position(ids), k)
     tok[cvp.value_token(1, N), layout.col("value")] = 1.0
 
     t = np.arange(length)
     pos[:, layout.cols("pos")] = sbin(t, k)
     for field in ("q_type", "q_in", "q_prev"):
         pos[:, layout.cols(field)] = sbin(0, k)
-    g = ids
-    before_a = cvp.cot_position(g, 0, N) - 1  # SEP, then each v(g-1): @a_g is next
-    at_a, before_b, before_v = (cvp.cot_position(g, s, N) for s in (0, 1, 2))  # v(a_g), @b_g, v(g) next
-    pos[np.ix_(before_a, layout.cols("q_in"))] = sbin(4 * (g - 1) + 1, k)
-    pos[np.ix_(before_b, layout.cols("q_in"))] = sbin(4 * (g - 1) + 2, k)
-    pos[np.ix_(before_v, layout.cols("q_type"))] = sbin(4 * (g - 1), k)
-    pos[np.ix_(before_v, layout.cols("q_prev"))] = sbin(before_v - 1, k)
-    pos[np.r_[before_a, before_b], layout.col("role_id")] = 1.0
-    pos[at_a, layout.col("role_va")] = 1.0
-    pos[before_v, layout.col("role_vg")] = 1.0
+    pos[np.ix_(r.before_a, layout.cols("q_in"))] = sbin(r.in1_slot, k)
+    pos[np.ix_(r.before_b, layout.cols("q_in"))] = sbin(r.in2_slot, k)
+    pos[np.ix_(r.before_v, layout.cols("q_type"))] = sbin(r.type_slot, k)
+    pos[np.ix_(r.before_v, layout.cols("q_prev"))] = sbin(r.previous, k)
+    pos[np.r_[r.before_a, r.before_b], layout.col("role_id")] = 1.0
+    pos[r.at_a, layout.col("role_va")] = 1.0
+    pos[r.before_v, layout.col("role_vg")] = 1.0
 
     heads = (HeadPlan(0, 0, "q_type", "pos", "type", "g_type"),
              HeadPlan(0, 1, "q_in", "pos", "in_code", "g_in"),

@@ -72,9 +72,10 @@ def role_masks(N: int, prompts: np.ndarray) -> dict[str, np.ndarray]:
     inputs = [np.take_along_axis(x, np.broadcast_to(g - 1, (B, n)), axis=1) for x in (parsed.in1, parsed.in2)]
     # per key position: the gate it names (prompt input-id slots, CoT @ tokens) and the gate whose value it holds
     # (CoT v(a_k) and v(k) tokens); 0 for none. One column past the end: the last v(N) is predicted, never read.
-    gates = np.arange(1, N + 1)
+    reads = cvp.reads(N)
+    gates = reads.gates
     names, holds = np.zeros((B, T + 1), dtype=np.int64), np.zeros((B, T + 1), dtype=np.int64)
-    names[:, 4 * (gates - 1) + 1], names[:, 4 * (gates - 1) + 2] = parsed.in1, parsed.in2
+    names[:, reads.in1_slot], names[:, reads.in2_slot] = parsed.in1, parsed.in2
     names[:, cvp.cot_position(gates, 0, N)], names[:, cvp.cot_position(gates, 2, N)] = parsed.in1, parsed.in2
     holds[:, cvp.cot_position(gates, 1, N)], holds[:, cvp.cot_position(gates, 3, N)] = parsed.in1, gates
     names, holds = names[:, :T], holds[:, :T]
@@ -83,7 +84,7 @@ def role_masks(N: int, prompts: np.ndarray) -> dict[str, np.ndarray]:
     for r in inputs:  # (B, n): input gate ids, 0 for NA
         real, r3 = (r > 0)[..., None], r[..., None]
         masks["input_slots"] |= real & (slot_gate[None, None, :] == r3)
-        value_at = cvp.cot_position(np.maximum(r, 1), 3, N)
+        value_at = reads.value_position(np.maximum(r, 1))
         masks["input_values"] |= real & (keys[None, None, :] == value_at[..., None])
         masks["input_value_copies"] |= real & (holds[:, None, :] == r3)
         masks["input_mentions"] |= real & (names[:, None, :] == r3)

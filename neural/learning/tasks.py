@@ -476,15 +476,19 @@ class CVPTask(FoldTask):
         from neural import cvp
 
         N, B = self.N, prompts.shape[0]
-        c = cvp.parse_prompts(prompts, N)
-        g = np.arange(1, N + 1)
+        c, r = cvp.parse_prompts(prompts, N), cvp.reads(N)
         none = np.full((B, N), -1)
-        at = lambda a, b, c_, d: np.stack([np.broadcast_to(x, (B, N)) for x in (a, b, c_, d)], 2).reshape(B, 4 * N)  # noqa: E731
-        value_of = lambda r: np.where(r > 0, cvp.cot_position(np.maximum(r, 1), 3, N), -1)  # noqa: E731
-        return {"input_slot": at(4 * (g - 1) + 1, none, 4 * (g - 1) + 2, none),
+
+        def at(*by_slot):  # the four CoT slots' reads, interleaved per gate: (B, 4N)
+            return np.stack([np.broadcast_to(x, (B, N)) for x in by_slot], 2).reshape(B, 4 * N)
+
+        def value_of(j):
+            return np.where(j > 0, r.value_position(np.maximum(j, 1)), -1)
+
+        return {"input_slot": at(r.in1_slot, none, r.in2_slot, none),
                 "input_value": at(none, value_of(c.in1), none, value_of(c.in2)),
-                "type": at(none, none, none, 4 * (g - 1)),
-                "previous": at(none, none, none, cvp.cot_position(g, 1, N))}
+                "type": at(none, none, none, r.type_slot),
+                "previous": at(none, none, none, r.previous)}
 
     def gate_kinds(self, prompts) -> np.ndarray:
         """(B, 4N): the type of the gate each CoT token belongs to."""
