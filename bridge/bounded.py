@@ -18,6 +18,7 @@ import numpy as np
 from formal.obligations import LemmaResult
 from formal.query import PROVED, REFUTED
 from grammar.ir import Mode
+from grammar.spec import RANDOM_DEFAULTS, claim_param
 from neural import cvp
 from neural.construction.constructed import ConstructedModel
 from neural.construction.execute import (
@@ -114,10 +115,11 @@ def plan_simulations(model: ConstructedModel, nc, claims: dict, requested: int) 
 
     length, per, e2e = model.config.max_len, instance_work(model), claims.get("end_to_end")
     if model.mode == Mode.THM33:
-        exhaustive = 2 ** nc.n_inputs if e2e is not None and nc.n_inputs <= int(e2e.get("max_inputs", 6)) else 0
+        exhaustive = 2 ** nc.n_inputs if e2e is not None and nc.n_inputs <= claim_param(claims, "end_to_end",
+                                                                                         "max_inputs") else 0
         floor_length = length
     else:
-        bound = min(int(e2e.get("max_gates", 2)), model.max_gates) if e2e is not None else 0
+        bound = min(claim_param(claims, "end_to_end", "max_gates"), model.max_gates) if e2e is not None else 0
         exhaustive, floor_length = (cvp_circuit_count(bound), cvp.sequence_length(bound)) if bound else (0, 0)
     claimed = exhaustive
     budget = simulation_budget()
@@ -248,7 +250,7 @@ def _skipped(name: str, method: str, why: str) -> LemmaResult:
     return LemmaResult(name, SKIPPED, 0.0, method, detail=why)
 
 
-def end_to_end(model, nc, plan: SimulationPlan, max_inputs: int = 6, max_gates: int = 2,
+def end_to_end(model, nc, plan: SimulationPlan, max_inputs: int, max_gates: int,
                sim: Simulator | None = None) -> LemmaResult:
     """Every input (Theorem 3.3, up to ``max_inputs`` inputs) or every circuit of up to ``max_gates`` gates (CVP),
     whole or not at all (``plan``)."""
@@ -272,8 +274,8 @@ def end_to_end(model, nc, plan: SimulationPlan, max_inputs: int = 6, max_gates: 
     return _result("end_to_end", method, sim.cvp_failures(circuits), start, len(circuits), plan.length)
 
 
-def random_instances(model: ConstructedModel, nc, plan: SimulationPlan, seed: int, max_gates: int = 32,
-                     sim: Simulator | None = None) -> LemmaResult:
+def random_instances(model: ConstructedModel, nc, plan: SimulationPlan, seed: int,
+                     max_gates: int = RANDOM_DEFAULTS["max_gates"], sim: Simulator | None = None) -> LemmaResult:
     """Theorem 3.3: random inputs to the compiled circuit, teacher-forced in batches. CVP: random circuits of 1 to
     min(max_gates, the model's max_gates) gates, padded to the model's N gates (its fixed layout). As many as
     ``plan`` runs: the first ones of the requested seeded sequence."""

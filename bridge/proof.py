@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from bridge.target import build, in_ieee, load_target
 from formal.obligations import LemmaResult, combine
+from grammar.spec import RANDOM_DEFAULTS
 from neural.construction.constructed import ConstructedModel
 
 
@@ -98,12 +99,12 @@ def require_simulation(plan, where: str) -> None:
 
 def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None = None, *, instances: int = 0,
                 seed: int = 0, timeout_s: float = 60.0, progress=None, label: str = "<model>",
-                random_max_gates: int = 32, ieee: str | None = None) -> Report:
+                random_max_gates: int = RANDOM_DEFAULTS["max_gates"], ieee: str | None = None) -> Report:
     """Every claimed lemma over these exact arrays, the bounded checks, and a replayed counterexample if any."""
     from bridge.bounded import TORCH_WORTH_IT, Simulator, end_to_end, plan_simulations, prefetch_torch, random_instances
     from bridge.replay import replay
     from formal.obligations import ORDER_LEMMA, TABLE_LEMMA, composed_from, composition, prove_lemma
-    from grammar.spec import default_claims
+    from grammar.spec import claim_param, default_claims
 
     claims = default_claims() if claims is None else claims
     report = Report(label, model.mode, model=model, circuit=circuit, ieee=ieee)
@@ -111,7 +112,7 @@ def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None
     require_simulation(plan, label)
     if ieee is not None or plan.work >= TORCH_WORTH_IT:
         prefetch_torch()
-    unrolled_k = int(claims.get("retrieval", {}).get("unrolled_k", 4))
+    unrolled_k = claim_param(claims, "retrieval", "unrolled_k")
     results = {}
     for name in composed_from(ieee is not None):  # embedding (and, in IEEE, the order) always: composition needs them
         if name not in (TABLE_LEMMA, ORDER_LEMMA) and name not in claims and "composition" not in claims:
@@ -129,9 +130,8 @@ def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None
     if "end_to_end" in claims:
         if progress:
             progress.lemma("end_to_end")
-        e2e = claims["end_to_end"]
-        report.lemmas.append(end_to_end(model, circuit, plan, int(e2e.get("max_inputs", 6)),
-                                        int(e2e.get("max_gates", 2)), sim))
+        report.lemmas.append(end_to_end(model, circuit, plan, claim_param(claims, "end_to_end", "max_inputs"),
+                                        claim_param(claims, "end_to_end", "max_gates"), sim))
     if instances:
         if progress:
             progress.lemma("random")

@@ -13,11 +13,12 @@ from __future__ import annotations
 import numpy as np
 
 from grammar.ir import Mode
+from grammar.spec import RANDOM_DEFAULTS
 from neural import cvp
 from neural.construction.execute import ExecMode
 
 
-def replay_model(model, circuit, instances: int = 64, seed: int = 0, max_gates: int = 32,
+def replay_model(model, circuit, instances: int = 64, seed: int = 0, max_gates: int = RANDOM_DEFAULTS["max_gates"],
                  ieee: str | None = None) -> dict | None:
     """The first seeded instance whose teacher-forced CoT has a wrong step, or None: every input of a small
     Theorem 3.3 circuit (else ``instances`` random ones), or ``instances`` random CVP circuits of at most

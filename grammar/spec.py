@@ -44,6 +44,14 @@ CLAIM_PARAMS: dict[str, dict[str, Value]] = {
     "composition": {},
     "end_to_end": {"max_gates": 2, "max_inputs": 6},
 }
+
+
+def claim_param(claims: dict, lemma: str, key: str) -> int:
+    """A claim's parameter as ``claims`` (lemma -> params) gives it, else its default here: the one place the
+    defaults of ``CLAIM_PARAMS`` are read."""
+    return int(claims.get(lemma, {}).get(key, CLAIM_PARAMS[lemma][key]))
+
+
 # The random check cross-checks the lemmas on whole-model runs; the lemmas already cover every position, so its
 # CVP circuits are sized by what they check (max_gates), not by the model's max_gates.
 RANDOM_DEFAULTS: dict[str, Value] = {"instances": 100, "seed": 0, "max_gates": 32}
