@@ -135,34 +135,59 @@ CELL_KEYS = {"task", "setting", "layers", "length", "seed", "accuracy", "majorit
              "unsound_step_rate", "steps", "seconds", "heldout_disjoint"}
 
 
-def test_a_tiny_grid_writes_the_results_and_resumes(tmp_path, monkeypatch):
-    monkeypatch.setitem(reproduce.PROFILES, "quick", TINY)
-    results = tmp_path / "results"
-    doc = run_grid("quick", tmp_path / "runs", results, cells=[("cvp", "cot", 1), ("modadd", "base", 1)])
+@pytest.fixture(scope="module")
+def tiny_grid(tmp_path_factory):
+    """Two of TINY's four cells, run once for the tests below: (the call's document, its runs, its results)."""
+    root = tmp_path_factory.mktemp("tiny_grid")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(reproduce.PROFILES, "quick", TINY)
+        doc = run_grid("quick", root / "runs", root / "results", cells=[("cvp", "cot", 1), ("modadd", "base", 1)])
+    return doc, root / "runs", root / "results"
+
+
+def test_a_grid_scores_the_cells_it_is_asked_for(tiny_grid):
+    doc, _, _ = tiny_grid
     assert {(c["task"], c["setting"]) for c in doc["cells"]} == {("cvp", "cot"), ("modadd", "base")}
     for cell in doc["cells"]:
         assert CELL_KEYS <= set(cell) and cell["heldout_disjoint"] is True and cell["steps"] <= 20
     cvp_cell = next(c for c in doc["cells"] if c["task"] == "cvp")
     assert cvp_cell["unsound_step_rate"] is not None and cvp_cell["shallow_baseline"] is not None
+
+
+def test_the_results_file_lists_every_cell_scored_or_not_run(tiny_grid):
+    _, _, results = tiny_grid
     saved = json.loads((results / "quick.json").read_text())
     assert set(saved) == {"profile", "machine", "commit", "cells", "claims", "not_run", "finish_with"}
     assert len(saved["cells"]) == 2 and saved["finish_with"] == TINY.finish_with
     assert [(r["task"], r["setting"], r["status"]) for r in saved["not_run"]] == [("modadd", "cot", "not run"),
                                                                                 ("cvp", "base", "not run")]
-    table = (results / "table.md").read_text()
-    assert table.split("| task | claim")[0].count("| not run |") == 2 and TINY.finish_with in table
     assert {c["task"] for c in saved["claims"]} == {"modadd", "s5", "isq", "cvp"}
     assert all(set(c) == {"task", "claim", "holds", "verdict", "evidence"} for c in saved["claims"])
-    assert (results / "table.md").exists() and (results / "accuracy_vs_depth_quick.png").exists()
+
+
+def test_the_table_says_not_run_and_the_figures_are_drawn(tiny_grid):
+    _, _, results = tiny_grid
+    table = (results / "table.md").read_text()
+    assert table.split("| task | claim")[0].count("| not run |") == 2 and TINY.finish_with in table
+    assert (results / "accuracy_vs_depth_quick.png").exists()
     assert (results / "learning_curves_quick.png").exists()  # drawn from the runs' metrics
-    # resuming the whole profile runs only the cells not yet in quick.json
-    doc = run_grid("quick", tmp_path / "runs", results)
+
+
+def test_resuming_a_grid_runs_only_the_cells_not_yet_scored(tiny_grid, tmp_path, monkeypatch):
+    import shutil
+
+    _, runs, results = tiny_grid
+    shutil.copytree(runs, tmp_path / "runs")
+    shutil.copytree(results, tmp_path / "results")
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    monkeypatch.setitem(reproduce.PROFILES, "quick", TINY)
+    doc = run_grid("quick", runs, results)
     assert len(doc["cells"]) == 4 - 2
     saved = json.loads((results / "quick.json").read_text())
     assert len(saved["cells"]) == 4 and saved["not_run"] == [] and saved["finish_with"] is None
     assert doc["claims"] == saved["claims"]  # judged from every scored cell, not just the two this call ran
     assert "not run" not in (results / "table.md").read_text().split("| task | claim")[0]
-    assert run_grid("quick", tmp_path / "runs", results)["cells"] == []
+    assert run_grid("quick", runs, results)["cells"] == []  # nothing left: nothing trained, nothing written
 
 
 def test_the_seeds_of_a_cell_train_as_one_group(tmp_path, monkeypatch):
@@ -226,7 +251,7 @@ def test_the_full_profile_is_the_whole_figure():
     assert len({c.key for c in cells}) == len(cells)
 
 
-@pytest.mark.parametrize("profile", ["quick", "full"])
+@pytest.mark.parametrize("profile", ["quick", "cpu", "full"])
 def test_every_committed_cell_is_scored_or_marked_not_run(profile):
     """No cell of a profile is silently missing from its committed results: each is scored or listed as not run,
     with the command that runs it; the table says "not run" where the JSON does."""

@@ -19,7 +19,7 @@ def _by_cell(cells):
 
 def _fmt(rs) -> str:
     accs = [r["accuracy"] for r in rs]
-    text = f"{np.mean(accs):.3f}"
+    text = f"{np.mean(accs):.3f}" + ("*" if any(budget_bound(r) for r in rs) else "")
     if len(accs) > 1:
         text += f" ({min(accs):.2f}–{max(accs):.2f})"
     unsound = [r["unsound_step_rate"] for r in rs if r["unsound_step_rate"] is not None]
@@ -39,14 +39,17 @@ def render_table(doc: dict, profile) -> str:
     planned = _by_cell(doc.get("not_run", []))  # cells of the profile not yet run: shown as such, never blank
     depths = sorted({k[2] for k in groups} | {k[2] for k in planned} | set(profile.depths))
     seeds = sorted({r["seed"] for r in doc["cells"]})
-    lines = [f"`cotproof reproduce --{doc['profile']}`, commit {doc['commit']}; cells ran on {_machines(doc)}.",
+    plateau = "" if not profile.plateau_patience else (
+        f", or once {profile.plateau_patience} checks in a row brought neither a new best validation accuracy nor a "
+        f"1% lower training loss (from step {profile.plateau_from} on)")
+    lines = [f"`cotproof reproduce --profile {doc['profile']}`, commit {doc['commit']}; cells ran on {_machines(doc)}.",
              "",
              f"Greedy accuracy on held-out test prompts; mean over {len(seeds)} seed(s), (min–max) where several; "
              "u = the largest unsound-step rate over the seeds (each CoT token, or each hint read-out, checked "
              "against the step applied to the one before). Chance: the majority answer; for cvp also the shallow "
              "guess from the last gate's type. Every cell of a task had the same step budget "
              f"({', '.join(f'{t} {profile.budget(t)}' for t in profile.tasks)}) and stopped early at validation "
-             "accuracy 0.995.",
+             f"accuracy 0.995{plateau}. * marks a budget-bound cell: a seed used its whole budget without converging.",
              "",
              "| task | length | setting | " + " | ".join(f"L={d}" for d in depths) + " | majority | shallow |",
              "|---|---|---|" + "---|" * len(depths) + "---|---|"]

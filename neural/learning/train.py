@@ -124,6 +124,23 @@ class Member:
         return self.model_cfg.max_len
 
 
+@dataclass
+class Loop:
+    """What the training loop holds between steps, passed whole to the helpers that step, check, save and finish:
+    the members still training, their stacked model and its AdamW (``net``: the model, or its DistributedDataParallel
+    wrapper), the metrics window, and the clock (``t0``: when the run would have started, resumed time included)."""
+
+    active: list[Member]
+    model: StackedDecoder
+    opt: torch.optim.Optimizer
+    net: torch.nn.Module
+    window: "Window"
+    t0: float
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0
+
+
 class Window:
     """Each member's loss and training-accuracy sums since its last metrics line. They stay on the device (float64,
     the same sums as Python floats): reading a loss every step would make the host wait for the GPU every step."""
@@ -257,10 +274,10 @@ class Group:
                                       "exp_avg_sq": st["exp_avg_sq"][keep].clone()}
         return smaller, new_opt
 
-    def _save(self, m: Member, g: int, model: StackedDecoder, opt, step: int, seconds: float, window: "Window",
-              stopped: bool = False) -> None:
-        """Member g's checkpoint at ``step``: its weights, AdamW moments and where it stands (``RunState``)."""
-        state = RunState(step, seconds, window.state(g), m.passes, stopped, m.valid_accuracy, m.best_valid,
+    def _save(self, loop: Loop, g: int, step: int, stopped: bool = False) -> None:
+        """Active member g's checkpoint at ``step``: its weights, AdamW moments and where it stands (``RunState``)."""
+        m, model, opt = loop.active[g], loop.model, loop.opt
+        state = RunState(step, loop.seconds(), loop.window.state(g), m.passes, stopped, m.valid_accuracy, m.best_valid,
                          m.since_best, m.stop_reason, m.best_loss)
         weights = model.member(g, m.seq_len)
         moments, adam_step = {}, 0.0
@@ -320,55 +337,54 @@ class Group:
             torch.backends.cuda.matmul.allow_tf32 = True  # what stays float32 under autocast
             torch.backends.cudnn.allow_tf32 = True
         model, opt = self._stack(active)
-        net = self._distributed(model)
+        loop = Loop(active, model, opt, self._distributed(model), Window(active, device),
+                    time.perf_counter() - max(m.elapsed for m in active))
         start = step = active[0].start
-        t0 = time.perf_counter() - max(m.elapsed for m in active)
         names = {f"{m.task.name}/{m.cfg.setting}" for m in active}
         bar = tqdm(total=cfg.steps, initial=start, disable=not progress or self.rank != 0, unit="step",
                    mininterval=0.1 if sys.stderr.isatty() else 10.0,  # in a log: a line every 10 s, not a flood
                    desc=(names.pop() if len(names) == 1 else f"{len(active)} runs") + f" L{cfg.layers}"
                    + (f" x{len(active)}" if len(active) > 1 else ""))
-        window = Window(active, device)
-        while step < cfg.steps and active:
-            elapsed = _shared_clock(time.perf_counter() - t0, self.world, device)  # every rank stops together
+        while step < cfg.steps and loop.active:
+            elapsed = _shared_clock(loop.seconds(), self.world, device)  # every rank stops together
             if cfg.time_limit is not None and elapsed >= cfg.time_limit:
                 break
             if stop_after is not None and step - start >= stop_after:
                 break
             lr = lr_at(cfg, step, elapsed)
-            window.add(*self._step(source, active, net, model, opt, step, lr))
+            loop.window.add(*self._step(source, loop, step, lr))
             step += 1
             bar.update(1)
-            stopped = [g for g, m in enumerate(active)
-                       if self._after_step(m, g, step, lr, model, opt, window, time.perf_counter() - t0, on_eval)]
+            stopped = [g for g in range(len(loop.active)) if self._after_step(loop, g, step, lr, on_eval)]
             for g in stopped:
-                self._finish(active[g], g, model, opt, step, time.perf_counter() - t0, window, stopped=True)
-            if len(active) == 1 and active[0].last.get("step") == step:
-                bar.set_postfix(loss=f"{active[0].last['loss']:.4f}", acc=f"{active[0].last['train_answer_acc']:.3f}")
+                self._finish(loop, g, step, stopped=True)
+            last = loop.active[0].last
+            if len(loop.active) == 1 and last.get("step") == step:
+                bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['train_answer_acc']:.3f}")
             if stopped:  # they leave the group: the rest go on as a smaller stack
-                keep = [g for g in range(len(active)) if g not in stopped]
-                active = [active[g] for g in keep]
-                window.keep(keep)
-                if active:
-                    model, opt = self._shrink(model, opt, keep)
-                    net = self._distributed(model)
-            if interrupt.requested() and active:  # a scheduler's warning: save here, exactly, and stop
+                keep = [g for g in range(len(loop.active)) if g not in stopped]
+                loop.active = [loop.active[g] for g in keep]
+                loop.window.keep(keep)
+                if loop.active:
+                    loop.model, loop.opt = self._shrink(loop.model, loop.opt, keep)
+                    loop.net = self._distributed(loop.model)
+            if interrupt.requested() and loop.active:  # a scheduler's warning: save here, exactly, and stop
                 bar.close()
-                self._save_all(active, model, opt, step, time.perf_counter() - t0, window)
+                self._save_all(loop, step)
                 raise interrupt.Interrupted(step)
-            if interrupt.take_save_request() and active:  # a cancellation's grace period: save, and go on
-                self._save_all(active, model, opt, step, time.perf_counter() - t0, window)
+            if interrupt.take_save_request() and loop.active:  # a cancellation's grace period: save, and go on
+                self._save_all(loop, step)
         bar.close()
-        for g, m in enumerate(active):
-            self._finish(m, g, model, opt, step, time.perf_counter() - t0, window, stopped=False)
+        for g in range(len(loop.active)):
+            self._finish(loop, g, step, stopped=False)
         if self.world > 1:
             torch.distributed.barrier()
         return [m.result for m in self.members]
 
-    def _step(self, source: Batches, active: list[Member], net, model: StackedDecoder, opt, step: int, lr: float):
-        """One optimiser step of every member (``net`` is ``model``, or its DistributedDataParallel wrapper).
-        Returns each member's loss and training answer accuracy (G,), left on the device."""
-        device = self.device
+    def _step(self, source: Batches, loop: Loop, step: int, lr: float):
+        """One optimiser step of every active member. Returns each member's loss and training answer accuracy (G,),
+        left on the device."""
+        device, active, net, model, opt = self.device, loop.active, loop.net, loop.model, loop.opt
         per_rank = max(1, self.cfg.batch_size // self.world)
         tokens, labels, columns, answer, counts = (self._to_device(a) for a in
                                                    self._batch(source, active, step, per_rank))
@@ -394,16 +410,16 @@ class Group:
             hits = (answer_logits.argmax(-1) == answer_labels) & mask  # no boolean indexing: it syncs on CUDA
             return losses.detach(), hits.sum(1).float() / mask.sum(1).float()
 
-    def _after_step(self, m: Member, g: int, step: int, lr: float, model: StackedDecoder, opt, window: "Window",
-                    seconds: float, on_eval) -> bool:
-        """Member g's metrics line, validation check and checkpoint after ``step``; True once it stops early. A
+    def _after_step(self, loop: Loop, g: int, step: int, lr: float, on_eval) -> bool:
+        """Active member g's metrics line, validation check and checkpoint after ``step``; True once it stops early. A
         validation check at a logged step is recorded in that step's metrics line (``valid_accuracy``), which the
         learning curves read."""
+        m = loop.active[g]
         checked = m.cfg.early_stop is not None and (step % m.cfg.eval_every == 0 or step == self.cfg.steps)
         if checked:
             # every rank evaluates the same weights on the same samples, so every rank stops at one step
-            m.valid_accuracy = evaluate_model(self._decoder(model, g, m), m.task, m.cfg.setting, m.cfg.eval_samples,
-                                              seed=m.cfg.seed, split="valid")["accuracy"]
+            m.valid_accuracy = evaluate_model(self._decoder(loop.model, g, m), m.task, m.cfg.setting,
+                                              m.cfg.eval_samples, seed=m.cfg.seed, split="valid")["accuracy"]
             if on_eval is not None and self.rank == 0:
                 on_eval(next(i for i, x in enumerate(self.members) if x is m), step, m.valid_accuracy)
             m.passes = m.passes + 1 if m.valid_accuracy >= m.cfg.early_stop else 0
@@ -416,11 +432,11 @@ class Group:
             else:
                 m.since_best = 0 if better_loss else m.since_best + 1
         if step % m.cfg.log_every == 0 or step == self.cfg.steps:
-            loss, accuracy = window.read(g)
+            loss, accuracy = loop.window.read(g)
             m.last = {"step": step, "loss": round(loss, 5), "train_answer_acc": round(accuracy, 4), "lr": lr}
             if self.rank == 0:
                 line = {**m.last, **({"valid_accuracy": m.valid_accuracy} if checked else {})}
-                checkpoint.append_metrics(m.out, {**line, "seconds": round(seconds, 2)})
+                checkpoint.append_metrics(m.out, {**line, "seconds": round(loop.seconds(), 2)})
         if checked and m.passes >= m.cfg.early_stop_patience:
             m.stop_reason = "reached"
             return True
@@ -429,28 +445,27 @@ class Group:
             m.stop_reason = "plateau"
             return True
         if self.rank == 0 and step % m.cfg.save_every == 0:
-            self._save(m, g, model, opt, step, seconds, window)
+            self._save(loop, g, step)
         return False
 
-    def _finish(self, m: Member, g: int, model: StackedDecoder, opt, step: int, seconds: float, window: "Window",
-                stopped: bool) -> None:
-        """Member g's last checkpoint and result: it stopped early (its ``stop_reason`` set), or the group's run
+    def _finish(self, loop: Loop, g: int, step: int, stopped: bool) -> None:
+        """Active member g's last checkpoint and result: it stopped early (its ``stop_reason`` set), or the group's run
         ended: at the step budget or the time limit, or (``stop_after``) before either, unfinished."""
+        m, seconds = loop.active[g], loop.seconds()
         if not stopped:
             m.stop_reason = ("cap" if step >= m.cfg.steps else
                              "time_limit" if m.cfg.time_limit is not None and seconds >= m.cfg.time_limit else None)
         if self.rank == 0:
-            self._save(m, g, model, opt, step, seconds, window, stopped)
+            self._save(loop, g, step, stopped)
         m.result = {**m.last, "step": step, "early_stopped": stopped, "valid_accuracy": m.valid_accuracy,
                     "stop_reason": m.stop_reason}
 
-    def _save_all(self, active: list[Member], model: StackedDecoder, opt, step: int, seconds: float,
-                  window: "Window") -> None:
+    def _save_all(self, loop: Loop, step: int) -> None:
         """Every active member's checkpoint at ``step``, as a periodic save writes it: resuming from it continues
         the run bit for bit."""
         if self.rank == 0:
-            for g, m in enumerate(active):
-                self._save(m, g, model, opt, step, seconds, window)
+            for g in range(len(loop.active)):
+                self._save(loop, g, step)
 
     def _distributed(self, model: StackedDecoder):
         """Under torchrun, DistributedDataParallel averages the members' gradients over the ranks."""
