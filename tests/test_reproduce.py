@@ -9,6 +9,7 @@ import pytest
 from helpers import cli
 
 from neural.learning import reproduce
+from neural.learning.claims import UNDECIDED
 from neural.learning.reproduce import (
     PROFILES,
     Profile,
@@ -227,10 +228,10 @@ def test_a_damaged_results_file_is_refused_not_overwritten(tmp_path):
 def test_the_claims_prose_reads_the_thresholds_it_is_judged_by(monkeypatch):
     import dataclasses
 
-    from neural.learning import reproduce
+    from neural.learning import claims, reproduce
 
-    moved = dataclasses.replace(reproduce.THRESHOLDS, cot_reaches=0.97, base_stays_below=0.3, cvp_gap=0.2)
-    monkeypatch.setattr(reproduce, "THRESHOLDS", moved)
+    moved = dataclasses.replace(claims.THRESHOLDS, cot_reaches=0.97, base_stays_below=0.3, cvp_gap=0.2)
+    monkeypatch.setattr(claims, "THRESHOLDS", moved)
     text = " ".join(c["claim"] for c in reproduce.claims([], reproduce.PROFILES["quick"]))
     assert "reaches 0.97" in text and "below 0.3 " in text and "by 0.2 or more" in text
     assert "0.99" not in text and "0.25" not in text and "0.15" not in text
@@ -338,10 +339,10 @@ def test_a_claim_judged_on_a_budget_bound_cell_is_undecided_never_holds_or_fails
     assert (s5["holds"], s5["verdict"]) == (True, "holds")
     rows[2] = _row("s5", "base", 2, 0.01, converged=False)  # might rise with more steps
     s5 = next(c for c in reproduce.claims(rows, cpu) if c["task"] == "s5")
-    assert (s5["holds"], s5["verdict"]) == (None, reproduce.UNDECIDED) and "base L2 n=5" in s5["evidence"]
+    assert (s5["holds"], s5["verdict"]) == (None, UNDECIDED) and "base L2 n=5" in s5["evidence"]
     rows[0] = _row("s5", "cot", 1, 0.5, converged=False)  # a failure at the cap is no failure either
     s5 = next(c for c in reproduce.claims(rows, cpu) if c["task"] == "s5")
-    assert s5["verdict"] == reproduce.UNDECIDED
+    assert s5["verdict"] == UNDECIDED
     rows = [_row("s5", "cot", 1, 0.5)] + [_row("s5", "base", d, 0.01) for d in (1, 2, 4, 8)]
     s5 = next(c for c in reproduce.claims(rows, cpu) if c["task"] == "s5")
     assert (s5["holds"], s5["verdict"]) == (False, "fails")
@@ -364,7 +365,7 @@ def test_the_cvp_depth_question_is_decided_across_circuit_sizes(reach, cot, verd
     assert claim["verdict"] == verdict, claim["evidence"]
     rows[0] = {**rows[0], "converged": False, "stop_reason": "cap"}
     claim = next(c for c in reproduce.claims(rows, reproduce.PROFILES["cpu"]) if "depth question" in c["claim"])
-    assert claim["verdict"] == reproduce.UNDECIDED
+    assert claim["verdict"] == UNDECIDED
 
 
 def test_the_cpu_profile_trains_every_setting_at_depths_1_to_8_and_cvp_at_three_sizes():

@@ -81,7 +81,7 @@ def _cvp_depth_findings(rows: list[dict]) -> dict:
     """For each size and last-gate distribution, the first depth at which base reaches ``CVP_LEARNS`` (None: it
     never does at the depths run); and whether the claim holds: CoT at 1 layer reaches 0.99 at every size while
     base's depth grows with size (never counts as beyond every depth)."""
-    from neural.learning.reproduce import depth_grows
+    from neural.learning.claims import depth_grows
 
     ran = [r for r in rows if r["status"] != NOT_RUN]
     if not ran:

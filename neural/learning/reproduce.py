@@ -1,4 +1,5 @@
-"""``cotproof reproduce``: the paper's experiments as a grid of cells, trained on equal step budgets.
+"""``cotproof reproduce``: the paper's experiments as a grid of cells, trained on equal step budgets (or to
+convergence).
 
 A *cell* is (task, setting, layers, length, seed). Every cell of a profile gets the same step budget and the same
 learning-rate schedule, whatever its depth, and stops early once its accuracy on the validation split reaches
@@ -9,7 +10,8 @@ majority class, and for cvp the best guess from the last gate's type alone.
 Cells train in groups (``plan_groups``, ``neural.learning.train``): one stacked model for cells that can share a step.
 Results go to ``results/<profile>.json`` after every group (atomically), so a killed grid resumes at the first
 unfinished cell, and a group killed mid-run is formed again from its cells' checkpoints and resumes exactly.
-``table.md`` and the figures are drawn from that file.
+``table.md`` and the figures are drawn from that file; the claims the rows decide, in ``neural.learning.claims``.
+A profile with ``plateau_patience`` trains every cell to convergence instead, with its budget as a hard cap.
 """
 from __future__ import annotations
 
@@ -28,9 +30,9 @@ import numpy as np
 from grammar.errors import ParameterError
 from neural.checkpoint import atomic_write_bytes, atomic_write_text
 from neural.learning import interrupt
+from neural.learning.claims import claims
 
 EARLY_STOP = 0.995  # validation accuracy at two checks in a row (TrainConfig.early_stop_patience)
-NO_EVIDENCE = "no deciding cell has run"  # a claim's evidence before any of its cells is scored
 ROW = "row.json"  # a cell's scored row, in its run directory, where a cluster job writes it (neural.learning.slurm)
 LENGTH_PARAM = {"modadd": "length", "s5": "length", "isq": "steps", "cvp": "gates"}  # each task's input length
 
@@ -608,142 +610,3 @@ def write_results(profile_name: str, rows: list[dict], results: Path, runs: Path
                                                                          Path(runs) / profile_name))
         if png is not None:
             atomic_write_bytes(results / f"learning_curves_{profile_name}.png", png)
-
-
-# ---- claims -----------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Thresholds:
-    """The numbers the paper's claims are judged by. The checks and the claims' prose both read them from here, so a
-    changed threshold cannot leave the text saying the old one."""
-
-    cot_reaches: float = 0.99  # CoT at 1 layer: every seed's accuracy at least this
-    cot_unsound: float = 0.01  # and its unsound step rate at most this
-    base_stays_below: float = 0.25  # S5, isq: base at or below this at every depth run
-    base_learns: float = 0.9  # modadd: base "learns" a length; cvp: the depth at which base reaches it
-    cvp_gap: float = 0.15  # cvp: CoT at 1 layer above base at 1 layer by at least this
-    depth_noise: float = 0.02  # cvp: base "falls" with depth only by more than its seed spread and this
-
-
-THRESHOLDS = Thresholds()
-
-def _group(rows, task, setting, layers=None, length=None):
-    return [r for r in rows if r["task"] == task and r["setting"] == setting and
-            (layers is None or r["layers"] == layers) and (length is None or r["length"] == length)]
-
-
-def _span(rs) -> str:
-    accs = [r["accuracy"] for r in rs]
-    return f"{np.mean(accs):.3f}" + (f" [{min(accs):.3f}-{max(accs):.3f}, {len(accs)} seeds]" if len(accs) > 1 else "")
-
-
-UNDECIDED = "undecided: budget-bound"  # a claim whose deciding cells include one that used its whole budget
-
-
-def _claim(task: str, claim: str, holds: bool | None, evidence: str, deciding: list[dict]) -> dict:
-    """One claim as the results state it. ``holds`` is what the deciding cells say as scored; where one of them is
-    budget-bound (it stopped at its step cap, not converged) more training might change it, so the claim is
-    undecided rather than judged on it."""
-    from neural.learning.reproduce_report import budget_bound
-
-    bound = [r for r in deciding if budget_bound(r)]
-    if holds is not None and bound:
-        cells = ", ".join(sorted({f"{r['setting']} L{r['layers']} n={r['length']}" for r in bound}))
-        holds, verdict, evidence = None, UNDECIDED, f"{evidence}; budget-bound: {cells}"
-    else:
-        verdict = {True: "holds", False: "fails", None: "not run"}[holds]
-    return {"task": task, "claim": claim, "holds": holds, "verdict": verdict, "evidence": evidence or NO_EVIDENCE}
-
-
-def first_depth_reaching(rows: list[dict], level: float) -> int | None:
-    """The shallowest depth whose mean accuracy over seeds reaches ``level`` (None: no depth run does)."""
-    depths = sorted({r["layers"] for r in rows})
-    return next((d for d in depths if np.mean([r["accuracy"] for r in rows if r["layers"] == d]) >= level), None)
-
-
-def depth_grows(reach: list[int | None]) -> bool:
-    """Whether the depth needed grows with size: never smaller at a larger size (None, never reached, counts as
-    beyond every depth run), and larger at the largest size than at the smallest."""
-    order = [float("inf") if d is None else d for d in reach]
-    return all(a <= b for a, b in zip(order, order[1:])) and order[0] < order[-1]
-
-
-def claims(rows: list[dict], profile: Profile) -> list[dict]:
-    """The paper's claims, each judged from the cells that decide it (``_claim``: not run, holds, fails, or
-    undecided where a deciding cell is budget-bound)."""
-    out, t = [], THRESHOLDS
-
-    def cot_one_layer(task, length=None):
-        rs = _group(rows, task, "cot", 1, length)
-        ok = bool(rs) and all(r["accuracy"] >= t.cot_reaches and (r["unsound_step_rate"] or 0) <= t.cot_unsound
-                              for r in rs)
-        lengths = sorted({r["length"] for r in rs})
-        text = "; ".join(f"cot L1 n={n}: {_span(_group(rs, task, 'cot', 1, n))}" for n in lengths)
-        return (ok if rs else None), text, rs
-
-    def base_low(task):
-        rs = _group(rows, task, "base")
-        depths = sorted({r["layers"] for r in rs})
-        text = "; ".join(f"base L{d}: {_span(_group(rs, task, 'base', d))}" for d in depths)
-        return (all(r["accuracy"] <= t.base_stays_below for r in rs) if rs else None), text, rs
-
-    ok, text, cot_rows = cot_one_layer("modadd")
-    base = _group(rows, "modadd", "base")
-    lengths = sorted({r["length"] for r in base})
-    learned = [n for n in lengths if any(np.mean([r["accuracy"] for r in _group(base, "modadd", "base", d, n)])
-                                         >= t.base_learns for d in {r["layers"] for r in base})]
-    failed = [n for n in lengths if n not in learned]
-    axis = len({r["length"] for r in base}) > 1
-    out.append(_claim("modadd", "CoT at 1 layer learns addition mod 7 at every input length; base learns short "
-                      "inputs but not long ones, so CoT's advantage shows as inputs grow",
-                      ok if not axis or ok is None else (ok and bool(learned) and bool(failed) and
-                                                         max(learned) < min(failed)),
-                      text + f"; base learns (>= {t.base_learns:g} at some depth) at lengths {learned or 'none'}, "
-                      f"not at {failed or 'none'}" + ("" if axis else " (one length run: only the CoT half is judged)"),
-                      cot_rows + (base if axis else [])))
-    for task, name in (("s5", "composition in S5"), ("isq", "iterated squaring")):
-        ok1, t1, r1 = cot_one_layer(task)
-        ok2, t2, r2 = base_low(task)
-        both = None if ok1 is None or ok2 is None else ok1 and ok2
-        out.append(_claim(task, f"{name}: base stays at or below {t.base_stays_below:g} at every depth run; CoT "
-                          f"with 1 layer reaches {t.cot_reaches:g}", both, "; ".join(x for x in (t1, t2) if x),
-                          r1 + r2))
-    main = profile.lengths["cvp"][0] if "cvp" in profile.lengths else None  # a profile without cvp has no cvp rows
-    ok1, t1, r1 = cot_one_layer("cvp", main)
-    base = _group(rows, "cvp", "base", length=main)
-    holds, evidence = ok1, t1
-    if base:
-        depths = sorted({r["layers"] for r in base})
-        means = {d: np.mean([r["accuracy"] for r in _group(base, "cvp", "base", d)]) for d in depths}
-        spread = max((max(r["accuracy"] for r in _group(base, "cvp", "base", d)) -
-                      min(r["accuracy"] for r in _group(base, "cvp", "base", d)) for d in depths), default=0.0)
-        gap = (np.mean([r["accuracy"] for r in r1]) - means.get(1, np.nan)) if r1 and 1 in means else None
-        falls = any(means[b] < means[a] - max(spread, t.depth_noise) for a, b in zip(depths, depths[1:]))
-        reach = first_depth_reaching(base, t.base_learns)
-        holds = None if ok1 is None else bool(ok1 and (gap is None or gap >= t.cvp_gap) and not falls)
-        evidence += ("; " + "; ".join(f"base L{d}: {_span(_group(base, 'cvp', 'base', d))}" for d in depths) +
-                     (f"; CoT L1 minus base L1 = {gap:.3f}" if gap is not None else "") +
-                     f"; base falls with depth beyond its seed spread: {'yes' if falls else 'no'}" +
-                     f"; depth at which base reaches {t.base_learns:g}: "
-                     f"{reach if reach else 'none of ' + str(depths)}" +
-                     f"; shallow baseline {base[0]['shallow_baseline']:.3f}")
-    out.append(_claim("cvp", f"circuit value at {main} gates: CoT with 1 layer reaches {t.cot_reaches:g}; base is "
-                      f"well below it at 1 layer (by {t.cvp_gap:g} or more) and does not get worse with depth",
-                      holds, evidence.lstrip("; "), r1 + base))
-    sizes = sorted({r["length"] for r in _group(rows, "cvp", "base")})
-    if len(profile.lengths.get("cvp", ())) > 1 or len(sizes) > 1:  # the depth question needs several circuit sizes
-        reach = [first_depth_reaching(_group(rows, "cvp", "base", length=n), t.base_learns) for n in sizes]
-        cot = {n: _group(rows, "cvp", "cot", 1, n) for n in sizes}
-        cot_ok = all(rs and all(r["accuracy"] >= t.cot_reaches for r in rs) for rs in cot.values())
-        deciding = _group(rows, "cvp", "base") + [r for rs in cot.values() for r in rs]
-        deepest = max((r["layers"] for r in _group(rows, "cvp", "base")), default=0)
-        out.append(_claim("cvp", f"circuit value, the depth question: the depth at which base first reaches "
-                          f"{t.base_learns:g} grows with the circuit's size; CoT with 1 layer reaches "
-                          f"{t.cot_reaches:g} at every size", None if len(sizes) < 2 else
-                          bool(depth_grows(reach) and cot_ok),
-                          f"base first reaches {t.base_learns:g} at depth " +
-                          ", ".join(f"{d if d else f'none up to {deepest}'} for {n} gates"
-                                    for n, d in zip(sizes, reach)) + "; " +
-                          "; ".join(f"cot L1 n={n}: {_span(rs) if rs else 'not run'}" for n, rs in cot.items()),
-                          deciding))
-    return out
