@@ -4,6 +4,9 @@ from pathlib import Path
 
 # Subprocesses the tests start (the CLI, DDP workers) hash strings the same way on every run.
 os.environ.setdefault("PYTHONHASHSEED", "0")
+# One torch (OpenMP) thread per process: xdist already runs one worker per core, and the workers' own subprocesses
+# on top of torch's default of a thread per core oversubscribed the cores (a 5 s fixture took 105 s in the suite).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 SLURM_ERROR = "COTPROOF_TEST_SLURM_ERROR"  # why the tests' cluster could not start, for the tests that need it
 
