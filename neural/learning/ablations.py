@@ -258,29 +258,24 @@ def score_run(name: str, toy: bool, index: int, out: str, device: str | None) ->
 
     from neural.checkpoint import read_metrics
     from neural.learning.evaluation import evaluate_model, load_trained
-    from neural.learning.reproduce import worker_device
-    from neural.learning.runs import TrainConfig
+    from neural.learning.reproduce import recipe, scored_fields, worker_device
     from neural.learning.tasks import TEST_SEED
     from neural.learning.train import train
 
     ablation = _sized(name, toy)
     run = ablation.runs[index]
     device = device or worker_device()
-    cfg = TrainConfig(task=run.task, task_params=run.params, setting=run.setting, layers=run.layers,
-                      d_model=ablation.d_model, heads=4, d_ff=4 * ablation.d_model, lr=ablation.lr,
-                      warmup=min(200, run.steps // 10), steps=run.steps, seed=0, eval_every=250,
-                      eval_samples=256, save_every=max(1, min(run.steps, 1000)), log_every=max(1, run.steps // 10),
-                      device=device, early_stop=None)
+    cfg = recipe(run.task, dict(run.params), run.setting, run.layers, d_model=ablation.d_model, lr=ablation.lr,
+                 warmup=min(200, run.steps // 10), steps=run.steps, seed=0, eval_samples=256,
+                 save_every=max(1, min(run.steps, 1000)), log_every=max(1, run.steps // 10), device=device,
+                 early_stop=None)
     directory = run_directory(name, toy, index, out)
     train(cfg, directory, resume=True, progress=False)
     model, task, setting, meta = load_trained(directory)
     model.to(torch.device(device))
     ev = evaluate_model(model, task, setting, ablation.test_samples, seed=TEST_SEED, split="test")
-    return {"status": "run", "accuracy": round(ev["accuracy"], 4),
-            **({"answer_part_accuracy": round(ev["answer_part_accuracy"], 4)}
-               if "answer_part_accuracy" in ev else {}),
-            "train_answer_accuracy": _last_train_accuracy(read_metrics(directory)),
-            "steps": int(meta["step"]), "seconds": round(float(meta.get("elapsed_seconds", 0.0)), 1)}
+    return {"status": "run", **scored_fields(ev, meta),
+            "train_answer_accuracy": _last_train_accuracy(read_metrics(directory))}
 
 
 def _last_train_accuracy(records: list[dict]) -> float | None:

@@ -155,15 +155,31 @@ def cells_of(profile: Profile, seeds: int, chosen: list | None = None) -> list[C
     return sorted(picked, key=lambda c: chosen.index((c.task, c.setting, c.layers)))  # in the order asked for
 
 
-def train_config(profile: Profile, cell: Cell, precision: str = "auto"):
+def recipe(task: str, params: dict, setting: str, layers: int, *, d_model: int, lr: float, warmup: int, steps: int,
+           seed: int, **run):
+    """The one training recipe of the grid's cells and the ablations' runs: 4 heads, a feed-forward 4x the width,
+    validation every 250 steps. ``run`` holds what differs by caller: early stop and plateau, validation samples,
+    saves, logging, device, precision."""
     from neural.learning.runs import TrainConfig
 
+    return TrainConfig(task=task, task_params=tuple(params.items()), setting=setting, layers=layers, d_model=d_model,
+                       heads=4, d_ff=4 * d_model, lr=lr, warmup=warmup, steps=steps, seed=seed, eval_every=250, **run)
+
+
+def scored_fields(ev: dict, meta: dict) -> dict:
+    """What every scored row holds, a grid cell's or an ablation run's: test accuracy (and S5's accuracy per image
+    of the permutation, chance 0.2 against 1/120 whole), and the steps and seconds it trained."""
+    return {"accuracy": round(ev["accuracy"], 4),
+            **({"answer_part_accuracy": round(ev["answer_part_accuracy"], 4)} if "answer_part_accuracy" in ev else {}),
+            "steps": int(meta["step"]), "seconds": round(float(meta.get("elapsed_seconds", 0.0)), 1)}
+
+
+def train_config(profile: Profile, cell: Cell, precision: str = "auto"):
     params = {**profile.tasks[cell.task], LENGTH_PARAM[cell.task]: cell.length}
-    return TrainConfig(task=cell.task, task_params=tuple(params.items()), setting=cell.setting,
-                       layers=cell.layers, d_model=profile.d_model, heads=4, d_ff=4 * profile.d_model, lr=profile.lr,
-                       warmup=profile.warmup, steps=profile.budget(cell.task), seed=cell.seed, early_stop=EARLY_STOP,
-                       plateau_patience=profile.plateau_patience, plateau_from=profile.plateau_from, eval_every=250,
-                       eval_samples=512, save_every=250, log_every=50, precision=precision)
+    return recipe(cell.task, params, cell.setting, cell.layers, d_model=profile.d_model, lr=profile.lr,
+                  warmup=profile.warmup, steps=profile.budget(cell.task), seed=cell.seed, early_stop=EARLY_STOP,
+                  plateau_patience=profile.plateau_patience, plateau_from=profile.plateau_from, eval_samples=512,
+                  save_every=250, log_every=50, precision=precision)
 
 
 # ---- one cell -------------------------------------------------------------------------------------------------
@@ -285,15 +301,12 @@ def score_cell(profile: Profile, cell: Cell, cfg, run_dir: Path, last: dict, dev
     model.to(device)
     ev = evaluate_model(model, task, setting, profile.test_samples, seed=TEST_SEED, split="test")
     row = {"task": cell.task, "setting": cell.setting, "layers": cell.layers, "length": cell.length,
-           "seed": cell.seed, "accuracy": round(ev["accuracy"], 4), **baselines(task),
+           "seed": cell.seed, **scored_fields(ev, meta), **baselines(task),
            "unsound_step_rate": None if "unsound_step_rate" not in ev else round(ev["unsound_step_rate"], 5),
-           "steps": int(meta["step"]), "seconds": round(float(meta.get("elapsed_seconds", 0.0)), 1),
            "weights_sha256": weights_sha256(run_dir),
            "early_stopped": bool(last.get("early_stopped")), "stop_reason": reason, "converged": reason in CONVERGED,
            "heldout_disjoint": heldout_disjoint(task, cfg, TEST_SEED, profile.test_samples),
            "device": device, "machine": machine(), "commit": commit(), "group": group}
-    if "answer_part_accuracy" in ev:  # S5: the images of the permutation right, chance 0.2 (vs 1/120 whole)
-        row["answer_part_accuracy"] = round(ev["answer_part_accuracy"], 4)
     if cell.task == "cvp" and cell.setting == "cot":  # does the learned model read what the construction reads?
         from neural.learning.mechanism import mechanism_of
 
