@@ -152,7 +152,7 @@ def run_ablation(name: str, out: Path, results: Path, *, toy: bool = False, cpu_
     ``jobs`` worker processes train runs side by side (the grid's workers, dealt out over every visible GPU), the
     costliest first. Runs checkpoint as they go and resume where they stopped, so an ablation cut short by a time
     limit finishes by running the same command again; a finished run is scored again, not retrained."""
-    from neural.learning.reproduce import worker_devices, worker_pool
+    from neural.learning.workers import worker_devices, worker_pool
     from neural.model import resolve_device
 
     ablation = _sized(name, toy)
@@ -258,9 +258,10 @@ def score_run(name: str, toy: bool, index: int, out: str, device: str | None) ->
 
     from neural.checkpoint import read_metrics
     from neural.learning.evaluation import evaluate_model, load_trained
-    from neural.learning.reproduce import recipe, scored_fields, worker_device
+    from neural.learning.reproduce import recipe, scored_fields
     from neural.learning.tasks import TEST_SEED
     from neural.learning.train import train
+    from neural.learning.workers import worker_device
 
     ablation = _sized(name, toy)
     run = ablation.runs[index]
