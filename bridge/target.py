@@ -139,21 +139,3 @@ def build(target: Target, mode: Mode | None = None, bits: np.ndarray | None = No
     except ParameterError as err:
         raise InputError(str(err), SourceLoc(target.path), expected="a circuit and construction parameters that "
                          "this construction and format support") from None
-
-
-def optimize_lines(report: dict | None) -> list[str]:
-    """The --optimize report for people: one line, or none without --optimize."""
-    if not report:
-        return []
-    return [f"optimised: {report['gates_before']} -> {report['gates_after']} gates, CoT {report['cot_steps_before']} "
-            f"-> {report['cot_steps_after']} steps, proved equivalent ({report['method']})"]
-
-
-def add_netlist_flags(p, optimize: bool = False) -> None:
-    """The flags that feed ``load_target``: --format for every command that reads a netlist; --optimize where a
-    circuit is compiled."""
-    p.add_argument("--format", metavar="FMT", help="netlist format when the extension does not say: "
-                   "bench, aag, aig, blif or v")
-    if optimize:
-        p.add_argument("--optimize", action="store_true",
-                       help="shrink the circuit (aigverse) and prove it equivalent before using it")

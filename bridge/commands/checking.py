@@ -97,7 +97,7 @@ def cmd_equiv(args) -> int:
 
 def register(sub) -> None:
     from bridge.commands import flags
-    from bridge.target import add_netlist_flags
+    from bridge.commands.flags import add_netlist_flags
 
     p = flags.command(sub, "check", cmd_check, help="check a CoT trace step by step (numpy and SAT checkers)")
     p.add_argument("file")

@@ -85,7 +85,7 @@ def cmd_convert(args) -> int:
 
 def register(csub) -> None:
     from bridge.commands import flags
-    from bridge.target import add_netlist_flags
+    from bridge.commands.flags import add_netlist_flags
 
     p = flags.command(csub, "info", cmd_info, help="inputs, outputs and gate counts")
     p.add_argument("file", help=NETLIST_HELP)

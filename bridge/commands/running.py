@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from bridge.commands import flags
+from bridge.commands.flags import add_netlist_flags, optimize_lines
 from bridge.output import EXIT_FAILED, EXIT_OK, emit
-from bridge.target import Target, add_netlist_flags, build, load_target, optimize_lines, optimized
+from bridge.target import Target, build, load_target, optimized
 from grammar.errors import InputError, ParameterError, SourceLoc
 from grammar.ir import MODES, Mode
 

@@ -10,8 +10,8 @@ import json
 import sys
 
 from bridge.commands import flags
+from bridge.commands.flags import add_netlist_flags, optimize_lines
 from bridge.output import EXIT_UNKNOWN, ArgParser, run_command
-from bridge.target import add_netlist_flags, optimize_lines
 
 
 class _CrossCheck(argparse.Action):
