@@ -44,7 +44,7 @@ def callable_audited(fn, ids: np.ndarray, attention=None):
     """An ``Audited`` for a function from the model's ids (a CPU int64 tensor, B x T) to logits (B, T, V), a tensor
     or an array: ``neural.decoding``'s greedy loop over a ``CallableSession`` (one token at a time over the whole
     sequence, no cache), the argmax taken over the task's tokens only. Runs under ``torch.inference_mode``."""
-    from neural.decoding import CallableSession, greedy
+    from neural.decoding import CallableSession, as_numpy, greedy
 
     def generate(prompts, steps, dtype=None):
         return greedy(CallableSession(fn, ids), np.asarray(prompts, dtype=np.int64), steps)
@@ -53,12 +53,6 @@ def callable_audited(fn, ids: np.ndarray, attention=None):
         import torch
 
         with torch.inference_mode():
-            return [_as_numpy(w) for w in attention(torch.as_tensor(ids[tokens]))]
+            return [as_numpy(w) for w in attention(torch.as_tensor(ids[tokens]))]
 
     return Audited(generate, None if attention is None else attend, ())
-
-
-def _as_numpy(x) -> np.ndarray:
-    if hasattr(x, "detach"):  # a torch tensor, on any device, in any dtype
-        x = x.detach().float().cpu().numpy()
-    return np.asarray(x)

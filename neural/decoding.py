@@ -104,10 +104,7 @@ class CallableSession:
         import torch
 
         with torch.inference_mode():
-            out = self.fn(torch.as_tensor(self.ids[tokens]))
-        if hasattr(out, "detach"):  # a torch tensor, on any device, in any dtype
-            out = out.detach().float().cpu().numpy()
-        return np.asarray(out)[..., self.ids]
+            return as_numpy(self.fn(torch.as_tensor(self.ids[tokens])))[..., self.ids]
 
     def next_tokens(self, tokens: np.ndarray) -> np.ndarray:
         tokens = np.asarray(tokens, dtype=np.int64)
@@ -159,3 +156,10 @@ def teacher_forced_rows(sess, sequences: np.ndarray, at) -> Iterator[np.ndarray]
         return
     for i in range(0, len(sequences), per_pass):
         yield from teacher_forced(sess, sequences[i:i + per_pass], at)
+
+
+def as_numpy(x) -> np.ndarray:
+    """What a foreign model returns (a torch tensor on any device, in any dtype, or an array) as a float array."""
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x)

@@ -1,5 +1,7 @@
-"""Value types for flags, so argparse itself rejects a bad number with one message naming the flag (exit 2)
-before any work starts: counts are whole and in range, durations and rates finite and positive."""
+"""What the command shells share about flags: value types, so argparse itself rejects a bad number with one message
+naming the flag (exit 2) before any work starts (counts whole and in range, durations and rates finite and
+positive); one parser per command (``command``); renamed flags that still work and warn (``renamed``); and the
+netlist flags with the report ``--optimize`` prints."""
 from __future__ import annotations
 
 import argparse

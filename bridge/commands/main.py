@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="prove a spec or netlist (same as python -m bridge.verify)")
     verifying.add_verify_arguments(p)
     p.set_defaults(func=verifying.run_verify)
-    for commands in (running, checking, learning, auditing, certifying, exporting, benchmarking):
-        commands.register(sub)
+    for shell in (running, checking, learning, auditing, certifying, exporting, benchmarking):
+        shell.register(sub)
     return parser
 
 

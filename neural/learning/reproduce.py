@@ -137,10 +137,10 @@ def cells_of(profile: Profile, seeds: int, chosen: list | None = None) -> list[C
     """Every cell of the profile: each setting at every depth at each of the task's lengths, then ``more_cells``;
     ``chosen`` (task, setting, layers) selects cells, at any depth, even one the profile lacks, and orders them as
     listed."""
-    cells = []
+    cells, depths_of = [], {(task, setting): depths for task, setting, depths in profile.depths_of}
     for task in profile.tasks:
         for setting in profile.settings:
-            for layers in dict(((t, st), ds) for t, st, ds in profile.depths_of).get((task, setting), profile.depths):
+            for layers in depths_of.get((task, setting), profile.depths):
                 for length in profile.lengths[task]:
                     cells += [Cell(task, setting, layers, length, s) for s in range(seeds)]
             more = sorted((layers, length) for t, st, layers, length in profile.more_cells
