@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--init", choices=("uniform", "depth"), default="uniform")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
@@ -39,8 +40,8 @@ def main() -> None:
     params = {k: int(v) for k, v in (kv.split("=") for kv in a.params.split(","))}
     cfg = TrainConfig(task=a.task, task_params=tuple(params.items()), setting=a.setting, layers=a.layers,
                       d_model=a.d_model, d_ff=4 * a.d_model, lr=a.lr, warmup=a.warmup, steps=a.steps,
-                      residual_init=a.init, seed=a.seed, early_stop=0.995, eval_every=250, eval_samples=512,
-                      save_every=10**6, log_every=250, device="cpu")
+                      batch_size=a.batch_size, residual_init=a.init, seed=a.seed, early_stop=0.995, eval_every=250,
+                      eval_samples=512, save_every=10**6, log_every=250, device="cpu")
     name = Path(a.out).name
     started = time.time()
     result = train(cfg, a.out, progress=False, on_eval=lambda step, acc: print(name, step, round(acc, 3), flush=True))

@@ -18,6 +18,7 @@ from neural.learning.reproduce import (
     parse_cells,
     plan_groups,
     run_grid,
+    run_order,
 )
 from neural.learning.runs import TrainConfig
 from neural.learning.tasks import SPLITS, make_task
@@ -110,11 +111,16 @@ def test_cells_are_parsed_or_refused(tmp_path):
     assert {c.length for c in chosen if c.task == "modadd"} == {4, 8, 16}
     groups = plan_groups(full, chosen, tmp_path, "cpu", 1e12)
     assert groups[0] == chosen[:2]  # the seeds of a cell form one group, in the order asked for
-    ordered = sorted(groups, key=lambda g: -group_cost(full, g))  # costliest first, as --jobs runs them
+    ordered = run_order(full, groups, jobs=2)  # costliest first, as --jobs runs them
     # by training FLOP, not depth: 1-layer cvp CoT (129-token sequences) outweighs 8-layer s5 base (17 tokens)
     assert ordered[0] == chosen[:2] and [c.name for c in ordered[1]] == ["s5:base:8"] * 2
     assert ordered[2] == chosen[2:4]  # cvp at 8 gates (65-token sequences) after 8-layer s5
     assert [c.length for g in ordered[3:] for c in g] == [16, 16, 8, 8, 4, 4]  # modadd, longest first
+    assert run_order(full, groups, jobs=1) == groups  # one worker: in the order asked for
+    cpu = PROFILES["cpu"]  # sized for several sittings: cheapest first, so each sitting scores the most cells
+    cheap = run_order(cpu, plan_groups(cpu, cells_of(cpu, 1), tmp_path, "cpu", 1e12), jobs=2)
+    assert [group_cost(cpu, g) for g in cheap] == sorted(group_cost(cpu, g) for g in cheap)
+    assert cheap[-1][0].key == ("cvp", "base", 8, 8, 0)
     proc = cli("reproduce", "--quick", "--cells", "s5:cot:zero")
     assert proc.returncode == 2 and "s5:cot:zero" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli("reproduce", "--quick", "--seeds", "0")

@@ -56,6 +56,9 @@ class Profile:
     depths_of: tuple = ()  # (task, setting, depths): where the grid runs other depths than ``depths``
     plateau_patience: int | None = None  # also stop, converged, after this many checks without a new best ...
     plateau_from: int = 0  # ... from this step on (TrainConfig.plateau_from)
+    # a profile run over several sittings trains its cheapest groups first, so a sitting that ends scores the most
+    # cells it can; otherwise the costliest go first, for the shortest whole run (``run_order``)
+    cheapest_first: bool = False
     finish_with: str = ""  # the command that runs the cells not yet run, where the profile is sized for
 
     def budget(self, task: str) -> int:
@@ -85,7 +88,7 @@ PROFILES = {
                    depths_of=(("cvp", "cot", (1,)), ("cvp", "hint", (1,))),
                    more_cells=tuple(("cvp", "base", layers, gates) for gates in (6, 8) for layers in (1, 2, 4, 8)) +
                    tuple(("cvp", "cot", 1, gates) for gates in (6, 8)),
-                   finish_with="cotproof reproduce --profile cpu --jobs 2"),
+                   cheapest_first=True, finish_with="cotproof reproduce --profile cpu --jobs 2"),
     # a GPU (``--jobs`` 10-14 on one H100): depths to 8 (16 for base where the paper's base needs depth), the
     # length axis for modadd and cvp, every setting, 3 seeds: 261 cells
     "full": Profile(tasks={"modadd": {"modulus": 7}, "s5": {}, "isq": {"min_prime": 101, "max_prime": 397},
@@ -386,6 +389,17 @@ def group_cost(profile: Profile, group: list[Cell]) -> float:
     return total
 
 
+def run_order(profile: Profile, groups: list[list[Cell]], jobs: int) -> list[list[Cell]]:
+    """The order groups start in: cheapest first where the profile asks (``Profile.cheapest_first``), else with
+    several workers costliest first, so no long group starts last and holds the run up. Stable: ties keep their
+    order."""
+    if profile.cheapest_first:
+        return sorted(groups, key=lambda g: group_cost(profile, g))
+    if jobs > 1:
+        return sorted(groups, key=lambda g: -group_cost(profile, g))
+    return groups
+
+
 # ---- the grid ---------------------------------------------------------------------------------------------------
 
 def machine() -> str:
@@ -469,8 +483,7 @@ def run_grid(profile_name: str, out: Path, results: Path, *, seeds: int | None =
     os.environ.setdefault(COMMIT_ENV, commit())  # before any worker starts: every row names this grid's commit
     groups = plan_groups(profile, todo, out / profile_name, device,
                          device_memory(workers[0], per_device), fresh, precision)
-    if jobs > 1:
-        groups = sorted(groups, key=lambda g: -group_cost(profile, g))  # stable: ties keep their order
+    groups = run_order(profile, groups, jobs)
     ran = []
     labels = [f"{i + 1}/{len(groups)}" for i in range(len(groups))]
     steps = sum(train_config(profile, c).steps for c in todo)
