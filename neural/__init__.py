@@ -12,8 +12,9 @@ Two subpackages share the decoder and the CVP format:
   decoder run in it), ``execute`` (a construction run in any arithmetic, checked in one pass);
 - ``learning``, the learning experiments: ``tasks`` (the four tasks and their held-out splits), ``runs`` (a run's
   settings, schedule and checkpoint state), ``stacked`` (G decoders as one module), ``train`` (the one training
-  loop, over a group), ``prefetch``, ``evaluation`` (scoring a checkpoint), ``reproduce``, ``claims``,
-  ``reproduce_report`` and ``workers`` (the paper's grid, the claims its rows decide, its table and figures, the
-  worker processes), ``prompt_space`` (every prompt of a task at a size, indexed).
+  loop, over a group), ``prefetch``, ``evaluation`` (scoring a checkpoint), ``profiles``, ``reproduce``,
+  ``grouping``, ``grid_results``, ``claims``, ``reproduce_report`` and ``workers`` (the paper's profiles and cells,
+  the grid, its groups, its results file, the claims its rows decide, its table and figures, the worker
+  processes), ``prompt_space`` (every prompt of a task at a size, indexed).
 Neither half imports the other (tests/test_architecture.py).
 """

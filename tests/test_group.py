@@ -13,7 +13,8 @@ from torch.nn import functional as F
 from neural import checkpoint
 from neural.config import weight_shapes
 from neural.learning.evaluation import evaluate_model, load_trained
-from neural.learning.reproduce import PROFILES, Cell, Profile, plan_groups
+from neural.learning.grouping import plan_groups
+from neural.learning.profiles import PROFILES, Cell, Profile
 from neural.learning.runs import TrainConfig, lr_at
 from neural.learning.stacked import StackedDecoder
 from neural.learning.tasks import IGNORE

@@ -400,3 +400,19 @@ def test_a_row_names_the_commit_its_grid_started_at(monkeypatch):
     monkeypatch.delenv(reproduce.COMMIT_ENV)
     assert reproduce.commit() not in ("abc1234", "")
     reproduce.commit.cache_clear()
+
+
+@pytest.mark.parametrize("name", ["quick", "full"])
+def test_committed_results_regenerate_byte_for_byte_from_their_rows(name, tmp_path):
+    """The JSON and table in results/ are a function of their rows: rewriting them from the rows they hold changes
+    nothing (the claims and verdicts, the table's marks, the provenance), so a change in how results are judged or
+    drawn shows here as a diff to commit on purpose."""
+    from helpers import ROOT
+
+    from neural.learning.grid_results import load_results, write_results
+
+    committed = ROOT / "results"
+    write_results(name, load_results(committed / f"{name}.json"), tmp_path)
+    table = "table.md" if name == "quick" else f"table_{name}.md"
+    for file in (f"{name}.json", table):
+        assert (tmp_path / file).read_text() == (committed / file).read_text(), file

@@ -180,7 +180,8 @@ def cmd_reproduce(args) -> int:
 def _full_on_a_cpu(args) -> int:
     """The full grid is sized for a GPU: on a CPU it says what is left and the command that runs it, as a GPU
     ablation does, rather than start days of training (``--cpu-anyway`` does; ``--cells`` runs chosen cells)."""
-    from neural.learning.reproduce import PROFILES, load_results, unscored
+    from neural.learning.grid_results import load_results, unscored
+    from neural.learning.profiles import PROFILES
 
     full = PROFILES["full"]
     left = unscored(full, load_results(Path(args.results) / "full.json"), args.seeds or full.seeds)
@@ -373,7 +374,7 @@ def register(sub) -> None:
                       help="the paper's grid on equal step budgets, scored on held-out prompts",
                       json_help="print the cells run and the claims as JSON")
     mode = p.add_mutually_exclusive_group()
-    from neural.learning.reproduce import PROFILES
+    from neural.learning.profiles import PROFILES
 
     mode.add_argument("--profile", choices=tuple(PROFILES), default=None,
                       help="quick: the small grid for a first look (default); cpu: every cell to convergence, depths "

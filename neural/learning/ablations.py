@@ -258,7 +258,7 @@ def score_run(name: str, toy: bool, index: int, out: str, device: str | None) ->
 
     from neural.checkpoint import read_metrics
     from neural.learning.evaluation import evaluate_model, load_trained
-    from neural.learning.reproduce import recipe, scored_fields
+    from neural.learning.profiles import recipe, scored_fields
     from neural.learning.tasks import TEST_SEED
     from neural.learning.train import train
     from neural.learning.workers import worker_device

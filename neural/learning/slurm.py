@@ -38,7 +38,7 @@ from pathlib import Path
 from grammar.errors import InputError, SourceLoc
 from neural.checkpoint import atomic_write_text, read_metrics
 from neural.learning import interrupt
-from neural.learning.reproduce import ROW
+from neural.learning.profiles import ROW
 from neural.learning.slurm_options import SlurmOptions
 
 ATTEMPTS = "attempts.jsonl"  # one line per start of a task in each of its run directories
@@ -106,7 +106,7 @@ def _job_id() -> str:
 
 
 def _record_attempt(run_dir: Path, job: str) -> None:
-    from neural.learning.reproduce import resume_step
+    from neural.learning.grouping import resume_step
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / FAILED).unlink(missing_ok=True)
@@ -227,7 +227,7 @@ def _last_step(run_dir: Path) -> int | None:
         records = read_metrics(run_dir)
         if records:
             return int(records[-1]["step"])
-    from neural.learning.reproduce import resume_step
+    from neural.learning.grouping import resume_step
 
     step = resume_step(run_dir)
     return step or None
