@@ -9,6 +9,11 @@ Two arithmetics over one grid:
 - Sums are left to right from +0. A term whose weight is the constant 0 adds +-0 and changes no sum, so it is left
   out (``neural.construction.fp`` skips the same terms); only the sign of a zero can differ, and every claim
   compares with IEEE equality, where -0 = +0.
+
+The operations build their terms through Z3's C API (``z3.Z3_mk_*``) rather than z3py's operators: the terms are
+the same (Z3 shares equal terms, and a test compares the two builds term for term), but z3py re-checks and coerces
+the sorts of every argument, which made building a lemma's queries take twice as long as solving them. Every
+intermediate term is held by a z3py object, so Z3's reference counts keep it alive.
 """
 from __future__ import annotations
 
@@ -33,14 +38,21 @@ class Z3Format:
         grid = FPFormat(ebits, sbits)
         self.max_value = grid.max_value
         self.exact_count = float(grid.exact_integers)  # 2^sbits: [2^sbits + 1] = 2^sbits
+        self.ctx = self.sort.ctx
+        self._values: dict[str, z3.FPNumRef] = {}
         self.B = self.val(self.max_value)
+        self.neg_B = -self.B  # the term fpNeg(B), as z3py wrote it: the same queries, term for term
         self.zero = self.val(0.0)
         self.one = self.val(1.0)
 
     # ---- values -------------------------------------------------------------------------------------------
 
     def val(self, x: float) -> z3.FPNumRef:
-        return z3.FPVal(float(x), self.sort)
+        """The numeral ``x`` rounds to, made once per format (keyed by its hex form, so -0.0 and +0.0 differ)."""
+        key = float(x).hex()
+        if key not in self._values:
+            self._values[key] = z3.FPVal(float(x), self.sort)
+        return self._values[key]
 
     def var(self, name: str) -> z3.FPRef:
         return z3.FP(name, self.sort)
@@ -72,30 +84,48 @@ class Z3Format:
 
     # ---- operations, each rounded and clamped ------------------------------------------------------------
 
+    def _fp(self, ast) -> z3.FPRef:
+        return z3.FPRef(ast, self.ctx)
+
+    def _bool(self, ast) -> z3.BoolRef:
+        return z3.BoolRef(ast, self.ctx)
+
+    def _rounded(self, make, a, b) -> z3.FPRef:
+        return self._fp(make(self.ctx.ref(), self.rm.as_ast(), a.as_ast(), b.as_ast()))
+
+    def _ite(self, condition, then, otherwise) -> z3.FPRef:
+        return self._fp(z3.Z3_mk_ite(self.ctx.ref(), condition.as_ast(), then.as_ast(), otherwise.as_ast()))
+
     def clamp(self, r):
+        """``If(isInf(r), If(isPositive(r), B, -B), r)``: the paper's saturation; IEEE keeps the infinity."""
         if self.ieee:
             return r
-        return z3.If(z3.fpIsInf(r), z3.If(z3.fpIsPositive(r), self.B, -self.B), r)
+        c = self.ctx.ref()
+        positive = self._bool(z3.Z3_mk_fpa_is_positive(c, r.as_ast()))
+        infinite = self._bool(z3.Z3_mk_fpa_is_infinite(c, r.as_ast()))
+        return self._ite(infinite, self._ite(positive, self.B, self.neg_B), r)
 
     def add(self, a, b):
-        return self.clamp(z3.fpAdd(self.rm, a, b))
+        return self.clamp(self._rounded(z3.Z3_mk_fpa_add, a, b))
 
     def mul(self, a, b):
-        return self.clamp(z3.fpMul(self.rm, a, b))
+        return self.clamp(self._rounded(z3.Z3_mk_fpa_mul, a, b))
 
     def sub(self, a, b):
-        return self.clamp(z3.fpSub(self.rm, a, b))
+        return self.clamp(self._rounded(z3.Z3_mk_fpa_sub, a, b))
 
     def div(self, a, b):
-        r = z3.fpDiv(self.rm, a, b)
-        return r if self.ieee else z3.If(z3.fpIsNaN(r), self.zero, self.clamp(r))
+        r = self._rounded(z3.Z3_mk_fpa_div, a, b)
+        if self.ieee:
+            return r
+        return self._ite(self._bool(z3.Z3_mk_fpa_is_nan(self.ctx.ref(), r.as_ast())), self.zero, self.clamp(r))
 
     def max(self, a, b):
         """torch.maximum on finite values (every use here compares finite scores)."""
-        return z3.If(z3.fpGEQ(a, b), a, b)
+        return self._ite(self._bool(z3.Z3_mk_fpa_geq(self.ctx.ref(), a.as_ast(), b.as_ast())), a, b)
 
     def relu(self, x):
-        return z3.If(z3.fpGT(x, self.zero), x, self.zero)
+        return self._ite(self._bool(z3.Z3_mk_fpa_gt(self.ctx.ref(), x.as_ast(), self.zero.as_ast())), x, self.zero)
 
     def seq_sum(self, terms: Sequence):
         acc = self.zero

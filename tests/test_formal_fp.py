@@ -79,3 +79,23 @@ def test_the_proofs_meaning_of_each_gate_agrees_with_the_ir_truth_table():
     assert set(MEANING) == set(TRUTH_TABLES)
     for op, table in TRUTH_TABLES.items():
         assert tuple(MEANING[op](a, b) for a in (0, 1) for b in (0, 1)) == table, op
+
+
+@pytest.mark.parametrize("ieee", [False, True], ids=["paper", "ieee"])
+def test_the_c_api_build_is_z3pys_term_for_term(ieee):
+    """``Z3Format`` builds its terms through Z3's C API for speed; each is the very term z3py's operators spell (Z3
+    shares equal terms, so ``eq`` is identity), so no query changed with the faster build."""
+    f = Z3Format(5, 11, ieee)
+    x, y, rne = f.var("x"), f.var("y"), z3.RNE()
+
+    def clamp(r):
+        return r if ieee else z3.If(z3.fpIsInf(r), z3.If(z3.fpIsPositive(r), f.B, -f.B), r)
+
+    quotient = z3.fpDiv(rne, x, y)
+    spelled = {"add": clamp(z3.fpAdd(rne, x, y)), "mul": clamp(z3.fpMul(rne, x, y)), "sub": clamp(z3.fpSub(rne, x, y)),
+               "div": quotient if ieee else z3.If(z3.fpIsNaN(quotient), f.zero, clamp(quotient)),
+               "max": z3.If(z3.fpGEQ(x, y), x, y)}
+    for name, term in spelled.items():
+        assert getattr(f, name)(x, y).eq(term), name
+    assert f.relu(x).eq(z3.If(z3.fpGT(x, f.zero), x, f.zero))
+    assert f.val(-0.0).eq(z3.FPVal(-0.0, f.sort)) and not f.val(-0.0).eq(f.val(0.0))  # the numeral cache keeps signs
