@@ -53,8 +53,9 @@ PROFILES = {
                      lengths={"modadd": (8,), "s5": (8,), "isq": (4,), "cvp": (6,)},
                      settings=("base", "cot", "hint"), depths=(1, 2, 4), steps=3000, seeds=1, test_samples=500, lr=2e-3,
                      task_steps=(("isq", 6000),), finish_with="cotproof reproduce --quick --jobs 2"),
-    # 2-core CPU, resumable: every cell trains to convergence (early stop, or in 8 checks neither a new best
-    # validation accuracy nor a 1% lower training loss, from step 2,500 on) or to a cap of 8,000 steps. Width
+    # 2-core CPU, resumable: every cell trains to convergence (early stop, or 6 checks after step 2,000 with neither
+    # a new best validation accuracy nor a 1% lower training loss, so never before step 3,500) or to a cap of 8,000
+    # steps. Width
     # 64: a step costs about a third of width 128's here. Depths 1-8, 3 seeds, and the cvp depth question (base at
     # every depth, CoT at 1 layer) at 4, 6 and 8 gates; cvp's CoT and hint run at 1 layer only, since no claim
     # reads them deeper and their long sequences would cost half the profile. One learning rate, 1e-3, at every
@@ -63,7 +64,7 @@ PROFILES = {
                           "cvp": {}},
                    lengths={"modadd": (6,), "s5": (5,), "isq": (3,), "cvp": (4,)},
                    settings=("base", "cot", "hint"), depths=(1, 2, 4, 8), steps=8000, seeds=3, d_model=64,
-                   test_samples=500, lr=1e-3, warmup=200, plateau_patience=8, plateau_from=2500,
+                   test_samples=500, lr=1e-3, warmup=200, plateau_patience=6, plateau_from=2000,
                    depths_of=(("cvp", "cot", (1,)), ("cvp", "hint", (1,))),
                    more_cells=tuple(("cvp", "base", layers, gates) for gates in (6, 8) for layers in (1, 2, 4, 8)) +
                    tuple(("cvp", "cot", 1, gates) for gates in (6, 8)),

@@ -55,7 +55,7 @@ class TrainConfig:
     # stop, converged, after this many checks with neither a new best validation accuracy nor a training loss 1%
     # below its lowest (PLATEAU_LOSS_MARGIN) (None: never): a model still lowering its loss is still learning
     plateau_patience: int | None = None
-    plateau_from: int = 0  # ... but not before this step: S5 sits at chance for thousands of steps before it learns
+    plateau_from: int = 0  # ... counting only checks after this step: S5 sits at chance for thousands of steps first
     eval_every: int = 250  # steps between those validation checks
     eval_samples: int = 256
     precision: str = "auto"  # auto: bf16 autocast on CUDA, float32 elsewhere (neural.learning.train.resolve_precision)

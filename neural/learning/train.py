@@ -429,8 +429,8 @@ class Group:
                 m.best_loss = loss
             if m.best_valid is None or m.valid_accuracy > m.best_valid:
                 m.best_valid, m.since_best = m.valid_accuracy, 0
-            else:
-                m.since_best = 0 if better_loss else m.since_best + 1
+            else:  # checks count only after plateau_from: a plateau from the start is not convergence
+                m.since_best = 0 if better_loss or step <= m.cfg.plateau_from else m.since_best + 1
         if step % m.cfg.log_every == 0 or step == self.cfg.steps:
             loss, accuracy = loop.window.read(g)
             m.last = {"step": step, "loss": round(loss, 5), "train_answer_acc": round(accuracy, 4), "lr": lr}
@@ -440,8 +440,7 @@ class Group:
         if checked and m.passes >= m.cfg.early_stop_patience:
             m.stop_reason = "reached"
             return True
-        if checked and m.cfg.plateau_patience is not None and m.since_best >= m.cfg.plateau_patience \
-                and step >= m.cfg.plateau_from:
+        if checked and m.cfg.plateau_patience is not None and m.since_best >= m.cfg.plateau_patience:
             m.stop_reason = "plateau"
             return True
         if self.rank == 0 and step % m.cfg.save_every == 0:
