@@ -45,3 +45,19 @@ def pytest_unconfigure(config):
         subprocess.run(["scancel", "--user", str(os.getuid())], capture_output=True, timeout=60)  # what tests left
         slurm_cluster.down(root)
         shutil.rmtree(root, ignore_errors=True)
+
+
+# ---- scheduling the suite over the cores ---------------------------------------------------------------------------
+
+# The cluster tests spend most of their minutes waiting on Slurm (its one-minute time limit, its 30 s limit checks,
+# job starts): started first, their waits overlap the CPU-bound tests instead of ending the run alone.
+STARTS_FIRST = ("tests/test_slurm.py",)
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: not item.nodeid.startswith(STARTS_FIRST))  # stable: the rest keep their order
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto``: a worker per core, and one more, which runs while the cluster tests wait."""
+    return (os.cpu_count() or 1) + 1

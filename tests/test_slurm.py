@@ -23,12 +23,16 @@ from helpers import ROOT, cli
 from neural.checkpoint import read_metrics
 from neural.learning import interrupt, reproduce, slurm
 from neural.learning.reproduce import Profile, run_grid
+from neural.learning.train import MIN_STEP_SECONDS_ENV
 
 TINY = Profile(tasks={"modadd": {"modulus": 7}, "cvp": {}}, lengths={"modadd": (3,), "cvp": (3,)},
                settings=("base", "cot"), depths=(1,), steps=60, seeds=1, d_model=32, test_samples=40)
 # S5 base never reaches the early-stop level, so it trains its whole budget: about 45 s on one idle core here
 LONG = Profile(tasks={"s5": {}}, lengths={"s5": (3,)}, settings=("base",), depths=(1,), steps=3000, seeds=1,
                d_model=32, test_samples=40, warmup=20)
+# ... or, in the requeue test, 600 steps held to 85 ms each (train.MIN_STEP_SECONDS_ENV): 51 s of wall time that
+# Slurm's limit can overtake, for about 9 s of CPU
+PACED, STEP_SECONDS = dataclasses.replace(LONG, steps=600), "0.085"
 ONE_CPU = slurm.SlurmOptions(cpus_per_job=1, mem_gb=2, time_minutes=10, poll_seconds=1)
 DEADLINE = 420  # seconds any one wait may take before the test fails (the cluster is shared by the run's tests)
 SAME = ("task", "setting", "layers", "length", "seed", "accuracy", "steps", "weights_sha256")
@@ -126,21 +130,23 @@ def test_an_ablation_as_a_job_array_gives_the_local_runs_results(cluster, tmp_pa
 def test_a_cell_that_outlasts_its_time_limit_is_requeued_and_ends_bit_identical(cluster, monkeypatch, tmp_path,
                                                                                one_thread):
     """A one-minute limit with the warning 20 s before it: Slurm warns 10 to 40 s into each start (it checks limits
-    every 30 s), so the ~50 s task is stopped at least once, checkpointed at its step and requeued."""
+    every 30 s), so the 51 s task is stopped at least once, checkpointed at its step and requeued."""
     options = dataclasses.replace(ONE_CPU, time_minutes=1, signal_seconds=20)
-    work = _grid(monkeypatch, LONG, tmp_path / "slurm", options)
+    work = _grid(monkeypatch, PACED, tmp_path / "slurm", options)
+    monkeypatch.setenv(MIN_STEP_SECONDS_ENV, STEP_SECONDS)  # the task inherits the environment it is submitted in
     first = slurm.drive(work, options)
+    monkeypatch.delenv(MIN_STEP_SECONDS_ENV)
     assert [c["status"] for c in first["cells"]] == ["submitted"]
-    run_grid("quick", tmp_path / "local/runs", tmp_path / "local/results")  # meanwhile, uninterrupted, here
-    done = slurm.drive(_grid(monkeypatch, LONG, tmp_path / "slurm", options), dataclasses.replace(options, wait=True))
+    run_grid("quick", tmp_path / "local/runs", tmp_path / "local/results")  # meanwhile, uninterrupted, unpaced, here
+    done = slurm.drive(_grid(monkeypatch, PACED, tmp_path / "slurm", options), dataclasses.replace(options, wait=True))
     assert done["summary"] == "1 done", done
     (key, row), = _rows(tmp_path / "slurm/results").items()
     local = _rows(tmp_path / "local/results")[key]
-    assert {k: row[k] for k in SAME} == {k: local[k] for k in SAME} and row["steps"] == LONG.steps
-    tries = slurm.attempts(reproduce.cells_of(LONG, 1)[0].directory(tmp_path / "slurm/runs/quick"))
+    assert {k: row[k] for k in SAME} == {k: local[k] for k in SAME} and row["steps"] == PACED.steps
+    tries = slurm.attempts(reproduce.cells_of(PACED, 1)[0].directory(tmp_path / "slurm/runs/quick"))
     assert row["requeues"] >= 1 and row["requeues"] == len(tries) - 1, tries
     assert [t["restart"] for t in tries] == list(range(len(tries)))  # one task, requeued by Slurm, not resubmitted
-    assert all(0 < t["from_step"] < LONG.steps for t in tries[1:])  # each start resumed where the last stopped
+    assert all(0 < t["from_step"] < PACED.steps for t in tries[1:])  # each start resumed where the last stopped
     assert row["slurm_jobs"] == [tries[0]["job"]]
 
 

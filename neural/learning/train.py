@@ -97,6 +97,20 @@ def resolve_precision(precision: str, device: str) -> str:
     return precision
 
 
+MIN_STEP_SECONDS_ENV = "COTPROOF_MIN_STEP_SECONDS"
+
+
+def min_step_seconds() -> float:
+    """A floor on each step's wall time (``COTPROOF_MIN_STEP_SECONDS``; 0, the default, is none): it stretches a
+    tiny run until a scheduler's time limit overtakes it, at almost no CPU, so the cluster tests need not train for
+    a minute to be requeued. The steps, and so the weights, are the same."""
+    text = os.environ.get(MIN_STEP_SECONDS_ENV, "").strip()
+    try:
+        return max(0.0, float(text or 0))
+    except ValueError:
+        raise ValueError(f"{MIN_STEP_SECONDS_ENV}={text!r} is not a number of seconds") from None
+
+
 @dataclass
 class Member:
     """One run of the group: its settings, where it writes, and the state that is its own."""
@@ -345,7 +359,9 @@ class Group:
                    mininterval=0.1 if sys.stderr.isatty() else 10.0,  # in a log: a line every 10 s, not a flood
                    desc=(names.pop() if len(names) == 1 else f"{len(active)} runs") + f" L{cfg.layers}"
                    + (f" x{len(active)}" if len(active) > 1 else ""))
+        floor = min_step_seconds()
         while step < cfg.steps and loop.active:
+            step_started = time.perf_counter()
             elapsed = _shared_clock(loop.seconds(), self.world, device)  # every rank stops together
             if cfg.time_limit is not None and elapsed >= cfg.time_limit:
                 break
@@ -354,6 +370,8 @@ class Group:
             lr = lr_at(cfg, step, elapsed)
             loop.window.add(*self._step(source, loop, step, lr))
             step += 1
+            if floor:
+                time.sleep(max(0.0, floor - (time.perf_counter() - step_started)))
             bar.update(1)
             stopped = [g for g in range(len(loop.active)) if self._after_step(loop, g, step, lr, on_eval)]
             for g in stopped:
