@@ -163,14 +163,16 @@ class FoldTask:
 
     def expected_states(self, prompts: np.ndarray, states: np.ndarray) -> np.ndarray:
         """(B, n): the step applied to the *written* previous state, state i-1 of ``states``, by the step circuit."""
-        from grammar.evaluate import evaluate
+        from grammar.evaluate import evaluate_packed, pack_bits, unpack_bits
 
         prev = np.concatenate([self.initial_states(prompts)[:, None], states[:, :-1]], axis=1)
         xs = prompts[:, self.step_inputs]
         k = self.code_bits
         bits = np.concatenate([(prev[..., None] >> np.arange(k)) & 1, (xs[..., None] >> np.arange(k)) & 1], axis=-1)
-        values = evaluate(self.step_circuit, bits.reshape(-1, 2 * k).astype(np.uint8))
-        out = values[:, list(self.step_circuit.outputs)]
+        rows = bits.reshape(-1, 2 * k)
+        # bit-parallel, 64 rows a word: S5's step circuit has tens of thousands of gates
+        words = evaluate_packed(self.step_circuit, pack_bits(rows))[list(self.step_circuit.outputs)]
+        out = unpack_bits(words, rows.shape[0]).astype(np.int64)
         stepped = (out * (1 << np.arange(k))).sum(axis=1).reshape(states.shape)
         return np.where(self.copy_steps(prompts), prev, stepped)
 
