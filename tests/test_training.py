@@ -285,3 +285,21 @@ def test_a_run_whose_loss_still_falls_is_not_on_a_plateau(tmp_path):
     losses = [r["loss"] for r in lines]
     assert losses[-1] < 0.9 * losses[0]  # it did learn
     assert learning["step"] > frozen["step"]
+
+
+def test_a_plateau_reads_the_validation_loss_not_the_training_loss(tmp_path, monkeypatch):
+    """A model that only memorises lowers its training loss while its validation loss stands still: that is a
+    plateau. With the validation accuracy and loss held fixed, the learning run above stops after its patience,
+    its training loss falling all the while."""
+    from neural.learning import train as training
+
+    monkeypatch.setattr(training, "evaluate_model", lambda *a, **k: {"accuracy": 0.5})
+    monkeypatch.setattr(training, "validation_loss", lambda *a, **k: 1.0)
+    cfg = TrainConfig(task="modadd", task_params=(("length", 3),), layers=1, d_model=16, heads=2, d_ff=32,
+                      steps=40, batch_size=16, lr=3e-3, warmup=1, log_every=5, eval_every=5, eval_samples=8, seed=0,
+                      early_stop=1.01, plateau_patience=2)
+    result = train(cfg, tmp_path / "run", progress=False)
+    losses = [r["loss"] for r in checkpoint.read_metrics(tmp_path / "run")]
+    assert result["stop_reason"] == "plateau" and result["step"] == 15  # checks at 5 (first), 10 and 15
+    assert losses[-1] < losses[0] and all(r["valid_loss"] == 1.0 for r in checkpoint.read_metrics(tmp_path / "run")
+                                          if "valid_accuracy" in r)

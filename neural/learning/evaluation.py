@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from neural import checkpoint
-from neural.learning.tasks import SETTINGS, TEST_SEED, FoldTask, task_from_description
+from neural.learning.tasks import IGNORE, SETTINGS, TEST_SEED, FoldTask, task_from_description
 from neural.model import Decoder
 
 
@@ -86,3 +86,25 @@ def evaluate_model(model: Decoder, task: FoldTask, setting: str, samples: int = 
     if steps:  # each written (cot) or read-out (hint) state checked against the step applied to the one before
         out["unsound_step_rate"] = 1 - sound_steps / steps
     return out
+
+
+def validation_loss(model: Decoder, task: FoldTask, setting: str, samples: int, seed: int,
+                    batch_size: int = 250) -> float:
+    """Teacher-forced cross-entropy on validation prompts, per label as training counts it: what the plateau rule
+    watches. The training loss cannot tell learning from memorising (isq's 5,800 prompts are learned by heart
+    while validation stays at chance); a validation loss still falling is learning that generalises."""
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng([seed, 1])  # not the accuracy check's prompts: another draw of the same split
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, samples, batch_size):
+            b = task.batch(rng, min(batch_size, samples - start), setting, "valid")
+            logits, _ = model(torch.as_tensor(b.tokens, device=device))
+            labels = torch.as_tensor(b.labels, device=device)
+            total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
+                                           ignore_index=IGNORE, reduction="sum"))
+            count += int((labels != IGNORE).sum())
+    return total / max(count, 1)

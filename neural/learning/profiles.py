@@ -54,7 +54,7 @@ PROFILES = {
                      settings=("base", "cot", "hint"), depths=(1, 2, 4), steps=3000, seeds=1, test_samples=500, lr=2e-3,
                      task_steps=(("isq", 6000),), finish_with="cotproof reproduce --quick --jobs 2"),
     # 2-core CPU, resumable: every cell trains to convergence (early stop, or 6 checks after step 2,000 with neither
-    # a new best validation accuracy nor a 1% lower training loss, so never before step 3,500) or to a cap of 8,000
+    # a new best validation accuracy nor a 1% lower validation loss, so never before step 3,500) or to a cap of 8,000
     # steps. Width
     # 64: a step costs about a third of width 128's here. Depths 1-8, 3 seeds, and the cvp depth question (base at
     # every depth, CoT at 1 layer) at 4, 6 and 8 gates; cvp's CoT and hint run at 1 layer only, since no claim

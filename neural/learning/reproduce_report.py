@@ -41,7 +41,7 @@ def render_table(doc: dict, profile) -> str:
     seeds = sorted({r["seed"] for r in doc["cells"]})
     plateau = "" if not profile.plateau_patience else (
         f", or once {profile.plateau_patience} checks in a row brought neither a new best validation accuracy nor a "
-        f"1% lower training loss (from step {profile.plateau_from} on)")
+        f"1% lower validation loss (counting checks after step {profile.plateau_from})")
     lines = [f"`cotproof reproduce --profile {doc['profile']}`, commit {doc['commit']}; cells ran on {_machines(doc)}.",
              "",
              f"Greedy accuracy on held-out test prompts; mean over {len(seeds)} seed(s), (min–max) where several; "

@@ -23,7 +23,7 @@ from neural.config import ModelConfig
 from neural.learning.tasks import FoldTask, make_task
 
 OPTIMIZER = "optimizer.safetensors"
-PLATEAU_LOSS_MARGIN = 0.01  # a training loss this fraction below the lowest so far counts as progress
+PLATEAU_LOSS_MARGIN = 0.01  # a validation loss this fraction below the lowest so far counts as progress
 STABLE = 0.7  # warm-up, constant rate until 70% of the budget, then cosine to 0.1x (tasks that "grok", like S5,
 # need the full rate until they do; an early decay left S5's last CoT position at chance in a 240 s run)
 
@@ -52,8 +52,9 @@ class TrainConfig:
     save_every: int = 500
     early_stop: float | None = None  # stop once the accuracy on the validation split reaches this ...
     early_stop_patience: int = 2  # ... at this many checks in a row (one lucky check is not a learned task)
-    # stop, converged, after this many checks with neither a new best validation accuracy nor a training loss 1%
-    # below its lowest (PLATEAU_LOSS_MARGIN) (None: never): a model still lowering its loss is still learning
+    # stop, converged, after this many checks with neither a new best validation accuracy nor a validation loss 1%
+    # below its lowest (PLATEAU_LOSS_MARGIN) (None: never): a model still lowering it is still learning, and one
+    # that lowers only its training loss is memorising (evaluation.validation_loss)
     plateau_patience: int | None = None
     plateau_from: int = 0  # ... counting only checks after this step: S5 sits at chance for thousands of steps first
     eval_every: int = 250  # steps between those validation checks
@@ -141,7 +142,7 @@ class RunState:
     best_valid: float | None = None  # the best validation accuracy so far ...
     checks_since_best: int = 0  # ... and the checks since it or best_loss improved (TrainConfig.plateau_patience)
     stop_reason: str | None = None  # once finished: STOP_REASONS
-    best_loss: float | None = None  # the lowest training loss seen at a check
+    best_loss: float | None = None  # the lowest validation loss seen at a check
 
     def to_meta(self) -> dict:
         return {"step": self.step, "elapsed_seconds": round(self.elapsed, 3), "metrics_window": list(self.window),

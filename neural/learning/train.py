@@ -45,7 +45,7 @@ from grammar.errors import InputError, ParameterError, SourceLoc
 from neural import checkpoint
 from neural.config import Keys, ModelConfig
 from neural.learning import interrupt
-from neural.learning.evaluation import evaluate_model
+from neural.learning.evaluation import evaluate_model, validation_loss
 from neural.learning.prefetch import Batches
 from neural.learning.runs import (
     PLATEAU_LOSS_MARGIN,
@@ -128,7 +128,8 @@ class Member:
     valid_accuracy: float | None = None
     best_valid: float | None = None
     since_best: int = 0  # validation checks since best_valid or best_loss last improved
-    best_loss: float | None = None  # the lowest training loss at a check
+    best_loss: float | None = None  # the lowest validation loss at a check (with plateau_patience)
+    valid_loss: float | None = None  # the latest one
     stop_reason: str | None = None  # runs.STOP_REASONS, once finished
     last: dict = field(default_factory=dict)  # the latest metrics line
     result: dict | None = None  # set once the member is finished
@@ -436,12 +437,16 @@ class Group:
         checked = m.cfg.early_stop is not None and (step % m.cfg.eval_every == 0 or step == self.cfg.steps)
         if checked:
             # every rank evaluates the same weights on the same samples, so every rank stops at one step
-            m.valid_accuracy = evaluate_model(self._decoder(loop.model, g, m), m.task, m.cfg.setting,
-                                              m.cfg.eval_samples, seed=m.cfg.seed, split="valid")["accuracy"]
+            decoder = self._decoder(loop.model, g, m)
+            m.valid_accuracy = evaluate_model(decoder, m.task, m.cfg.setting, m.cfg.eval_samples, seed=m.cfg.seed,
+                                              split="valid")["accuracy"]
+            loss = None
+            if m.cfg.plateau_patience is not None:  # the validation loss: falling by learning, not by memorising
+                loss = round(validation_loss(decoder, m.task, m.cfg.setting, m.cfg.eval_samples, m.cfg.seed), 5)
+                m.valid_loss = loss
             if on_eval is not None and self.rank == 0:
                 on_eval(next(i for i, x in enumerate(self.members) if x is m), step, m.valid_accuracy)
             m.passes = m.passes + 1 if m.valid_accuracy >= m.cfg.early_stop else 0
-            loss = m.last.get("loss")  # the latest metrics line's: at most log_every steps old
             better_loss = loss is not None and (m.best_loss is None or loss < m.best_loss * (1 - PLATEAU_LOSS_MARGIN))
             if better_loss:
                 m.best_loss = loss
@@ -453,7 +458,8 @@ class Group:
             loss, accuracy = loop.window.read(g)
             m.last = {"step": step, "loss": round(loss, 5), "train_answer_acc": round(accuracy, 4), "lr": lr}
             if self.rank == 0:
-                line = {**m.last, **({"valid_accuracy": m.valid_accuracy} if checked else {})}
+                line = {**m.last, **({"valid_accuracy": m.valid_accuracy} if checked else {}),
+                        **({"valid_loss": m.valid_loss} if checked and m.valid_loss is not None else {})}
                 checkpoint.append_metrics(m.out, {**line, "seconds": round(loop.seconds(), 2)})
         if checked and m.passes >= m.cfg.early_stop_patience:
             m.stop_reason = "reached"
