@@ -91,8 +91,9 @@ def evaluate_model(model: Decoder, task: FoldTask, setting: str, samples: int = 
 def validation_loss(model: Decoder, task: FoldTask, setting: str, samples: int, seed: int,
                     batch_size: int = 250) -> float:
     """Teacher-forced cross-entropy on validation prompts, per label as training counts it: what the plateau rule
-    watches. The training loss cannot tell learning from memorising (isq's 5,800 prompts are learned by heart
-    while validation stays at chance); a validation loss still falling is learning that generalises."""
+    watches. The training loss cannot tell learning from memorising (isq base at 1 layer learned its training
+    prompts by heart while validation stayed at chance); a validation loss still falling is learning that
+    generalises."""
     import torch.nn.functional as F
 
     rng = np.random.default_rng([seed, 1])  # not the accuracy check's prompts: another draw of the same split

@@ -47,7 +47,7 @@ def resume_step(run_dir: Path) -> int:
 
 
 def group_cost(profile: Profile, group: list[Cell]) -> float:
-    """What orders groups longest first: the training FLOP of the whole budget, summed over members (depth alone
+    """What orders groups (``run_order``): the training FLOP of the whole budget, summed over members (depth alone
     would rank a 1-layer cvp cell, with its long sequences, with a 1-layer modadd cell 3x cheaper)."""
     from neural.learning.stacked import flops_per_step
 
