@@ -303,3 +303,23 @@ def test_a_plateau_reads_the_validation_loss_not_the_training_loss(tmp_path, mon
     assert result["stop_reason"] == "plateau" and result["step"] == 15  # checks at 5 (first), 10 and 15
     assert losses[-1] < losses[0] and all(r["valid_loss"] == 1.0 for r in checkpoint.read_metrics(tmp_path / "run")
                                           if "valid_accuracy" in r)
+
+
+def _random_partial_table(seed: int, k: int = 3) -> dict:
+    rng = np.random.default_rng(seed)
+    return {(s, x): int(rng.integers(0, 1 << k)) for s in range(1 << k) for x in range(1 << k) if rng.random() < 0.6}
+
+
+@pytest.mark.parametrize("table,bits", [(_random_partial_table(seed), 3) for seed in range(4)] +
+                         [(make_task("s5", length=3).step_table(), make_task("s5", length=3).code_bits)],
+                         ids=[f"random{seed}" for seed in range(4)] + ["s5"])
+def test_a_lookup_circuit_computes_its_table_on_every_defined_row(table, bits):
+    """Random partial tables (don't-cares elsewhere), and S5's whole step table: the circuit agrees on every row."""
+    from grammar.evaluate import evaluate_packed, pack_bits, unpack_bits
+    from neural.learning.tasks import lookup_circuit
+
+    circuit = lookup_circuit("t", bits, table)
+    rows = np.array([[(s >> b) & 1 for b in range(bits)] + [(x >> b) & 1 for b in range(bits)] for s, x in table],
+                    dtype=np.uint8)
+    out = unpack_bits(evaluate_packed(circuit, pack_bits(rows))[list(circuit.outputs)], len(rows)).astype(np.int64)
+    assert ((out * (1 << np.arange(bits))).sum(axis=1) == list(table.values())).all()

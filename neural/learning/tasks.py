@@ -154,8 +154,8 @@ class FoldTask:
 
     @property
     def step_circuit(self) -> NormCircuit:
-        """The step as a circuit, built once per process for each task and parameters (S5's has 21,077 gates and
-        takes 1.5 s to build; every checkpoint loaded makes a new task)."""
+        """The step as a circuit, built once per process for each task and parameters (S5's has 21,077 gates;
+        every checkpoint loaded makes a new task)."""
         key = (self.name, tuple(sorted(self.params.items())))
         if key not in _STEP_CIRCUITS:
             _STEP_CIRCUITS[key] = lookup_circuit(f"{self.name}_step", self.code_bits, self.step_table())
@@ -208,12 +208,41 @@ class FoldTask:
 def lookup_circuit(name: str, k: int, table: dict[tuple[int, int], int]) -> NormCircuit:
     """A circuit over (state bits, input bits), 2k inputs, k outputs, computing ``table`` (don't-care elsewhere).
 
-    Each output bit is a MUX tree over the input bits, reduced and hash-consed as in a BDD: a node whose two
-    children are equal is dropped and equal sub-functions are built once, so regular steps stay small."""
+    Each output bit is a MUX tree over the input bits, variable 0 at the root, reduced and hash-consed as in a BDD:
+    a sub-cube whose defined rows agree is a constant, a node whose two children are equal is dropped, and equal
+    sub-functions are built once, so regular steps stay small."""
     n = 2 * k
+    vectors = np.array([s | (x << k) for s, x in table], dtype=np.int64)  # each defined row's input vector
+    values = np.array(list(table.values()), dtype=np.int64)
+    nodes: list[tuple[int, int, int]] = []  # node id - 2 -> (variable, low child, high child); ids 0, 1: constants
+
+    def diagram(bit: int) -> int:
+        """The reduced tree of output ``bit``, built bottom-up over whole levels at once (numpy: S5's table has
+        14,400 rows): the sub-cubes at depth d fix variables 0..d-1 and are indexed by those low bits."""
+        has = np.zeros((2, 1 << n), dtype=bool)  # has[v, cube]: some defined row of the cube has value v
+        has[(values >> bit) & 1, vectors] = True
+        ids = has[1].astype(np.int64)  # a leaf: 1 if defined as 1, else 0 (an undefined row reads as 0)
+        interned: dict[tuple[int, int, int], int] = {}
+        for var in range(n - 1, -1, -1):
+            half = 1 << var
+            low, high = ids[:half], ids[half:]
+            has = has[:, :half] | has[:, half:]
+            mixed = has[0] & has[1]
+            ids = np.where(mixed, low, has[1].astype(np.int64))  # an unmixed cube is its constant
+            split = np.flatnonzero(mixed & (low != high))
+            for cube in split:  # a mixed cube whose children differ: a node, once per distinct (var, low, high)
+                key = (var, int(low[cube]), int(high[cube]))
+                if key not in interned:
+                    nodes.append(key)
+                    interned[key] = len(nodes) + 1
+                ids[cube] = interned[key]
+        return int(ids[0])
+
     gates: list[NormGate] = []
     memo: dict = {}
     consts: dict[int, int] = {}
+    nots: dict[int, int] = {}
+    realised: dict[int, int] = {}
 
     def emit(op, a, b, label) -> int:
         gates.append(NormGate(op, a, b, f"{label}{len(gates)}", label))
@@ -224,8 +253,6 @@ def lookup_circuit(name: str, k: int, table: dict[tuple[int, int], int]) -> Norm
             consts[v] = emit("CONST1" if v else "CONST0", 0, 0, "c")
         return consts[v]
 
-    nots: dict[int, int] = {}
-
     def mux(var: int, lo: int, hi: int) -> int:
         key = (var, lo, hi)
         if key not in memo:
@@ -234,27 +261,16 @@ def lookup_circuit(name: str, k: int, table: dict[tuple[int, int], int]) -> Norm
             memo[key] = emit("OR", emit("AND", var, hi, "m"), emit("AND", nots[var], lo, "m"), "m")
         return memo[key]
 
-    inputs = [(s, x) for s, x in table]
+    def realise(node: int) -> int:
+        """Gates for a node, low child first, each gate emitted once."""
+        if node < 2:
+            return const(node)
+        if node not in realised:
+            var, lo, hi = nodes[node - 2]
+            realised[node] = mux(var, realise(lo), realise(hi))
+        return realised[node]
 
-    def build(bit: int, rows: list[tuple[int, int]], var: int):
-        """rows: (input vector as int) for which the table is defined and reached this node."""
-        values = {table[r] >> bit & 1 for r in rows}
-        if len(values) <= 1:
-            return ("c", values.pop() if values else 0)
-        vec = lambda r: r[0] | (r[1] << k)  # noqa: E731
-        lo = [r for r in rows if not (vec(r) >> var) & 1]
-        hi = [r for r in rows if (vec(r) >> var) & 1]
-        a, b = build(bit, lo, var + 1), build(bit, hi, var + 1)
-        if a == b:
-            return a
-        return ("m", var, a, b)
-
-    def realise(node) -> int:
-        if node[0] == "c":
-            return const(node[1])
-        return mux(node[1], realise(node[2]), realise(node[3]))
-
-    outputs = tuple(realise(build(bit, inputs, 0)) for bit in range(k))
+    outputs = tuple(realise(diagram(bit)) for bit in range(k))
     names = tuple(f"s{b}" for b in range(k)) + tuple(f"x{b}" for b in range(k))
     return NormCircuit(name, names, tuple(gates), outputs, tuple(f"y{b}" for b in range(k)))
 
