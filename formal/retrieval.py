@@ -21,7 +21,7 @@ The argument, each step a query over the head's actual weights:
 4. *value path*: [[x w_v] + b_v] = x on the value domain, and the output projection copies each head dim to its
    output field and adds exactly 0 to every other residual coordinate.
 An unrolled query over the first ``unrolled_k`` bit pairs (symbolic positions, the full sequential sum) cross-checks
-the induction.
+the induction, one for each distinct set of those pairs' weights (the heads that share them share the query).
 """
 from __future__ import annotations
 
@@ -76,6 +76,7 @@ def retrieval_queries(model: ConstructedModel, unrolled_k: int = 4, ieee: bool =
     T = fmt.val(facts.threshold)
     k = model.code_bits
     live = [p for p in model.heads if p.query_field is not None]
+    unrolled: dict[tuple, list] = {}  # the first bit pairs' weights -> the heads that have them
     for plan in live:
         tag = f"L{plan.layer}H{plan.head}"
         qmap = _dim_maps(model, plan, "q", plan.query_field)
@@ -98,7 +99,9 @@ def retrieval_queries(model: ConstructedModel, unrolled_k: int = 4, ieee: bool =
         for (q0, q1, k0, k1), bits in groups.items():
             step = _pair_exact if ieee else _score_step
             items.append(step(fmt, T if ieee else fmt.val(U), plan, tag, bits, q0, q1, k0, k1))
-        items.append(_unrolled(fmt, T, plan, tag, qmap, kmap, min(unrolled_k, k)))
+        u = min(unrolled_k, k)
+        unrolled.setdefault((u, *qmap[:2 * u], *kmap[:2 * u]), []).append(plan)
+    items += [_unrolled(fmt, T, plans, qmap_kmap[1:]) for qmap_kmap, plans in unrolled.items()]
     if not ieee:
         items.append(_score_base(fmt, T))
     items += softmax_queries(fmt, T, ieee)
@@ -160,7 +163,11 @@ def _pair_exact(fmt, U, plan, tag, bits, q0, q1, k0, k1) -> Query:
                   "bound_after_mismatch": fmt.to_float(U)}, Kind.PAIR)
 
 
-def _unrolled(fmt, T, plan, tag, qmap, kmap, u) -> Query:
+def _unrolled(fmt, T, plans: list[HeadPlan], weights: tuple) -> Query:
+    """One query for every head whose first ``u`` bit pairs have these weights (in the constructions, every head),
+    as the step queries are one per distinct weight tuple: the formula is the same, whichever head it names."""
+    u = len(weights) // 4
+    qmap, kmap = weights[:2 * u], weights[2 * u:]
     sps, spd = zip(*[_pm1(fmt, f"query_bit{b}") for b in range(u)])
     sjs, sjd = zip(*[_pm1(fmt, f"key_bit{b}") for b in range(u)])
     S = fmt.zero
@@ -169,8 +176,10 @@ def _unrolled(fmt, T, plan, tag, qmap, kmap, u) -> Query:
     equal = z3.And(*[a == b for a, b in zip(sps, sjs)])
     claim = z3.If(equal, fmt.eq(S, fmt.zero), z3.And(fmt.finite(S), z3.fpLEQ(S, T)))
     witness = {f"query_bit{b}": sps[b] for b in range(u)} | {f"key_bit{b}": sjs[b] for b in range(u)} | {"score": S}
-    return Query(f"retrieval.unrolled[{tag} k={u}]", "retrieval", z3.And(*spd, *sjd, z3.Not(claim)), witness,
-                 {"layer": plan.layer, "head": plan.head, "bits": list(range(u))}, Kind.UNROLLED)
+    tags = ",".join(f"L{p.layer}H{p.head}" for p in plans)
+    return Query(f"retrieval.unrolled[{tags} k={u}]", "retrieval", z3.And(*spd, *sjd, z3.Not(claim)), witness,
+                 {"layer": plans[0].layer, "head": plans[0].head, "bits": list(range(u)),
+                  "heads": [[p.layer, p.head] for p in plans]}, Kind.UNROLLED)
 
 
 def _value_paths(model, fmt: Z3Format, live) -> list:

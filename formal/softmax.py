@@ -112,9 +112,13 @@ def _online(fmt: Z3Format, T) -> list[Query]:
     fin = z3.And(*[fmt.finite(x) for x in (m, l, acc, s, v, vp)])
     small = z3.And(z3.fpGEQ(v, -fmt.one), z3.fpLEQ(v, fmt.one))
 
+    def pre_parts(m, l, acc):  # the invariant before the match, one part per state variable
+        return {"running_max": z3.And(fmt.finite(m), z3.fpLEQ(m, T)),
+                "running_sum": z3.And(fmt.finite(l), z3.fpGEQ(l, fmt.zero), z3.fpLEQ(l, L)),
+                "running_acc": z3.And(fmt.finite(acc), z3.fpLEQ(acc, L), z3.fpGEQ(acc, -L))}
+
     def pre(m, l, acc):
-        return z3.And(fmt.finite(m), z3.fpLEQ(m, T), fmt.finite(l), z3.fpGEQ(l, fmt.zero), z3.fpLEQ(l, L),
-                      fmt.finite(acc), z3.fpLEQ(acc, L), z3.fpGEQ(acc, -L))
+        return z3.And(*pre_parts(m, l, acc).values())
 
     def post(m, l, acc, value):
         return z3.And(fmt.eq(m, fmt.zero), fmt.eq(l, fmt.one), fmt.eq(acc, value))
@@ -140,7 +144,10 @@ def _online(fmt: Z3Format, T) -> list[Query]:
     return [
         _q("first_key[online]", z3.And(fin, small, z3.Or(mismatch, match), z3.Not(
             z3.If(match, post(*first, v), pre(*first))))),
-        _q("before_match[online]", z3.And(fin, small, ok1, pre(m, l, acc), mismatch, z3.Not(pre(*pre_mis)))),
+        # one query per part of the invariant after the step: each holds only the products it reads, and in
+        # float32 the three take about half the time of the whole (2.8 s)
+        *[_q(f"before_match[online] {part}", z3.And(fin, small, ok1, pre(m, l, acc), mismatch, z3.Not(after)))
+          for part, after in pre_parts(*pre_mis).items()],
         _q("match[online]", z3.And(fin, ok2, pre(m, l, acc), match, z3.Not(post(*pre_match, vp)))),
         _q("after_match[online]", z3.And(fin, small, ok3, mismatch, z3.Not(post(*post_mis, vp)))),
         _q("output[online]", z3.And(fin, post(m, l, acc, vp), z3.Not(fmt.eq(fmt.div(acc, l), vp)))),

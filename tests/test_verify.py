@@ -223,3 +223,21 @@ def test_every_query_has_a_kind_and_every_kind_replays_itself_or_says_why(mode, 
     why = witness(Kind.SOFTMAX, {}).replay(model)
     assert why["replayed"] is False and why["why"].startswith("no component replay: ")
     assert witness(Kind.SOFTMAX, {"x": 1}).to_json() == {"kind": "softmax", "x": 1}
+
+
+def test_heads_with_the_same_weights_share_one_unrolled_query_and_a_changed_head_gets_its_own():
+    from formal.query import solve
+    from formal.retrieval import retrieval_queries
+    from neural.config import Keys
+
+    model = build_cvp(16, FPFormat(5, 11))
+    live = [[p.layer, p.head] for p in model.heads if p.query_field is not None]
+    shared = [q for q in retrieval_queries(model, 2) if ".unrolled[" in q.name]
+    assert len(live) > 1 and [q.context["heads"] for q in shared] == [live]
+    weights = {k: v.copy() for k, v in model.weights.items()}
+    key = Keys.weight(Keys.attn(0, "k"))
+    weights[key][model.config.d_head] /= 64  # head 1's key dim 0 (bit 0): a match no longer scores 0
+    split = [q for q in retrieval_queries(dataclasses.replace(model, weights=weights), 2) if ".unrolled[" in q.name]
+    assert sorted(len(q.context["heads"]) for q in split) == [1, len(live) - 1]
+    alone = next(q for q in split if q.context["heads"] == [[0, 1]])
+    assert solve(alone, 60).status == "refuted"
