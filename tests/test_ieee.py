@@ -170,7 +170,7 @@ def test_ieee_queries_are_exported_and_rechecked_by_bitwuzla():
     assert cc["queries"] > 40 and not cc["disagreements"] and not cc["unanswered"]
 
 
-NETLISTS = [ROOT / "circuits/c880.bench", ROOT / "circuits/rca4.bench"]
+NETLISTS = [ROOT / "circuits/c880.bench"]  # ISCAS-85, 383 gates: each run proves its model in float16 first
 
 
 @pytest.mark.parametrize("path", NETLISTS, ids=[p.name for p in NETLISTS])
