@@ -94,7 +94,9 @@ def behaviour_changes(model, mutant, nc) -> bool:
     return False
 
 
-def kill_report(per_tensor: int, seed: int = 0, kinds=("flip", "double", "drop")) -> dict:
+def kill_report(per_tensor: int, seed: int = 0, kinds=("flip", "double", "drop"), prove_harmless: bool = True) -> dict:
+    """Each mutant's proof and whether it changes behaviour. ``prove_harmless=False`` proves only the mutants that
+    change behaviour (the kill rate's denominator), leaving the harmless ones' verdicts out of the report."""
     from bridge.proof import prove_model
     from neural.construction.construct import build_thm33
     from neural.construction.fp import FPFormat
@@ -105,8 +107,10 @@ def kill_report(per_tensor: int, seed: int = 0, kinds=("flip", "double", "drop")
     rows = []
     for name, index, kind in mutants(model, np.random.default_rng(seed), per_tensor, kinds):
         mutant = apply(model, name, index, kind)
-        report = prove_model(mutant, nc, claims)
         changed = behaviour_changes(model, mutant, nc)
+        if not changed and not prove_harmless:
+            continue
+        report = prove_model(mutant, nc, claims)
         cex = report.counterexample or {}
         rows.append({"tensor": name, "index": index, "kind": kind, "changes_behaviour": changed,
                      "status": report.status, "replayed": bool(cex.get("replayed"))})
@@ -121,7 +125,7 @@ def kill_report(per_tensor: int, seed: int = 0, kinds=("flip", "double", "drop")
 
 
 def test_mutation_testing_of_the_proofs_small():
-    report = kill_report(per_tensor=1, kinds=("flip",))
+    report = kill_report(per_tensor=1, kinds=("flip",), prove_harmless=False)
     assert report["kill_rate"] == 1.0, report["survivors"]
     assert report["behaviour_changing"] > 0
 
@@ -179,7 +183,7 @@ def _fuzz_once(tmp_path, suffix, text, capsys) -> None:
             assert where.startswith(given), (argv, err)  # the file (with its line where it has one) or the flag
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(corrupted())
 def test_fuzz_cli_entry_points(tmp_path, capsys, case):
     _fuzz_once(tmp_path, *case, capsys)
