@@ -161,11 +161,10 @@ def build_thm33(nc: NormCircuit, fmt: FPFormat, key_scale: float | None = None) 
     w[Keys.TOK_EMB][1, layout.col("tok")] = 1.0
     pos = w[Keys.POS_EMB]
     pos[:, layout.cols("pos")] = sbin(np.arange(length), k)
-    for t, g in enumerate(nc.gates):  # position n+t-1 announces gate t
-        row = n + t - 1
-        pos[row, layout.cols("type")[GATE_OPS.index(g.op)]] = 1.0
-        pos[row, layout.cols("pred1")] = sbin(g.a, k)
-        pos[row, layout.cols("pred2")] = sbin(g.b, k)
+    rows = n - 1 + np.arange(T)  # position n+t-1 announces gate t
+    pos[rows, layout.cols("type")[[GATE_OPS.index(g.op) for g in nc.gates]]] = 1.0
+    pos[rows[:, None], layout.cols("pred1")] = sbin([g.a for g in nc.gates], k)
+    pos[rows[:, None], layout.cols("pred2")] = sbin([g.b for g in nc.gates], k)
     heads = (HeadPlan(0, 0, "pred1", "pos", "tok", "a"), HeadPlan(0, 1, "pred2", "pos", "tok", "b"))
     for plan in heads:
         _retrieval_head(w, layout, plan, d_head, k, c)
