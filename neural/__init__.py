@@ -6,10 +6,12 @@ Two subpackages share the decoder and the CVP format:
   as a TransformerLens bridge and as a Hugging Face GPT-2, and any local causal LM as a function: optional
   dependencies, imported only when asked for), ``prefix_forcing`` (teacher forcing of many reference traces with
   the prompts' shared prefixes computed once, for ``certify``, over any decoder), ``decoding`` (the sessions, the
-  one greedy loop and the teacher-forced pass, for a torch decoder or any function from ids to logits);
+  one greedy loop and the teacher-forced pass, for a torch decoder or any function from ids to logits),
+  ``selected`` (attention gathered at a given key per query, with the dense spot check, in torch and F(e,s));
 - ``construction``, the proved construction: ``constructed`` (the typed contract formal proves: Layout, HeadPlan,
   FFNPlan), ``construct`` (fills it from a circuit), ``fp`` and ``finite`` (the paper's F(e,s) arithmetic, and the
-  decoder run in it), ``execute`` (a construction run in any arithmetic, checked in one pass);
+  decoder run in it), ``execute`` (a construction run in any arithmetic, checked in one pass), ``selection`` (the
+  key each head's code selects: the attention the retrieval lemma licenses);
 - ``learning``, the learning experiments: ``tasks`` (the four tasks and their held-out splits), ``runs`` (a run's
   settings, schedule and checkpoint state), ``stacked`` (G decoders as one module), ``train`` (the one training
   loop, over a group), ``prefetch``, ``evaluation`` (scoring a checkpoint), ``profiles``, ``reproduce``,

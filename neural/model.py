@@ -36,13 +36,21 @@ class Attention(nn.Module):
 
     QUERY_BLOCK = 2048  # queries per block where attention is written out (memory O(block * L), not O(L^2))
 
-    def forward(self, x: torch.Tensor, cache: "LayerCache | None" = None, need_weights: bool = False):
+    def forward(self, x: torch.Tensor, cache: "LayerCache | None" = None, need_weights: bool = False,
+                selected=None):
+        """``selected``: (layer, keys (B, H, T), SpotCheck) where a proof licenses gathering each row's value at its
+        selected key (``neural.selected``); only for a whole sequence, without the weights."""
         q, k, v = self._split(self.q(x)), self._split(self.k(x)), self._split(self.v(x))
         if cache is not None:
             k, v = cache.append(k, v)
         t_q, t_k = q.shape[2], k.shape[2]
         out, weights = None, None
-        if not need_weights and t_q == 1:  # one new token after a cache: it sees every key, no mask
+        if selected is not None and not need_weights and cache is None:
+            from neural.selected import torch_selected
+
+            layer, keys, check = selected
+            out = torch_selected(q, k, v, keys, self.cfg.scale, check, layer)
+        elif not need_weights and t_q == 1:  # one new token after a cache: it sees every key, no mask
             out = nn.functional.scaled_dot_product_attention(q, k, v, scale=self.cfg.scale)
         elif not need_weights and t_q == t_k:  # a whole causal sequence: one fused, tiled kernel where there is one
             out = _fused_causal(q, k, v, self.cfg.scale)
@@ -102,8 +110,8 @@ class Block(nn.Module):
         self.ln1 = nn.LayerNorm(cfg.d_model) if cfg.layernorm else nn.Identity()
         self.ln2 = nn.LayerNorm(cfg.d_model) if cfg.layernorm else nn.Identity()
 
-    def forward(self, x, cache=None, need_weights=False):
-        a, w = self.attn(self.ln1(x), cache, need_weights)
+    def forward(self, x, cache=None, need_weights=False, selected=None):
+        a, w = self.attn(self.ln1(x), cache, need_weights, selected)
         x = x + a
         return x + self.ffn(self.ln2(x)), w
 
@@ -144,6 +152,7 @@ class Decoder(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model) if cfg.layernorm else nn.Identity()
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=cfg.bias)
+        self.selection = None  # a neural.selected.Selection: set only where a proof licenses it
         if initialise:
             self.apply(self._init)
 
@@ -171,7 +180,11 @@ class Decoder(nn.Module):
             cache.layers.extend(LayerCache() for _ in self.blocks)
         weights = []
         for i, block in enumerate(self.blocks):
-            x, w = block(x, None if cache is None else cache.layers[i], need_weights)
+            selected = None
+            if self.selection is not None and cache is None and not need_weights:
+                # float32 holds every bfloat16 and float16 value: the codes read the same
+                selected = (i, self.selection.keys(i, x.detach().float().cpu().numpy()), self.selection.check)
+            x, w = block(x, None if cache is None else cache.layers[i], need_weights, selected)
             weights.append(w)
         return self.ln_f(x), (weights if need_weights else None)
 

@@ -7,6 +7,7 @@ from bridge.output import EXIT_FAILED, EXIT_OK, emit
 from bridge.target import Target, build, load_target, optimized
 from grammar.errors import InputError, ParameterError, SourceLoc
 from grammar.ir import MODES, Mode
+from neural.selected import UnsoundAttention
 
 
 def parse_precision(text: str) -> tuple[int, int]:
@@ -80,6 +81,39 @@ def proved_in(model, circuit, dtype: str, where: str, timeout_s: float) -> dict:
             "seconds": round(sum(r.seconds for r in report.lemmas), 2)}
 
 
+def attention_kernel(args, model, mode, proof: dict | None):
+    """Which attention a run computes, and why: ``proved`` (each head's row gathered at the key its code selects,
+    ``neural.construction.selection``) where the retrieval lemma holds for these weights in the run's arithmetic,
+    else ``dense``. In an IEEE dtype the lemma is among those ``proved_in`` proved; in F(e,s) it is proved here.
+    ``--attention proved`` where the lemma does not hold is refused."""
+    from formal.query import PROVED
+
+    def dense(why: str):
+        if args.attention == "proved":
+            raise InputError(f"--attention proved: {why}", SourceLoc("--attention"), text="proved",
+                             expected="--attention dense, or weights and an arithmetic the retrieval lemma holds in")
+        return None, {"kernel": "dense", "why": why}
+
+    if args.attention == "dense":
+        return None, {"kernel": "dense", "why": "--attention dense"}
+    if mode.kind == "ieee":
+        if proof is None:
+            return dense(f"--unproved: the retrieval lemma is not proved in IEEE {mode.dtype} for these weights")
+        seconds = None  # proved with the dtype's other lemmas (see "proof")
+    else:
+        from formal.obligations import prove_lemma
+
+        lemma = prove_lemma(model, None, "retrieval", args.timeout)
+        if lemma.status != PROVED:
+            return dense(f"the retrieval lemma is {lemma.status} in {mode} for these weights "
+                         f"(cotproof verify {args.file} shows why)")
+        seconds = round(lemma.seconds, 2)
+    from neural.construction.selection import proved_selection
+
+    return proved_selection(model), {"kernel": "proved", "lemma": "retrieval", "arithmetic": str(mode),
+                                     **({"proof_seconds": seconds} if seconds is not None else {})}
+
+
 def fast_arithmetic(model, mode, work: float):
     """A faster arithmetic proved to compute what ``mode`` computes, or None: for F(e,s), batched torch float32
     when no dot product rounds (``bridge.bounded.Simulator``, the rule ``verify`` uses)."""
@@ -123,16 +157,25 @@ def cmd_run(args) -> int:
     proof = None
     if mode.kind == "ieee" and not args.unproved:
         proof = proved_in(model, nc if construction == Mode.THM33 else None, mode.dtype, args.file, args.timeout)
+    selection, attention = attention_kernel(args, model, mode, proof)
     fast = fast_arithmetic(model, mode, work)
     if mode.kind == "ieee" or fast is not None:
         importlib.import_module("torch")  # before the clock starts: its import is not the run's time
     runner = run_thm33 if construction == Mode.THM33 else run_cvp
     start = time.perf_counter()
-    with Progress(len(batch) * model.cot_steps, "step", "CoT") as progress:
-        results = runner(model, nc, batch, mode, progress.update_to, fast, device)
+    try:
+        with Progress(len(batch) * model.cot_steps, "step", "CoT") as progress:
+            results = runner(model, nc, batch, mode, progress.update_to, fast, device, selection)
+    except UnsoundAttention as err:
+        emit({"sound": False, "attention": attention, "unsound_attention": {
+            "layer": err.layer, "head": err.head, "sequence": err.row, "position": err.position}, "error": str(err)},
+             args.json, lambda p: f"sound: NO: {p['error']}")
+        return EXIT_FAILED
     seconds = time.perf_counter() - start
+    if selection is not None:
+        attention["spot_checked_rows"] = selection.check.checked
     provenance = {"construction": construction, "mode": str(mode), "device": device,
-                  "proof": proof if proof else ("unproved" if args.unproved else None),
+                  "proof": proof if proof else ("unproved" if args.unproved else None), "attention": attention,
                   "seconds": round(seconds, 3),
                   "tokens_per_second": round(len(batch) * model.cot_steps / max(seconds, 1e-9), 1)}
     if not single:
@@ -148,7 +191,7 @@ def cmd_run(args) -> int:
         optimize_lines(target.optimize_report) + [f"{k} = {v}" for k, v in p["outputs"].items()]
         + [f"trace ({len(p['trace'])} CoT steps, {p['mode']}, {construction}): "
            + "".join(map(str, p["trace"][:200])) + (" ..." if len(p["trace"]) > 200 else ""),
-           _path_line(p), _proof_line(p),
+           _path_line(p), _proof_line(p), _attention_line(p["attention"]),
            "sound: yes" if p["sound"] else
            f"sound: NO: step {p['first_unsound_step']} (gate {p['gate']['name']}, {p['gate']['op']}) is wrong, "
            "so the outputs above are not to be trusted"]))
@@ -178,7 +221,17 @@ def _proof_line(p: dict) -> str:
         return f"proof: NONE: --unproved ran {p['mode']} without a proof that it is exact for this circuit"
     if p["proof"]:
         return f"proof: the lemmas of verify --ieee {p['proof']['dtype']} hold for these weights"
+    if p["attention"]["kernel"] == "proved":
+        return f"proof: {p['mode']} is the reference arithmetic; the attention's lemma is proved below"
     return f"proof: none needed: {p['mode']} is the reference arithmetic"
+
+
+def _attention_line(a: dict) -> str:
+    if a["kernel"] == "dense":
+        return f"attention: dense ({a['why']})"
+    return (f"attention: proved: each head's row is the value at the key its code selects, as the lemma "
+            f"{a['lemma']} proves for these weights in {a['arithmetic']}; {a['spot_checked_rows']:,} gathered rows "
+            "recomputed by the dense kernel, bit for bit")
 
 
 def _emit_lines(nc, batch, results, provenance: dict) -> int:
@@ -196,7 +249,8 @@ def _emit_lines(nc, batch, results, provenance: dict) -> int:
         sys.stdout.write(json.dumps(line) + "\n")
     sys.stdout.flush()
     print(f"run: {len(results):,} vector(s), {unsound:,} with an unsound step; {provenance['mode']}, "
-          f"{provenance['tokens_per_second']:,.0f} CoT tokens/s", file=sys.stderr)
+          f"{provenance['tokens_per_second']:,.0f} CoT tokens/s; {_attention_line(provenance['attention'])}",
+          file=sys.stderr)
     return EXIT_FAILED if unsound else EXIT_OK
 
 
@@ -244,6 +298,9 @@ def register(sub) -> None:
     p.add_argument("--ieee", metavar="DTYPE", help="IEEE mode with torch's kernels: float32, float16, bfloat16; "
                    "the lemmas of verify --ieee DTYPE are proved for the circuit first")
     p.add_argument("--unproved", action="store_true", help="with --ieee: run without proving the dtype exact")
+    p.add_argument("--attention", choices=("dense", "proved"), help="proved: gather each head's row at the key its "
+                   "code selects, where the retrieval lemma holds for these weights in the run's arithmetic (the "
+                   "default there; dense elsewhere); dense: score every key")
     p.add_argument("--device", default="cpu", help="where torch runs: cpu, cuda, cuda:N, or auto")
     p.add_argument("--timeout", type=flags.seconds, default=60.0, help="seconds per solver query of that proof")
     p.add_argument("--construction", choices=MODES)

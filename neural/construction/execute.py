@@ -40,8 +40,9 @@ class ExecMode:
 class FiniteSession:
     """The finite-precision executor, one sequence at a time (F(e,s) execution is inherently sequential)."""
 
-    def __init__(self, cfg: ModelConfig, weights: dict, fmt: FPFormat):
+    def __init__(self, cfg: ModelConfig, weights: dict, fmt: FPFormat, selection=None):
         self.decoder = FiniteDecoder(cfg, weights, fmt)
+        self.decoder.selection = selection
         self.cache = FiniteCache()
 
     def reset(self) -> None:
@@ -60,11 +61,15 @@ class FiniteSession:
         return 1
 
 
-def session(cfg: ModelConfig, weights: dict, mode: ExecMode, device: str = "cpu"):
-    """A session computing in ``mode``; ``device`` is where an IEEE mode's torch model runs."""
+def session(cfg: ModelConfig, weights: dict, mode: ExecMode, device: str = "cpu", selection=None):
+    """A session computing in ``mode``; ``device`` is where an IEEE mode's torch model runs. ``selection`` (a
+    ``neural.selected.Selection``): whole-sequence passes gather each head's row at its selected key, where a
+    proof licenses it (``neural.construction.selection``)."""
     if mode.kind == "finite":
-        return FiniteSession(cfg, weights, mode.fmt)
-    return TorchSession.from_arrays(cfg, weights, mode.dtype, device)
+        return FiniteSession(cfg, weights, mode.fmt, selection)
+    sess = TorchSession.from_arrays(cfg, weights, mode.dtype, device)
+    sess.model.selection = selection
+    return sess
 
 
 @dataclass(frozen=True)
@@ -143,23 +148,24 @@ class Decoded:
 
 
 def decode_checked(model: ConstructedModel, forcing: TeacherForcing, mode: ExecMode, fast: ExecMode | None = None,
-                   device: str = "cpu", progress=None) -> list[Decoded]:
+                   device: str = "cpu", progress=None, selection=None) -> list[Decoded]:
     """Greedy decoding of every row of ``forcing`` (its prompts, proposing its expected tokens), in one
     teacher-forced pass where the model agrees with the proposal and token by token from where it departs.
 
     ``fast``: an arithmetic that ``bridge`` has proved computes exactly what ``mode`` computes (torch float32 for
     F(e,s) when no dot product rounds), used for the pass; a row where it departs is decided again in ``mode``,
-    the arbiter. ``progress(n)``: n CoT steps decided so far."""
+    the arbiter. ``progress(n)``: n CoT steps decided so far. ``selection``: the proved attention path for the
+    one-pass checks (``session``); tokens generated one at a time use the dense kernel."""
     steps = forcing.expected.shape[1]
     prompt_len = int(forcing.steps[0]) + 1 if steps else forcing.tokens.shape[1]
-    first = session(model.config, model.weights, fast or mode, device)
+    first = session(model.config, model.weights, fast or mode, device, selection)
     arbiter = first if fast is None else None
     first_label = str(mode) if fast is None else f"{mode}, computed exactly as {fast}"
     out = []
     for row, pred in enumerate(teacher_forced_rows(first, forcing.tokens, forcing.steps)):
         proposal, where = forcing.expected[row], first_label
         if fast is not None and not np.array_equal(pred, proposal):
-            arbiter = arbiter or session(model.config, model.weights, mode, device)
+            arbiter = arbiter or session(model.config, model.weights, mode, device, selection)
             pred, where = teacher_forced(arbiter, forcing.tokens[row], forcing.steps), str(mode)
         departs = np.flatnonzero(pred != proposal)
         if not departs.size:
@@ -225,18 +231,18 @@ def _rows(bits) -> tuple[np.ndarray, bool]:
 
 
 def run_thm33(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode, progress=None,
-              fast: ExecMode | None = None, device: str = "cpu"):
+              fast: ExecMode | None = None, device: str = "cpu", selection=None):
     """Run each row of input bits ((B, n) -> a list of B results; (n,) -> one result), checked in one pass."""
     batch, single = _rows(bits)
     if not len(batch):
         return []
-    decoded = decode_checked(model, thm33_teacher_forcing(nc, batch), mode, fast, device, progress)
+    decoded = decode_checked(model, thm33_teacher_forcing(nc, batch), mode, fast, device, progress, selection)
     results = [_result(nc, b, d.tokens.astype(np.uint8), d) for b, d in zip(batch, decoded)]
     return results[0] if single else results
 
 
 def run_cvp(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode, progress=None,
-            fast: ExecMode | None = None, device: str = "cpu"):
+            fast: ExecMode | None = None, device: str = "cpu", selection=None):
     """Lower each row of input bits, pad it to the model's N gates, generate the 4N CoT tokens, and check each one
     (``neural.cvp``). The trace is v(g) of every normalised gate; a run is sound when every CoT token is, the id
     tokens included. (B, n) bits -> a list of B results; (n,) -> one result."""
@@ -248,7 +254,7 @@ def run_cvp(model: ConstructedModel, nc: NormCircuit, bits, mode: ExecMode, prog
     for c in circuits:
         if c.size > N:
             raise ParameterError(f"the circuit lowers to {c.size} CVP gates but the construction takes at most {N}")
-    decoded = decode_checked(model, cvp_teacher_forcing(circuits, N), mode, fast, device, progress)
+    decoded = decode_checked(model, cvp_teacher_forcing(circuits, N), mode, fast, device, progress, selection)
     results = [_cvp_result(nc, b, c.padded(N), d) for b, c, d in zip(batch, circuits, decoded)]
     return results[0] if single else results
 

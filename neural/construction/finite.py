@@ -14,6 +14,7 @@ import numpy as np
 
 from neural.config import Keys, ModelConfig
 from neural.construction.fp import FPFormat
+from neural.selected import finite_selected
 
 
 class UnsupportedInFinite(ValueError):
@@ -56,6 +57,7 @@ class FiniteDecoder:
         if cfg.activation != "relu":
             raise UnsupportedInFinite(f"finite-precision execution of {cfg.activation} is not supported yet")
         self.cfg, self.fmt = cfg, fmt
+        self.selection = None  # a neural.selected.Selection: set only where a proof licenses it
         self.w = {name: fmt.round(np.asarray(a, dtype=np.float64)) for name, a in weights.items()}
 
     def _linear(self, x, module: str):
@@ -70,15 +72,21 @@ class FiniteDecoder:
             raise ValueError(f"sequence of {start + len(tokens)} tokens exceeds max_len {cfg.max_len}")
         x = fmt.add(self.w[Keys.TOK_EMB][tokens], self.w[Keys.POS_EMB][start:start + len(tokens)])
         all_weights = []
+        selecting = self.selection is not None and cache is None and not need_weights
         for layer in range(cfg.n_layers):
             q, k, v = (self._linear(x, Keys.attn(layer, proj)) for proj in "qkv")
+            keys = self.selection.keys(layer, x[None])[0] if selecting else None
             heads, layer_weights = [], []
             for h in range(cfg.n_heads):
                 sl = slice(h * cfg.d_head, (h + 1) * cfg.d_head)
                 kh, vh = k[:, sl], v[:, sl]
                 if cache is not None:
                     kh, vh = cache.keys[layer, h].extend(kh), cache.values[layer, h].extend(vh)
-                out, w = fmt.attention(q[:, sl], kh, vh, cfg.scale, kh.shape[0] - q.shape[0], need_weights)
+                if keys is not None:
+                    out, w = finite_selected(fmt, q[:, sl], kh, vh, keys[h], cfg.scale, self.selection.check, layer,
+                                             h), None
+                else:
+                    out, w = fmt.attention(q[:, sl], kh, vh, cfg.scale, kh.shape[0] - q.shape[0], need_weights)
                 heads.append(out)
                 layer_weights.append(w)
             x = fmt.add(x, self._linear(np.concatenate(heads, axis=1), Keys.attn(layer, "o")))
