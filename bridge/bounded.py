@@ -54,11 +54,20 @@ def cvp_circuit_count(max_gates: int) -> int:
     return total
 
 
-def instance_work(model: ConstructedModel) -> float:
+def instance_work(model: ConstructedModel, proved_attention: bool = False) -> float:
     """Multiply-adds of one full-length instance through the whole model: attention over every position pair, and
-    the unembedding at every CoT step. The one estimate that prices verify's bounded checks and run's batches."""
+    the unembedding at every CoT step. The one estimate that prices verify's bounded checks and run's batches.
+    With ``proved_attention`` (``neural.construction.selection``) attention is linear in the length: each position's
+    projections and FFN, and the spot check's dense rows."""
+    from neural.selected import SPOT_CHECK_ROWS
+
     cfg = model.config
-    return float(cfg.n_layers * cfg.max_len ** 2 * cfg.d_model + model.cot_steps * cfg.vocab_size * cfg.d_model)
+    if proved_attention:
+        per_position = cfg.d_model * (4 * cfg.n_heads * cfg.d_head + 2 * cfg.d_ff)
+        attention = cfg.n_layers * cfg.max_len * (per_position + cfg.n_heads * SPOT_CHECK_ROWS * cfg.d_head)
+    else:
+        attention = cfg.n_layers * cfg.max_len ** 2 * cfg.d_model
+    return float(attention + model.cot_steps * cfg.vocab_size * cfg.d_model)
 
 
 def require_affordable(tokens: float, work: float, what: str, where: str, hint: str) -> None:

@@ -144,3 +144,13 @@ def test_a_run_whose_spot_check_fails_stops_as_unsound(monkeypatch):
     assert proc.returncode == 1
     out = json.loads(proc.stdout)
     assert out["sound"] is False and out["unsound_attention"]["layer"] == 0 and "stopped as unsound" in out["error"]
+
+
+def test_proved_attention_is_priced_linear_in_the_length():
+    """The run's work limit reads the kernel it will use: dense grows with L², proved with L (and code width)."""
+    from bridge.bounded import instance_work
+
+    small, big = build_cvp(64, FPFormat(5, 11)), build_cvp(512, FPFormat(5, 11))
+    length = big.config.max_len / small.config.max_len
+    assert instance_work(big) / instance_work(small) > 0.9 * length ** 2
+    assert instance_work(big, True) / instance_work(small, True) < 1.5 * length

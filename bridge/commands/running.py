@@ -150,14 +150,14 @@ def cmd_run(args) -> int:
     if mode.kind == "ieee":
         target = in_ieee(target, mode.dtype)  # the model `verify --ieee` proves is the one that runs
     model = build(target, construction, batch[0] if len(batch) else None)
-    length, work = model.config.max_len, len(batch) * instance_work(model)
-    what = f"running {human_count(len(batch))} vector(s) of {length:,} tokens"
-    require_affordable(len(batch) * length, work, what, "--random" if args.random is not None else args.file,
-                       "fewer vectors, or a smaller circuit")
-    proof = None
+    proof = None  # the proofs are flat in the circuit's size: they come before the run is priced
     if mode.kind == "ieee" and not args.unproved:
         proof = proved_in(model, nc if construction == Mode.THM33 else None, mode.dtype, args.file, args.timeout)
     selection, attention = attention_kernel(args, model, mode, proof)
+    length, work = model.config.max_len, len(batch) * instance_work(model, selection is not None)
+    what = f"running {human_count(len(batch))} vector(s) of {length:,} tokens"
+    require_affordable(len(batch) * length, work, what, "--random" if args.random is not None else args.file,
+                       "fewer vectors, or a smaller circuit")
     fast = fast_arithmetic(model, mode, work)
     if mode.kind == "ieee" or fast is not None:
         importlib.import_module("torch")  # before the clock starts: its import is not the run's time
