@@ -6,7 +6,6 @@ from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Transformer, v_args
-from lark.exceptions import UnexpectedInput
 
 from grammar.check import check_circuit
 from grammar.errors import InputError, SourceLoc
@@ -50,22 +49,42 @@ _IO = re.compile(r"(\w+)[ \t]*\([ \t]*([^\s(),=#]+)")
 _GATE = re.compile(r"([^\s(),=#]+)[ \t]*=[ \t]*([^\s(),=#]+)[ \t]*\(([^()]*)\)")
 
 
+@lru_cache(maxsize=None)
+def _fast_scanner() -> re.Pattern:
+    """bench_fast.lark's terminals as one Python regex, a named group each, in the grammar's order: they never
+    overlap (a statement token needs a name first, a comment '#', the rest whitespace or a newline), so the first
+    alternative that matches is the one Lark's lexer takes, at about a tenth of its cost per token."""
+    terminals = _bench_parser(True).terminals
+    return re.compile("|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in terminals))
+
+
+class _Unlexable(Exception):
+    """A character no token of bench_fast.lark matches: the fine grammar says where, and what was expected."""
+
+
 def _fast_statements(text: str) -> list:
     """Statements as (kind, name, line, column, op, op_column, args), the shape the fine grammar yields too."""
     # start: (IO_DECL | GATE | _NL)* accepts every sequence of its tokens, so lexing alone decides the language and
     # the LALR parser (a third of the time on 10^5 gates) is skipped; a character no token matches still raises.
     out = []
-    for tok in _bench_parser(True).lex(text):
-        if tok.type == "_NL":
-            continue
-        if tok.type == "IO_DECL":
+    line, line_start, pos = 1, 0, 0
+    for m in _fast_scanner().finditer(text):
+        if m.start() != pos:
+            raise _Unlexable
+        pos = m.end()
+        kind, tok = m.lastgroup, m.group()
+        column = m.start() - line_start + 1
+        if kind == "IO_DECL":
             kw, name = _IO.match(tok).groups()
-            out.append((kw.lower(), name, tok.line, tok.column + tok.index(name, len(kw)), None, 0, ()))
-        else:
+            out.append((kw.lower(), name, line, column + tok.index(name, len(kw)), None, 0, ()))
+        elif kind == "GATE":
             name, op, args = _GATE.match(tok).groups()
             arg_names = tuple(a.strip() for a in args.split(",")) if args.strip() else ()
-            out.append(("gate", name, tok.line, tok.column, op, tok.column + tok.index(op, len(name) + 1),
-                        arg_names))
+            out.append(("gate", name, line, column, op, column + tok.index(op, len(name) + 1), arg_names))
+        if tok.endswith("\n"):
+            line, line_start = line + 1, pos
+    if pos != len(text):
+        raise _Unlexable
     return out
 
 
@@ -73,7 +92,7 @@ def parse_bench(text: str, path: str = "<bench>") -> Circuit:
     text = text if text.endswith("\n") else text + "\n"
     try:
         statements = _fast_statements(text)
-    except UnexpectedInput:
+    except _Unlexable:
         # the fine-grained grammar pinpoints the error; it accepts exactly the same language
         statements = parse_located(_bench_parser(False), text, path)
     inputs, outputs, input_locs, output_locs, gates = [], [], [], [], []

@@ -67,3 +67,37 @@ def test_arbitrary_text(text):
     for fn in (lambda: parse_spec("f.lark", text=text), lambda: parse_bench(text, "f.bench"),
                lambda: parse_aag(text, "f.aag")):
         _parses_or_input_error(fn)
+
+
+def _lark_lexed(text: str):
+    """The statements by bench_fast.lark's own Lark lexer: the reference the Python scanner must equal."""
+    from lark.exceptions import UnexpectedInput
+
+    from grammar.bench import _GATE, _IO, _bench_parser
+
+    out = []
+    try:
+        for tok in _bench_parser(True).lex(text):
+            if tok.type == "IO_DECL":
+                kw, name = _IO.match(tok).groups()
+                out.append((kw.lower(), name, tok.line, tok.column + tok.index(name, len(kw)), None, 0, ()))
+            elif tok.type == "GATE":
+                name, op, args = _GATE.match(tok).groups()
+                out.append(("gate", name, tok.line, tok.column, op, tok.column + tok.index(op, len(name) + 1),
+                            tuple(a.strip() for a in args.split(",")) if args.strip() else ()))
+    except UnexpectedInput:
+        return None
+    return out
+
+
+@FUZZ
+@given(corrupted(circuits().map(write_bench)))
+def test_the_bench_scanner_accepts_what_the_lark_lexer_accepts_with_the_same_locations(text):
+    from grammar.bench import _fast_statements, _Unlexable
+
+    text = text if text.endswith("\n") else text + "\n"
+    try:
+        ours = _fast_statements(text)
+    except _Unlexable:
+        ours = None
+    assert ours == _lark_lexed(text)
