@@ -9,6 +9,7 @@ F(e,s) execution is tested bit for bit against the Z3 encoding the lemmas use, s
 """
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -68,6 +69,45 @@ def instance_work(model: ConstructedModel, proved_attention: bool = False) -> fl
     else:
         attention = cfg.n_layers * cfg.max_len ** 2 * cfg.d_model
     return float(attention + model.cot_steps * cfg.vocab_size * cfg.d_model)
+
+
+# Calibrated on this project's 2-core machine (docs/benchmarks.md, "run's estimate"): the multiply-adds a second
+# each attention kernel's whole run achieves (reference evaluation, one pass, argmax and checks included; the proved
+# path is bound by numpy and Python per position, the dense one by the fused kernel), and the bytes a pass holds per
+# position per unit of its width (residual, q/k/v, FFN hidden, the selection's copies).
+RUN_RATE = {"dense": 2.0e10, "proved": 2.5e9}
+PASS_BYTES_PER_WIDTH = 8.0
+TORCH_IMPORT_BYTES = 2.1e8  # what importing torch adds to a process's peak here (10 -> 219 MiB)
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """What a run will cost, in the units its user reads: seconds, and the process's peak bytes."""
+
+    seconds: float
+    bytes: float
+
+    def to_json(self) -> dict:
+        return {"seconds": round(self.seconds, 2), "bytes": int(self.bytes)}
+
+
+def run_estimate(model: ConstructedModel, vectors: int, proved_attention: bool) -> RunEstimate:
+    """``vectors`` full-length instances of ``model``: seconds from ``instance_work`` at the kernel's measured rate;
+    bytes: what the process holds now (the parsed circuit and the built model are already in memory) plus one pass's
+    activations, a pass holding as many rows as ``neural.decoding.ACTIVATIONS_PER_PASS`` allows (at least one)."""
+    import resource
+
+    from neural.decoding import ACTIVATIONS_PER_PASS
+
+    cfg = model.config
+    kernel = "proved" if proved_attention else "dense"
+    seconds = vectors * instance_work(model, proved_attention) / RUN_RATE[kernel]
+    rows = min(vectors, max(1, ACTIVATIONS_PER_PASS // max(1, cfg.max_len * cfg.d_model)))
+    width = cfg.d_model + 3 * cfg.n_heads * cfg.d_head + cfg.d_ff
+    held = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
+    if "torch" not in sys.modules:  # every run but a numpy F(e,s) one imports it after it is priced
+        held += TORCH_IMPORT_BYTES
+    return RunEstimate(seconds, held + PASS_BYTES_PER_WIDTH * rows * cfg.max_len * width)
 
 
 def require_affordable(tokens: float, work: float, what: str, where: str, hint: str) -> None:

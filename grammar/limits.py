@@ -17,6 +17,7 @@ SIMULATED_TOKENS = 30_000_000  # tokens the bounded checks may run through a who
 TRAINING_STEPS = 20_000_000  # optimizer steps, summed over the runs of one command: the full grid is 1.7 million
 MULTIPLY_ADDS = 1e13  # their attention and unembedding work (it grows with the square of the sequence length)
 SIMULATION_BUDGET = 1e12  # what verify's bounded checks spend by default, about 15 s on 2 cores (they stop there)
+RUN_SECONDS = 3600.0  # what one `run` may be estimated to take (bridge.bounded.run_estimate, calibrated here)
 
 _lifted = False
 
@@ -105,6 +106,20 @@ def require_multiply_adds(work: float, what: str, where: str | SourceLoc,
     """Refuse simulations whose arithmetic (mostly attention, quadratic in length) exceeds MULTIPLY_ADDS."""
     _require(work, MULTIPLY_ADDS, what, where, hint, lambda n, limit: f"would take about {n:.2g} multiply-adds, "
              f"more than the limit of {limit:.0e} (roughly an hour on a small machine)")
+
+
+def human_seconds(seconds: float) -> str:
+    if seconds == float("inf"):
+        return "forever"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def require_seconds(seconds: float, what: str, where: str | SourceLoc, hint: str = "a smaller request") -> None:
+    """Refuse ``what`` if it is estimated to take longer than RUN_SECONDS on this machine."""
+    _require(seconds, RUN_SECONDS, what, where, hint, lambda n, limit: f"would take about {human_seconds(n)} on "
+             f"this machine, more than the limit of {human_seconds(limit)}")
 
 
 def require_training_steps(steps: float, what: str, where: str | SourceLoc,

@@ -66,3 +66,18 @@ def test_a_long_model_skips_its_exhaustive_check_but_a_huge_bound_is_refused(mon
     huge = plan_simulations(model, None, {"end_to_end": {"max_gates": 8}}, 0)
     with pytest.raises(Refused, match="would simulate"):
         require_simulation(huge, "cvp")
+
+
+@pytest.mark.parametrize("attention", ["proved", "dense"])
+def test_runs_estimated_bytes_are_within_3x_of_its_measured_peak(attention, tmp_path):
+    """``run`` prints its estimate beside what it measured; the bytes are compared here (the seconds too in
+    ``bridge/benchmarks/run_estimate.py``: a test never asserts on this machine's timings)."""
+    from bridge.benchmarks.gen import random_circuit
+    from bridge.benchmarks.run_estimate import measure
+    from grammar.netlist import netlist_bytes
+
+    path = tmp_path / "r.bench"
+    path.write_bytes(netlist_bytes(random_circuit(64, 3000, seed=1, max_fan_in=2), "bench"))
+    row = measure(path, attention)
+    assert 1 / 3 <= row["bytes_estimate_to_measured_ratio"] <= 3, row
+    assert row["estimated_seconds"] >= 0 and row["seconds"] > 0

@@ -129,11 +129,11 @@ def cmd_run(args) -> int:
     import importlib
     import time
 
-    from bridge.bounded import instance_work, require_affordable
+    from bridge.bounded import instance_work, run_estimate
     from bridge.commands.inputs import input_vectors, parse_overrides
     from bridge.progress import Progress
     from bridge.target import in_ieee
-    from grammar.limits import human_count
+    from grammar.limits import human_count, require_memory, require_seconds, require_tokens
     from neural.construction.execute import run_cvp, run_thm33
 
     target = load_target(args.file, parse_overrides(args.override), args.format)
@@ -155,9 +155,12 @@ def cmd_run(args) -> int:
         proof = proved_in(model, nc if construction == Mode.THM33 else None, mode.dtype, args.file, args.timeout)
     selection, attention = attention_kernel(args, model, mode, proof)
     length, work = model.config.max_len, len(batch) * instance_work(model, selection is not None)
+    estimate = run_estimate(model, len(batch), selection is not None)
     what = f"running {human_count(len(batch))} vector(s) of {length:,} tokens"
-    require_affordable(len(batch) * length, work, what, "--random" if args.random is not None else args.file,
-                       "fewer vectors, or a smaller circuit")
+    where, hint = "--random" if args.random is not None else args.file, "fewer vectors, or a smaller circuit"
+    require_tokens(len(batch) * length, what, where, hint)
+    require_memory(estimate.bytes, what, where, hint)
+    require_seconds(estimate.seconds, what, where, hint)
     fast = fast_arithmetic(model, mode, work)
     if mode.kind == "ieee" or fast is not None:
         importlib.import_module("torch")  # before the clock starts: its import is not the run's time
@@ -176,7 +179,7 @@ def cmd_run(args) -> int:
         attention["spot_checked_rows"] = selection.check.checked
     provenance = {"construction": construction, "mode": str(mode), "device": device,
                   "proof": proof if proof else ("unproved" if args.unproved else None), "attention": attention,
-                  "seconds": round(seconds, 3),
+                  "estimate": estimate.to_json(), "seconds": round(seconds, 3),
                   "tokens_per_second": round(len(batch) * model.cot_steps / max(seconds, 1e-9), 1)}
     if not single:
         return _emit_lines(nc, batch, results, provenance)
