@@ -22,14 +22,16 @@ PLANS = {
               "commands": ["--bits", "16", "--vectors", "100", "--gates", "500", "--separate", "2"],
               "prefix_sharing": ["--length", "5", "--prompts", "16807"],
               "attention": ["--gates", "1000", "4000", "--repeats", "1"],
-              "run_estimate": ["--gates", "2000", "10000", "--dense-up-to", "2000"]},
+              "run_estimate": ["--gates", "2000", "10000", "--dense-up-to", "2000"],
+              "command_scaling": ["--gates", "2000", "20000"]},
     "full": {"parse": ["--gates", "100000"], "execution": ["--gates", "10000"],
              "proof_scaling": ["--sizes", "16", "256", "4096", "65536"], "trace_check": ["--gates", "100000"],
              "training": ["--groups", "1,4,16,64"], "netlists": ["--bits", "64"],
              "commands": ["--bits", "53", "--vectors", "1000", "--gates", "3512", "--separate", "3"],
              "prefix_sharing": ["--length", "8", "--prompts", "262144"],
              "attention": ["--gates", "2000", "10000", "40000"],
-             "run_estimate": []},
+             "run_estimate": [],
+             "command_scaling": []},
 }
 
 

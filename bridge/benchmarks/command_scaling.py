@@ -1,0 +1,55 @@
+"""Whole commands against size: ``compile``, ``verify`` and ``run --random 1`` on generated netlists of growing size,
+each command in its own process, its wall time and peak RSS (``wait4``). Seconds are this machine's (they drift);
+the growth from size to size is the figure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bridge.benchmarks.gen import random_circuit
+from grammar.netlist import netlist_bytes
+
+COMMANDS = {"compile": ["compile", "{net}", "--out", "{tmp}/compiled"], "verify": ["verify", "{net}"],
+            "run": ["run", "{net}", "--random", "1"]}
+
+
+def timed(argv: list[str]) -> tuple[float, int]:
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{' '.join(argv)} failed")
+    return time.perf_counter() - start, usage.ru_maxrss * 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--gates", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for gates in args.gates:
+            net = Path(tmp) / f"r{gates}.bench"
+            net.write_bytes(netlist_bytes(random_circuit(64, gates, seed=1, max_fan_in=2), "bench"))
+            row = {"gates": gates}
+            for name, template in COMMANDS.items():
+                seconds, peak = timed([a.format(net=net, tmp=tmp) for a in template])
+                row |= {f"{name}_seconds": round(seconds, 1), f"{name}_peak_mib": round(peak / 2 ** 20)}
+            rows.append(row)
+    first, last = rows[0], rows[-1]
+    print(json.dumps({"sizes": rows, "largest_to_smallest_gates_ratio": last["gates"] / first["gates"],
+                      **{f"{name}_largest_to_smallest_time_ratio": round(last[f"{name}_seconds"] /
+                                                                         first[f"{name}_seconds"], 1)
+                         for name in COMMANDS}}))
+
+
+if __name__ == "__main__":
+    main()
