@@ -72,12 +72,17 @@ def instance_work(model: ConstructedModel, proved_attention: bool = False) -> fl
 
 
 # Calibrated on this project's 2-core machine (docs/benchmarks.md, "run's estimate"): the multiply-adds a second
-# each attention kernel's whole run achieves (reference evaluation, one pass, argmax and checks included; the proved
-# path is bound by numpy and Python per position, the dense one by the fused kernel), and the bytes a pass holds per
-# position per unit of its width (residual, q/k/v, FFN hidden, the selection's copies).
-RUN_RATE = {"dense": 2.0e10, "proved": 2.5e9}
-PASS_BYTES_PER_WIDTH = 8.0
+# each path achieves over a whole run (reference evaluation, one pass, argmax and checks included), by where it
+# computes (torch: float32 or an IEEE dtype; numpy: F(e,s) itself, below TORCH_WORTH_IT) and by attention kernel
+# (the proved one is bound by per-position work, the dense one by the attention products); a run's fixed cost; and
+# the bytes a pass holds per position per unit of its width (residual, q/k/v, FFN hidden, the selection's copies),
+# twice that in numpy's float64.
+RUN_RATE = {("torch", "dense"): 2.0e10, ("torch", "proved"): 2.5e9, ("numpy", "dense"): 2.6e7,
+            ("numpy", "proved"): 1.2e8}
+RUN_FIXED_SECONDS = 0.15
+PASS_BYTES_PER_WIDTH = {"torch": 8.0, "numpy": 16.0}
 TORCH_IMPORT_BYTES = 2.1e8  # what importing torch adds to a process's peak here (10 -> 219 MiB)
+NUMPY_BLOCK_COPIES = 4  # float64 arrays of a block's score products live at once in F(e,s) attention
 
 
 @dataclass(frozen=True)
@@ -91,23 +96,29 @@ class RunEstimate:
         return {"seconds": round(self.seconds, 2), "bytes": int(self.bytes)}
 
 
-def run_estimate(model: ConstructedModel, vectors: int, proved_attention: bool) -> RunEstimate:
-    """``vectors`` full-length instances of ``model``: seconds from ``instance_work`` at the kernel's measured rate;
-    bytes: what the process holds now (the parsed circuit and the built model are already in memory) plus one pass's
-    activations, a pass holding as many rows as ``neural.decoding.ACTIVATIONS_PER_PASS`` allows (at least one)."""
+def run_estimate(model: ConstructedModel, vectors: int, proved_attention: bool, in_torch: bool) -> RunEstimate:
+    """``vectors`` full-length instances of ``model``, computed in torch (``in_torch``) or in numpy F(e,s): seconds
+    from ``instance_work`` at the path's measured rate; bytes: what the process holds now (the parsed circuit and
+    the built model are in memory already), torch's import if it is still to come, and one pass's activations, a
+    pass holding as many rows as ``neural.decoding.ACTIVATIONS_PER_PASS`` allows (at least one)."""
     import resource
 
     from neural.decoding import ACTIVATIONS_PER_PASS
 
     cfg = model.config
-    kernel = "proved" if proved_attention else "dense"
-    seconds = vectors * instance_work(model, proved_attention) / RUN_RATE[kernel]
-    rows = min(vectors, max(1, ACTIVATIONS_PER_PASS // max(1, cfg.max_len * cfg.d_model)))
+    where = "torch" if in_torch else "numpy"
+    rate = RUN_RATE[where, "proved" if proved_attention else "dense"]
+    seconds = RUN_FIXED_SECONDS + vectors * instance_work(model, proved_attention) / rate
+    rows = min(vectors, max(1, ACTIVATIONS_PER_PASS // max(1, cfg.max_len * cfg.d_model))) if in_torch else 1
     width = cfg.d_model + 3 * cfg.n_heads * cfg.d_head + cfg.d_ff
     held = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
-    if "torch" not in sys.modules:  # every run but a numpy F(e,s) one imports it after it is priced
+    if in_torch and "torch" not in sys.modules:  # imported after the run is priced
         held += TORCH_IMPORT_BYTES
-    return RunEstimate(seconds, held + PASS_BYTES_PER_WIDTH * rows * cfg.max_len * width)
+    if not in_torch and not proved_attention:  # F(e,s) attention rounds a block of score products at a time
+        from neural.construction.fp import PRODUCTS_PER_CHUNK
+
+        held += NUMPY_BLOCK_COPIES * 8.0 * PRODUCTS_PER_CHUNK
+    return RunEstimate(seconds, held + PASS_BYTES_PER_WIDTH[where] * rows * cfg.max_len * width)
 
 
 def require_affordable(tokens: float, work: float, what: str, where: str, hint: str) -> None:

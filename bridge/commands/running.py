@@ -155,13 +155,13 @@ def cmd_run(args) -> int:
         proof = proved_in(model, nc if construction == Mode.THM33 else None, mode.dtype, args.file, args.timeout)
     selection, attention = attention_kernel(args, model, mode, proof)
     length, work = model.config.max_len, len(batch) * instance_work(model, selection is not None)
-    estimate = run_estimate(model, len(batch), selection is not None)
+    fast = fast_arithmetic(model, mode, work)
+    estimate = run_estimate(model, len(batch), selection is not None, mode.kind == "ieee" or fast is not None)
     what = f"running {human_count(len(batch))} vector(s) of {length:,} tokens"
     where, hint = "--random" if args.random is not None else args.file, "fewer vectors, or a smaller circuit"
     require_tokens(len(batch) * length, what, where, hint)
     require_memory(estimate.bytes, what, where, hint)
     require_seconds(estimate.seconds, what, where, hint)
-    fast = fast_arithmetic(model, mode, work)
     if mode.kind == "ieee" or fast is not None:
         importlib.import_module("torch")  # before the clock starts: its import is not the run's time
     runner = run_thm33 if construction == Mode.THM33 else run_cvp
