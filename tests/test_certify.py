@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 import torch
+from helpers import cli
 
 from neural.learning.prompt_space import prompt_space
 from neural.learning.tasks import make_task
-from tests.helpers import cli
 
 
 def space_count(task, n: int) -> int:
