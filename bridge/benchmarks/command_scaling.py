@@ -6,28 +6,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bridge.benchmarks.gen import random_circuit
+from bridge.benchmarks.process import run_command
 from grammar.netlist import netlist_bytes
 
 COMMANDS = {"compile": ["compile", "{net}", "--out", "{tmp}/compiled"], "verify": ["verify", "{net}"],
             "run": ["run", "{net}", "--random", "1"]}
-
-
-def timed(argv: list[str]) -> tuple[float, int]:
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", *argv], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise SystemExit(f"{' '.join(argv)} failed")
-    return time.perf_counter() - start, usage.ru_maxrss * 1024
 
 
 def main() -> None:
@@ -41,8 +28,10 @@ def main() -> None:
             net.write_bytes(netlist_bytes(random_circuit(64, gates, seed=1, max_fan_in=2), "bench"))
             row = {"gates": gates}
             for name, template in COMMANDS.items():
-                seconds, peak = timed([a.format(net=net, tmp=tmp) for a in template])
-                row |= {f"{name}_seconds": round(seconds, 1), f"{name}_peak_mib": round(peak / 2 ** 20)}
+                done = run_command(*(a.format(net=net, tmp=tmp) for a in template))
+                if done.returncode != 0:
+                    raise SystemExit(f"{name} failed on {gates} gates: {done.stderr.strip()[-500:]}")
+                row |= {f"{name}_seconds": round(done.seconds, 1), f"{name}_peak_mib": round(done.peak_rss_mib)}
             rows.append(row)
     first, last = rows[0], rows[-1]
     print(json.dumps({"sizes": rows, "largest_to_smallest_gates_ratio": last["gates"] / first["gates"],

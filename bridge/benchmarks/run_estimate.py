@@ -6,27 +6,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from bridge.benchmarks.gen import random_circuit
+from bridge.benchmarks.process import run_command
 from grammar.netlist import netlist_bytes
 
 
 def measure(path: Path, attention: str) -> dict:
-    proc = subprocess.Popen([sys.executable, "-m", "bridge.cli", "run", str(path), "--inputs", "0" * 64,
-                             "--attention", attention, "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise SystemExit(f"run failed on {path} ({attention})")
-    doc = json.loads(out)
-    peak = usage.ru_maxrss * 1024
+    done = run_command("run", str(path), "--inputs", "0" * 64, "--attention", attention, "--json")
+    if done.returncode != 0:
+        raise SystemExit(f"run failed on {path} ({attention}): {done.stderr.strip()[-500:]}")
+    doc, peak = json.loads(done.stdout), done.peak_rss_mib * 2 ** 20
     return {"attention": attention, "estimated_seconds": doc["estimate"]["seconds"], "seconds": doc["seconds"],
-            "estimated_bytes": doc["estimate"]["bytes"], "peak_bytes": peak,
+            "estimated_bytes": doc["estimate"]["bytes"], "peak_bytes": int(peak),
             "seconds_estimate_to_measured_ratio": round(doc["estimate"]["seconds"] / max(doc["seconds"], 1e-3), 2),
             "bytes_estimate_to_measured_ratio": round(doc["estimate"]["bytes"] / peak, 2)}
 
