@@ -58,6 +58,20 @@ def _fast_scanner() -> re.Pattern:
     return re.compile("|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in terminals))
 
 
+STATEMENT_TOKENS = ("IO_DECL", "GATE")  # bench_fast.lark's tokens that are statements (the rest: layout)
+
+
+def statement(kind: str, tok: str, line: int, column: int) -> tuple:
+    """One IO_DECL or GATE token of bench_fast.lark at (line, column) as (kind, name, line, column, op, op_column,
+    args), the shape the fine grammar yields too."""
+    if kind == "IO_DECL":
+        kw, name = _IO.match(tok).groups()
+        return kw.lower(), name, line, column + tok.index(name, len(kw)), None, 0, ()
+    name, op, args = _GATE.match(tok).groups()
+    arg_names = tuple(a.strip() for a in args.split(",")) if args.strip() else ()
+    return "gate", name, line, column, op, column + tok.index(op, len(name) + 1), arg_names
+
+
 class _Unlexable(Exception):
     """A character no token of bench_fast.lark matches: the fine grammar says where, and what was expected."""
 
@@ -73,14 +87,8 @@ def _fast_statements(text: str) -> list:
             raise _Unlexable
         pos = m.end()
         kind, tok = m.lastgroup, m.group()
-        column = m.start() - line_start + 1
-        if kind == "IO_DECL":
-            kw, name = _IO.match(tok).groups()
-            out.append((kw.lower(), name, line, column + tok.index(name, len(kw)), None, 0, ()))
-        elif kind == "GATE":
-            name, op, args = _GATE.match(tok).groups()
-            arg_names = tuple(a.strip() for a in args.split(",")) if args.strip() else ()
-            out.append(("gate", name, line, column, op, column + tok.index(op, len(name) + 1), arg_names))
+        if kind in STATEMENT_TOKENS:
+            out.append(statement(kind, tok, line, m.start() - line_start + 1))
         if tok.endswith("\n"):
             line, line_start = line + 1, pos
     if pos != len(text):

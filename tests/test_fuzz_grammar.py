@@ -70,24 +70,16 @@ def test_arbitrary_text(text):
 
 
 def _lark_lexed(text: str):
-    """The statements by bench_fast.lark's own Lark lexer: the reference the Python scanner must equal."""
+    """The statements from bench_fast.lark's own Lark lexer: the reference the Python scanner must equal."""
     from lark.exceptions import UnexpectedInput
 
-    from grammar.bench import _GATE, _IO, _bench_parser
+    from grammar.bench import STATEMENT_TOKENS, _bench_parser, statement
 
-    out = []
     try:
-        for tok in _bench_parser(True).lex(text):
-            if tok.type == "IO_DECL":
-                kw, name = _IO.match(tok).groups()
-                out.append((kw.lower(), name, tok.line, tok.column + tok.index(name, len(kw)), None, 0, ()))
-            elif tok.type == "GATE":
-                name, op, args = _GATE.match(tok).groups()
-                out.append(("gate", name, tok.line, tok.column, op, tok.column + tok.index(op, len(name) + 1),
-                            tuple(a.strip() for a in args.split(",")) if args.strip() else ()))
+        return [statement(tok.type, tok, tok.line, tok.column) for tok in _bench_parser(True).lex(text)
+                if tok.type in STATEMENT_TOKENS]
     except UnexpectedInput:
         return None
-    return out
 
 
 @FUZZ
