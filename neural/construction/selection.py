@@ -32,9 +32,12 @@ class KeySelection:
         the dense kernel decides."""
         B, T = x.shape[:2]
         out = np.full((B, self.n_heads, T), NO_KEY, dtype=np.int64)
-        for head, (q_cols, k_cols) in self.fields.get(layer, {}).items():
-            for b in range(B):
-                out[b, head] = _match(x[b][:, q_cols], x[b][:, k_cols])
+        for b in range(B):
+            indexes: dict[tuple, tuple] = {}  # heads reading the same key field share its sorted index
+            for head, (q_cols, k_cols) in self.fields.get(layer, {}).items():
+                if tuple(k_cols) not in indexes:
+                    indexes[tuple(k_cols)] = _key_index(x[b][:, k_cols])
+                out[b, head] = _lookup(x[b][:, q_cols], indexes[tuple(k_cols)])
         return out
 
 
@@ -45,20 +48,30 @@ def _codes(field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (bits << np.arange(field.shape[1], dtype=np.int64)).sum(axis=1), valid
 
 
-def _match(queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """Per query position i, the one key position j <= i whose code equals i's, or ``NO_KEY`` (no valid code, or
-    not exactly one such key among all keys: the lemma's single-match case)."""
-    q, q_ok = _codes(queries)
+def _key_index(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T, k) key field -> the valid keys' codes, sorted, and their positions in that order."""
     k, k_ok = _codes(keys)
     positions = np.flatnonzero(k_ok)
     order = np.argsort(k[positions], kind="stable")
-    sorted_codes, sorted_positions = k[positions][order], positions[order]
+    return k[positions][order], positions[order]
+
+
+def _lookup(queries: np.ndarray, index: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Per query position i, the one key position j <= i whose code equals i's, or ``NO_KEY`` (no valid code, or
+    not exactly one such key among all keys: the lemma's single-match case)."""
+    sorted_codes, sorted_positions = index
+    q, q_ok = _codes(queries)
     lo = np.searchsorted(sorted_codes, q, side="left")
     hi = np.searchsorted(sorted_codes, q, side="right")
     unique = (hi - lo) == 1
     j = sorted_positions[np.minimum(lo, len(sorted_positions) - 1)] if len(sorted_positions) else np.zeros_like(q)
     visible = j <= np.arange(len(q))
     return np.where(q_ok & unique & visible, j, NO_KEY)
+
+
+def _match(queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """``_lookup`` in a key field indexed for this one query field."""
+    return _lookup(queries, _key_index(keys))
 
 
 def proved_selection(model: ConstructedModel, check: SpotCheck | None = None) -> Selection:
