@@ -127,10 +127,35 @@ def test_an_ablation_as_a_job_array_gives_the_local_runs_results(cluster, tmp_pa
         assert mine["requeues"] == 0 and mine["executor"] == "slurm"
 
 
+def test_a_warned_task_saves_its_step_is_requeued_and_ends_bit_identical(cluster, monkeypatch, tmp_path, one_thread):
+    """The warning Slurm sends before a time limit (or a preemption), sent by hand once the cell is past step 300,
+    so the test decides where it lands: the task saves at the step it is on (not at its last periodic checkpoint,
+    250), Slurm requeues the same task, and it resumes there. The slow test below lets the time limit send it."""
+    work = _grid(monkeypatch, PACED, tmp_path / "slurm")
+    run_dir = reproduce.cells_of(PACED, 1)[0].directory(tmp_path / "slurm/runs/quick")
+    monkeypatch.setenv(MIN_STEP_SECONDS_ENV, "0.04")  # 24 s of training: 12 s left to warn it in after step 300
+    (task,) = (s["job"] for s in slurm.drive(work, ONE_CPU)["submitted"])
+    monkeypatch.delenv(MIN_STEP_SECONDS_ENV)
+    _until(lambda: any(r.get("step", 0) >= 300 for r in read_metrics(run_dir)), "the cell past step 300")
+    _scancel(f"--signal={slurm.WARNING_SIGNAL.name.removeprefix('SIG')}", task)
+    run_grid("quick", tmp_path / "local/runs", tmp_path / "local/results")  # meanwhile, unwarned and unpaced, here
+    done = slurm.drive(_grid(monkeypatch, PACED, tmp_path / "slurm"), dataclasses.replace(ONE_CPU, wait=True))
+    assert done["summary"] == "1 done", done
+    (key, row), = _rows(tmp_path / "slurm/results").items()
+    local = _rows(tmp_path / "local/results")[key]
+    assert {k: row[k] for k in SAME} == {k: local[k] for k in SAME} and row["steps"] == PACED.steps
+    tries = slurm.attempts(run_dir)
+    assert [t["restart"] for t in tries] == [0, 1] and row["requeues"] == 1, tries  # requeued, not resubmitted
+    assert tries[0]["from_step"] == 0 and 300 <= tries[1]["from_step"] < PACED.steps, tries
+    assert row["slurm_jobs"] == [task]
+
+
+@pytest.mark.slow
 def test_a_cell_that_outlasts_its_time_limit_is_requeued_and_ends_bit_identical(cluster, monkeypatch, tmp_path,
                                                                                one_thread):
     """A one-minute limit with the warning 20 s before it: Slurm warns 10 to 40 s into each start (it checks limits
-    every 30 s), so the 51 s task is stopped at least once, checkpointed at its step and requeued."""
+    every 30 s), so the 51 s task is stopped at least once, checkpointed at its step and requeued. Where in the task
+    each warning lands depends on the machine's load, so the test asserts what holds for every landing."""
     options = dataclasses.replace(ONE_CPU, time_minutes=1, signal_seconds=20)
     work = _grid(monkeypatch, PACED, tmp_path / "slurm", options)
     monkeypatch.setenv(MIN_STEP_SECONDS_ENV, STEP_SECONDS)  # the task inherits the environment it is submitted in
@@ -146,7 +171,11 @@ def test_a_cell_that_outlasts_its_time_limit_is_requeued_and_ends_bit_identical(
     tries = slurm.attempts(reproduce.cells_of(PACED, 1)[0].directory(tmp_path / "slurm/runs/quick"))
     assert row["requeues"] >= 1 and row["requeues"] == len(tries) - 1, tries
     assert [t["restart"] for t in tries] == list(range(len(tries)))  # one task, requeued by Slurm, not resubmitted
-    assert all(0 < t["from_step"] < PACED.steps for t in tries[1:])  # each start resumed where the last stopped
+    # Each start resumes where the last one saved. A warning may land before a start's first step (a slow start-up)
+    # or after its last (while it scores), so a start may resume at 0 or at the end; at least one resumes midway.
+    starts = [t["from_step"] for t in tries]
+    assert starts[0] == 0 and starts == sorted(starts) and starts[-1] <= PACED.steps, tries
+    assert any(0 < step < PACED.steps for step in starts[1:]), tries
     assert row["slurm_jobs"] == [tries[0]["job"]]
 
 
