@@ -183,7 +183,7 @@ def _fuzz_once(tmp_path, suffix, text, capsys) -> None:
             assert where.startswith(given), (argv, err)  # the file (with its line where it has one) or the flag
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 @given(corrupted())
 def test_fuzz_cli_entry_points(tmp_path, capsys, case):
     _fuzz_once(tmp_path, *case, capsys)

@@ -120,7 +120,7 @@ def test_cells_are_parsed_or_refused(tmp_path):
     cpu = PROFILES["cpu"]  # sized for several sittings: cheapest first, so each sitting scores the most cells
     cheap = run_order(cpu, plan_groups(cpu, cells_of(cpu, 1), tmp_path, "cpu", 1e12), jobs=2)
     assert [group_cost(cpu, g) for g in cheap] == sorted(group_cost(cpu, g) for g in cheap)
-    assert cheap[-1][0].key == ("cvp", "base", 8, 8, 0)
+    assert cheap[-1][0].key == ("cvp", "base", 4, 8, 0)
     proc = cli("reproduce", "--quick", "--cells", "s5:cot:zero")
     assert proc.returncode == 2 and "s5:cot:zero" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli("reproduce", "--quick", "--seeds", "0")
@@ -374,15 +374,19 @@ def test_the_cvp_depth_question_is_decided_across_circuit_sizes(reach, cot, verd
     assert claim["verdict"] == UNDECIDED
 
 
-def test_the_cpu_profile_trains_every_setting_at_depths_1_to_8_and_cvp_at_three_sizes():
+def test_the_cpu_profile_trains_what_the_claims_read_and_cvp_at_three_sizes():
+    """Base and CoT at depths 1-8 (CoT must reach the bar at every depth), hint at 1 and 2 layers (no claim reads
+    it), and the cvp depth question: base at 1, 2 and 4 layers at 4, 6 and 8 gates, CoT at 1 layer at each."""
     cpu = PROFILES["cpu"]
     cells = cells_of(cpu, cpu.seeds)
     assert {c.seed for c in cells} == {0, 1, 2} and len({c.key for c in cells}) == len(cells)
+    expected = {"base": {1, 2, 4, 8}, "cot": {1, 2, 4, 8}, "hint": {1, 2}}
     for task in cpu.tasks:
         for setting in cpu.settings:
-            depths = {1} if task == "cvp" and setting != "base" else {1, 2, 4, 8}
+            depths = ({1, 2, 4} if setting == "base" else {1}) if task == "cvp" else expected[setting]
             assert {c.layers for c in cells if (c.task, c.setting) == (task, setting)} == depths
-    assert {c.length for c in cells if (c.task, c.setting) == ("cvp", "base")} == {4, 6, 8}
+    for gates in (4, 6, 8):
+        assert {c.layers for c in cells if (c.task, c.setting, c.length) == ("cvp", "base", gates)} == {1, 2, 4}
     assert {(c.length, c.layers) for c in cells if (c.task, c.setting) == ("cvp", "cot")} >= {(6, 1), (8, 1)}
     cfg = reproduce.train_config(cpu, cells[0])
     assert cfg.plateau_patience == cpu.plateau_patience and cfg.d_model == 64 and cfg.steps == cpu.steps

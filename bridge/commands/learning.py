@@ -378,7 +378,7 @@ def register(sub) -> None:
 
     mode.add_argument("--profile", choices=tuple(PROFILES), default=None,
                       help="quick: the small grid for a first look (default); cpu: every cell to convergence, depths "
-                           "1-8, 3 seeds, 25-35 hours on a 2-core CPU as measured so far, resumable; full: the "
+                           "1-8, 3 seeds, about 17 hours on a 2-core CPU by the measured rate, resumable; full: the "
                            "paper's sizes, for a GPU")
     mode.add_argument("--quick", dest="profile", action="store_const", const="quick", help="--profile quick")
     mode.add_argument("--full", dest="profile", action="store_const", const="full", help="--profile full")

@@ -55,18 +55,18 @@ PROFILES = {
                      task_steps=(("isq", 6000),), finish_with="cotproof reproduce --quick --jobs 2"),
     # 2-core CPU, resumable: every cell trains to convergence (early stop, or 6 checks after step 2,000 with neither
     # a new best validation accuracy nor a 1% lower validation loss, so never before step 3,500) or to a cap of 8,000
-    # steps. Width
-    # 64: a step costs about a third of width 128's here. Depths 1-8, 3 seeds, and the cvp depth question (base at
-    # every depth, CoT at 1 layer) at 4, 6 and 8 gates; cvp's CoT and hint run at 1 layer only, since no claim
-    # reads them deeper and their long sequences would cost half the profile. One learning rate, 1e-3, at every
-    # depth (README's sweep)
+    # steps. Width 64: a step costs about a third of width 128's here. 3 seeds. Base and CoT at depths 1-8 for
+    # modadd, s5 and isq; hint at 1 and 2 layers only (no claim reads hint, and its deep cells run to the cap); the
+    # cvp depth question (base at 1, 2 and 4 layers, CoT at 1) at 4, 6 and 8 gates: base at 8 layers and 6-8 gates
+    # alone would cost more than the rest of the profile. One learning rate, 1e-3, at every depth (README's sweep)
     "cpu": Profile(tasks={"modadd": {"modulus": 7}, "s5": {}, "isq": {"min_prime": 151, "max_prime": 199},
                           "cvp": {}},
                    lengths={"modadd": (6,), "s5": (5,), "isq": (3,), "cvp": (4,)},
                    settings=("base", "cot", "hint"), depths=(1, 2, 4, 8), steps=8000, seeds=3, d_model=64,
                    test_samples=500, lr=1e-3, warmup=200, plateau_patience=6, plateau_from=2000,
-                   depths_of=(("cvp", "cot", (1,)), ("cvp", "hint", (1,))),
-                   more_cells=tuple(("cvp", "base", layers, gates) for gates in (6, 8) for layers in (1, 2, 4, 8)) +
+                   depths_of=(("modadd", "hint", (1, 2)), ("s5", "hint", (1, 2)), ("isq", "hint", (1, 2)),
+                              ("cvp", "base", (1, 2, 4)), ("cvp", "cot", (1,)), ("cvp", "hint", (1,))),
+                   more_cells=tuple(("cvp", "base", layers, gates) for gates in (6, 8) for layers in (1, 2, 4)) +
                    tuple(("cvp", "cot", 1, gates) for gates in (6, 8)),
                    cheapest_first=True, finish_with="cotproof reproduce --profile cpu --jobs 2"),
     # a GPU (``--jobs`` 10-14 on one H100): depths to 8 (16 for base where the paper's base needs depth), the
