@@ -3,10 +3,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import cli
+from helpers import ROOT, cli
 
 from neural.learning import reproduce
 from neural.learning.claims import UNDECIDED
@@ -420,3 +426,53 @@ def test_committed_results_regenerate_byte_for_byte_from_their_rows(name, tmp_pa
     table = "table.md" if name == "quick" else f"table_{name}.md"
     for file in (f"{name}.json", table):
         assert (tmp_path / file).read_text() == (committed / file).read_text(), file
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``, read from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_workers_end_with_a_grid_that_is_killed(tmp_path):
+    """A grid killed by a signal it cannot catch leaves no worker training on into its run directories."""
+    args = [sys.executable, "-m", "bridge.cli", "reproduce", "--cells", "s5:base:1,modadd:base:1", "--jobs", "2",
+            "--out", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    grid = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := [p for p in _children(grid.pid) if "spawn_main" in _cmdline(p)]) < 2:
+            assert grid.poll() is None and time.monotonic() < deadline, grid.stderr.read().decode()[-2000:]
+            time.sleep(0.2)
+        assert all(_alive(p) for p in workers)
+        grid.kill()
+        grid.wait()
+        deadline = time.monotonic() + 30
+        while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(p) for p in workers), [_cmdline(p) for p in workers if _alive(p)]
+    finally:
+        grid.kill()
+        for p in _children(grid.pid):
+            os.kill(p, signal.SIGKILL)
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""

@@ -3,8 +3,11 @@ each holds one device for its life, and plans its groups into its share of that 
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 _WORKER_DEVICE: str | None = None
+PARENT_POLL_SECONDS = 1.0  # how often a worker looks whether the command that started it is still there
 
 
 def worker_devices(device: str, jobs: int | None) -> list[str]:
@@ -30,7 +33,7 @@ def worker_pool(devices: list[str]):
         handed_out.put(d)
     threads = None if devices[0].startswith("cuda") else max(1, (os.cpu_count() or 1) // len(devices))
     return ProcessPoolExecutor(len(devices), mp_context=ctx, initializer=_start_worker,
-                               initargs=(handed_out, threads))
+                               initargs=(handed_out, threads, os.getpid()))
 
 
 def worker_device() -> str | None:
@@ -38,12 +41,25 @@ def worker_device() -> str | None:
     return _WORKER_DEVICE
 
 
-def _start_worker(handed_out, threads: int | None) -> None:
+def _start_worker(handed_out, threads: int | None, parent: int) -> None:
     """Each worker takes one device for its whole life, so the workers spread over every visible GPU."""
     global _WORKER_DEVICE
+    # first, so that a worker whose command died while it was starting ends too
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="exit-with-parent").start()
     _WORKER_DEVICE = handed_out.get()
     if threads:  # a COTPROOF_THREADS the user set wins
         os.environ.setdefault("COTPROOF_THREADS", str(threads))
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker ends when the command that started it (``parent``: its pid, passed in, since by the time this
+    runs the command may be gone already) is gone. A command killed by a signal it does not catch
+    (``kill``, a session's end) cannot stop its pool, and its workers would go on training, untracked, into run
+    directories the next command resumes from. Ending at once is safe: checkpoints are written atomically, so the
+    next command resumes from the last one, as after a kill."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
 
 
 def device_memory(device: str, jobs: int) -> float:
