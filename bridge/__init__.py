@@ -4,7 +4,8 @@ circuit, exports with their proofs), and the commands over them. It may import e
 Read in this order:
 - the verifier engine: ``target`` (a spec or netlist in, the construction built), ``proof`` (every lemma over the
   weights, the bounded checks, a replayed counterexample: the ``Report``), ``bounded`` (the whole-model checks,
-  sized before they run, and which arithmetic runs them), ``replay`` (a refuted lemma's report: the witness's own
+  sized before they run, and which arithmetic runs them), ``estimates`` (every command's cost in seconds and
+  bytes, calibrated on this machine), ``replay`` (a refuted lemma's report: the witness's own
   replay in F(e,s), the whole model's, and torch's under --ieee), ``smt_export`` (the answered queries as SMT-LIB,
   re-solved by cvc5 or bitwuzla);
 - the audit library: ``audit`` (a trained checkpoint, or any model as a function, against the construction),

@@ -9,13 +9,13 @@ F(e,s) execution is tested bit for bit against the Z3 encoding the lemmas use, s
 """
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from bridge.estimates import RUN_RATE, instance_work
 from formal.obligations import LemmaResult
 from formal.query import PROVED, REFUTED
 from grammar.ir import Mode
@@ -55,81 +55,14 @@ def cvp_circuit_count(max_gates: int) -> int:
     return total
 
 
-def instance_work(model: ConstructedModel, proved_attention: bool = False) -> float:
-    """Multiply-adds of one full-length instance through the whole model: attention over every position pair, and
-    the unembedding at every CoT step. The one estimate that prices verify's bounded checks and run's batches.
-    With ``proved_attention`` (``neural.construction.selection``) attention is linear in the length: each position's
-    projections and FFN, and the spot check's dense rows."""
-    from neural.selected import SPOT_CHECK_ROWS
-
-    cfg = model.config
-    if proved_attention:
-        per_position = cfg.d_model * (4 * cfg.n_heads * cfg.d_head + 2 * cfg.d_ff)
-        attention = cfg.n_layers * cfg.max_len * (per_position + cfg.n_heads * SPOT_CHECK_ROWS * cfg.d_head)
-    else:
-        attention = cfg.n_layers * cfg.max_len ** 2 * cfg.d_model
-    return float(attention + model.cot_steps * cfg.vocab_size * cfg.d_model)
-
-
-# Calibrated on this project's 2-core machine (docs/benchmarks.md, "run's estimate"): the multiply-adds a second
-# each path achieves over a whole run (reference evaluation, one pass, argmax and checks included), by where it
-# computes (torch: float32 or an IEEE dtype; numpy: F(e,s) itself, below TORCH_WORTH_IT) and by attention kernel
-# (the proved one is bound by per-position work, the dense one by the attention products); a run's fixed cost; and
-# the bytes a pass holds per position per unit of its width (residual, q/k/v, FFN hidden, the selection's copies),
-# twice that in numpy's float64.
-RUN_RATE = {("torch", "dense"): 2.0e10, ("torch", "proved"): 2.5e9, ("numpy", "dense"): 2.6e7,
-            ("numpy", "proved"): 1.2e8}
-RUN_FIXED_SECONDS = 0.15
-PASS_BYTES_PER_WIDTH = {"torch": 8.0, "numpy": 16.0}
-TORCH_IMPORT_BYTES = 2.1e8  # what importing torch adds to a process's peak here (10 -> 219 MiB)
-NUMPY_BLOCK_COPIES = 4  # float64 arrays of a block's score products live at once in F(e,s) attention
-
-
-@dataclass(frozen=True)
-class RunEstimate:
-    """What a run will cost, in the units its user reads: seconds, and the process's peak bytes."""
-
-    seconds: float
-    bytes: float
-
-    def to_json(self) -> dict:
-        return {"seconds": round(self.seconds, 2), "bytes": int(self.bytes)}
-
-
-def run_estimate(model: ConstructedModel, vectors: int, proved_attention: bool, in_torch: bool) -> RunEstimate:
-    """``vectors`` full-length instances of ``model``, computed in torch (``in_torch``) or in numpy F(e,s): seconds
-    from ``instance_work`` at the path's measured rate; bytes: what the process holds now (the parsed circuit and
-    the built model are in memory already), torch's import if it is still to come, and one pass's activations, a
-    pass holding as many rows as ``neural.decoding.ACTIVATIONS_PER_PASS`` allows (at least one)."""
-    import resource
-
-    from neural.decoding import ACTIVATIONS_PER_PASS
-
-    cfg = model.config
-    where = "torch" if in_torch else "numpy"
-    rate = RUN_RATE[where, "proved" if proved_attention else "dense"]
-    seconds = RUN_FIXED_SECONDS + vectors * instance_work(model, proved_attention) / rate
-    rows = min(vectors, max(1, ACTIVATIONS_PER_PASS // max(1, cfg.max_len * cfg.d_model))) if in_torch else 1
-    width = cfg.d_model + 3 * cfg.n_heads * cfg.d_head + cfg.d_ff
-    held = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024.0
-    if in_torch and "torch" not in sys.modules:  # imported after the run is priced
-        held += TORCH_IMPORT_BYTES
-    if not in_torch and not proved_attention:  # F(e,s) attention rounds a block of score products at a time
-        from neural.construction.fp import PRODUCTS_PER_CHUNK
-
-        held += NUMPY_BLOCK_COPIES * 8.0 * PRODUCTS_PER_CHUNK
-    return RunEstimate(seconds, held + PASS_BYTES_PER_WIDTH[where] * rows * cfg.max_len * width)
-
-
-def require_affordable(tokens: float, work: float, what: str, where: str, hint: str) -> None:
+def require_affordable(tokens: float, seconds: float, what: str, where: str, hint: str) -> None:
     """Refuse (exit 2, with the estimate) simulations past the limits on tokens, memory (24 bytes a token: the
-    token, its proposal and its prediction) and multiply-adds; ``--no-limit`` lifts them."""
-    from grammar.limits import require_memory, require_multiply_adds, require_tokens
+    token, its proposal and its prediction) and time; ``--no-limit`` lifts them."""
+    from grammar.limits import require_memory, require_seconds, require_tokens
 
     require_tokens(tokens, what, where, hint)
     require_memory(24.0 * tokens, what, where, hint)
-    if work:
-        require_multiply_adds(work, what, where, hint)
+    require_seconds(seconds, what, where, hint)
 
 
 @dataclass(frozen=True)
@@ -138,8 +71,9 @@ class SimulationPlan:
 
     Every instance is full length: a Theorem 3.3 model reads the inputs and every gate, a CVP model 8N tokens
     whatever the circuit (small ones are padded). The exhaustive check runs whole or not at all; the random check
-    runs as many of its requested instances as ``grammar.limits.simulation_budget`` leaves room for, and always at
-    least one, unless one alone is past the hard limit on multiply-adds. ``--no-limit`` runs everything.
+    runs as many of its requested instances as ``grammar.limits.simulation_budget`` (seconds, priced at this
+    machine's measured rates) leaves room for, and always at least one, unless one alone would overrun the budget
+    ``ONE_INSTANCE_OVERRUN`` times. ``--no-limit`` runs everything.
 
     An exhaustive check over budget is skipped when the model's length is what makes it dear (a CVP model for many
     gates runs every small circuit padded to its N); it is priced, and refused, on its instance count at the
@@ -147,6 +81,8 @@ class SimulationPlan:
 
     length: int  # tokens per instance
     per_instance: float  # multiply-adds per instance: attention over every position pair, the unembedding per step
+    per_instance_seconds: float  # ... at the measured rate of the path the checks take (``in_torch``)
+    in_torch: bool  # the checks run in torch (an IEEE dtype, or float32 standing in for F(e,s)), else numpy F(e,s)
     exhaustive: int  # end_to_end instances to run
     exhaustive_skip: str | None  # why end_to_end does not run, when it is claimed but skipped
     claimed: int  # end_to_end instances the claim names, run or not
@@ -164,14 +100,24 @@ class SimulationPlan:
         return self.instances * self.per_instance
 
     @property
+    def seconds(self) -> float:
+        return self.instances * self.per_instance_seconds
+
+    @property
     def priced_tokens(self) -> int:
         """Tokens the limits weigh: those that run, and a skipped exhaustive check at its floor length."""
         skipped = self.claimed - self.exhaustive
         return self.instances * self.length + skipped * self.floor_length
 
 
-def plan_simulations(model: ConstructedModel, nc, claims: dict, requested: int) -> SimulationPlan:
-    from grammar.limits import MULTIPLY_ADDS, human_count, lifted, simulation_budget
+# the random check runs at least one instance, however far past the budget, unless one alone would overrun it this
+# many times (a netlist of 3e5 gates: one dense instance about 5 minutes here)
+ONE_INSTANCE_OVERRUN = 4
+
+
+def plan_simulations(model: ConstructedModel, nc, claims: dict, requested: int,
+                     ieee: str | None = None) -> SimulationPlan:
+    from grammar.limits import human_count, human_seconds, simulation_budget
 
     length, per, e2e = model.config.max_len, instance_work(model), claims.get("end_to_end")
     if model.mode == Mode.THM33:
@@ -183,19 +129,34 @@ def plan_simulations(model: ConstructedModel, nc, claims: dict, requested: int) 
         exhaustive, floor_length = (cvp_circuit_count(bound), cvp.sequence_length(bound)) if bound else (0, 0)
     claimed = exhaustive
     budget = simulation_budget()
-    exhaustive_skip = None
-    if exhaustive and exhaustive * per > budget and length > floor_length:
-        exhaustive_skip = (f"{human_count(exhaustive)} instances of {length:,} tokens would take about "
-                           f"{exhaustive * per:.2g} multiply-adds, past the simulation budget of {budget:.0e} "
-                           f"(--no-limit runs them); the lemmas cover every position")
-        exhaustive = 0
-    room = max(0.0, budget - exhaustive * per)
-    random, random_skip = min(requested, max(1, int(min(room / max(per, 1.0), requested)))), None
-    if requested and per > MULTIPLY_ADDS and not lifted():
-        random, random_skip = 0, (f"one instance of {length:,} tokens would take about {per:.2g} multiply-adds, "
-                                  f"past the limit of {MULTIPLY_ADDS:.0e} (--no-limit runs it); the lemmas cover "
-                                  f"every position")
-    return SimulationPlan(length, per, exhaustive, exhaustive_skip, claimed, floor_length, requested, random,
+
+    def sized(each: float) -> tuple:
+        """How many instances fit the budget at ``each`` seconds an instance, and why any are skipped."""
+        runs, skip = exhaustive, None
+        if runs and runs * each > budget and length > floor_length:
+            skip = (f"{human_count(runs)} instances of {length:,} tokens would take about "
+                    f"{human_seconds(runs * each)}, past the simulation budget of {human_seconds(budget)} "
+                    f"(--no-limit runs them); the lemmas cover every position")
+            runs = 0
+        room = max(0.0, budget - runs * each)
+        random, random_skip = min(requested, max(1, int(min(room / max(each, 1e-9), requested)))), None
+        if requested and each > ONE_INSTANCE_OVERRUN * budget:
+            random, random_skip = 0, (f"one instance of {length:,} tokens would take about {human_seconds(each)}, "
+                                      f"more than {ONE_INSTANCE_OVERRUN} times the simulation budget of "
+                                      f"{human_seconds(budget)} (--no-limit runs it); the lemmas cover every "
+                                      f"position")
+        return runs, skip, random, random_skip
+
+    # priced at the measured rate of the path Simulator.choose will take for the planned work (dense attention:
+    # the checks test the model as it stands): torch's where it may run, unless what fits is too little for torch
+    # to be worth it, then numpy F(e,s)'s (slower, so it plans no more: the choice stands)
+    in_torch = ieee is not None or _float32_is_exact(model)
+    each = per / RUN_RATE["torch" if in_torch else "numpy", "dense"]
+    runs, skip, random, random_skip = sized(each)
+    if ieee is None and in_torch and (runs + random) * per < TORCH_WORTH_IT:
+        in_torch, each = False, per / RUN_RATE["numpy", "dense"]
+        runs, skip, random, random_skip = sized(each)
+    return SimulationPlan(length, per, each, in_torch, runs, skip, claimed, floor_length, requested, random,
                           random_skip)
 
 
@@ -352,10 +313,10 @@ def random_instances(model: ConstructedModel, nc, plan: SimulationPlan, seed: in
         return _skipped("random", method, plan.random_skip)
     note = ""
     if plan.random < plan.requested:
-        from grammar.limits import simulation_budget
+        from grammar.limits import human_seconds, simulation_budget
 
         note = (f"; {plan.random:,} of the {plan.requested:,} requested, as many as the simulation budget of "
-                f"{simulation_budget():.0e} multiply-adds holds (--no-limit runs all)")
+                f"{human_seconds(simulation_budget())} holds (--no-limit runs all)")
     if model.mode == Mode.THM33:
         batch = rng.integers(0, 2, (plan.random, nc.n_inputs)).astype(np.uint8)
         return _result("random", method, sim.thm33_failures(nc, batch), start, plan.random, plan.length, note)

@@ -10,6 +10,7 @@ claim is about.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from bridge.target import build, in_ieee, load_target
@@ -30,6 +31,8 @@ class Report:
     ieee: str | None = None  # the torch dtype the lemmas are stated for, or None: the paper's F(e,s)
     model: ConstructedModel | None = field(default=None, repr=False)  # what was proved, for SMT-LIB export
     circuit: object | None = field(default=None, repr=False)  # the NormCircuit of a Theorem 3.3 model
+    estimate: object | None = None  # bridge.bounded.Estimate of the proof and the checks, made before they start
+    seconds: float | None = None  # what they took (the estimate's measure: after parsing and building)
 
     @property
     def status(self) -> str:
@@ -48,7 +51,9 @@ class Report:
                 "ieee": self.ieee, "key_scale": self.model.key_scale if self.model else None,
                 "lemmas": [r.to_json() for r in self.lemmas], "composition": self.composition,
                 "counterexample": self.counterexample, "cross_check": self.cross_check,
-                **({"optimize": self.optimize} if self.optimize else {})}
+                **({"optimize": self.optimize} if self.optimize else {}),
+                **({"estimate": self.estimate.to_json(), "seconds": round(self.seconds, 2)}
+                   if self.estimate is not None and self.seconds is not None else {})}
 
 
 def verify(path: str, overrides: dict[str, str] | None = None, *, timeout_s: float = 60.0, progress=None,
@@ -93,7 +98,7 @@ def require_simulation(plan, where: str) -> None:
 
     count = plan.instances + plan.claimed - plan.exhaustive
     what = f"the bounded checks ({human_count(count)} instances of up to {plan.length:,} tokens)"
-    require_affordable(plan.priced_tokens, plan.work, what, where,
+    require_affordable(plan.priced_tokens, plan.seconds, what, where,
                        "fewer random.instances, a smaller claims.end_to_end bound, or a smaller circuit")
 
 
@@ -101,16 +106,25 @@ def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None
                 seed: int = 0, timeout_s: float = 60.0, progress=None, label: str = "<model>",
                 random_max_gates: int = RANDOM_DEFAULTS["max_gates"], ieee: str | None = None) -> Report:
     """Every claimed lemma over these exact arrays, the bounded checks, and a replayed counterexample if any."""
-    from bridge.bounded import TORCH_WORTH_IT, Simulator, end_to_end, plan_simulations, prefetch_torch, random_instances
+    from bridge.bounded import (
+        Simulator,
+        end_to_end,
+        plan_simulations,
+        prefetch_torch,
+        random_instances,
+    )
+    from bridge.estimates import verify_estimate
     from bridge.replay import replay
     from formal.obligations import ORDER_LEMMA, TABLE_LEMMA, composed_from, composition, prove_lemma
     from grammar.spec import claim_param, default_claims
 
     claims = default_claims() if claims is None else claims
     report = Report(label, model.mode, model=model, circuit=circuit, ieee=ieee)
-    plan = plan_simulations(model, circuit, claims, instances)
+    start = time.perf_counter()
+    plan = plan_simulations(model, circuit, claims, instances, ieee)
     require_simulation(plan, label)
-    if ieee is not None or plan.work >= TORCH_WORTH_IT:
+    report.estimate = verify_estimate(model, plan)
+    if plan.in_torch:
         prefetch_torch()
     unrolled_k = claim_param(claims, "retrieval", "unrolled_k")
     results = {}
@@ -143,6 +157,7 @@ def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None
         failed = next((r for r in report.lemmas if r.failure), None)
         if failed is not None:
             report.counterexample = {"lemma": failed.name, **failed.failure, "replayed": True}
+    report.seconds = time.perf_counter() - start
     return report
 
 

@@ -114,22 +114,28 @@ def optimized(target: Target, mode: Mode | None = None) -> Target:
     return replace(target, optimized=after, optimize_report=report)
 
 
+def construction_size(target: Target, mode: Mode, bits: np.ndarray | None = None) -> tuple[int, int, int]:
+    """(positions, vocabulary, CVP gates) of the construction ``build`` makes, known before it is built."""
+    from neural import cvp
+
+    if mode == Mode.THM33:
+        return target.circuit.n_inputs + target.circuit.n_gates, 2, 0
+    c = target.spec.construction
+    max_gates = c.max_gates if bits is None else cvp.lower(target.circuit, bits).size
+    return cvp.sequence_length(max_gates), len(cvp.vocab(0)) + 2 * max_gates, max_gates  # ids and refs: 2N
+
+
 def build(target: Target, mode: Mode | None = None, bits: np.ndarray | None = None) -> ConstructedModel:
     """The construction of ``mode`` (default: the spec's) for this target.
 
     CVP mode builds one model for every circuit of up to ``max_gates`` gates; given the input ``bits`` of a run, it
     is sized to fit this circuit once lowered to CVP gates instead."""
     from grammar.limits import require_memory
-    from neural import cvp
     from neural.construction.construct import build_cvp, build_thm33, construction_bytes
 
     c = target.spec.construction
     mode = mode or c.mode
-    if mode == Mode.THM33:
-        length, vocab = target.circuit.n_inputs + target.circuit.n_gates, 2
-    else:
-        max_gates = c.max_gates if bits is None else cvp.lower(target.circuit, bits).size
-        length, vocab = cvp.sequence_length(max_gates), len(cvp.vocab(0)) + 2 * max_gates  # ids and refs: 2N
+    length, vocab, max_gates = construction_size(target, mode, bits)
     require_memory(construction_bytes(mode, length, vocab), f"the {mode} construction for {length:,} positions",
                    target.path, "a smaller circuit or max_gates")
     try:

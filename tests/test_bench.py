@@ -25,6 +25,7 @@ def test_bench_quick_reports_ratios():
             "trace_check.numpy_to_pysat_speed_ratio", "parse.parse_to_split_time_ratio",
             "training.cpu_G4_grouped_to_separate_ratio",
             "attention.largest_proved_to_dense_time_ratio", "run_estimate.worst_estimate_to_measured_ratio",
+            "cost_model.worst_estimate_to_measured_ratio",
             "command_scaling.run_largest_to_smallest_time_ratio"} <= set(out["ratios"])
     assert all(row["identical_logits"] for row in out["benchmarks"]["attention"]["sizes"])
     assert out["benchmarks"]["trace_check"]["agree"] is True

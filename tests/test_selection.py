@@ -150,7 +150,7 @@ def test_proved_attention_is_priced_linear_in_the_length():
     """The run's work limit reads the kernel it will use: dense grows with L², proved with L (and code width).
     (Theorem 3.3 models: a CVP model's vocabulary, and so its unembedding, grows with its size too.)"""
     from bridge.benchmarks.gen import random_circuit
-    from bridge.bounded import instance_work
+    from bridge.estimates import instance_work
 
     small, big = (build_thm33(normalize(random_circuit(16, n, seed=1)), FPFormat(5, 11)) for n in (500, 4000))
     length = big.config.max_len / small.config.max_len

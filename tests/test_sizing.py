@@ -33,22 +33,22 @@ def test_every_requested_instance_runs_within_the_budget(rca4):
 
 def test_past_the_budget_as_many_as_it_holds_and_at_least_one(rca4, monkeypatch):
     model, nc = rca4
-    per = plan_simulations(model, nc, {}, 1).per_instance
-    monkeypatch.setattr(limits, "SIMULATION_BUDGET", 2.5 * per)
+    per = plan_simulations(model, nc, {}, 1).per_instance_seconds
+    monkeypatch.setattr(limits, "SIMULATION_SECONDS", 2.5 * per)
     plan = plan_simulations(model, nc, {}, 100)
     assert plan.random == 2
     result = random_instances(model, nc, plan, 0, sim=Simulator.choose(model))
     assert result.status == "proved"
     assert f"2 instances, {2 * plan.length:,} tokens" in result.detail and "2 of the 100 requested" in result.detail
-    monkeypatch.setattr(limits, "SIMULATION_BUDGET", per / 10)
-    assert plan_simulations(model, nc, {}, 100).random == 1  # one full-length instance always
+    monkeypatch.setattr(limits, "SIMULATION_SECONDS", per / 3)
+    assert plan_simulations(model, nc, {}, 100).random == 1  # one full-length instance, though past the budget
     monkeypatch.setattr(limits, "_lifted", True)
     assert plan_simulations(model, nc, {}, 100).random == 100  # --no-limit
 
 
-def test_one_instance_past_the_hard_limit_is_skipped_and_says_why(rca4, monkeypatch):
+def test_one_instance_far_past_the_budget_is_skipped_and_says_why(rca4, monkeypatch):
     model, nc = rca4
-    monkeypatch.setattr(limits, "MULTIPLY_ADDS", 10.0)
+    monkeypatch.setattr(limits, "SIMULATION_SECONDS", 1e-9)
     plan = plan_simulations(model, nc, {}, 100)
     assert plan.random == 0 and "--no-limit runs it" in plan.random_skip
     result = random_instances(model, nc, plan, 0, sim=Simulator.choose(model))
@@ -58,7 +58,7 @@ def test_one_instance_past_the_hard_limit_is_skipped_and_says_why(rca4, monkeypa
 def test_a_long_model_skips_its_exhaustive_check_but_a_huge_bound_is_refused(monkeypatch):
     model = build_cvp(256, F511)
     claims = {"end_to_end": {"max_gates": 2}}
-    monkeypatch.setattr(limits, "SIMULATION_BUDGET", 1e9)  # 105 circuits x 2,048 tokens is more than this
+    monkeypatch.setattr(limits, "SIMULATION_SECONDS", 0.1)  # 105 circuits x 2,048 tokens take longer than this
     plan = plan_simulations(model, None, claims, 0)
     assert plan.exhaustive == 0 and plan.claimed == 105 and "past the simulation budget" in plan.exhaustive_skip
     assert plan.priced_tokens == 105 * cvp.sequence_length(2)
@@ -81,3 +81,23 @@ def test_runs_estimated_bytes_are_within_3x_of_its_measured_peak(attention, tmp_
     row = measure(path, attention)
     assert 1 / 3 <= row["bytes_estimate_to_measured_ratio"] <= 3, row
     assert row["estimated_seconds"] >= 0 and row["seconds"] > 0
+
+
+@pytest.mark.parametrize("command", ["verify", "compile", "train"])
+def test_each_commands_estimated_bytes_are_within_3x_of_its_measured_peak(command, tmp_path):
+    """verify, compile and train print their estimate (``bridge.estimates``) beside the seconds they measured; the
+    bytes are compared here, the seconds in ``bridge/benchmarks/cost_model.py`` (a test never asserts on this
+    machine's timings)."""
+    from bridge.benchmarks.cost_model import measure
+    from bridge.benchmarks.gen import random_circuit
+    from grammar.netlist import netlist_bytes
+
+    path = tmp_path / "r.bench"
+    path.write_bytes(netlist_bytes(random_circuit(16, 3000, seed=1, max_fan_in=2), "bench"))
+    args = {"verify": ("verify", str(path), "--override", "random.instances=3"),
+            "compile": ("compile", str(path), "--out", str(tmp_path / "c")),
+            "train": ("train", "--task", "modadd", "--param", "length=4", "--d-model", "32", "--heads", "4",
+                      "--steps", "20", "--out", str(tmp_path / "t"))}[command]
+    row = measure(*args)
+    assert 1 / 3 <= row["bytes_ratio"] <= 3, row
+    assert row["estimated_seconds"] > 0 and row["seconds"] > 0

@@ -1,5 +1,5 @@
 """``run``'s estimate against its measurement: generated netlists at several sizes, each ``run`` in its own process,
-its estimated seconds and bytes (``bridge.bounded.run_estimate``, printed in the run's JSON) against the measured
+its estimated seconds and bytes (``bridge.estimates.run_estimate``, printed in the run's JSON) against the measured
 run time and the process's peak RSS (``wait4``), for proved and dense attention.
 """
 from __future__ import annotations

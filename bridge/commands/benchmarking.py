@@ -23,6 +23,7 @@ PLANS = {
               "prefix_sharing": ["--length", "5", "--prompts", "16807"],
               "attention": ["--gates", "1000", "4000", "--repeats", "1"],
               "run_estimate": ["--gates", "2000", "10000", "--dense-up-to", "2000"],
+              "cost_model": ["--gates", "2000", "10000", "--train", "2"],
               "command_scaling": ["--gates", "2000", "20000"]},
     "full": {"parse": ["--gates", "100000"], "execution": ["--gates", "10000"],
              "proof_scaling": ["--sizes", "16", "256", "4096", "65536"], "trace_check": ["--gates", "100000"],
@@ -31,6 +32,7 @@ PLANS = {
              "prefix_sharing": ["--length", "8", "--prompts", "262144"],
              "attention": ["--gates", "2000", "10000", "40000"],
              "run_estimate": [],
+             "cost_model": [],
              "command_scaling": []},
 }
 

@@ -1,6 +1,7 @@
 """``cotproof train``, ``cotproof eval`` and ``cotproof reproduce``: the paper's experiments from the command line."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from bridge.output import emit
@@ -76,10 +77,12 @@ def cmd_train(args) -> int:
     except ParameterError as err:
         raise InputError(str(err), SourceLoc("--device"), text=args.device, expected="auto, cpu, or cuda where "
                          "torch sees a CUDA device") from None
+    from bridge.estimates import train_estimate
     from grammar.limits import require_memory, require_training_steps
 
     require_training_steps(args.steps * args.seeds, f"training {args.seeds} seed(s)", "--steps")
-    require_memory(args.seeds * cfg.training_bytes(), f"training {args.seeds} model(s) of {cfg.layers} layer(s), "
+    estimate = train_estimate(cfg, args.seeds)
+    require_memory(estimate.bytes, f"training {args.seeds} model(s) of {cfg.layers} layer(s), "
                    f"d_model {cfg.d_model}, batch {cfg.batch_size}", "train", "fewer layers, a smaller width or batch")
     if args.seeds == 1:
         cfgs, outs = [cfg], [Path(args.out)]
@@ -91,13 +94,15 @@ def cmd_train(args) -> int:
 
     for out in outs:  # before the first step, not at the first checkpoint minutes later
         writable_directory(str(out), "--out")
+    start = time.perf_counter()
     try:  # user errors inside (a resume that does not match) are InputErrors; a ValueError here is a bug
         lasts = train_group(cfgs, outs, resume=args.resume, progress=not args.json)
     except OSError as err:
         raise InputError(f"cannot write the checkpoint: {err.strerror or err}", SourceLoc(args.out),
                          expected="--out DIR in a writable place") from None
+    seconds = round(time.perf_counter() - start, 2)  # the estimate prices the group, all seeds together
     for out, last in zip(outs, lasts):
-        emit({"out": str(out), **last}, args.json,
+        emit({"out": str(out), **last, "estimate": estimate.to_json(), "seconds": seconds}, args.json,
              lambda p: f"wrote {p['out']} after {p['step']} steps (loss {p.get('loss', float('nan')):.4f})")
     return 0
 

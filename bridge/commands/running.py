@@ -129,8 +129,8 @@ def cmd_run(args) -> int:
     import importlib
     import time
 
-    from bridge.bounded import instance_work, run_estimate
     from bridge.commands.inputs import input_vectors, parse_overrides
+    from bridge.estimates import instance_work, run_estimate
     from bridge.progress import Progress
     from bridge.target import in_ieee
     from grammar.limits import human_count, require_memory, require_seconds, require_tokens
@@ -268,10 +268,20 @@ def construction_meta(model, circuit=None) -> dict:
 
 
 def cmd_compile(args) -> int:
+    import time
+
     from bridge.commands.inputs import parse_overrides
+    from bridge.estimates import compile_estimate
+    from bridge.target import construction_size
     from neural import checkpoint
+    from neural.construction.construct import construction_width
 
     target = load_target(args.file, parse_overrides(args.override), args.format, args.optimize)
+    mode = target.spec.construction.mode
+    length, vocab, _ = construction_size(target, mode)
+    gates = target.circuit.n_gates if mode == Mode.THM33 else 0
+    estimate = compile_estimate(length, vocab, construction_width(mode, length), gates)
+    start = time.perf_counter()
     model = build(target)
     try:
         out = checkpoint.save(args.out, model.config, model.weights,
@@ -281,7 +291,8 @@ def cmd_compile(args) -> int:
                          expected="--out DIR in a writable place") from None
     cfg = model.config
     payload = {"out": str(out), "mode": model.mode, "layers": cfg.n_layers, "heads": cfg.n_heads,
-               "d_model": cfg.d_model, "vocab_size": cfg.vocab_size, "max_len": cfg.max_len}
+               "d_model": cfg.d_model, "vocab_size": cfg.vocab_size, "max_len": cfg.max_len,
+               "estimate": estimate.to_json(), "seconds": round(time.perf_counter() - start, 2)}
     if target.optimize_report:
         payload["optimize"] = target.optimize_report
     emit(payload, args.json, lambda p: "\n".join(optimize_lines(target.optimize_report) + [

@@ -129,13 +129,17 @@ def _cvp_layout(k: int) -> Layout:
                       ("role_id", 1), ("role_va", 1), ("role_vg", 1), ("out", 1)])
 
 
-def construction_bytes(mode: Mode, length: int, vocab_size: int) -> float:
-    """Peak memory of building and checking one construction for ``length`` positions, priced before it is built
-    with the builders' own layouts: the position and token tables (float64, with a rounded copy a block at a
-    time) and the key/query tables the proofs and runs derive from them."""
+def construction_width(mode: Mode, length: int) -> int:
+    """The residual width of the construction for ``length`` positions, from the builders' own layouts."""
     k = code_width(length + 1)
-    width = (_thm33_layout(k) if mode == Mode.THM33 else _cvp_layout(k)).width
-    return 8.0 * 6 * (length + 2 * vocab_size) * width
+    return (_thm33_layout(k) if mode == Mode.THM33 else _cvp_layout(k)).width
+
+
+def construction_bytes(mode: Mode, length: int, vocab_size: int) -> float:
+    """Peak memory of building and checking one construction for ``length`` positions, priced before it is built:
+    the position and token tables (float64, with a rounded copy a block at a time) and the key/query tables the
+    proofs and runs derive from them."""
+    return 8.0 * 6 * (length + 2 * vocab_size) * construction_width(mode, length)
 
 
 # ---- Theorem 3.3 mode ------------------------------------------------------------------------------------------
