@@ -115,11 +115,15 @@ class SimulationPlan:
 ONE_INSTANCE_OVERRUN = 4
 
 
-def plan_simulations(model: ConstructedModel, nc, claims: dict, requested: int,
-                     ieee: str | None = None) -> SimulationPlan:
+def plan_simulations(model: ConstructedModel, nc, claims: dict, requested: int, ieee: str | None = None,
+                     proved_attention: bool = False) -> SimulationPlan:
+    """``proved_attention``: priced for the attention the retrieval lemma licenses (``neural.selected``), which
+    the checks use once the same report has proved it."""
     from grammar.limits import human_count, human_seconds, simulation_budget
 
-    length, per, e2e = model.config.max_len, instance_work(model), claims.get("end_to_end")
+    length, e2e = model.config.max_len, claims.get("end_to_end")
+    per = instance_work(model, proved_attention)
+    kernel = "proved" if proved_attention else "dense"
     if model.mode == Mode.THM33:
         exhaustive = 2 ** nc.n_inputs if e2e is not None and nc.n_inputs <= claim_param(claims, "end_to_end",
                                                                                          "max_inputs") else 0
@@ -147,14 +151,14 @@ def plan_simulations(model: ConstructedModel, nc, claims: dict, requested: int,
                                       f"position")
         return runs, skip, random, random_skip
 
-    # priced at the measured rate of the path Simulator.choose will take for the planned work (dense attention:
-    # the checks test the model as it stands): torch's where it may run, unless what fits is too little for torch
-    # to be worth it, then numpy F(e,s)'s (slower, so it plans no more: the choice stands)
+    # priced at the measured rate of the path Simulator.choose will take for the planned work: torch's where it
+    # may run, unless what fits is too little for torch to be worth it, then numpy F(e,s)'s (slower, so it plans
+    # no more: the choice stands)
     in_torch = ieee is not None or _float32_is_exact(model)
-    each = per / RUN_RATE["torch" if in_torch else "numpy", "dense"]
+    each = per / RUN_RATE["torch" if in_torch else "numpy", kernel]
     runs, skip, random, random_skip = sized(each)
     if ieee is None and in_torch and (runs + random) * per < TORCH_WORTH_IT:
-        in_torch, each = False, per / RUN_RATE["numpy", "dense"]
+        in_torch, each = False, per / RUN_RATE["numpy", kernel]
         runs, skip, random, random_skip = sized(each)
     return SimulationPlan(length, per, each, in_torch, runs, skip, claimed, floor_length, requested, random,
                           random_skip)
@@ -175,24 +179,33 @@ class Simulator:
     mode: ExecMode
     label: str
     confirm: ExecMode | None = None  # re-run a failure in this arithmetic before reporting it
+    selection: object = None  # neural.selected.Selection: the attention the proved retrieval lemma licenses
     _sess: object = field(default=None, repr=False)
 
     @classmethod
-    def choose(cls, model: ConstructedModel, ieee: str | None = None, work: float = float("inf")) -> "Simulator":
+    def choose(cls, model: ConstructedModel, ieee: str | None = None, work: float = float("inf"),
+               proved_attention: bool = False) -> "Simulator":
         """``work``: the checks' multiply-adds (``SimulationPlan.work``). Below ``TORCH_WORTH_IT`` F(e,s) in numpy is
-        done before torch has even been imported, and the proof path stays torch-free."""
+        done before torch has even been imported, and the proof path stays torch-free. ``proved_attention``: the
+        retrieval lemma is proved for these weights in this arithmetic, so each head's row is gathered at its
+        selected key, a seeded sample of rows checked against the dense kernel in every pass."""
+        selection, kernel = None, ""
+        if proved_attention:
+            from neural.construction.selection import proved_selection
+
+            selection, kernel = proved_selection(model), ", attention gathered where the retrieval lemma licenses it"
         if ieee is not None:
-            return cls(model, ExecMode("ieee", dtype=ieee), f"torch {ieee}")
+            return cls(model, ExecMode("ieee", dtype=ieee), f"torch {ieee}{kernel}", selection=selection)
         finite = ExecMode("finite", model.fmt)
         if work >= TORCH_WORTH_IT and _float32_is_exact(model):
             return cls(model, ExecMode("ieee", dtype="float32"), f"torch float32, exact here: no dot product rounds "
-                       f"in {finite} (order_independence)", confirm=finite)
-        return cls(model, finite, f"{finite}")
+                       f"in {finite} (order_independence){kernel}", confirm=finite, selection=selection)
+        return cls(model, finite, f"{finite}{kernel}", selection=selection)
 
     @property
     def session(self):
         if self._sess is None:
-            self._sess = session(self.model.config, self.model.weights, self.mode)
+            self._sess = session(self.model.config, self.model.weights, self.mode, selection=self.selection)
         return self._sess
 
     def _predictions(self, sequences: np.ndarray, steps: np.ndarray) -> Iterator[np.ndarray]:
@@ -254,15 +267,21 @@ def cvp_wrong(model: ConstructedModel, c: cvp.CVPCircuit, mode: ExecMode, sess=N
 
 def _result(name: str, method: str, failures, start: float, total: int, length: int, note: str = "") -> LemmaResult:
     from bridge.progress import Progress
+    from neural.selected import UnsoundAttention
 
     count = 0
     with Progress(total, "instance", f"  {name}") as progress:
-        for failure in failures:
-            count += 1
-            progress.update()
-            if failure is not None:
-                return LemmaResult(name, REFUTED, time.perf_counter() - start, method,
-                                   detail=f"failed on instance {count}", failure=failure)
+        try:
+            for failure in failures:
+                count += 1
+                progress.update()
+                if failure is not None:
+                    return LemmaResult(name, REFUTED, time.perf_counter() - start, method,
+                                       detail=f"failed on instance {count}", failure=failure)
+        except UnsoundAttention as err:  # the retrieval lemma was proved, yet a gathered row is not the dense one's
+            where = {"layer": err.layer, "head": err.head, "sequence": err.row, "position": err.position}
+            return LemmaResult(name, REFUTED, time.perf_counter() - start, method, detail=str(err),
+                               failure={"unsound_attention": where})
     return LemmaResult(name, PROVED, time.perf_counter() - start, method,
                        detail=f"{count:,} instances, {count * length:,} tokens, all exact{note}")
 

@@ -18,6 +18,8 @@ from formal.obligations import LemmaResult, combine
 from grammar.spec import RANDOM_DEFAULTS
 from neural.construction.constructed import ConstructedModel
 
+RETRIEVAL = "retrieval"  # the lemma whose proof licenses gathered attention in the bounded checks, as in ``run``
+
 
 @dataclass
 class Report:
@@ -116,15 +118,20 @@ def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None
     from bridge.estimates import verify_estimate
     from bridge.replay import replay
     from formal.obligations import ORDER_LEMMA, TABLE_LEMMA, composed_from, composition, prove_lemma
+    from formal.query import PROVED
     from grammar.spec import claim_param, default_claims
 
     claims = default_claims() if claims is None else claims
     report = Report(label, model.mode, model=model, circuit=circuit, ieee=ieee)
     start = time.perf_counter()
     plan = plan_simulations(model, circuit, claims, instances, ieee)
-    require_simulation(plan, label)
-    report.estimate = verify_estimate(model, plan)
-    if plan.in_torch:
+    require_simulation(plan, label)  # dense attention: what the checks run if the retrieval lemma is not proved
+    licensed_plan = plan_simulations(model, circuit, claims, instances, ieee, proved_attention=True) \
+        if RETRIEVAL in claims else None
+    if licensed_plan is not None and licensed_plan.per_instance_seconds >= plan.per_instance_seconds:
+        licensed_plan = None  # short sequences: gathering (and its dense spot check) saves nothing
+    report.estimate = verify_estimate(model, licensed_plan or plan)
+    if plan.in_torch or (licensed_plan and licensed_plan.in_torch):
         prefetch_torch()
     unrolled_k = claim_param(claims, "retrieval", "unrolled_k")
     results = {}
@@ -140,7 +147,9 @@ def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None
         comp = composition(results, ieee is not None, model.mode)
         report.lemmas.append(comp)
         report.composition = comp.detail
-    sim = Simulator.choose(model, ieee, plan.work)
+    if licensed_plan is not None and results[RETRIEVAL].status == PROVED:  # the checks may gather, as run does
+        plan = licensed_plan
+    sim = Simulator.choose(model, ieee, plan.work, proved_attention=plan is licensed_plan)
     if "end_to_end" in claims:
         if progress:
             progress.lemma("end_to_end")

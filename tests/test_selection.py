@@ -156,3 +156,43 @@ def test_proved_attention_is_priced_linear_in_the_length():
     length = big.config.max_len / small.config.max_len
     assert instance_work(big) / instance_work(small) > 0.9 * length ** 2
     assert instance_work(big, True) / instance_work(small, True) < 1.5 * length
+
+
+@pytest.fixture(scope="module")
+def long_circuit():
+    """Long enough (3,064 positions) that gathering beats scoring every key in verify's checks."""
+    from bridge.benchmarks.gen import random_circuit
+
+    nc = normalize(random_circuit(64, 3000, seed=2, max_fan_in=2))
+    return build_thm33(nc, FPFormat(5, 11)), nc
+
+
+def _random_check(model, nc, claims, timeout_s: float = 60.0):
+    from bridge.proof import prove_model
+
+    report = prove_model(model, nc, claims, instances=4, seed=0, timeout_s=timeout_s)
+    if "retrieval" in claims:
+        assert report.lemmas[[r.name for r in report.lemmas].index("retrieval")].status == \
+            ("proved" if timeout_s >= 1 else "unknown")
+    return next(r for r in report.lemmas if r.name == "random")
+
+
+def test_verify_gathers_attention_in_its_checks_only_where_its_own_report_proves_retrieval(long_circuit):
+    model, nc = long_circuit
+    licensed = _random_check(model, nc, {"retrieval": {}})
+    assert licensed.status == "proved" and "attention gathered" in licensed.method, licensed
+    unclaimed = _random_check(model, nc, {})
+    assert unclaimed.status == "proved" and "attention gathered" not in unclaimed.method
+    unknown = _random_check(model, nc, {"retrieval": {}}, timeout_s=1e-6)  # claimed, but the solver timed out
+    assert unknown.status == "proved" and "attention gathered" not in unknown.method
+
+
+def test_verify_reports_a_failed_spot_check_in_its_checks_as_refuted(long_circuit, monkeypatch):
+    from neural.construction import selection
+
+    real = selection.KeySelection.__call__
+    monkeypatch.setattr(selection.KeySelection, "__call__",
+                        lambda self, layer, x: np.where((k := real(self, layer, x)) > 0, k - 1, k))
+    model, nc = long_circuit
+    result = _random_check(model, nc, {"retrieval": {}})
+    assert result.status == "refuted" and "unsound_attention" in result.failure, result
