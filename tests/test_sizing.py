@@ -72,14 +72,11 @@ def test_a_long_model_skips_its_exhaustive_check_but_a_huge_bound_is_refused(mon
 def test_runs_estimated_bytes_are_within_3x_of_its_measured_peak(attention, tmp_path):
     """``run`` prints its estimate beside what it measured; the bytes are compared here (the seconds too in
     ``bridge/benchmarks/run_estimate.py``: a test never asserts on this machine's timings)."""
-    from bridge.benchmarks.gen import random_circuit
+    from bridge.benchmarks.gen import write_bench
     from bridge.benchmarks.run_estimate import measure
-    from grammar.netlist import netlist_bytes
 
-    path = tmp_path / "r.bench"
-    path.write_bytes(netlist_bytes(random_circuit(64, 3000, seed=1, max_fan_in=2), "bench"))
-    row = measure(path, attention)
-    assert 1 / 3 <= row["bytes_estimate_to_measured_ratio"] <= 3, row
+    row = measure(write_bench(tmp_path, 3000), attention)
+    assert 1 / 3 <= row["bytes_ratio"] <= 3, row
     assert row["estimated_seconds"] >= 0 and row["seconds"] > 0
 
 
@@ -88,16 +85,14 @@ def test_each_commands_estimated_bytes_are_within_3x_of_its_measured_peak(comman
     """verify, compile and train print their estimate (``bridge.estimates``) beside the seconds they measured; the
     bytes are compared here, the seconds in ``bridge/benchmarks/cost_model.py`` (a test never asserts on this
     machine's timings)."""
-    from bridge.benchmarks.cost_model import measure
-    from bridge.benchmarks.gen import random_circuit
-    from grammar.netlist import netlist_bytes
+    from bridge.benchmarks.cost_model import estimate_against_measurement
+    from bridge.benchmarks.gen import write_bench
 
-    path = tmp_path / "r.bench"
-    path.write_bytes(netlist_bytes(random_circuit(16, 3000, seed=1, max_fan_in=2), "bench"))
+    path = write_bench(tmp_path, 3000, inputs=16)
     args = {"verify": ("verify", str(path), "--override", "random.instances=3"),
             "compile": ("compile", str(path), "--out", str(tmp_path / "c")),
             "train": ("train", "--task", "modadd", "--param", "length=4", "--d-model", "32", "--heads", "4",
                       "--steps", "2", "--out", str(tmp_path / "t"))}[command]
-    row = measure(*args)
+    row = estimate_against_measurement(*args)
     assert 1 / 3 <= row["bytes_ratio"] <= 3, row
     assert row["estimated_seconds"] > 0 and row["seconds"] > 0

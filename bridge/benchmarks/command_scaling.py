@@ -9,9 +9,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from bridge.benchmarks.gen import random_circuit
+from bridge.benchmarks.gen import write_bench
 from bridge.benchmarks.process import run_command
-from grammar.netlist import netlist_bytes
 
 COMMANDS = {"compile": ["compile", "{net}", "--out", "{tmp}/compiled"], "verify": ["verify", "{net}"],
             "run": ["run", "{net}", "--random", "1"]}
@@ -24,8 +23,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for gates in args.gates:
-            net = Path(tmp) / f"r{gates}.bench"
-            net.write_bytes(netlist_bytes(random_circuit(64, gates, seed=1, max_fan_in=2), "bench"))
+            net = write_bench(Path(tmp), gates)
             row = {"gates": gates}
             for name, template in COMMANDS.items():
                 done = run_command(*(a.format(net=net, tmp=tmp) for a in template))

@@ -11,9 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bridge.benchmarks.gen import random_circuit
+from bridge.benchmarks.gen import write_bench
 from bridge.benchmarks.process import run_command
-from grammar.netlist import netlist_bytes
 
 # (task, parameter, setting, layers, width, steps): a step's FLOP spans about 50x
 TRAIN_SIZES = (("modadd", "length=6", "cot", 1, 32, 200), ("s5", "length=5", "cot", 1, 64, 200),
@@ -21,11 +20,11 @@ TRAIN_SIZES = (("modadd", "length=6", "cot", 1, 32, 200), ("s5", "length=5", "co
                ("cvp", "gates=6", "base", 4, 128, 60))
 
 
-def measure(*args: str) -> dict:
+def estimate_against_measurement(*args: str, statuses: tuple[int, ...] = (0, 1)) -> dict:
     """One command's estimate, its own seconds and the whole process's peak bytes (seconds below 10 ms, the JSON's
-    resolution, count as 10 ms)."""
+    resolution, count as 10 ms); an exit status outside ``statuses`` stops the benchmark."""
     done = run_command(*args, "--json")
-    if done.returncode not in (0, 1):
+    if done.returncode not in statuses:
         raise SystemExit(f"{' '.join(args)} failed: {done.stderr.strip()[-500:]}")
     doc, peak = json.loads(done.stdout.splitlines()[-1]), done.peak_rss_mib * 2 ** 20
     est = doc["estimate"]
@@ -42,18 +41,17 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for gates in args.gates:
-            path = Path(tmp) / f"r{gates}.bench"
-            path.write_bytes(netlist_bytes(random_circuit(64, gates, seed=1, max_fan_in=2), "bench"))
+            path = write_bench(Path(tmp), gates)
             rows.append({"command": "compile", "gates": gates,
-                         **measure("compile", str(path), "--out", str(Path(tmp) / f"c{gates}"))})
-            rows.append({"command": "verify", "gates": gates, **measure("verify", str(path))})
+                         **estimate_against_measurement("compile", str(path), "--out", str(Path(tmp) / f"c{gates}"))})
+            rows.append({"command": "verify", "gates": gates, **estimate_against_measurement("verify", str(path))})
             print(json.dumps(rows[-2:]), file=sys.stderr)
         for task, param, setting, layers, width, steps in TRAIN_SIZES[:args.train]:
             out = Path(tmp) / f"t_{task}_{layers}_{width}"
             rows.append({"command": "train", "model": f"{task} {setting} L{layers} d{width}", "steps": steps,
-                         **measure("train", "--task", task, "--param", param, "--setting", setting, "--layers",
-                                   str(layers), "--d-model", str(width), "--heads", "4", "--steps", str(steps),
-                                   "--out", str(out))})
+                         **estimate_against_measurement(
+                             "train", "--task", task, "--param", param, "--setting", setting, "--layers", str(layers),
+                             "--d-model", str(width), "--heads", "4", "--steps", str(steps), "--out", str(out))})
             print(json.dumps(rows[-1]), file=sys.stderr)
     ratios = [r[k] for r in rows for k in ("seconds_ratio", "bytes_ratio")]
     print(json.dumps({"sizes": rows, "worst_estimate_to_measured_ratio": max(max(ratios), 1 / min(ratios))}))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 from grammar.ir import Circuit, Gate
 
@@ -25,6 +26,16 @@ def random_circuit(n_inputs: int, n_gates: int, seed: int = 0, max_fan_in: int =
         signals.append(name)
     outputs = tuple(signals[-min(n_outputs, n_gates):]) if n_gates else tuple(inputs[:1])
     return Circuit(f"random_{n_inputs}_{n_gates}_{seed}", tuple(inputs), outputs, tuple(gates))
+
+
+def write_bench(directory: Path, gates: int, inputs: int = 64) -> Path:
+    """``random_circuit`` of two-input gates (seed 1), written as ``.bench`` into ``directory``: the netlists the
+    size benchmarks run whole commands on, the same at every call."""
+    from grammar.netlist import netlist_bytes
+
+    path = Path(directory) / f"r{inputs}_{gates}.bench"
+    path.write_bytes(netlist_bytes(random_circuit(inputs, gates, seed=1, max_fan_in=2), "bench"))
+    return path
 
 
 def array_multiplier(bits: int) -> Circuit:

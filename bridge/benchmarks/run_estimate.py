@@ -9,20 +9,13 @@ import json
 import tempfile
 from pathlib import Path
 
-from bridge.benchmarks.gen import random_circuit
-from bridge.benchmarks.process import run_command
-from grammar.netlist import netlist_bytes
+from bridge.benchmarks.cost_model import estimate_against_measurement
+from bridge.benchmarks.gen import write_bench
 
 
 def measure(path: Path, attention: str) -> dict:
-    done = run_command("run", str(path), "--inputs", "0" * 64, "--attention", attention, "--json")
-    if done.returncode != 0:
-        raise SystemExit(f"run failed on {path} ({attention}): {done.stderr.strip()[-500:]}")
-    doc, peak = json.loads(done.stdout), done.peak_rss_mib * 2 ** 20
-    return {"attention": attention, "estimated_seconds": doc["estimate"]["seconds"], "seconds": doc["seconds"],
-            "estimated_bytes": doc["estimate"]["bytes"], "peak_bytes": int(peak),
-            "seconds_estimate_to_measured_ratio": round(doc["estimate"]["seconds"] / max(doc["seconds"], 1e-3), 2),
-            "bytes_estimate_to_measured_ratio": round(doc["estimate"]["bytes"] / peak, 2)}
+    return {"attention": attention, **estimate_against_measurement("run", str(path), "--inputs", "0" * 64,
+                                                                   "--attention", attention, statuses=(0,))}
 
 
 def main() -> None:
@@ -33,11 +26,10 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for gates in args.gates:
-            path = Path(tmp) / f"r{gates}.bench"
-            path.write_bytes(netlist_bytes(random_circuit(64, gates, seed=1, max_fan_in=2), "bench"))
+            path = write_bench(Path(tmp), gates)
             for attention in ("proved", "dense") if gates <= args.dense_up_to else ("proved",):
                 rows.append({"gates": gates, **measure(path, attention)})
-    ratios = [r[k] for r in rows for k in ("seconds_estimate_to_measured_ratio", "bytes_estimate_to_measured_ratio")]
+    ratios = [r[k] for r in rows for k in ("seconds_ratio", "bytes_ratio")]
     print(json.dumps({"sizes": rows, "worst_estimate_to_measured_ratio": max(max(ratios), 1 / min(ratios))}))
 
 
