@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
+from neural import streamed
 from neural.construction.constructed import ConstructedModel
 
 
@@ -42,6 +43,9 @@ RUN_FIXED_SECONDS = 0.15
 PASS_BYTES_PER_WIDTH = {"torch": 8.0, "numpy": 16.0}
 TORCH_IMPORT_BYTES = 2.1e8  # what importing torch adds to a process's peak here (10 -> 219 MiB)
 NUMPY_BLOCK_COPIES = 4  # float64 arrays of a block's score products live at once in F(e,s) attention
+# a streamed pass (``neural.streamed``) holds per position only the sequence, its key index and selections, and the
+# reference evaluation and the checks' arrays: 340 bytes measured at 10^6 gates (1.35 -> 1.69 GB)
+STREAMED_BYTES_PER_POSITION = 340.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,9 @@ def _peak_bytes(model: ConstructedModel, rows: int, in_torch: bool, proved_atten
         from neural.construction.fp import PRODUCTS_PER_CHUNK
 
         held += NUMPY_BLOCK_COPIES * 8.0 * PRODUCTS_PER_CHUNK
+    if in_torch and proved_attention and cfg.n_layers == 1 and cfg.max_len > streamed.BLOCK:  # neural.streamed
+        return held + STREAMED_BYTES_PER_POSITION * cfg.max_len + PASS_BYTES_PER_WIDTH["torch"] * (
+            1 + cfg.n_heads) * streamed.BLOCK * width
     return held + PASS_BYTES_PER_WIDTH["torch" if in_torch else "numpy"] * rows * cfg.max_len * width
 
 

@@ -136,8 +136,8 @@ def build(target: Target, mode: Mode | None = None, bits: np.ndarray | None = No
     c = target.spec.construction
     mode = mode or c.mode
     length, vocab, max_gates = construction_size(target, mode, bits)
-    require_memory(construction_bytes(mode, length, vocab), f"the {mode} construction for {length:,} positions",
-                   target.path, "a smaller circuit or max_gates")
+    require_memory(construction_bytes(mode, length, vocab, target.fmt, c.key_scale),
+                   f"the {mode} construction for {length:,} positions", target.path, "a smaller circuit or max_gates")
     try:
         if mode == Mode.THM33:
             return build_thm33(target.circuit, target.fmt, c.key_scale)

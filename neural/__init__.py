@@ -7,7 +7,9 @@ Two subpackages share the decoder and the CVP format:
   dependencies, imported only when asked for), ``prefix_forcing`` (teacher forcing of many reference traces with
   the prompts' shared prefixes computed once, for ``certify``, over any decoder), ``decoding`` (the sessions, the
   one greedy loop and the teacher-forced pass, for a torch decoder or any function from ids to logits),
-  ``selected`` (attention gathered at a given key per query, with the dense spot check, in torch and F(e,s));
+  ``selected`` (attention gathered at a given key per query, with the dense spot check, in torch and F(e,s)),
+  ``streamed`` (a one-layer model's teacher-forced pass over a long sequence a block of positions at a time, where
+  that attention is licensed: memory that grows with the block, not with length times width);
 - ``construction``, the proved construction: ``constructed`` (the typed contract formal proves: Layout, HeadPlan,
   FFNPlan), ``construct`` (fills it from a circuit), ``fp`` and ``finite`` (the paper's F(e,s) arithmetic, and the
   decoder run in it), ``execute`` (a construction run in any arithmetic, checked in one pass), ``selection`` (the

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from neural.config import ModelConfig
+from neural.streamed import can_stream, streamed_predictions
 
 ACTIVATIONS_PER_PASS = 1 << 22  # residual entries one torch pass may hold (rows x length x width)
 
@@ -79,6 +80,10 @@ class TorchSession:
         """(B, T) tokens -> argmax predictions after the positions ``at`` (default all), one pass, the argmax taken
         on the device. (T,) tokens -> one row."""
         tokens = np.asarray(tokens, dtype=np.int64)
+        if can_stream(self.model, tokens.shape[-1]):  # a long sequence whose attention a proof licenses
+            at = np.arange(tokens.shape[-1]) if at is None else np.asarray(at)
+            pred = np.stack([streamed_predictions(self.model, row, at, self._argmax) for row in np.atleast_2d(tokens)])
+            return pred if tokens.ndim == 2 else pred[0]
         with self.torch.inference_mode():
             t = self.torch.as_tensor(np.atleast_2d(tokens), device=self.device)
             x, _ = self.model.features(t)

@@ -113,7 +113,7 @@ def _half(name: str) -> str | None:
 def test_neural_modules_are_each_in_one_half_or_shared():
     shared = {"neural", "neural.config", "neural.model", "neural.checkpoint", "neural.cvp", "neural.construction",
               "neural.learning", "neural.tlens", "neural.hf", "neural.prefix_forcing", "neural.decoding",
-              "neural.selected"}
+              "neural.selected", "neural.streamed"}
     modules = [n for n in project_modules() if n.split(".")[0] == "neural"]
     assert {_half(n) for n in modules} == {None, "construction", "learning"}
     assert not [n for n in modules if n not in shared and _half(n) is None]

@@ -33,11 +33,27 @@ class KeySelection:
         B, T = x.shape[:2]
         out = np.full((B, self.n_heads, T), NO_KEY, dtype=np.int64)
         for b in range(B):
-            indexes: dict[tuple, tuple] = {}  # heads reading the same key field share its sorted index
-            for head, (q_cols, k_cols) in self.fields.get(layer, {}).items():
-                if tuple(k_cols) not in indexes:
-                    indexes[tuple(k_cols)] = _key_index(x[b][:, k_cols])
-                out[b, head] = _lookup(x[b][:, q_cols], indexes[tuple(k_cols)])
+            out[b] = self.select(layer, x[b], self.index(layer, [x[b]]))
+        return out
+
+    def index(self, layer: int, residual_blocks) -> dict[tuple, tuple[np.ndarray, np.ndarray]]:
+        """The sorted key codes of one sequence, per key field layer ``layer``'s heads read (heads reading the same
+        field share one), from its residual given as consecutive (T_i, d_model) blocks: a streamed pass
+        (``neural.streamed``) never holds the whole residual."""
+        fields = {tuple(k_cols) for _, k_cols in self.fields.get(layer, {}).values()}
+        parts: dict[tuple, list] = {f: [] for f in fields}
+        for block in residual_blocks:
+            for f in fields:
+                parts[f].append(_codes(block[:, list(f)]))
+        return {f: _sorted_index(np.concatenate([c for c, _ in p]), np.concatenate([v for _, v in p]))
+                for f, p in parts.items() if p}
+
+    def select(self, layer: int, x: np.ndarray, indexes: dict, first: int = 0) -> np.ndarray:
+        """x (T, d_model): the residual at positions first..first+T-1 -> (heads, T) key positions, ``NO_KEY``
+        where the dense kernel decides; ``indexes`` from ``index`` over every position up to the last of x."""
+        out = np.full((self.n_heads, x.shape[0]), NO_KEY, dtype=np.int64)
+        for head, (q_cols, k_cols) in self.fields.get(layer, {}).items():
+            out[head] = _lookup(x[:, q_cols], indexes[tuple(k_cols)], first)
         return out
 
 
@@ -48,24 +64,28 @@ def _codes(field: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (bits << np.arange(field.shape[1], dtype=np.int64)).sum(axis=1), valid
 
 
+def _sorted_index(codes: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The valid keys' codes, sorted, and their positions in that order."""
+    positions = np.flatnonzero(valid)
+    order = np.argsort(codes[positions], kind="stable")
+    return codes[positions][order], positions[order]
+
+
 def _key_index(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(T, k) key field -> the valid keys' codes, sorted, and their positions in that order."""
-    k, k_ok = _codes(keys)
-    positions = np.flatnonzero(k_ok)
-    order = np.argsort(k[positions], kind="stable")
-    return k[positions][order], positions[order]
+    return _sorted_index(*_codes(keys))
 
 
-def _lookup(queries: np.ndarray, index: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Per query position i, the one key position j <= i whose code equals i's, or ``NO_KEY`` (no valid code, or
-    not exactly one such key among all keys: the lemma's single-match case)."""
+def _lookup(queries: np.ndarray, index: tuple[np.ndarray, np.ndarray], first: int = 0) -> np.ndarray:
+    """Per query position i (counted from ``first``), the one key position j <= i whose code equals i's, or
+    ``NO_KEY`` (no valid code, or not exactly one such key among all keys: the lemma's single-match case)."""
     sorted_codes, sorted_positions = index
     q, q_ok = _codes(queries)
     lo = np.searchsorted(sorted_codes, q, side="left")
     hi = np.searchsorted(sorted_codes, q, side="right")
     unique = (hi - lo) == 1
     j = sorted_positions[np.minimum(lo, len(sorted_positions) - 1)] if len(sorted_positions) else np.zeros_like(q)
-    visible = j <= np.arange(len(q))
+    visible = j <= first + np.arange(len(q))
     return np.where(q_ok & unique & visible, j, NO_KEY)
 
 
