@@ -45,13 +45,15 @@ class Profile:
 
 
 PROFILES = {
-    # 2-core CPU, within an hour: the claims small scale can show (CoT at 1 layer; base failing at 1 and 2 layers)
+    # 2-core CPU, within an hour (24 cells, about 40 minutes with --jobs 2): the claims small scale can show (CoT at 1
+    # layer; base failing at 1 and 2 layers). Depth is the cpu profile's question: at 4 layers these fixed budgets
+    # bind (S5 CoT and cvp base did not converge in them), and its 12 cells took 58 minutes more
     # isq's primes are large enough that squaring orbits are long: with small primes an answer often repeats at
     # another k of the same (p, r), or is forced (p = 3, 5, 17), and base scores well above chance by recall
     "quick": Profile(tasks={"modadd": {"modulus": 7}, "s5": {}, "isq": {"min_prime": 151, "max_prime": 199},
                             "cvp": {}},
                      lengths={"modadd": (8,), "s5": (8,), "isq": (4,), "cvp": (6,)},
-                     settings=("base", "cot", "hint"), depths=(1, 2, 4), steps=3000, seeds=1, test_samples=500, lr=2e-3,
+                     settings=("base", "cot", "hint"), depths=(1, 2), steps=3000, seeds=1, test_samples=500, lr=2e-3,
                      task_steps=(("isq", 6000),), finish_with="cotproof reproduce --quick --jobs 2"),
     # 2-core CPU, resumable: every cell trains to convergence (early stop, or 6 checks after step 2,000 with neither
     # a new best validation accuracy nor a 1% lower validation loss, so never before step 3,500) or to a cap of 8,000
