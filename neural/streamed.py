@@ -5,15 +5,16 @@ A whole-sequence pass (``Decoder.features``) holds every position's residual, qu
 units at once: about 2.4 KB a position for a Theorem 3.3 model, 24 GB for 10^7 gates. Where each head's row is the
 value row at one selected key (``neural.selected``), a one-layer model needs, for the queries of a block, only the
 value rows at the keys they select, and the layer reads the embedding, which any position's token and index give.
-So the pass here keeps the tokens and the sorted key codes of the whole sequence (``KeySelection.index``, 16 bytes a
-position) and computes everything else a block at a time: the block's residual, its queries, the value rows of
-the keys it selects (re-embedded where they are), the output projection, the FFN and the argmax.
+So the pass here keeps the tokens, the sorted key codes (``KeySelection.index``, 16 bytes a position) and each
+head's selected key (8 bytes) of the whole sequence, and computes everything else a block at a time: the block's
+residual, its queries, the value rows of the keys it selects (re-embedded where they are), the output projection,
+the FFN and the argmax.
 
-Rows without a selected key, and a seeded sample of the gathered rows per head (the spot check, as in
-``neural.selected``), are computed densely over every key they may see, in blocks of keys with the online
-(max-rescaled) softmax of torch's fused kernels, which the IEEE proofs cover; a sampled row that differs from its
-gathered row bit for bit stops the pass with ``UnsoundAttention``. Deeper models, whose later layers read residuals
-that only a whole pass computes, keep the whole-sequence pass.
+Rows without a selected key, and a seeded sample of the gathered rows per head (the spot check, drawn as
+``neural.selected`` draws it for a whole pass), are computed densely over every key they may see, in blocks of keys
+with the online (max-rescaled) softmax of torch's fused kernels, which the IEEE proofs cover; a sampled row that
+differs from its gathered row bit for bit stops the pass with ``UnsoundAttention``. Deeper models, whose later
+layers read residuals that only a whole pass computes, keep the whole-sequence pass.
 """
 from __future__ import annotations
 
