@@ -382,7 +382,7 @@ def register(sub) -> None:
     from neural.learning.profiles import PROFILES
 
     mode.add_argument("--profile", choices=tuple(PROFILES), default=None,
-                      help="quick: the small grid for a first look (default; depths 1 and 2, about 40 minutes on a "
+                      help="quick: the small grid for a first look (default; depths 1 and 2, 40-100 minutes on a "
                            "2-core CPU); cpu: every cell to convergence, depths "
                            "1-8, 3 seeds, about 17 hours on a 2-core CPU by the measured rate, resumable; full: the "
                            "paper's sizes, for a GPU")

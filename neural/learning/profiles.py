@@ -45,7 +45,8 @@ class Profile:
 
 
 PROFILES = {
-    # 2-core CPU, within an hour (24 cells, about 40 minutes with --jobs 2): the claims small scale can show (CoT at 1
+    # 2-core CPU, meant to fit an hour (24 cells: 40 minutes with --jobs 2 by the committed cells' times, 96 in a
+    # rerun on 2026-12-06, README): the claims small scale can show (CoT at 1
     # layer; base failing at 1 and 2 layers). Depth is the cpu profile's question: at 4 layers these fixed budgets
     # bind (S5 CoT and cvp base did not converge in them), and its 12 cells took 58 minutes more
     # isq's primes are large enough that squaring orbits are long: with small primes an answer often repeats at
