@@ -88,7 +88,7 @@ def _peak_bytes(model: ConstructedModel, rows: int, in_torch: bool, proved_atten
         from neural.construction.fp import PRODUCTS_PER_CHUNK
 
         held += NUMPY_BLOCK_COPIES * 8.0 * PRODUCTS_PER_CHUNK
-    if in_torch and proved_attention and cfg.n_layers == 1 and cfg.max_len > streamed.BLOCK:  # neural.streamed
+    if in_torch and proved_attention and streamed.streams(cfg, cfg.max_len):
         return held + STREAMED_BYTES_PER_POSITION * cfg.max_len + PASS_BYTES_PER_WIDTH["torch"] * (
             1 + cfg.n_heads) * streamed.BLOCK * width
     return held + PASS_BYTES_PER_WIDTH["torch" if in_torch else "numpy"] * rows * cfg.max_len * width

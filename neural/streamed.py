@@ -25,11 +25,16 @@ from neural.selected import NO_KEY, UnsoundAttention
 BLOCK = 1 << 15  # positions per block: one block's activations are a few MiB at a construction's widths
 
 
+def streams(cfg, length: int, block: int | None = None) -> bool:
+    """Whether a licensed pass of ``length`` positions through a model of this config streams: one layer, and a
+    sequence longer than one block (shorter ones gain nothing over the whole-sequence pass). What the cost
+    estimates read too."""
+    return cfg.n_layers == 1 and length > (block or BLOCK)
+
+
 def can_stream(model, length: int, block: int | None = None) -> bool:
-    """A pass this module runs: one layer, a licensed selection that indexes keys by blocks, and a sequence longer
-    than one block (shorter ones gain nothing over the whole-sequence pass)."""
-    keys = getattr(model.selection, "keys", None)
-    return model.cfg.n_layers == 1 and hasattr(keys, "index") and length > (block or BLOCK)
+    """A pass this module runs: ``streams``, with a licensed selection that indexes keys by blocks."""
+    return hasattr(getattr(model.selection, "keys", None), "index") and streams(model.cfg, length, block)
 
 
 class _Stream:
