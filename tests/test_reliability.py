@@ -225,3 +225,15 @@ def test_a_checkpoint_write_killed_between_files_is_read_through_then_finished_o
     live.mkdir()
     checkpoint.recover(tmp_path)
     assert live.exists()
+
+
+def test_ranks_probing_one_output_directory_at_once_do_not_trip_on_each_other(tmp_path):
+    """torchrun starts every rank on the same --out; each checks it is writable before training (a shared probe name
+    made one rank's unlink fail on the other's, exit 2, in CI)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bridge.commands.inputs import writable_directory
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: writable_directory(str(tmp_path / "out"), "--out"), range(2000)))
+    assert list((tmp_path / "out").iterdir()) == []

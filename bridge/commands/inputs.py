@@ -2,6 +2,7 @@
 go through ``bridge.target``."""
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +82,8 @@ def writable_directory(path: str, flag: str) -> Path:
     out = Path(path)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".cotproof-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=out):  # a name of its own: torchrun's ranks probe one directory at once
+            pass
     except OSError as err:
         raise InputError(f"{flag}: cannot write into this directory: {err.strerror or err}", SourceLoc(path[:200]),
                          expected="a writable directory") from None
