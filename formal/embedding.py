@@ -16,6 +16,7 @@ from grammar.codes import sbin
 from grammar.ir import Mode
 from neural.config import Keys
 from neural.construction.constructed import ConstructedModel
+from neural.construction.tables import Fill, Rows, TableProgram, affine_code, first_difference
 
 CVP_TYPE_NAMES = ("TRUE", "FALSE", "AND", "OR", "NOT")
 # What the CVP construction's fields hold, restated here rather than read from neural.cvp's schedule: a proof that
@@ -86,9 +87,40 @@ class _Checker:
                  "expected": float(want[i, c]), **({"token": token(row)} if token else {})}))
 
 
+    def expect_rows(self, table: str, field: str, fills: list[tuple[Rows, object]], what: str,
+                    default_what: str | None = None) -> None:
+        """The field of every row of ``table`` (8N rows for CVP) holds what ``fills`` paint over zeros, each (rows,
+        a constant or ``affine_code``), a later fill winning. Compared as programs where the table is one (no row
+        listed, ``tables.first_difference``), else a block of rows at a time. ``default_what`` names a
+        difference on a row that only a fill over every row (a default) covers."""
+        if self.violations:
+            return
+        cols = self.model.layout.cols(field)
+        rows = self.model.config.max_len if table == Keys.POS_EMB else len(self.model.vocab)
+        expected = TableProgram((rows, cols.size), "<f8", tuple(Fill.of(np.arange(cols.size), r, v) for r, v in fills))
+        diff = first_difference(self.model.table(table), int(cols[0]), int(cols[-1]) + 1, expected)
+        if diff is None:
+            return
+        scheduled = any(r.count < rows and r.start <= diff.row <= r.last and (diff.row - r.start) % r.step == 0
+                        for r, _ in fills)
+        said = what if scheduled or default_what is None else default_what
+        self.violations.append(Violation(
+            "embedding", "embedding",
+            f"{table}[{diff.row}, {int(cols[diff.column])}] = {diff.got:g}, but {said} needs {diff.want:g} "
+            f"(field '{field}', entry {diff.column})",
+            {"table": table, "row": diff.row, "column": int(cols[diff.column]), "field": field, "got": diff.got,
+             "expected": diff.want}))
+
+
+def _nonzero_columns(model, name: str) -> np.ndarray:
+    table = model.table(name)
+    if isinstance(table, TableProgram):
+        return np.isin(np.arange(table.shape[1]), table.nonzero_columns())
+    return np.any(table != 0, axis=0)
+
+
 def _common(model, ck: _Checker) -> None:
-    tok, pos = model.weights[Keys.TOK_EMB], model.weights[Keys.POS_EMB]
-    both = np.flatnonzero(np.any(tok != 0, axis=0) & np.any(pos != 0, axis=0))
+    both = np.flatnonzero(_nonzero_columns(model, Keys.TOK_EMB) & _nonzero_columns(model, Keys.POS_EMB))
     if both.size:
         ck.violations.append(Violation("embedding", "embedding",
                                        f"column {int(both[0])} is set in both embedding tables, so [tok + pos] "
@@ -96,12 +128,13 @@ def _common(model, ck: _Checker) -> None:
     written = [p.output_field for p in model.heads if p.output_field] + [model.ffn.output_field]
     for field in written:
         ck.expect(Keys.TOK_EMB, slice(None), field, 0.0, "a field a layer writes to")
-        ck.expect(Keys.POS_EMB, slice(None), field, 0.0, "a field a layer writes to")
+        ck.expect_rows(Keys.POS_EMB, field, [], "a field a layer writes to")
     k = model.code_bits
-    if model.config.max_len > 2 ** k:
-        ck.violations.append(Violation("embedding", "embedding", f"{model.config.max_len} positions need more "
-                                       f"than {k} code bits", {"max_len": model.config.max_len, "code_bits": k}))
-    ck.expect(Keys.POS_EMB, slice(None), "pos", sbin(np.arange(pos.shape[0]), k), "sbin(position)")
+    length = model.config.max_len
+    if length > 2 ** k:
+        ck.violations.append(Violation("embedding", "embedding", f"{length} positions need more "
+                                       f"than {k} code bits", {"max_len": length, "code_bits": k}))
+    ck.expect_rows(Keys.POS_EMB, "pos", [(Rows(0, 1, length), affine_code([0, 1]))], "sbin(position)")
 
 
 def embedding_violations(model: ConstructedModel, circuit=None) -> list[Violation]:
@@ -134,7 +167,7 @@ def _cvp(model: ConstructedModel, ck: _Checker) -> list[Violation]:
         ck.violations.append(Violation("embedding", "embedding", f"position {8 * N} (@{N}'s value query) needs more "
                                        f"than {k} bits", {"max_gates": N, "code_bits": k}))
     for field in CVP_TOKEN_FIELDS:  # each field lives in one table, so [tok + pos] adds an exact 0
-        ck.expect(P, slice(None), field, 0.0, "a token field (zero in the position table)")
+        ck.expect_rows(P, field, [], "a token field (zero in the position table)")
     for field in CVP_POSITION_FIELDS[1:]:
         ck.expect(T, slice(None), field, 0.0, "a position field (zero in the token table)")
     for i, t in enumerate(CVP_TYPE_NAMES):
@@ -158,21 +191,23 @@ def _cvp(model: ConstructedModel, ck: _Checker) -> list[Violation]:
         ck.violations.append(Violation("embedding", "embedding", f"max_len {length}, but a model for {N} gates "
                                        f"reads 8N = {8 * N} positions", {"max_len": length, "max_gates": N}))
         return ck.violations
-    g = j
-    # (rows, what they hold) per field; every other row holds the default: sbin(0), or 0 for a flag
+    # Per field, the rows g = 1..N (m = g - 1 on each progression) and what they hold; every other row holds the
+    # default: sbin(0) for a query, 0 for a flag. Written as progressions in m, so a table that is a program is
+    # compared without listing its 8N rows.
+    before_a, at_a = Rows(cot(1, 0) - 1, 4, N), Rows(cot(1, 0), 4, N)  # @a_g next; v(a_g) next
+    before_b, before_v = Rows(cot(1, 1), 4, N), Rows(cot(1, 2), 4, N)  # @b_g next; v(g) next
     schedule = {
-        "q_in": (np.r_[cot(g, 0) - 1, cot(g, 1)],  # @a_g next: gate g's first input slot; @b_g next: its second
-                 np.r_[sbin(4 * (g - 1) + 1, k), sbin(4 * (g - 1) + 2, k)]),
-        "q_type": (cot(g, 2), sbin(4 * (g - 1), k)),  # v(g) next: its type slot ...
-        "q_prev": (cot(g, 2), sbin(cot(g, 1), k)),  # ... and the token before, v(a_g)
-        "role_id": (np.r_[cot(g, 0) - 1, cot(g, 1)], 1.0),
-        "role_va": (cot(g, 0), 1.0),
-        "role_vg": (cot(g, 2), 1.0),
+        "q_in": [(before_a, affine_code([1, 5])), (before_b, affine_code([2, 6]))],  # slots 4(g-1)+1, 4(g-1)+2
+        "q_type": [(before_v, affine_code([0, 4]))],  # v(g) next: its type slot 4(g-1) ...
+        "q_prev": [(before_v, affine_code([cot(1, 1), cot(2, 1)]))],  # ... and the token before, v(a_g)
+        "role_id": [(before_a, 1.0), (before_b, 1.0)],
+        "role_va": [(at_a, 1.0)],
+        "role_vg": [(before_v, 1.0)],
     }
-    for field, (at, value) in schedule.items():
-        ck.expect(P, at, field, value, f"the CVP schedule's {field}")
-        ck.expect(P, all_but(length, at), field, sbin(0, k) if field.startswith("q_") else np.zeros(1),
-                  f"the CVP schedule's {field} (position 0, or no role, where nothing is scheduled)")
+    for field, scheduled in schedule.items():
+        default = [(Rows(0, 1, length), sbin(0, k))] if field.startswith("q_") else []
+        ck.expect_rows(P, field, default + scheduled, f"the CVP schedule's {field}",
+                       f"the CVP schedule's {field} (position 0, or no role, where nothing is scheduled)")
     _check_head_rows(model, rows, ck)
     return ck.violations
 

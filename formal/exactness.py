@@ -30,6 +30,7 @@ from formal.witness import Kind
 from neural.config import Keys
 from neural.construction.constructed import ConstructedModel, unique_rows
 from neural.construction.fp import FPFormat
+from neural.construction.tables import TableProgram
 
 MAX_SUMS = 1 << 16  # reachable sums enumerated per dot product before falling back to a magnitude bound
 LEMMA = "order_independence"
@@ -119,9 +120,12 @@ def _why(value: Fraction, fmt: FPFormat) -> str:
 
 # ---- the dot products of a construction ------------------------------------------------------------------------
 
-def _column_values(table: np.ndarray, chunk: int = 1 << 15) -> list[frozenset]:
+def _column_values(table, chunk: int = 1 << 15) -> list[frozenset]:
     """The distinct values of each column, a block of rows at a time: a construction's tables hold a handful of
-    distinct values, so one comparison pass per value finds the columns holding it."""
+    distinct values, so one comparison pass per value finds the columns holding it. A table that is a program
+    (``neural.construction.tables``) lists them from its fills."""
+    if isinstance(table, TableProgram):
+        return table.column_values()
     seen = [{0.0} for _ in range(table.shape[1])]
     for start in range(0, table.shape[0], chunk):
         block = table[start:start + chunk]
@@ -188,8 +192,7 @@ def dot_products(model: ConstructedModel) -> list[DotProduct]:
     d = model.config.d_model
     res_dom = [residual] * d
     out: list[DotProduct] = []
-    tok = _column_values(model.weights[Keys.TOK_EMB])
-    pos = _column_values(model.weights[Keys.POS_EMB])
+    tok, pos = (_column_values(model.table(name)) for name in (Keys.TOK_EMB, Keys.POS_EMB))
     pairs = {(tok[c], pos[c]) for c in range(d)}
     out += [DotProduct(f"{Keys.TOK_EMB} + {Keys.POS_EMB}", (a, b)) for a, b in pairs]
     out.append(DotProduct("residual + update", (residual, residual)))

@@ -22,6 +22,7 @@ from grammar.ir import GATE_OPS, TRUTH_TABLES, Mode, NormCircuit
 from neural.config import Keys, ModelConfig, weight_shapes
 from neural.construction.constructed import ConstructedModel, FFNPlan, HeadPlan, Layout
 from neural.construction.fp import FPFormat
+from neural.construction.tables import Fill, Rows, TableProgram, Weights, affine_code
 
 EXACT_KEY_SCALE = 64.0  # [exp(-128)] = 0 in float16, bfloat16 and float32, and 64 * 2k stays exact in all three
 
@@ -44,8 +45,10 @@ def _storage(fmt: FPFormat, key_scale: float) -> type:
     return np.float32 if fits else np.float64
 
 
-def _empty(cfg: ModelConfig, dtype=np.float64) -> dict[str, np.ndarray]:
-    return {name: np.zeros(shape, dtype=dtype) for name, shape in weight_shapes(cfg).items()}
+def _empty(cfg: ModelConfig, dtype=np.float64, programs: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Zeros for every weight but the tables named in ``programs``, which are written as programs instead
+    (``neural.construction.tables``)."""
+    return {name: np.zeros(shape, dtype=dtype) for name, shape in weight_shapes(cfg).items() if name not in programs}
 
 
 def _retrieval_head(w: dict, layout: Layout, plan: HeadPlan, d_head: int, k: int, c: float) -> None:
@@ -100,7 +103,10 @@ def _minterm_ffn(w: dict, layout: Layout, plan: FFNPlan) -> None:
 
 def _check_representable(model: ConstructedModel, rows: int = 1 << 14) -> None:
     """Every weight on the format's grid; large tables a block of rows at a time (rounding makes float64 copies)."""
-    for name, arr in model.weights.items():
+    for name in model.weights:
+        arr = model.table(name)
+        if isinstance(arr, TableProgram):
+            arr = arr.distinct_values()
         for start in range(0, max(1, arr.shape[0]), rows):
             block = arr[start:start + rows]
             block = np.unique(block[block != 0])  # most entries are 0, which every format holds; few values recur
@@ -222,8 +228,9 @@ def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> 
     cfg = ModelConfig(vocab_size=len(vocab), max_len=length, d_model=layout.width, n_layers=1, n_heads=4,
                       d_head=2 * k, d_ff=len(units) + 1, activation="relu", layernorm=False, bias=True,
                       attn_scale=1.0)
-    w = _empty(cfg, _storage(fmt, c))
-    tok, pos = w[Keys.TOK_EMB], w[Keys.POS_EMB]
+    storage = _storage(fmt, c)
+    w = _empty(cfg, storage, programs=(Keys.POS_EMB,))
+    tok = w[Keys.TOK_EMB]
     ids = np.arange(1, N + 1)
     for i in range(T):
         tok[cvp.type_token(i), layout.cols("type")[i]] = 1.0
@@ -234,17 +241,16 @@ def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> 
     tok[np.ix_(cvp.ref_token(ids, N), layout.cols("idq"))] = sbin(r.value_position(ids), k)
     tok[cvp.value_token(1, N), layout.col("value")] = 1.0
 
-    t = np.arange(length)
-    pos[:, layout.cols("pos")] = sbin(t, k)
-    for field in ("q_type", "q_in", "q_prev"):
-        pos[:, layout.cols(field)] = sbin(0, k)
-    pos[np.ix_(r.before_a, layout.cols("q_in"))] = sbin(r.in1_slot, k)
-    pos[np.ix_(r.before_b, layout.cols("q_in"))] = sbin(r.in2_slot, k)
-    pos[np.ix_(r.before_v, layout.cols("q_type"))] = sbin(r.type_slot, k)
-    pos[np.ix_(r.before_v, layout.cols("q_prev"))] = sbin(r.previous, k)
-    pos[np.r_[r.before_a, r.before_b], layout.col("role_id")] = 1.0
-    pos[r.at_a, layout.col("role_va")] = 1.0
-    pos[r.before_v, layout.col("role_vg")] = 1.0
+    every = Rows(0, 1, length)
+    fills = [Fill.of(layout.cols("pos"), every, affine_code([0, 1]))]  # sbin(t) on row t
+    fills += [Fill.of(layout.cols(field), every, sbin(0, k)) for field in ("q_type", "q_in", "q_prev")]
+    for field, rows, codes in (("q_in", r.before_a, r.in1_slot), ("q_in", r.before_b, r.in2_slot),
+                               ("q_type", r.before_v, r.type_slot), ("q_prev", r.before_v, r.previous)):
+        fills.append(Fill.of(layout.cols(field), rows, affine_code(codes)))
+    for field, rows in (("role_id", r.before_a), ("role_id", r.before_b), ("role_va", r.at_a),
+                        ("role_vg", r.before_v)):
+        fills.append(Fill.of(layout.cols(field), rows, 1.0))
+    position_table = TableProgram(weight_shapes(cfg)[Keys.POS_EMB], np.dtype(storage).str, tuple(fills))
 
     heads = (HeadPlan(0, 0, "q_type", "pos", "type", "g_type"),
              HeadPlan(0, 1, "q_in", "pos", "in_code", "g_in"),
@@ -266,6 +272,7 @@ def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> 
         head_w[row, layout.col("role_va")] = margin
         head_w[row, layout.col("role_vg")] = margin
     head_b[zero] = 2.0
-    model = ConstructedModel(Mode.CVP, cfg, w, layout, fmt, c, k, heads, ffn, vocab, max_gates=N)
+    model = ConstructedModel(Mode.CVP, cfg, Weights(w, {Keys.POS_EMB: position_table}), layout, fmt, c, k, heads,
+                             ffn, vocab, max_gates=N)
     _check_representable(model)
     return model

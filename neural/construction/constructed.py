@@ -7,6 +7,7 @@ arrays against the plans, never against the code that built them.
 """
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from grammar.ir import Mode
 from neural.config import Keys, ModelConfig
 from neural.construction.fp import FPFormat
+from neural.construction.tables import Weights
 
 
 def unique_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +102,7 @@ class FFNPlan:
 class ConstructedModel:
     mode: Mode
     config: ModelConfig
-    weights: dict[str, np.ndarray] = field(compare=False)
+    weights: MutableMapping[str, np.ndarray] = field(compare=False)  # a dict, or Weights holding programs
     layout: Layout
     fmt: FPFormat
     key_scale: float
@@ -123,6 +125,11 @@ class ConstructedModel:
         if self.mode == Mode.CVP:
             return {"max_gates": self.max_gates}
         return {"circuit": self.circuit_name, "n_inputs": self.n_inputs, "n_gates": self.n_gates}
+
+    def table(self, name: str):
+        """A weight as a check that reads programs should see it: the ``TableProgram`` while the table is one (never
+        turned into an array), else the array (``neural.construction.tables.Weights``)."""
+        return self.weights.table(name) if isinstance(self.weights, Weights) else self.weights[name]
 
     def linear(self, module: str) -> tuple[np.ndarray, np.ndarray]:
         """(weight, bias) of a linear layer named by ``Keys``."""

@@ -1,0 +1,108 @@
+"""Tables as programs (``neural.construction.tables``): what a program materialises, how two programs compare
+without listing rows, and that the embedding lemma reads a program exactly as it reads the array it becomes."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from formal.embedding import embedding_violations
+from neural.config import Keys
+from neural.construction.construct import build_cvp
+from neural.construction.fp import FPFormat
+from neural.construction.tables import (
+    Fill,
+    Rows,
+    TableProgram,
+    Weights,
+    affine_code,
+    first_difference,
+)
+
+WIDTH = 3  # code bits of the generated fields
+
+
+@st.composite
+def programs(draw, rows: int):
+    fills = []
+    for _ in range(draw(st.integers(0, 5))):
+        step = draw(st.sampled_from((1, 2, 3, 4, 6)))
+        start = draw(st.integers(0, rows - 1))
+        count = draw(st.integers(0, (rows - 1 - start) // step + 1))
+        if draw(st.booleans()):
+            value = ("code", draw(st.integers(-9, 20)), draw(st.integers(-9, 20)))  # past 2^3 and below 0: wraps
+        else:
+            value = tuple(draw(st.sampled_from((-1.0, 0.0, 1.0, 2.0))) for _ in range(WIDTH))
+        fills.append(Fill.of(np.arange(WIDTH), Rows(start, step, count), value))
+    return TableProgram((rows, WIDTH), "<f8", tuple(fills))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 40).flatmap(lambda n: st.tuples(programs(n), programs(n))))
+def test_comparing_two_programs_finds_the_difference_listing_every_row_finds(pair):
+    """The structural comparison against the entry-by-entry one, on random programs of progressions with steps
+    1..6, codes that wrap past 2^k, zero constants painted over codes, and empty fills."""
+    mine, expected = pair
+    array = mine.materialize()
+    assert first_difference(mine, 0, WIDTH, expected) == first_difference(array, 0, WIDTH, expected)
+    assert first_difference(mine, 0, WIDTH, mine) is None
+
+
+def test_a_program_materialises_block_by_block_as_a_whole():
+    p = TableProgram((50, 2), "<f4", (Fill.of([0, 1], Rows(3, 4, 10), affine_code([5, 6])),
+                                      Fill.of([1], Rows(0, 1, 50), 1.0), Fill.of([0], Rows(10, 7, 3), 0.5)))
+    whole = p.materialize()
+    assert whole.dtype == np.float32 and np.array_equal(np.vstack([p.block(s, s + 7) for s in range(0, 50, 7)]), whole)
+    assert whole[3, 0] == 1.0 and whole[7, 0] == -1.0 and whole[10, 0] == 0.5  # sbin(5): bit 0 set; sbin(6): clear
+    assert p.column_values() == [frozenset({0.0, 1.0, -1.0, 0.5}), frozenset({0.0, 1.0, -1.0})]
+    with pytest.raises(ValueError, match="arithmetic progression"):
+        Rows.of([1, 2, 4])
+    with pytest.raises(ValueError, match="not affine"):
+        affine_code([1, 2, 4])
+
+
+def test_weights_turn_a_program_into_an_array_once_and_then_the_array_is_the_table():
+    p = TableProgram((4, 1), "<f8", (Fill.of([0], Rows(0, 1, 4), 1.0),))
+    w = Weights({"a": np.zeros(2)}, {"t": p})
+    assert set(w) == {"a", "t"} and len(w) == 2 and w.table("t") is p
+    w["t"][2, 0] = 5.0  # read: now an array, edited in place
+    assert w.program("t") is None and w.table("t")[2, 0] == 5.0
+
+
+FMT = FPFormat(5, 11)
+
+
+@pytest.mark.parametrize("n", [1, 3, 16])
+def test_a_cvp_position_table_is_a_program_the_lemma_reads_as_its_array(n):
+    model = build_cvp(n, FMT)
+    assert isinstance(model.table(Keys.POS_EMB), TableProgram)
+    as_arrays = dataclasses.replace(model, weights=dict(build_cvp(n, FMT).weights.items()))
+    assert embedding_violations(model) == embedding_violations(as_arrays) == []
+
+
+WRONG_FILLS = [  # (what, fill index, change) on the 16-gate position table
+    ("the id query of @a_g one slot late", 4, lambda f: dataclasses.replace(f, code=(4, 2))),
+    ("the previous-value query on every other gate", 7, lambda f: dataclasses.replace(f, rows=Rows(f.rows.start, 8,
+                                                                                                    8))),
+    ("a role flag one position early", 10, lambda f: dataclasses.replace(f, rows=Rows(f.rows.start - 1, 4, 16))),
+    ("the position code's slope", 0, lambda f: dataclasses.replace(f, code=(1 + 2 ** 7, 0))),
+]
+
+
+@pytest.mark.parametrize("what,index,change", WRONG_FILLS, ids=[w[0] for w in WRONG_FILLS])
+def test_a_wrong_fill_is_refuted_at_the_entry_the_array_check_names(what, index, change):
+    model = build_cvp(16, FMT)
+    program = model.table(Keys.POS_EMB)
+    fills = list(program.fills)
+    fills[index] = change(fills[index])
+    wrong = dataclasses.replace(program, fills=tuple(fills))
+    arrays = dict(model.weights.items())
+    structural = dataclasses.replace(model, weights=Weights({k: v for k, v in arrays.items() if k != Keys.POS_EMB},
+                                                            {Keys.POS_EMB: wrong}))
+    listed = dataclasses.replace(model, weights={**arrays, Keys.POS_EMB: wrong.materialize()})
+    found = embedding_violations(structural)
+    assert found and found == embedding_violations(listed), what
+    assert structural.weights.program(Keys.POS_EMB) is wrong  # the check read the program, not an array
