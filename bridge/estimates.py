@@ -12,7 +12,9 @@ import sys
 from dataclasses import dataclass
 
 from neural import streamed
+from neural.config import Keys
 from neural.construction.constructed import ConstructedModel
+from neural.construction.tables import TableProgram, Weights
 
 
 def instance_work(model: ConstructedModel, proved_attention: bool = False) -> float:
@@ -74,6 +76,19 @@ def run_estimate(model: ConstructedModel, vectors: int, proved_attention: bool, 
     return Estimate(seconds, _peak_bytes(model, rows, in_torch, proved_attention))
 
 
+TABLE_COPIES = 2  # a program made an array, and the tensor torch copies it into
+
+
+def pending_table_bytes(model: ConstructedModel) -> float:
+    weights = model.weights
+    return float(weights.pending_bytes()) if isinstance(weights, Weights) else 0.0
+
+
+def listed(table) -> int:
+    """Entries the embedding check reads one by one: an array's, none of a program's."""
+    return 0 if isinstance(table, TableProgram) else int(table.size)
+
+
 def _peak_bytes(model: ConstructedModel, rows: int, in_torch: bool, proved_attention: bool) -> float:
     """What the process holds now (the parsed circuit and the built model are in memory already), torch's import
     if it is still to come, and one pass's activations over ``rows`` full-length instances."""
@@ -88,6 +103,8 @@ def _peak_bytes(model: ConstructedModel, rows: int, in_torch: bool, proved_atten
         from neural.construction.fp import PRODUCTS_PER_CHUNK
 
         held += NUMPY_BLOCK_COPIES * 8.0 * PRODUCTS_PER_CHUNK
+    if rows or (in_torch and proved_attention):  # a pass loads the model: its tables still programs become arrays
+        held += TABLE_COPIES * pending_table_bytes(model)
     if in_torch and proved_attention and streamed.streams(cfg, cfg.max_len):
         return held + STREAMED_BYTES_PER_POSITION * cfg.max_len + PASS_BYTES_PER_WIDTH["torch"] * (
             1 + cfg.n_heads) * streamed.BLOCK * width
@@ -108,7 +125,9 @@ def verify_estimate(model: ConstructedModel, plan) -> Estimate:
     from neural.decoding import ACTIVATIONS_PER_PASS
 
     cfg = model.config
-    entries = (cfg.max_len + cfg.vocab_size) * cfg.d_model
+    # the embedding check reads the position and token tables entry by entry, the readout and the order lemma the
+    # unembedding row by row; a table that is a program is compared as one and never listed
+    entries = sum(listed(model.table(name)) for name in (Keys.POS_EMB, Keys.TOK_EMB, Keys.weight(Keys.HEAD)))
     rows = min(plan.instances, max(1, ACTIVATIONS_PER_PASS // max(1, cfg.max_len * cfg.d_model))) \
         if plan.in_torch else 1
     return Estimate(PROOF_SECONDS + EMBEDDING_SECONDS_PER_ENTRY * entries + plan.seconds,

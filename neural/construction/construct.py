@@ -143,13 +143,15 @@ def construction_width(mode: Mode, length: int) -> int:
 
 def construction_bytes(mode: Mode, length: int, vocab_size: int, fmt: FPFormat,
                        key_scale: float | None = None) -> float:
-    """Peak memory of building one construction for ``length`` positions, priced before it is built: the position,
-    token and unembedding tables in the storage the format allows (``_storage``), and one copy of them while they
-    are filled and checked (a 10^6-gate Theorem 3.3 model: 344 MB of float32 table, 0.5 GB added to the process)."""
+    """Peak memory of building one construction for ``length`` positions, priced before it is built: the position
+    (Theorem 3.3 mode: in CVP mode it is a program, ``neural.construction.tables``), token and unembedding tables in
+    the storage the format allows (``_storage``), and one copy of them while they are filled and checked (a
+    10^6-gate Theorem 3.3 model: 344 MB of float32 table, 0.5 GB added to the process)."""
     k = code_width(length + 1)
     c = default_key_scale(fmt, k) if key_scale is None else float(key_scale)
     itemsize = np.dtype(_storage(fmt, c)).itemsize
-    return 2.0 * itemsize * (length + 2 * vocab_size) * construction_width(mode, length)
+    listed_rows = (length if mode == Mode.THM33 else 0) + 2 * vocab_size
+    return 2.0 * itemsize * listed_rows * construction_width(mode, length)
 
 
 # ---- Theorem 3.3 mode ------------------------------------------------------------------------------------------

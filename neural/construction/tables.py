@@ -294,6 +294,11 @@ class Weights(MutableMapping):
         """The program where there is one, else the array: what a check that understands both should read."""
         return self.program(name) if self.program(name) is not None else self._arrays[name]
 
+    def pending_bytes(self) -> int:
+        """What the programs not yet read will take as arrays: a run that loads the model makes them."""
+        return sum(int(np.prod(p.shape)) * np.dtype(p.dtype).itemsize for name, p in self._programs.items()
+                   if name not in self._arrays)
+
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._arrays:
             self._arrays[name] = self._programs[name].materialize()
