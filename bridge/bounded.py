@@ -116,9 +116,10 @@ ONE_INSTANCE_OVERRUN = 4
 
 
 def plan_simulations(model: ConstructedModel, nc, claims: dict, requested: int, ieee: str | None = None,
-                     proved_attention: bool = False) -> SimulationPlan:
+                     proved_attention: bool = False, float32_exact: bool | None = None) -> SimulationPlan:
     """``proved_attention``: priced for the attention the retrieval lemma licenses (``neural.selected``), which
-    the checks use once the same report has proved it."""
+    the checks use once the same report has proved it. ``float32_exact``: ``float32_is_exact(model)`` where the
+    caller has it (it reads every table: seconds at 10^5 CVP gates)."""
     from grammar.limits import human_count, human_seconds, simulation_budget
 
     length, e2e = model.config.max_len, claims.get("end_to_end")
@@ -154,7 +155,7 @@ def plan_simulations(model: ConstructedModel, nc, claims: dict, requested: int, 
     # priced at the measured rate of the path Simulator.choose will take for the planned work: torch's where it
     # may run, unless what fits is too little for torch to be worth it, then numpy F(e,s)'s (slower, so it plans
     # no more: the choice stands)
-    in_torch = ieee is not None or _float32_is_exact(model)
+    in_torch = ieee is not None or (float32_is_exact(model) if float32_exact is None else float32_exact)
     each = per / RUN_RATE["torch" if in_torch else "numpy", kernel]
     runs, skip, random, random_skip = sized(each)
     if ieee is None and in_torch and (runs + random) * per < TORCH_WORTH_IT:
@@ -184,7 +185,7 @@ class Simulator:
 
     @classmethod
     def choose(cls, model: ConstructedModel, ieee: str | None = None, work: float = float("inf"),
-               proved_attention: bool = False) -> "Simulator":
+               proved_attention: bool = False, float32_exact: bool | None = None) -> "Simulator":
         """``work``: the checks' multiply-adds (``SimulationPlan.work``). Below ``TORCH_WORTH_IT`` F(e,s) in numpy is
         done before torch has even been imported, and the proof path stays torch-free. ``proved_attention``: the
         retrieval lemma is proved for these weights in this arithmetic, so each head's row is gathered at its
@@ -197,7 +198,7 @@ class Simulator:
         if ieee is not None:
             return cls(model, ExecMode("ieee", dtype=ieee), f"torch {ieee}{kernel}", selection=selection)
         finite = ExecMode("finite", model.fmt)
-        if work >= TORCH_WORTH_IT and _float32_is_exact(model):
+        if work >= TORCH_WORTH_IT and (float32_is_exact(model) if float32_exact is None else float32_exact):
             return cls(model, ExecMode("ieee", dtype="float32"), f"torch float32, exact here: no dot product rounds "
                        f"in {finite} (order_independence){kernel}", confirm=finite, selection=selection)
         return cls(model, finite, f"{finite}{kernel}", selection=selection)
@@ -234,7 +235,7 @@ class Simulator:
         return wrong(self.model, *instance, self.mode, self.session)
 
 
-def _float32_is_exact(model: ConstructedModel) -> bool:
+def float32_is_exact(model: ConstructedModel) -> bool:
     from formal.exactness import order_independence_items
 
     fmt = model.fmt

@@ -111,6 +111,7 @@ def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None
     from bridge.bounded import (
         Simulator,
         end_to_end,
+        float32_is_exact,
         plan_simulations,
         prefetch_torch,
         random_instances,
@@ -124,10 +125,11 @@ def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None
     claims = default_claims() if claims is None else claims
     report = Report(label, model.mode, model=model, circuit=circuit, ieee=ieee)
     start = time.perf_counter()
-    plan = plan_simulations(model, circuit, claims, instances, ieee)
+    exact = None if ieee is not None else float32_is_exact(model)  # once: the plans and the simulator ask
+    plan = plan_simulations(model, circuit, claims, instances, ieee, float32_exact=exact)
     require_simulation(plan, label)  # dense attention: what the checks run if the retrieval lemma is not proved
-    licensed_plan = plan_simulations(model, circuit, claims, instances, ieee, proved_attention=True) \
-        if RETRIEVAL in claims else None
+    licensed_plan = plan_simulations(model, circuit, claims, instances, ieee, proved_attention=True,
+                                     float32_exact=exact) if RETRIEVAL in claims else None
     if licensed_plan is not None and licensed_plan.per_instance_seconds >= plan.per_instance_seconds:
         licensed_plan = None  # short sequences: gathering (and its dense spot check) saves nothing
     report.estimate = verify_estimate(model, licensed_plan or plan)
@@ -149,7 +151,7 @@ def prove_model(model: ConstructedModel, circuit, claims: dict[str, dict] | None
         report.composition = comp.detail
     if licensed_plan is not None and results[RETRIEVAL].status == PROVED:  # the checks may gather, as run does
         plan = licensed_plan
-    sim = Simulator.choose(model, ieee, plan.work, proved_attention=plan is licensed_plan)
+    sim = Simulator.choose(model, ieee, plan.work, proved_attention=plan is licensed_plan, float32_exact=exact)
     if "end_to_end" in claims:
         if progress:
             progress.lemma("end_to_end")
