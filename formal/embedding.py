@@ -16,7 +16,7 @@ from grammar.codes import sbin
 from grammar.ir import Mode
 from neural.config import Keys
 from neural.construction.constructed import ConstructedModel
-from neural.construction.tables import Fill, Rows, TableProgram, affine_code, first_difference
+from neural.construction.tables import Fill, Rows, TableProgram, affine_code, first_difference, rows_of
 
 CVP_TYPE_NAMES = ("TRUE", "FALSE", "AND", "OR", "NOT")
 # What the CVP construction's fields hold, restated here rather than read from neural.cvp's schedule: a proof that
@@ -38,13 +38,33 @@ class CVPRows:
 
 @functools.lru_cache(maxsize=1)  # embedding and readout both ask, for the same model
 def cvp_rows(model: ConstructedModel) -> CVPRows:
-    index = {tok: i for i, tok in enumerate(model.vocab)}
-    N = model.max_gates
-    ids = np.array([-1] + [index[f"g{j}"] for j in range(1, N + 1)])
-    refs = np.array([index["NA"]] + [index[f"@{j}"] for j in range(1, N + 1)])
-    values = np.array([index["0"], index["1"]])
+    vocab, N = model.vocab, model.max_gates
+    unique = len(set(vocab)) == len(vocab)
+    index: dict[str, int] = {}
+
+    def look_up(name: str) -> int:
+        if not index:
+            index.update({tok: i for i, tok in enumerate(vocab)})
+        return index[name]
+
+    def named(prefix: str) -> np.ndarray:
+        """Rows of prefix1..prefixN. Where the names are unique and sit in one run (as the builder lists them), one
+        comparison of that run finds them all; else each is looked up (a missing one is a KeyError, as before)."""
+        names = tuple(map((prefix + "{}").format, range(1, N + 1)))
+        if unique and names[0] in vocab:
+            start = vocab.index(names[0])
+            if vocab[start:start + N] == names:
+                return start + np.arange(N)
+        return np.array([look_up(name) for name in names], dtype=np.int64)
+
+    def row(name: str) -> int:
+        return vocab.index(name) if unique else look_up(name)
+
+    ids = np.r_[-1, named("g")]
+    refs = np.r_[row("NA"), named("@")]
+    values = np.array([row("0"), row("1")])
     others = np.flatnonzero(all_but(len(model.vocab), np.r_[refs, values]))
-    return CVPRows({t: index[t] for t in CVP_TYPE_NAMES}, ids, refs, values, others)
+    return CVPRows({t: row(t) for t in CVP_TYPE_NAMES}, ids, refs, values, others)
 
 
 def all_but(n: int, rows) -> np.ndarray:
@@ -87,29 +107,32 @@ class _Checker:
                  "expected": float(want[i, c]), **({"token": token(row)} if token else {})}))
 
 
-    def expect_rows(self, table: str, field: str, fills: list[tuple[Rows, object]], what: str,
-                    default_what: str | None = None) -> None:
-        """The field of every row of ``table`` (8N rows for CVP) holds what ``fills`` paint over zeros, each (rows,
-        a constant or ``affine_code``), a later fill winning. Compared as programs where the table is one (no row
-        listed, ``tables.first_difference``), else a block of rows at a time. ``default_what`` names a
-        difference on a row that only a fill over every row (a default) covers."""
+    def expect_rows(self, table: str, field: str, fills: list[tuple[object, object]], what: str,
+                    default_what: str | None = None, within=None) -> None:
+        """The field of every row of ``table`` holds what ``fills`` paint over zeros, each (rows, a constant or
+        ``affine_code``), a later fill winning. Compared as programs where the table is one (no row listed,
+        ``tables.first_difference``), else a block of rows at a time. ``default_what`` names a difference on a row
+        that only a fill over every row (a default) covers; ``within``: compare these rows only. Rows of the token
+        table and the unembedding are named by their token too."""
         if self.violations:
             return
         cols = self.model.layout.cols(field)
-        rows = self.model.config.max_len if table == Keys.POS_EMB else len(self.model.vocab)
+        actual = self.model.table(table)
+        rows = actual.shape[0]
+        fills = [(rows_of(r), v) for r, v in fills]
         expected = TableProgram((rows, cols.size), "<f8", tuple(Fill.of(np.arange(cols.size), r, v) for r, v in fills))
-        diff = first_difference(self.model.table(table), int(cols[0]), int(cols[-1]) + 1, expected)
+        diff = first_difference(actual, int(cols[0]), int(cols[-1]) + 1, expected, within)
         if diff is None:
             return
-        scheduled = any(r.count < rows and r.start <= diff.row <= r.last and (diff.row - r.start) % r.step == 0
-                        for r, _ in fills)
+        scheduled = any(r.count < rows and r.positions(np.array([diff.row]))[0][0] for r, _ in fills)
         said = what if scheduled or default_what is None else default_what
+        token = {} if table == Keys.POS_EMB else {"token": self.model.vocab[diff.row]}
         self.violations.append(Violation(
             "embedding", "embedding",
             f"{table}[{diff.row}, {int(cols[diff.column])}] = {diff.got:g}, but {said} needs {diff.want:g} "
             f"(field '{field}', entry {diff.column})",
             {"table": table, "row": diff.row, "column": int(cols[diff.column]), "field": field, "got": diff.got,
-             "expected": diff.want}))
+             "expected": diff.want, **token}))
 
 
 def _nonzero_columns(model, name: str) -> np.ndarray:
@@ -127,7 +150,7 @@ def _common(model, ck: _Checker) -> None:
                                        f"may round", {"column": int(both[0])}))
     written = [p.output_field for p in model.heads if p.output_field] + [model.ffn.output_field]
     for field in written:
-        ck.expect(Keys.TOK_EMB, slice(None), field, 0.0, "a field a layer writes to")
+        ck.expect_rows(Keys.TOK_EMB, field, [], "a field a layer writes to")
         ck.expect_rows(Keys.POS_EMB, field, [], "a field a layer writes to")
     k = model.code_bits
     length = model.config.max_len
@@ -161,7 +184,6 @@ def _cvp(model: ConstructedModel, ck: _Checker) -> list[Violation]:
     every query that names no slot names position 0, and each position has at most one role flag."""
     rows = cvp_rows(model)
     N, k = model.max_gates, model.code_bits
-    name = lambda r: model.vocab[r]  # noqa: E731
     T, P = Keys.TOK_EMB, Keys.POS_EMB
     if 8 * N >= 2 ** k:
         ck.violations.append(Violation("embedding", "embedding", f"position {8 * N} (@{N}'s value query) needs more "
@@ -169,23 +191,18 @@ def _cvp(model: ConstructedModel, ck: _Checker) -> list[Violation]:
     for field in CVP_TOKEN_FIELDS:  # each field lives in one table, so [tok + pos] adds an exact 0
         ck.expect_rows(P, field, [], "a token field (zero in the position table)")
     for field in CVP_POSITION_FIELDS[1:]:
-        ck.expect(T, slice(None), field, 0.0, "a position field (zero in the token table)")
-    for i, t in enumerate(CVP_TYPE_NAMES):
-        ck.expect(T, rows.types[t], "type", np.eye(len(CVP_TYPE_NAMES))[i], f"the one-hot of {t}", name)
-    V = len(model.vocab)
-    ck.expect(T, all_but(V, list(rows.types.values())), "type", np.zeros(len(CVP_TYPE_NAMES)),
-              "a token that is no gate type", name)
+        ck.expect_rows(T, field, [], "a position field (zero in the token table)")
+    types = [([rows.types[t]], np.eye(len(CVP_TYPE_NAMES))[i]) for i, t in enumerate(CVP_TYPE_NAMES)]
+    ck.expect_rows(T, "type", types, "the one-hot of its gate type", "no type on a token that is no gate type")
     j = np.arange(1, N + 1)
-    ck.expect(T, rows.ids[j], "in_code", sbin(j, k), "sbin(j) on the prompt id gj", name)
-    ck.expect(T, all_but(V, rows.ids[j]), "in_code", sbin(0, k),
-              "id 0 (NA, and every token that is no prompt id)", name)
+    words = Rows(0, 1, len(model.vocab))
+    ck.expect_rows(T, "in_code", [(words, sbin(0, k)), (rows.ids[j], affine_code(j))],
+                   "sbin(j) on the prompt id gj", "id 0 (NA, and every token that is no prompt id)")
     cot = lambda g, slot: 4 * N + 1 + 4 * (g - 1) + slot  # noqa: E731
-    ck.expect(T, rows.refs[j], "idq", sbin(cot(j, 3), k), "the position of v(j), C(j)+3, on @j", name)
-    ck.expect(T, all_but(V, rows.refs[j]), "idq", sbin(0, k),
-              "position 0 (value 0) on every token that is no @j: NA's value is 0, and no other token names one",
-              name)
-    ck.expect(T, rows.values[1], "value", 1.0, "value 1 on the token 1", name)
-    ck.expect(T, all_but(V, rows.values[1:]), "value", np.zeros(1), "value 0", name)
+    ck.expect_rows(T, "idq", [(words, sbin(0, k)), (rows.refs[j], affine_code(cot(j, 3)))],
+                   "the position of v(j), C(j)+3, on @j",
+                   "position 0 (value 0) on every token that is no @j: NA's value is 0, and no other token names one")
+    ck.expect_rows(T, "value", [([rows.values[1]], 1.0)], "value 1 on the token 1", "value 0")
     length = model.config.max_len
     if length != 8 * N:
         ck.violations.append(Violation("embedding", "embedding", f"max_len {length}, but a model for {N} gates "
@@ -213,27 +230,34 @@ def _cvp(model: ConstructedModel, ck: _Checker) -> list[Violation]:
 
 
 def _check_head_rows(model, rows: CVPRows, ck: _Checker) -> None:
-    """The readout's shape: row NA / @j is sbin(0) / sbin(j) on g_in and one shared tail (the same weights outside
-    g_in, all after it, the same bias); no other row reads g_in. ``readout`` proves the rest symbolically."""
+    """The readout's shape: row NA / @j is sbin(0) / sbin(j) on g_in and one shared tail (NA's weights outside g_in
+    on every id row, all after it, and one bias); no other row reads g_in. ``readout`` proves the rest
+    symbolically."""
     if ck.violations:
         return
-    W, b = model.linear(Keys.HEAD)
+    H = Keys.weight(Keys.HEAD)
+    W, b = model.table(H), model.weights[Keys.bias(Keys.HEAD)]
     code = model.layout.cols("g_in")
     k, N = model.code_bits, model.max_gates
     refs = rows.refs
-    outside = all_but(W.shape[1], code)
-    tail = W[refs[0], outside]
-    before = np.flatnonzero(outside & (np.arange(W.shape[1]) < code[0]) & (W[refs[0]] != 0))
-    non_id = np.r_[rows.values, rows.others]
-    checks = [(refs, W[np.ix_(refs, code)] != sbin(np.arange(N + 1), k), "sbin(j) on g_in"),
-              (refs, W[np.ix_(refs, np.flatnonzero(outside))] != tail, "the same weights outside g_in on every id row"),
-              (refs, (b[refs] != b[refs[0]])[:, None], "one bias for every id row"),
-              (refs, np.full((1, 1), before.size > 0), "the id rows' weights outside g_in come after it"),
-              (non_id, W[np.ix_(non_id, code)] != 0, "no weight on g_in outside the id rows")]
-    for which, bad, what in checks:
-        if bad.any():
-            row = int(which[int(np.argwhere(bad)[0][0])])
+    ck.expect_rows(H, "g_in", [([refs[0]], sbin(0, k)), (refs[1:], affine_code(np.arange(1, N + 1)))],
+                   "the readout shape: sbin(j) on g_in of the id row @j, sbin(0) on NA's",
+                   "the readout shape: no weight on g_in outside the id rows")
+    tail = table_rows(W, [refs[0]])[0]
+    for name, start, size in model.layout.fields:
+        if name != "g_in" and N:
+            ck.expect_rows(H, name, [(refs[1:], tail[start:start + size])],
+                           "the readout shape: NA's weights outside g_in on every id row", within=[refs[1:]])
+    bias = np.flatnonzero(b[refs] != b[refs[0]])
+    before = np.flatnonzero((tail != 0) & (np.arange(tail.size) < code[0]))
+    for bad, what in ((bias, "one bias for every id row"), (before, "the id rows' weights outside g_in come after it")):
+        if bad.size and not ck.violations:
+            row = int(refs[bad[0]]) if bad is bias else int(refs[0])
             ck.violations.append(Violation("embedding", "embedding",
                                            f"head row {row} ({model.vocab[row]}) breaks the readout shape: {what}",
-                                           {"table": Keys.weight(Keys.HEAD), "row": row, "token": model.vocab[row]}))
-            return
+                                           {"table": H, "row": row, "token": model.vocab[row]}))
+
+
+def table_rows(table, index) -> np.ndarray:
+    """Rows of a table that is an array or a program (``neural.construction.tables``), as arrays."""
+    return table.take(index) if isinstance(table, TableProgram) else table[np.asarray(index)]

@@ -141,6 +141,12 @@ def _rows(W: np.ndarray, b: np.ndarray, domains: list[frozenset], chunk: int = 8
     terms depend only on its sorted |weights|, so large tables (the unembedding) are grouped with numpy."""
     signatures: dict[tuple, int] = {}
     symmetric = len(set(domains)) == 1 and all(-x in domains[0] for x in domains[0])
+    if isinstance(W, TableProgram):  # one row per class of rows alike (under |.| where the domain is symmetric)
+        _, first = (W.magnitudes() if symmetric else W).distinct_rows(None, b)
+        for r in first.tolist():
+            row = W.take([r])
+            signatures.setdefault(_canonical(_row_key(row, b[r:r + 1], 0, domains)), r)
+        return signatures
     live = np.flatnonzero(np.any(W != 0, axis=0))
     for start in range(0, W.shape[0], chunk):
         block, bias = W[start:start + chunk, live], b[start:start + chunk]
@@ -217,7 +223,7 @@ def dot_products(model: ConstructedModel) -> list[DotProduct]:
                   for u in range(W1.shape[0])]
         W2, b2 = model.linear(Keys.ffn(layer, "fc2"))
         out += [_dot(f"{Keys.weight(Keys.ffn(layer, 'fc2'))} row {r}", s) for s, r in _rows(W2, b2, hidden).items()]
-    W, b = model.linear(Keys.HEAD)
+    W, b = model.table(Keys.weight(Keys.HEAD)), model.weights[Keys.bias(Keys.HEAD)]
     out += [_dot(f"{Keys.weight(Keys.HEAD)} row {r}", s) for s, r in _rows(W, b, res_dom).items()]
     return out
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import z3
 
-from formal.embedding import cvp_rows
+from formal.embedding import cvp_rows, table_rows
 from formal.fp_theory import model_format
 from formal.query import Query, Violation
 from formal.residual import symbolic_residual
@@ -16,6 +16,7 @@ from formal.witness import Kind
 from grammar.ir import Mode
 from neural.config import Keys
 from neural.construction.constructed import ConstructedModel, unique_rows
+from neural.construction.tables import TableProgram
 
 
 def readout_queries(model: ConstructedModel, ieee: bool = False) -> list[Query]:
@@ -55,14 +56,15 @@ def _readout_cvp(model, fmt) -> list:
     id row's exactly i - 2d. One step query covers every bit, every J and every other J'; the final queries
     compare, in each role, the id rows after the tail and every other distinct row (read symbolically), neither
     depending on k or N."""
-    W, b = model.linear(Keys.HEAD)
+    W, b = model.table(Keys.weight(Keys.HEAD)), model.weights[Keys.bias(Keys.HEAD)]  # W: rows on demand
     lay = model.layout
     k = model.code_bits
     code = [int(c) for c in lay.cols("g_in")]
     out_col = lay.col(model.ffn.output_field)
     flag_cols = {f: lay.col(f) for f in ("role_id", "role_va", "role_vg")}
     rows = cvp_rows(model)
-    tail_cols = [int(c) for c in np.flatnonzero(W[rows.refs[0]]) if int(c) not in code]
+    na_row = table_rows(W, [rows.refs[0]])[0]
+    tail_cols = [int(c) for c in np.flatnonzero(na_row) if int(c) not in code]
     if any(c < max(code) for c in tail_cols):
         return [Violation("readout[order]", "readout", "an id row's weight outside g_in is summed before it",
                           {"columns": tail_cols})]
@@ -91,10 +93,11 @@ def _readout_cvp(model, fmt) -> list:
               {}, Kind.READOUT_STEP),
     ]
     # the residual outside g_in: role flags and out fixed per role, every other column any row reads symbolic
-    non_id = np.r_[rows.values, rows.others]
-    read = sorted(({int(x) for x in np.flatnonzero(np.any(W[non_id] != 0, axis=0))} | set(tail_cols) |
+    others, _ = distinct_rows(W, rows.others, b)  # every row that is neither an id nor a value, with its bias
+    value_rows = [np.r_[row, b[r]] for r, row in zip(rows.values, table_rows(W, rows.values))]
+    non_id = np.vstack([others[:, :-1], *(row[None, :-1] for row in value_rows)])
+    read = sorted(({int(x) for x in np.flatnonzero(np.any(non_id != 0, axis=0))} | set(tail_cols) |
                    {out_col, *flag_cols.values()}) - set(code))
-    others, _ = unique_rows(np.c_[W[rows.others], b[rows.others]])
     ans = fmt.var("ans")
     k_bits = z3.BitVecVal(k, width)
     for role in ("role_id", "role_va", "role_vg"):
@@ -110,10 +113,9 @@ def _readout_cvp(model, fmt) -> list:
         def id_logit(partial, xs=xs):
             acc = partial
             for col in tail_cols:
-                acc = fmt.add(acc, fmt.mul(xs[col], fmt.val(float(W[rows.refs[0], col]))))
+                acc = fmt.add(acc, fmt.mul(xs[col], fmt.val(float(na_row[col]))))
             return fmt.add(acc, fmt.val(id_bias))
 
-        value_rows = [np.r_[W[r], b[r]] for r in rows.values]
         if role == "role_id":  # the right id row against another id row, the value rows and every other row
             right = id_logit(fmt.val(float(k)))
             rivals = [("another id row", z3.And(inv(k_bits, d, R, C), d != 0, _beats(fmt, id_logit(C), right)))]
@@ -130,3 +132,13 @@ def _readout_cvp(model, fmt) -> list:
             items.append(Query(f"readout[{where}: {what}]", "readout", z3.And(*dom, beaten),
                                {**state, "ans": ans, **free}, {"role": role}, Kind.READOUT))
     return items
+
+
+def distinct_rows(table, index, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows among ``index`` with their bias appended (and where each first occurs), of an array or of
+    a program (``TableProgram.distinct_rows``: from the fills that cover each row, none listed needlessly)."""
+    if isinstance(table, TableProgram):
+        return table.distinct_rows(index, bias)
+    index = np.asarray(index, dtype=np.int64)
+    distinct, first = unique_rows(np.c_[table[index], bias[index]])
+    return distinct, index[first]

@@ -40,8 +40,8 @@ COT_SLOTS = ("a", "value_a", "b", "value")  # the four CoT tokens of a gate
 def vocab(n_gates: int) -> tuple[str, ...]:
     """NA, SEP, the five types, prompt ids g1..gN, the values 0 and 1, CoT ids @1..@N. The token functions below
     are this layout's offsets, named once."""
-    ids = tuple(f"g{j}" for j in range(1, n_gates + 1))
-    refs = tuple(f"@{j}" for j in range(1, n_gates + 1))
+    ids = tuple(map("g{}".format, range(1, n_gates + 1)))
+    refs = tuple(map("@{}".format, range(1, n_gates + 1)))
     return ("NA", "SEP") + TYPES + ids + ("0", "1") + refs
 
 

@@ -15,6 +15,7 @@ from neural.construction.construct import build_cvp
 from neural.construction.fp import FPFormat
 from neural.construction.tables import (
     Fill,
+    Listed,
     Rows,
     TableProgram,
     Weights,
@@ -106,3 +107,42 @@ def test_a_wrong_fill_is_refuted_at_the_entry_the_array_check_names(what, index,
     found = embedding_violations(structural)
     assert found and found == embedding_violations(listed), what
     assert structural.weights.program(Keys.POS_EMB) is wrong  # the check read the program, not an array
+
+
+@st.composite
+def scoped(draw, rows: int):
+    """A program whose fills may list their rows one by one, and a set of rows to compare on."""
+    program = draw(programs(rows))
+    fills = tuple(dataclasses.replace(f, rows=Listed(f.rows.start + f.rows.step * np.arange(f.rows.count)))
+                  if draw(st.booleans()) else f for f in program.fills)
+    step = draw(st.sampled_from((1, 2, 4)))
+    start = draw(st.integers(0, rows - 1))
+    within = [Rows(start, step, draw(st.integers(0, (rows - 1 - start) // step + 1)))]
+    return dataclasses.replace(program, fills=fills), within
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 30).flatmap(lambda n: st.tuples(scoped(n), programs(n))))
+def test_listed_rows_and_a_scope_compare_as_the_entries_do(case):
+    (mine, within), expected = case
+    array = mine.materialize()
+    scope = within[0].start + within[0].step * np.arange(within[0].count)
+    got = first_difference(mine, 0, WIDTH, expected, within)
+    listed = first_difference(array, 0, WIDTH, expected, within)
+    assert got == listed
+    bad = [r for r in scope if not np.array_equal(array[r], expected.block(r, r + 1)[0])]
+    assert (got is None) == (not bad) and (got is None or got.row == bad[0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 30).flatmap(lambda n: st.tuples(programs(n), st.lists(st.integers(0, n - 1), max_size=12))))
+def test_distinct_rows_of_a_program_are_those_of_its_array(case):
+    program, index = case
+    from neural.construction.constructed import unique_rows
+
+    index = np.array(index or [0], dtype=np.int64)
+    bias = np.arange(program.shape[0], dtype=np.float64) % 3
+    got, first = program.distinct_rows(index, bias)
+    want, at = unique_rows(np.c_[program.materialize()[index], bias[index]])
+    assert np.array_equal(got, want) and np.array_equal(first, index[at])
+    assert np.array_equal(program.take(index), program.materialize()[index])

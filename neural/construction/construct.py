@@ -143,14 +143,14 @@ def construction_width(mode: Mode, length: int) -> int:
 
 def construction_bytes(mode: Mode, length: int, vocab_size: int, fmt: FPFormat,
                        key_scale: float | None = None) -> float:
-    """Peak memory of building one construction for ``length`` positions, priced before it is built: the position
-    (Theorem 3.3 mode: in CVP mode it is a program, ``neural.construction.tables``), token and unembedding tables in
-    the storage the format allows (``_storage``), and one copy of them while they are filled and checked (a
-    10^6-gate Theorem 3.3 model: 344 MB of float32 table, 0.5 GB added to the process)."""
+    """Peak memory of building one construction for ``length`` positions, priced before it is built: a Theorem 3.3
+    model's position, token and unembedding tables in the storage the format allows (``_storage``), and one copy of
+    them while they are filled and checked (a 10^6-gate model: 344 MB of float32 table, 0.5 GB added to the
+    process). A CVP model's three tables are programs (``neural.construction.tables``): a few hundred bytes."""
     k = code_width(length + 1)
     c = default_key_scale(fmt, k) if key_scale is None else float(key_scale)
     itemsize = np.dtype(_storage(fmt, c)).itemsize
-    listed_rows = (length if mode == Mode.THM33 else 0) + 2 * vocab_size
+    listed_rows = length + 2 * vocab_size if mode == Mode.THM33 else 0  # CVP tables are programs
     return 2.0 * itemsize * listed_rows * construction_width(mode, length)
 
 
@@ -231,17 +231,19 @@ def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> 
                       d_head=2 * k, d_ff=len(units) + 1, activation="relu", layernorm=False, bias=True,
                       attn_scale=1.0)
     storage = _storage(fmt, c)
-    w = _empty(cfg, storage, programs=(Keys.POS_EMB,))
-    tok = w[Keys.TOK_EMB]
+    tables = (Keys.POS_EMB, Keys.TOK_EMB, Keys.weight(Keys.HEAD))  # written as programs: they grow with N
+    w = _empty(cfg, storage, programs=tables)
+    shapes = weight_shapes(cfg)
     ids = np.arange(1, N + 1)
-    for i in range(T):
-        tok[cvp.type_token(i), layout.cols("type")[i]] = 1.0
-    tok[:, layout.cols("in_code")] = sbin(0, k)  # NA, and every token that is no prompt id: id 0
-    tok[np.ix_(cvp.id_token(ids), layout.cols("in_code"))] = sbin(ids, k)
-    tok[:, layout.cols("idq")] = sbin(0, k)  # fetch position 0 (value 0): NA, and tokens that name no value
+    words = Rows(0, 1, len(vocab))
     r = cvp.reads(N)
-    tok[np.ix_(cvp.ref_token(ids, N), layout.cols("idq"))] = sbin(r.value_position(ids), k)
-    tok[cvp.value_token(1, N), layout.col("value")] = 1.0
+    token_table = TableProgram(shapes[Keys.TOK_EMB], np.dtype(storage).str, (
+        *(Fill.of(layout.cols("type"), [cvp.type_token(i)], np.eye(T)[i]) for i in range(T)),
+        Fill.of(layout.cols("in_code"), words, sbin(0, k)),  # NA, and every token that is no prompt id: id 0
+        Fill.of(layout.cols("in_code"), cvp.id_token(ids), affine_code(ids)),
+        Fill.of(layout.cols("idq"), words, sbin(0, k)),  # fetch position 0 (value 0): NA, and tokens naming none
+        Fill.of(layout.cols("idq"), cvp.ref_token(ids, N), affine_code(r.value_position(ids))),
+        Fill.of(layout.cols("value"), [cvp.value_token(1, N)], 1.0)))
 
     every = Rows(0, 1, length)
     fills = [Fill.of(layout.cols("pos"), every, affine_code([0, 1]))]  # sbin(t) on row t
@@ -252,7 +254,7 @@ def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> 
     for field, rows in (("role_id", r.before_a), ("role_id", r.before_b), ("role_va", r.at_a),
                         ("role_vg", r.before_v)):
         fills.append(Fill.of(layout.cols(field), rows, 1.0))
-    position_table = TableProgram(weight_shapes(cfg)[Keys.POS_EMB], np.dtype(storage).str, tuple(fills))
+    position_table = TableProgram(shapes[Keys.POS_EMB], np.dtype(storage).str, tuple(fills))
 
     heads = (HeadPlan(0, 0, "q_type", "pos", "type", "g_type"),
              HeadPlan(0, 1, "q_in", "pos", "in_code", "g_in"),
@@ -262,19 +264,20 @@ def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> 
         _retrieval_head(w, layout, plan, 2 * k, k, c)
     ffn = FFNPlan(0, "a", "b", "g_type", ops, "out", gate_field="role_vg", copies=(("role_va", "b"),))
     _minterm_ffn(w, layout, ffn)
-    head_w = w[Keys.weight(Keys.HEAD)]
     head_b = w[Keys.bias(Keys.HEAD)]
     margin = float(k)
-    refs = np.r_[cvp.NA, cvp.ref_token(ids, N)]
-    head_w[np.ix_(refs, layout.cols("g_in"))] = sbin(np.r_[0, ids], k)
-    head_w[refs, layout.col("role_id")] = margin
     one, zero = cvp.value_token(1, N), cvp.value_token(0, N)
+    head_fills = [Fill.of(layout.cols("g_in"), [cvp.NA], sbin(0, k)),
+                  Fill.of(layout.cols("g_in"), cvp.ref_token(ids, N), affine_code(ids)),
+                  Fill.of(layout.cols("role_id"), [cvp.NA], margin),
+                  Fill.of(layout.cols("role_id"), cvp.ref_token(ids, N), margin)]
     for row, sign in ((one, 1.0), (zero, -1.0)):
-        head_w[row, layout.col("out")] = 2.0 * sign
-        head_w[row, layout.col("role_va")] = margin
-        head_w[row, layout.col("role_vg")] = margin
+        head_fills += [Fill.of(layout.cols("out"), [row], 2.0 * sign),
+                       Fill.of(layout.cols("role_va"), [row], margin),
+                       Fill.of(layout.cols("role_vg"), [row], margin)]
     head_b[zero] = 2.0
-    model = ConstructedModel(Mode.CVP, cfg, Weights(w, {Keys.POS_EMB: position_table}), layout, fmt, c, k, heads,
-                             ffn, vocab, max_gates=N)
+    head_table = TableProgram(shapes[Keys.weight(Keys.HEAD)], np.dtype(storage).str, tuple(head_fills))
+    programs = dict(zip(tables, (position_table, token_table, head_table)))
+    model = ConstructedModel(Mode.CVP, cfg, Weights(w, programs), layout, fmt, c, k, heads, ffn, vocab, max_gates=N)
     _check_representable(model)
     return model

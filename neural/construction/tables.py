@@ -49,6 +49,42 @@ class Rows:
     def last(self) -> int:
         return self.start + (self.count - 1) * self.step
 
+    def positions(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(which of the rows ``index`` are in the progression, and their m there)."""
+        off = np.asarray(index, dtype=np.int64) - self.start
+        m = off // self.step
+        inside = (off >= 0) & (off % self.step == 0) & (m < self.count)
+        return inside, m[inside]
+
+
+@dataclass(frozen=True, eq=False)
+class Listed:
+    """Rows given one by one (the m-th is ``rows[m]``): where rows found by name form no progression. A table
+    with such a fill is compared a block of rows at a time."""
+
+    rows: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(self.rows.size)
+
+    def positions(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(self.rows, kind="stable")
+        ranked = self.rows[order]
+        at = np.clip(np.searchsorted(ranked, index), 0, max(0, ranked.size - 1))
+        inside = ranked[at] == index if ranked.size else np.zeros(len(index), dtype=bool)
+        return inside, order[at[inside]]
+
+
+def rows_of(rows) -> "Rows | Listed":
+    """A progression where ``rows`` is one, else the rows listed."""
+    if isinstance(rows, (Rows, Listed)):
+        return rows
+    try:
+        return Rows.of(rows)
+    except ValueError:
+        return Listed(np.asarray(rows, dtype=np.int64))
+
 
 @dataclass(frozen=True)
 class Fill:
@@ -57,7 +93,7 @@ class Fill:
 
     lo: int
     hi: int
-    rows: Rows
+    rows: "Rows | Listed"
     constant: tuple[float, ...] | None = None
     code: tuple[int, int] | None = None
 
@@ -74,7 +110,7 @@ class Fill:
         lo, hi = int(cols[0]), int(cols[-1]) + 1
         if not np.array_equal(cols, np.arange(lo, hi)):
             raise ValueError("a fill's columns are one contiguous run")
-        rows = rows if isinstance(rows, Rows) else Rows.of(rows)
+        rows = rows_of(rows)
         if isinstance(value, tuple) and value and value[0] == "code":
             return cls(lo, hi, rows, code=(int(value[1]), int(value[2])))
         flat = np.broadcast_to(np.asarray(value, dtype=np.float64), (hi - lo,))
@@ -113,6 +149,10 @@ class TableProgram:
         out = np.zeros((max(0, stop - start), self.shape[1]), dtype=self.dtype)
         for f in self.fills:
             r = f.rows
+            if isinstance(r, Listed):
+                inside, m = r.positions(np.arange(start, stop))
+                out[np.flatnonzero(inside), f.lo:f.hi] = f.values(m)
+                continue
             if r.count == 0 or r.last < start or r.start >= stop:
                 continue
             first = max(0, -(-(start - r.start) // r.step))
@@ -125,6 +165,69 @@ class TableProgram:
 
     def materialize(self) -> np.ndarray:
         return self.block(0, self.shape[0])
+
+    def take(self, index) -> np.ndarray:
+        """The rows ``index``, in that order."""
+        index = np.asarray(index, dtype=np.int64).ravel()
+        out = np.zeros((index.size, self.shape[1]), dtype=self.dtype)
+        for f in self.fills:
+            inside, m = f.rows.positions(index)
+            out[np.flatnonzero(inside), f.lo:f.hi] = f.values(m)
+        return out
+
+    def magnitudes(self) -> "TableProgram":
+        """|entries|: a code's entries are +-1, so its fill becomes ones, and every row a fill set covers alike."""
+        return TableProgram(self.shape, self.dtype, tuple(
+            Fill(f.lo, f.hi, f.rows, constant=tuple(abs(v) for v in f.constant) if f.code is None else
+                 (1.0,) * (f.hi - f.lo)) for f in self.fills))
+
+    def distinct_rows(self, index=None, bias: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(the distinct rows among ``index`` (all rows where None), each with its ``bias`` entry appended when
+        given, and the row each first occurs at), in the order of first occurrence: ``unique_rows`` of the
+        materialised rows, computed from which fills cover each row. Rows covered by the same fills and holding
+        no code are equal, so one of them stands for all; rows whose fills hold a code are listed."""
+        from neural.construction.constructed import unique_rows
+
+        index = np.arange(self.shape[0]) if index is None else np.asarray(index, dtype=np.int64).ravel()
+        if len(self.fills) > 62 or index.size == 0:  # one bit a fill in an int64 pattern
+            rows = self.take(index)
+            joined = rows if bias is None else np.c_[rows, bias[index]]
+            distinct, first = unique_rows(joined)
+            return distinct, index[first]
+        pattern = np.zeros(index.size, dtype=np.int64)
+        coded = 0
+        for i, f in enumerate(self.fills):
+            pattern |= f.rows.positions(index)[0].astype(np.int64) << i
+            coded |= (f.code is not None) << i
+        key = pattern
+        if bias is not None:
+            values, rank = np.unique(bias[index], return_inverse=True)
+            key = pattern * values.size + rank
+        keys, first = np.unique(key, return_index=True)
+        chosen = [first]  # places in ``index``, so that the order is that of first occurrence there
+        for k, f0 in zip(keys, first):
+            if int(pattern[f0]) & coded:  # a code: rows of this class differ
+                chosen.append(np.flatnonzero(key == k))
+        candidates = index[np.unique(np.concatenate(chosen))]
+        parts, owners = [], []
+        for s in range(0, candidates.size, BLOCK_ROWS):
+            block = candidates[s:s + BLOCK_ROWS]
+            rows = self.take(block)
+            joined = rows if bias is None else np.c_[rows, bias[block]]
+            distinct, at = unique_rows(joined)
+            parts.append(distinct)
+            owners.append(block[at])
+        distinct, at = unique_rows(np.concatenate(parts))
+        return distinct, np.concatenate(owners)[at]
+
+    def covered(self, index) -> np.ndarray:
+        """Which of the rows ``index`` some fill with a nonzero value writes (every other row is all zeros)."""
+        index = np.asarray(index, dtype=np.int64).ravel()
+        out = np.zeros(index.size, dtype=bool)
+        for f in self.fills:
+            if f.code is not None or any(f.constant):
+                out |= f.rows.positions(index)[0]
+        return out
 
     def distinct_values(self) -> np.ndarray:
         """Every value an entry holds (0 included): what ``_check_representable`` asks of the format."""
@@ -157,19 +260,29 @@ class Difference:
     want: float
 
 
-def first_difference(table, lo: int, hi: int, expected: TableProgram) -> Difference | None:
+def first_difference(table, lo: int, hi: int, expected: TableProgram, within=None) -> Difference | None:
     """The first entry (by row, then column) where columns [lo, hi) of ``table`` (an array or a program) differ
     from ``expected`` (a program of width hi - lo); None where they are equal. Two programs are compared piece by
     piece: rows are split into residue classes modulo the steps' lcm, each class into intervals on which both
     sides hold one constant or one code that is affine in the row, and only intervals where the two pieces differ
-    in form are looked at entry by entry. An array is compared a block of rows at a time."""
-    if isinstance(table, TableProgram) and _aligned(table, lo, hi):
-        return _compare_programs(table, lo, hi, expected)
+    in form are looked at entry by entry. An array, or a program with listed rows, is compared a block of rows at a
+    time. ``within``: rows (``Rows`` or ``Listed``) to compare on; every row where None."""
+    within = None if within is None else [rows_of(w) for w in within]
+    progressions = isinstance(table, TableProgram) and _aligned(table, lo, hi) and all(
+        isinstance(f.rows, Rows) for f in table.fills + expected.fills) and all(
+        isinstance(w, Rows) for w in within or ())
+    if progressions:
+        return _compare_programs(table, lo, hi, expected, within)
     rows = table.shape[0]
     for start in range(0, rows, BLOCK_ROWS):
         stop = min(rows, start + BLOCK_ROWS)
+        index = np.arange(start, stop)
+        keep = np.ones(index.size, dtype=bool) if within is None else np.any(
+            [w.positions(index)[0] for w in within], axis=0)
+        if not keep.any():
+            continue
         got = table.block(start, stop)[:, lo:hi] if isinstance(table, TableProgram) else table[start:stop, lo:hi]
-        found = _first(got, expected.block(start, stop), np.arange(start, stop))
+        found = _first(got[keep], expected.block(start, stop)[keep], index[keep])
         if found:
             return found
     return None
@@ -192,19 +305,21 @@ def _restricted(table: TableProgram, lo: int, hi: int) -> list[Fill]:
     return [f for f in table.fills if f.lo == lo and f.hi == hi and f.rows.count]
 
 
-def _compare_programs(table: TableProgram, lo: int, hi: int, expected: TableProgram) -> Difference | None:
+def _compare_programs(table: TableProgram, lo: int, hi: int, expected: TableProgram,
+                      within: list[Rows] | None) -> Difference | None:
     mine, theirs = _restricted(table, lo, hi), [f for f in expected.fills if f.rows.count]
-    modulus = math.lcm(1, *(f.rows.step for f in mine + theirs))
+    scope = None if within is None else [Fill(0, 1, w, constant=(1.0,)) for w in within if w.count]
+    modulus = math.lcm(1, *(f.rows.step for f in mine + theirs + (scope or [])))
     rows, width = table.shape[0], hi - lo
     found: list[Difference] = []
     for residue in range(min(modulus, rows)):
         units = (rows - residue + modulus - 1) // modulus  # rows residue + modulus * u, u in [0, units)
         a, b = _painted(mine, residue, modulus, units, width), _painted(theirs, residue, modulus, units, width)
-        cuts = sorted({0, units, *(s for s, _, _ in a), *(e for _, e, _ in a), *(s for s, _, _ in b),
-                       *(e for _, e, _ in b)})
+        inside = None if scope is None else _painted(scope, residue, modulus, units, 1)
+        cuts = sorted({0, units, *(x for part in (a, b, inside or []) for s, e, _ in part for x in (s, e))})
         for s, e in zip(cuts, cuts[1:]):
             pa, pb = _piece_at(a, s), _piece_at(b, s)
-            if pa == pb:
+            if pa == pb or (inside is not None and _piece_at(inside, s) is None):
                 continue
             diff = _look(pa, pb, residue, modulus, s, e, width)
             if diff:
