@@ -14,6 +14,7 @@ import numpy as np
 from formal.query import Violation
 from grammar.codes import sbin
 from grammar.ir import Mode
+from neural import cvp
 from neural.config import Keys
 from neural.construction.constructed import ConstructedModel
 from neural.construction.tables import Fill, Rows, TableProgram, affine_code, first_difference, rows_of
@@ -39,6 +40,13 @@ class CVPRows:
 @functools.lru_cache(maxsize=1)  # embedding and readout both ask, for the same model
 def cvp_rows(model: ConstructedModel) -> CVPRows:
     vocab, N = model.vocab, model.max_gates
+    if isinstance(vocab, cvp.Vocabulary):  # its own map from names to rows, read from its runs
+        row = vocab.index
+        ids, refs = (vocab.rows(prefix, np.arange(1, N + 1)) for prefix in ("g", "@"))
+        ids, refs = np.r_[-1, ids], np.r_[row("NA"), refs]
+        values = np.array([row("0"), row("1")])
+        others = np.flatnonzero(all_but(len(vocab), np.r_[refs, values]))
+        return CVPRows({t: row(t) for t in CVP_TYPE_NAMES}, ids, refs, values, others)
     unique = len(set(vocab)) == len(vocab)
     index: dict[str, int] = {}
 

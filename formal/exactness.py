@@ -28,9 +28,9 @@ from formal.query import Violation
 from formal.residual import DOMAIN
 from formal.witness import Kind
 from neural.config import Keys
-from neural.construction.constructed import ConstructedModel, unique_rows
+from neural.construction.constructed import ConstructedModel
 from neural.construction.fp import FPFormat
-from neural.construction.tables import TableProgram
+from neural.construction.tables import TableProgram, unique_rows
 
 MAX_SUMS = 1 << 16  # reachable sums enumerated per dot product before falling back to a magnitude bound
 LEMMA = "order_independence"

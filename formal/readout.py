@@ -15,8 +15,8 @@ from formal.residual import symbolic_residual
 from formal.witness import Kind
 from grammar.ir import Mode
 from neural.config import Keys
-from neural.construction.constructed import ConstructedModel, unique_rows
-from neural.construction.tables import TableProgram
+from neural.construction.constructed import ConstructedModel
+from neural.construction.tables import TableProgram, unique_rows
 
 
 def readout_queries(model: ConstructedModel, ieee: bool = False) -> list[Query]:

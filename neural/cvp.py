@@ -24,6 +24,7 @@ user's order.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,9 +41,85 @@ COT_SLOTS = ("a", "value_a", "b", "value")  # the four CoT tokens of a gate
 def vocab(n_gates: int) -> tuple[str, ...]:
     """NA, SEP, the five types, prompt ids g1..gN, the values 0 and 1, CoT ids @1..@N. The token functions below
     are this layout's offsets, named once."""
-    ids = tuple(map("g{}".format, range(1, n_gates + 1)))
-    refs = tuple(map("@{}".format, range(1, n_gates + 1)))
-    return ("NA", "SEP") + TYPES + ids + ("0", "1") + refs
+    return tuple(Vocabulary(n_gates))
+
+
+class Vocabulary(Sequence):
+    """``vocab(n_gates)`` as a sequence that names its tokens when asked: a model for 10^6 gates has 2N + 9 tokens,
+    and a tuple of them takes longer to make than its proof. The layout is read from its runs (fixed names, or a
+    prefix numbered 1..N), not from the token functions below, so a check that finds rows by name here tests them."""
+
+    def __init__(self, n_gates: int):
+        self.n_gates = n_gates
+        self.runs = (("NA", "SEP") + TYPES, "g", ("0", "1"), "@")  # a tuple of names, or a prefix numbered 1..N
+
+    def _spans(self):
+        start = 0
+        for run in self.runs:
+            size = len(run) if isinstance(run, tuple) else self.n_gates
+            yield run, start, size
+            start += size
+
+    def __len__(self) -> int:
+        return sum(size for _, _, size in self._spans())
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return tuple(self[j] for j in range(*i.indices(len(self))))
+        i = int(i)
+        if i < 0:
+            i += len(self)
+        for run, start, size in self._spans():
+            if start <= i < start + size:
+                return run[i - start] if isinstance(run, tuple) else f"{run}{i - start + 1}"
+        raise IndexError(i)
+
+    def __iter__(self):
+        for run, _, size in self._spans():
+            yield from run if isinstance(run, tuple) else (f"{run}{j}" for j in range(1, size + 1))
+
+    def rows(self, prefix: str, numbers) -> np.ndarray:
+        """The rows of the names prefix<number> (numbers in 1..N): a ValueError where one is no token."""
+        numbers = np.asarray(numbers, dtype=np.int64)
+        for run, start, _ in self._spans():
+            if run == prefix:
+                if numbers.size and (numbers.min() < 1 or numbers.max() > self.n_gates):
+                    raise ValueError(f"no token {prefix}{int(numbers.max())}")
+                return start + numbers - 1
+        raise ValueError(f"no tokens named {prefix}<j>")
+
+    def index(self, name, start: int = 0, stop=None) -> int:
+        for run, first, size in self._spans():
+            if isinstance(run, tuple):
+                if name in run:
+                    row = first + run.index(name)
+                    if start <= row < (len(self) if stop is None else stop):
+                        return row
+            elif isinstance(name, str) and name.startswith(run) and name[len(run):].isdigit():
+                j = int(name[len(run):])
+                row = first + j - 1
+                if str(j) == name[len(run):] and 1 <= j <= size and start <= row < (len(self) if stop is None else
+                                                                                    stop):
+                    return row
+        raise ValueError(f"{name!r} is not in the vocabulary")
+
+    def __contains__(self, name) -> bool:
+        try:
+            self.index(name)
+            return True
+        except ValueError:
+            return False
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, Vocabulary):
+            return self.n_gates == other.n_gates
+        return isinstance(other, Sequence) and len(other) == len(self) and list(self) == list(other)
+
+    def __hash__(self) -> int:
+        return hash(("cvp.Vocabulary", self.n_gates))
+
+    def __repr__(self) -> str:
+        return f"cvp.Vocabulary({self.n_gates})"
 
 
 TYPE_BASE = 2  # the first type token, after NA and SEP

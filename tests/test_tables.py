@@ -138,7 +138,7 @@ def test_listed_rows_and_a_scope_compare_as_the_entries_do(case):
 @given(st.integers(1, 30).flatmap(lambda n: st.tuples(programs(n), st.lists(st.integers(0, n - 1), max_size=12))))
 def test_distinct_rows_of_a_program_are_those_of_its_array(case):
     program, index = case
-    from neural.construction.constructed import unique_rows
+    from neural.construction.tables import unique_rows
 
     index = np.array(index or [0], dtype=np.int64)
     bias = np.arange(program.shape[0], dtype=np.float64) % 3

@@ -224,7 +224,7 @@ def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> 
     c = default_key_scale(fmt, k) if key_scale is None else float(key_scale)
     T = len(cvp.TYPES)
     layout = _cvp_layout(k)
-    vocab = cvp.vocab(N)
+    vocab = cvp.Vocabulary(N)  # names on demand: 2N + 9 of them
     ops = tuple(cvp.TYPE_OP[t] for t in cvp.TYPES)
     units = minterm_units(ops)
     cfg = ModelConfig(vocab_size=len(vocab), max_len=length, d_model=layout.width, n_layers=1, n_heads=4,

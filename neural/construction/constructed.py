@@ -7,7 +7,7 @@ arrays against the plans, never against the code that built them.
 """
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,19 +16,6 @@ from grammar.ir import Mode
 from neural.config import Keys, ModelConfig
 from neural.construction.fp import FPFormat
 from neural.construction.tables import Weights
-
-
-def unique_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(distinct rows, index of each one's first occurrence), in the order of first occurrence. Rows are compared
-    as bytes, which sorts one key per row rather than ``np.unique(axis=0)``'s column-by-column lexsort: the 196,615
-    rows of a 65,536-gate model's unembedding take milliseconds, not seconds. (-0 and +0 count as different.)"""
-    m = np.ascontiguousarray(matrix)
-    if m.shape[0] == 0:
-        return m, np.zeros(0, dtype=np.int64)
-    keys = m.view(np.dtype((np.void, m.dtype.itemsize * m.shape[1]))).ravel()
-    _, first = np.unique(keys, return_index=True)
-    first = np.sort(first)
-    return m[first], first
 
 
 @dataclass(frozen=True)
@@ -109,7 +96,7 @@ class ConstructedModel:
     code_bits: int
     heads: tuple[HeadPlan, ...]
     ffn: FFNPlan
-    vocab: tuple[str, ...]
+    vocab: Sequence[str]  # a tuple, or CVP's cvp.Vocabulary (names on demand)
     max_gates: int | None = None  # CVP mode: the largest circuit the one model takes
     circuit_name: str | None = None  # Theorem 3.3 mode: the circuit compiled in, its inputs and gates
     n_inputs: int | None = None

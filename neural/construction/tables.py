@@ -22,6 +22,19 @@ from grammar.codes import sbin
 BLOCK_ROWS = 1 << 15  # rows materialised at a time where a comparison must look at entries
 
 
+def unique_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct rows, index of each one's first occurrence), in the order of first occurrence. Rows are compared
+    as bytes, which sorts one key per row rather than ``np.unique(axis=0)``'s column-by-column lexsort: the 196,615
+    rows of a 65,536-gate model's unembedding take milliseconds, not seconds. (-0 and +0 count as different.)"""
+    m = np.ascontiguousarray(matrix)
+    if m.shape[0] == 0:
+        return m, np.zeros(0, dtype=np.int64)
+    keys = m.view(np.dtype((np.void, m.dtype.itemsize * m.shape[1]))).ravel()
+    _, first = np.unique(keys, return_index=True)
+    first = np.sort(first)
+    return m[first], first
+
+
 @dataclass(frozen=True)
 class Rows:
     """The rows start, start + step, ..., start + (count - 1) * step."""
@@ -186,8 +199,6 @@ class TableProgram:
         given, and the row each first occurs at), in the order of first occurrence: ``unique_rows`` of the
         materialised rows, computed from which fills cover each row. Rows covered by the same fills and holding
         no code are equal, so one of them stands for all; rows whose fills hold a code are listed."""
-        from neural.construction.constructed import unique_rows
-
         index = np.arange(self.shape[0]) if index is None else np.asarray(index, dtype=np.int64).ravel()
         if len(self.fills) > 62 or index.size == 0:  # one bit a fill in an int64 pattern
             rows = self.take(index)
