@@ -41,7 +41,7 @@ def programs(draw, rows: int):
     return TableProgram((rows, WIDTH), "<f8", tuple(fills))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.integers(1, 40).flatmap(lambda n: st.tuples(programs(n), programs(n))))
 def test_comparing_two_programs_finds_the_difference_listing_every_row_finds(pair):
     """The structural comparison against the entry-by-entry one, on random programs of progressions with steps
@@ -121,7 +121,7 @@ def scoped(draw, rows: int):
     return dataclasses.replace(program, fills=fills), within
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.integers(1, 30).flatmap(lambda n: st.tuples(scoped(n), programs(n))))
 def test_listed_rows_and_a_scope_compare_as_the_entries_do(case):
     (mine, within), expected = case
@@ -134,7 +134,7 @@ def test_listed_rows_and_a_scope_compare_as_the_entries_do(case):
     assert (got is None) == (not bad) and (got is None or got.row == bad[0])
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.integers(1, 30).flatmap(lambda n: st.tuples(programs(n), st.lists(st.integers(0, n - 1), max_size=12))))
 def test_distinct_rows_of_a_program_are_those_of_its_array(case):
     program, index = case
