@@ -68,7 +68,8 @@ def verify(path: str, overrides: dict[str, str] | None = None, *, timeout_s: flo
     spec = target.spec
     claims = {c.lemma: dict(c.params) for c in spec.claims}
     circuit = target.circuit if target.has_circuit else None
-    report = prove_model(build(target), circuit, claims, instances=spec.random.instances, seed=spec.random.seed,
+    model = build(target, as_arrays=False)  # the proof reads CVP's tables as programs
+    report = prove_model(model, circuit, claims, instances=spec.random.instances, seed=spec.random.seed,
                          timeout_s=timeout_s, progress=progress, label=path, random_max_gates=spec.random.max_gates,
                          ieee=ieee)
     report.optimize = target.optimize_report

@@ -125,18 +125,20 @@ def construction_size(target: Target, mode: Mode, bits: np.ndarray | None = None
     return cvp.sequence_length(max_gates), len(cvp.vocab(0)) + 2 * max_gates, max_gates  # ids and refs: 2N
 
 
-def build(target: Target, mode: Mode | None = None, bits: np.ndarray | None = None) -> ConstructedModel:
+def build(target: Target, mode: Mode | None = None, bits: np.ndarray | None = None,
+          as_arrays: bool = True) -> ConstructedModel:
     """The construction of ``mode`` (default: the spec's) for this target.
 
     CVP mode builds one model for every circuit of up to ``max_gates`` gates; given the input ``bits`` of a run, it
-    is sized to fit this circuit once lowered to CVP gates instead."""
+    is sized to fit this circuit once lowered to CVP gates instead. ``as_arrays``: the command will load or write
+    every table as an array (run, compile, export), so the limit prices them so; verify reads CVP's as programs."""
     from grammar.limits import require_memory
     from neural.construction.construct import build_cvp, build_thm33, construction_bytes
 
     c = target.spec.construction
     mode = mode or c.mode
     length, vocab, max_gates = construction_size(target, mode, bits)
-    require_memory(construction_bytes(mode, length, vocab, target.fmt, c.key_scale),
+    require_memory(construction_bytes(mode, length, vocab, target.fmt, c.key_scale, as_arrays),
                    f"the {mode} construction for {length:,} positions", target.path, "a smaller circuit or max_gates")
     try:
         if mode == Mode.THM33:

@@ -142,15 +142,16 @@ def construction_width(mode: Mode, length: int) -> int:
 
 
 def construction_bytes(mode: Mode, length: int, vocab_size: int, fmt: FPFormat,
-                       key_scale: float | None = None) -> float:
-    """Peak memory of building one construction for ``length`` positions, priced before it is built: a Theorem 3.3
-    model's position, token and unembedding tables in the storage the format allows (``_storage``), and one copy of
-    them while they are filled and checked (a 10^6-gate model: 344 MB of float32 table, 0.5 GB added to the
-    process). A CVP model's three tables are programs (``neural.construction.tables``): a few hundred bytes."""
+                       key_scale: float | None = None, as_arrays: bool = True) -> float:
+    """Peak memory of one construction for ``length`` positions, priced before it is built: its position, token and
+    unembedding tables in the storage the format allows (``_storage``), and one copy of them while they are filled
+    and checked (a 10^6-gate Theorem 3.3 model: 344 MB of float32 table, 0.5 GB added to the process). A CVP
+    model's three tables are programs (``neural.construction.tables``), a few hundred bytes, until a command loads
+    or writes them as arrays: ``as_arrays=False`` prices a model only proved."""
     k = code_width(length + 1)
     c = default_key_scale(fmt, k) if key_scale is None else float(key_scale)
     itemsize = np.dtype(_storage(fmt, c)).itemsize
-    listed_rows = length + 2 * vocab_size if mode == Mode.THM33 else 0  # CVP tables are programs
+    listed_rows = length + 2 * vocab_size if as_arrays or mode == Mode.THM33 else 0
     return 2.0 * itemsize * listed_rows * construction_width(mode, length)
 
 
