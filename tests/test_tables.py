@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from formal.embedding import embedding_violations
-from neural.config import Keys
+from neural.config import Keys, weight_shapes
 from neural.construction.construct import build_cvp
 from neural.construction.fp import FPFormat
 from neural.construction.tables import (
@@ -79,7 +79,8 @@ FMT = FPFormat(5, 11)
 @pytest.mark.parametrize("n", [1, 3, 16])
 def test_a_cvp_position_table_is_a_program_the_lemma_reads_as_its_array(n):
     model = build_cvp(n, FMT)
-    assert isinstance(model.table(Keys.POS_EMB), TableProgram)
+    assert all(isinstance(model.table(name), TableProgram) for name in (Keys.POS_EMB, Keys.TOK_EMB, "head.weight"))
+    assert list(model.weights) == list(weight_shapes(model.config))  # listed in the model's own order
     as_arrays = dataclasses.replace(model, weights=dict(build_cvp(n, FMT).weights.items()))
     assert embedding_violations(model) == embedding_violations(as_arrays) == []
 

@@ -279,6 +279,7 @@ def build_cvp(max_gates: int, fmt: FPFormat, key_scale: float | None = None) -> 
     head_b[zero] = 2.0
     head_table = TableProgram(shapes[Keys.weight(Keys.HEAD)], np.dtype(storage).str, tuple(head_fills))
     programs = dict(zip(tables, (position_table, token_table, head_table)))
-    model = ConstructedModel(Mode.CVP, cfg, Weights(w, programs), layout, fmt, c, k, heads, ffn, vocab, max_gates=N)
+    model = ConstructedModel(Mode.CVP, cfg, Weights(w, programs, tuple(shapes)), layout, fmt, c, k, heads, ffn, vocab,
+                             max_gates=N)
     _check_representable(model)
     return model

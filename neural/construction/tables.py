@@ -409,9 +409,12 @@ class Weights(MutableMapping):
     """Name -> array, where some arrays are still programs: reading one makes it an array (kept), and ``program``
     answers only while no array exists, so what a check reads is always what torch would load."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], programs: dict[str, TableProgram] | None = None):
+    def __init__(self, arrays: dict[str, np.ndarray], programs: dict[str, TableProgram] | None = None,
+                 order: tuple[str, ...] = ()):
+        """``order``: the names in the order to list them (the model's own, ``weight_shapes``); others follow."""
         self._arrays = dict(arrays)
         self._programs = dict(programs or {})
+        self._order = tuple(order)
 
     def program(self, name: str) -> TableProgram | None:
         return self._programs.get(name) if name not in self._arrays else None
@@ -440,7 +443,8 @@ class Weights(MutableMapping):
         self._programs.pop(name, None)
 
     def __iter__(self) -> Iterator[str]:
-        return iter({**self._programs, **self._arrays})
+        names = {**self._programs, **self._arrays}
+        return iter([*(n for n in self._order if n in names), *(n for n in names if n not in self._order)])
 
     def __len__(self) -> int:
         return len({**self._programs, **self._arrays})
