@@ -1,8 +1,10 @@
 """``embedding``: the token and position tables hold exactly the codes the layout promises.
 
-This lemma is an exhaustive comparison of finite tables, entry by entry; no solver is needed for a concrete
-table. It is what lets the symbolic lemmas speak of "the query field holds sbin(p)" instead of concrete rows, so
-the solver's work depends on the code width k and never on the circuit or context size.
+This lemma is an exhaustive comparison of finite tables; no solver is needed for a concrete table. A table that is
+an array is compared entry by entry; one that is a program (``neural.construction.tables``: CVP's) is compared with
+the lemma's own restatement, also a program, piece by piece, so its cost does not grow with N. It is what lets the
+symbolic lemmas speak of "the query field holds sbin(p)" instead of concrete rows, so the solver's work depends on
+the code width k and never on the circuit or context size.
 """
 from __future__ import annotations
 

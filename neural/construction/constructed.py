@@ -1,9 +1,10 @@
 """What a construction is: the typed contract between ``neural.construction.construct``, which fills it, and
 ``formal``, which proves it. Torch-free and z3-free, so both sides import it.
 
-A ``ConstructedModel`` is a set of named weight arrays (named by ``neural.config.Keys``), a ``Layout`` of named
-residual fields, and the plan of every head and of the FFN: which field each reads and writes. The proofs check the
-arrays against the plans, never against the code that built them.
+A ``ConstructedModel`` is a set of named weight arrays (named by ``neural.config.Keys``; a CVP model's large tables
+are programs until read, ``neural.construction.tables.Weights``), a ``Layout`` of named residual fields, and the plan
+of every head and of the FFN: which field each reads and writes. The proofs check the weights against the plans,
+never against the code that built them.
 """
 from __future__ import annotations
 
