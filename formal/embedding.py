@@ -19,7 +19,16 @@ from grammar.ir import Mode
 from neural import cvp
 from neural.config import Keys
 from neural.construction.constructed import ConstructedModel
-from neural.construction.tables import Fill, Rows, TableProgram, affine_code, first_difference, rows_of
+from neural.construction.tables import (
+    Fill,
+    Rows,
+    TableProgram,
+    affine_code,
+    first_difference,
+    nonzero_columns,
+    rows_of,
+    take_rows,
+)
 
 CVP_TYPE_NAMES = ("TRUE", "FALSE", "AND", "OR", "NOT")
 # What the CVP construction's fields hold, restated here rather than read from neural.cvp's schedule: a proof that
@@ -42,38 +51,19 @@ class CVPRows:
 @functools.lru_cache(maxsize=1)  # embedding and readout both ask, for the same model
 def cvp_rows(model: ConstructedModel) -> CVPRows:
     vocab, N = model.vocab, model.max_gates
+    j = np.arange(1, N + 1)
     if isinstance(vocab, cvp.Vocabulary):  # its own map from names to rows, read from its runs
-        row = vocab.index
-        ids, refs = (vocab.rows(prefix, np.arange(1, N + 1)) for prefix in ("g", "@"))
-        ids, refs = np.r_[-1, ids], np.r_[row("NA"), refs]
-        values = np.array([row("0"), row("1")])
-        others = np.flatnonzero(all_but(len(vocab), np.r_[refs, values]))
-        return CVPRows({t: row(t) for t in CVP_TYPE_NAMES}, ids, refs, values, others)
-    unique = len(set(vocab)) == len(vocab)
-    index: dict[str, int] = {}
+        row, numbered = vocab.index, vocab.rows
+    else:
+        index = {tok: i for i, tok in enumerate(vocab)}
+        row = index.__getitem__
 
-    def look_up(name: str) -> int:
-        if not index:
-            index.update({tok: i for i, tok in enumerate(vocab)})
-        return index[name]
-
-    def named(prefix: str) -> np.ndarray:
-        """Rows of prefix1..prefixN. Where the names are unique and sit in one run (as the builder lists them), one
-        comparison of that run finds them all; else each is looked up (a missing one is a KeyError, as before)."""
-        names = tuple(map((prefix + "{}").format, range(1, N + 1)))
-        if unique and names[0] in vocab:
-            start = vocab.index(names[0])
-            if vocab[start:start + N] == names:
-                return start + np.arange(N)
-        return np.array([look_up(name) for name in names], dtype=np.int64)
-
-    def row(name: str) -> int:
-        return vocab.index(name) if unique else look_up(name)
-
-    ids = np.r_[-1, named("g")]
-    refs = np.r_[row("NA"), named("@")]
+        def numbered(prefix, numbers):
+            return np.array([index[f"{prefix}{n}"] for n in numbers], dtype=np.int64)
+    ids = np.r_[-1, numbered("g", j)]
+    refs = np.r_[row("NA"), numbered("@", j)]
     values = np.array([row("0"), row("1")])
-    others = np.flatnonzero(all_but(len(model.vocab), np.r_[refs, values]))
+    others = np.flatnonzero(all_but(len(vocab), np.r_[refs, values]))
     return CVPRows({t: row(t) for t in CVP_TYPE_NAMES}, ids, refs, values, others)
 
 
@@ -145,15 +135,8 @@ class _Checker:
              "expected": diff.want, **token}))
 
 
-def _nonzero_columns(model, name: str) -> np.ndarray:
-    table = model.table(name)
-    if isinstance(table, TableProgram):
-        return np.isin(np.arange(table.shape[1]), table.nonzero_columns())
-    return np.any(table != 0, axis=0)
-
-
 def _common(model, ck: _Checker) -> None:
-    both = np.flatnonzero(_nonzero_columns(model, Keys.TOK_EMB) & _nonzero_columns(model, Keys.POS_EMB))
+    both = np.flatnonzero(nonzero_columns(model.table(Keys.TOK_EMB)) & nonzero_columns(model.table(Keys.POS_EMB)))
     if both.size:
         ck.violations.append(Violation("embedding", "embedding",
                                        f"column {int(both[0])} is set in both embedding tables, so [tok + pos] "
@@ -253,7 +236,7 @@ def _check_head_rows(model, rows: CVPRows, ck: _Checker) -> None:
     ck.expect_rows(H, "g_in", [([refs[0]], sbin(0, k)), (refs[1:], affine_code(np.arange(1, N + 1)))],
                    "the readout shape: sbin(j) on g_in of the id row @j, sbin(0) on NA's",
                    "the readout shape: no weight on g_in outside the id rows")
-    tail = table_rows(W, [refs[0]])[0]
+    tail = take_rows(W, [refs[0]])[0]
     for name, start, size in model.layout.fields:
         if name != "g_in" and N:
             ck.expect_rows(H, name, [(refs[1:], tail[start:start + size])],
@@ -267,7 +250,3 @@ def _check_head_rows(model, rows: CVPRows, ck: _Checker) -> None:
                                            f"head row {row} ({model.vocab[row]}) breaks the readout shape: {what}",
                                            {"table": H, "row": row, "token": model.vocab[row]}))
 
-
-def table_rows(table, index) -> np.ndarray:
-    """Rows of a table that is an array or a program (``neural.construction.tables``), as arrays."""
-    return table.take(index) if isinstance(table, TableProgram) else table[np.asarray(index)]

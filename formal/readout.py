@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import z3
 
-from formal.embedding import cvp_rows, table_rows
+from formal.embedding import cvp_rows
 from formal.fp_theory import model_format
 from formal.query import Query, Violation
 from formal.residual import symbolic_residual
@@ -16,7 +16,7 @@ from formal.witness import Kind
 from grammar.ir import Mode
 from neural.config import Keys
 from neural.construction.constructed import ConstructedModel
-from neural.construction.tables import TableProgram, unique_rows
+from neural.construction.tables import distinct_rows, take_rows
 
 
 def readout_queries(model: ConstructedModel, ieee: bool = False) -> list[Query]:
@@ -63,7 +63,7 @@ def _readout_cvp(model, fmt) -> list:
     out_col = lay.col(model.ffn.output_field)
     flag_cols = {f: lay.col(f) for f in ("role_id", "role_va", "role_vg")}
     rows = cvp_rows(model)
-    na_row = table_rows(W, [rows.refs[0]])[0]
+    na_row = take_rows(W, [rows.refs[0]])[0]
     tail_cols = [int(c) for c in np.flatnonzero(na_row) if int(c) not in code]
     if any(c < max(code) for c in tail_cols):
         return [Violation("readout[order]", "readout", "an id row's weight outside g_in is summed before it",
@@ -94,7 +94,7 @@ def _readout_cvp(model, fmt) -> list:
     ]
     # the residual outside g_in: role flags and out fixed per role, every other column any row reads symbolic
     others, _ = distinct_rows(W, rows.others, b)  # every row that is neither an id nor a value, with its bias
-    value_rows = [np.r_[row, b[r]] for r, row in zip(rows.values, table_rows(W, rows.values))]
+    value_rows = [np.r_[row, b[r]] for r, row in zip(rows.values, take_rows(W, rows.values))]
     non_id = np.vstack([others[:, :-1], *(row[None, :-1] for row in value_rows)])
     read = sorted(({int(x) for x in np.flatnonzero(np.any(non_id != 0, axis=0))} | set(tail_cols) |
                    {out_col, *flag_cols.values()}) - set(code))
@@ -133,12 +133,3 @@ def _readout_cvp(model, fmt) -> list:
                                {**state, "ans": ans, **free}, {"role": role}, Kind.READOUT))
     return items
 
-
-def distinct_rows(table, index, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct rows among ``index`` with their bias appended (and where each first occurs), of an array or of
-    a program (``TableProgram.distinct_rows``: from the fills that cover each row, none listed needlessly)."""
-    if isinstance(table, TableProgram):
-        return table.distinct_rows(index, bias)
-    index = np.asarray(index, dtype=np.int64)
-    distinct, first = unique_rows(np.c_[table[index], bias[index]])
-    return distinct, index[first]

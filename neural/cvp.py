@@ -111,9 +111,9 @@ class Vocabulary(Sequence):
             return False
 
     def __eq__(self, other) -> bool:
-        if isinstance(other, Vocabulary):
-            return self.n_gates == other.n_gates
-        return isinstance(other, Sequence) and len(other) == len(self) and list(self) == list(other)
+        """Equal to a vocabulary of as many gates; compared with a tuple, as a tuple compares with a list (unequal),
+        so that equal objects hash alike without hashing 2N names: ``list(v) == list(t)`` compares the names."""
+        return self.n_gates == other.n_gates if isinstance(other, Vocabulary) else NotImplemented
 
     def __hash__(self) -> int:
         return hash(("cvp.Vocabulary", self.n_gates))

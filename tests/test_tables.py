@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from formal.embedding import embedding_violations
+from neural import cvp
 from neural.config import Keys, weight_shapes
 from neural.construction.construct import build_cvp
 from neural.construction.fp import FPFormat
@@ -81,8 +82,9 @@ def test_a_cvp_position_table_is_a_program_the_lemma_reads_as_its_array(n):
     model = build_cvp(n, FMT)
     assert all(isinstance(model.table(name), TableProgram) for name in (Keys.POS_EMB, Keys.TOK_EMB, "head.weight"))
     assert list(model.weights) == list(weight_shapes(model.config))  # listed in the model's own order
-    as_arrays = dataclasses.replace(model, weights=dict(build_cvp(n, FMT).weights.items()))
-    assert embedding_violations(model) == embedding_violations(as_arrays) == []
+    as_arrays = dataclasses.replace(model, weights=dict(build_cvp(n, FMT).weights.items()), vocab=tuple(model.vocab))
+    assert embedding_violations(model) == embedding_violations(as_arrays) == []  # names looked up in a tuple too
+    assert list(model.vocab) == list(cvp.vocab(n)) and model.vocab == cvp.Vocabulary(n) != cvp.vocab(n)
 
 
 WRONG_FILLS = [  # (what, fill index, change) on the 16-gate position table

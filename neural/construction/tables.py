@@ -231,15 +231,6 @@ class TableProgram:
         distinct, at = unique_rows(np.concatenate(parts))
         return distinct, np.concatenate(owners)[at]
 
-    def covered(self, index) -> np.ndarray:
-        """Which of the rows ``index`` some fill with a nonzero value writes (every other row is all zeros)."""
-        index = np.asarray(index, dtype=np.int64).ravel()
-        out = np.zeros(index.size, dtype=bool)
-        for f in self.fills:
-            if f.code is not None or any(f.constant):
-                out |= f.rows.positions(index)[0]
-        return out
-
     def distinct_values(self) -> np.ndarray:
         """Every value an entry holds (0 included): what ``_check_representable`` asks of the format."""
         values = {0.0}
@@ -257,8 +248,29 @@ class TableProgram:
                 out[c].update((f.constant[c - f.lo],) if f.code is None else (-1.0, 1.0))
         return [frozenset(s) for s in out]
 
-    def nonzero_columns(self) -> np.ndarray:
-        return np.flatnonzero([any(v != 0 for v in vs) for vs in self.column_values()])
+
+# ---- reading a table that is an array or a program ---------------------------------------------------------------
+
+def take_rows(table, index) -> np.ndarray:
+    """The rows ``index`` of an array or a program, as an array."""
+    return table.take(index) if isinstance(table, TableProgram) else table[np.asarray(index)]
+
+
+def distinct_rows(table, index, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows among ``index`` with their bias appended, and the row each first occurs at, of an array
+    (``unique_rows``) or a program (``TableProgram.distinct_rows``, which lists only rows holding a code)."""
+    if isinstance(table, TableProgram):
+        return table.distinct_rows(index, bias)
+    index = np.asarray(index, dtype=np.int64)
+    distinct, first = unique_rows(np.c_[table[index], bias[index]])
+    return distinct, index[first]
+
+
+def nonzero_columns(table) -> np.ndarray:
+    """A mask of the columns any row of an array or a program sets."""
+    if isinstance(table, TableProgram):
+        return np.array([any(v != 0 for v in vs) for vs in table.column_values()], dtype=bool)
+    return np.any(table != 0, axis=0)
 
 
 # ---- comparing a field of two tables -----------------------------------------------------------------------------
@@ -421,7 +433,8 @@ class Weights(MutableMapping):
 
     def table(self, name: str):
         """The program where there is one, else the array: what a check that understands both should read."""
-        return self.program(name) if self.program(name) is not None else self._arrays[name]
+        program = self.program(name)
+        return program if program is not None else self._arrays[name]
 
     def pending_bytes(self) -> int:
         """What the programs not yet read will take as arrays: a run that loads the model makes them."""
