@@ -89,19 +89,21 @@ class Vocabulary(Sequence):
         raise ValueError(f"no tokens named {prefix}<j>")
 
     def index(self, name, start: int = 0, stop=None) -> int:
+        row = self._row(name)
+        if row is None or not start <= row < (len(self) if stop is None else stop):
+            raise ValueError(f"{name!r} is not in the vocabulary")
+        return row
+
+    def _row(self, name) -> int | None:
         for run, first, size in self._spans():
             if isinstance(run, tuple):
                 if name in run:
-                    row = first + run.index(name)
-                    if start <= row < (len(self) if stop is None else stop):
-                        return row
-            elif isinstance(name, str) and name.startswith(run) and name[len(run):].isdigit():
-                j = int(name[len(run):])
-                row = first + j - 1
-                if str(j) == name[len(run):] and 1 <= j <= size and start <= row < (len(self) if stop is None else
-                                                                                    stop):
-                    return row
-        raise ValueError(f"{name!r} is not in the vocabulary")
+                    return first + run.index(name)
+            elif isinstance(name, str) and name.startswith(run):
+                digits = name[len(run):]
+                if digits.isdigit() and str(int(digits)) == digits and 1 <= int(digits) <= size:
+                    return first + int(digits) - 1
+        return None
 
     def __contains__(self, name) -> bool:
         try:

@@ -149,3 +149,15 @@ def test_distinct_rows_of_a_program_are_those_of_its_array(case):
     want, at = unique_rows(np.c_[program.materialize()[index], bias[index]])
     assert np.array_equal(got, want) and np.array_equal(first, index[at])
     assert np.array_equal(program.take(index), program.materialize()[index])
+
+
+def test_the_cvp_vocabulary_names_and_finds_every_token_as_the_tuple_does():
+    names = cvp.vocab(12)
+    vocab = cvp.Vocabulary(12)
+    assert len(vocab) == len(names) and list(vocab) == list(names) and vocab[-1] == "@12" and vocab[2:5] == names[2:5]
+    assert [vocab.index(n) for n in names] == list(range(len(names)))
+    assert list(vocab.rows("g", [1, 12])) == [names.index("g1"), names.index("g12")]
+    for absent in ("g0", "g13", "g01", "@x", "@", "", "SEP2"):
+        assert absent not in vocab
+    with pytest.raises(ValueError):
+        vocab.rows("@", [13])
