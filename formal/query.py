@@ -84,21 +84,58 @@ def solve(item: Query | Violation, timeout_s: float) -> Outcome:
 def strict(formula: z3.BoolRef) -> z3.BoolRef:
     """The same formula with every one-argument ``and``/``or`` replaced by its argument: z3 builds and prints
     ``(and X)``, which SMT-LIB 2.6 does not allow (both are left-associative and take at least two), and strict
-    solvers such as bitwuzla reject the file."""
+    solvers such as bitwuzla reject the file. Only the terms above such a connective are rebuilt: rebuilding every
+    term through z3's Python API cost more than the proof itself (``_holding_unary_connectives``)."""
+    dirty = _holding_unary_connectives(formula)
     memo: dict[int, z3.ExprRef] = {}
 
     def rebuild(e: z3.ExprRef) -> z3.ExprRef:
         key = e.get_id()
+        if key not in dirty:
+            return e
         if key not in memo:
-            if not z3.is_app(e) or e.num_args() == 0:
-                memo[key] = e
-            else:
-                args = [rebuild(c) for c in e.children()]
-                unary_connective = e.decl().kind() in (z3.Z3_OP_AND, z3.Z3_OP_OR) and len(args) == 1
-                memo[key] = args[0] if unary_connective else e.decl()(*args)
+            args = [rebuild(c) for c in e.children()]
+            unary_connective = e.decl().kind() in _CONNECTIVES and len(args) == 1
+            memo[key] = args[0] if unary_connective else e.decl()(*args)
         return memo[key]
 
     return rebuild(formula)
+
+
+_CONNECTIVES = (z3.Z3_OP_AND, z3.Z3_OP_OR)
+
+
+def _holding_unary_connectives(formula: z3.ExprRef) -> set[int]:
+    """The ids of the terms of ``formula`` that are, or contain, a one-argument ``and``/``or``. It walks the term
+    DAG once through z3's C API (no Python object per term), each shared term once."""
+    ctx = formula.ctx_ref()
+    children: dict[int, list[int]] = {}
+    unary: set[int] = set()
+    order: list[int] = []  # each term after every term it contains
+    stack = [(formula.as_ast(), False)]
+    while stack:
+        ast, expanded = stack.pop()
+        key = z3.Z3_get_ast_id(ctx, ast)
+        if expanded:
+            order.append(key)
+            continue
+        if key in children:
+            continue
+        if z3.Z3_get_ast_kind(ctx, ast) != z3.Z3_APP_AST:
+            children[key] = []
+            order.append(key)
+            continue
+        args = [z3.Z3_get_app_arg(ctx, ast, i) for i in range(z3.Z3_get_app_num_args(ctx, ast))]
+        children[key] = [z3.Z3_get_ast_id(ctx, a) for a in args]
+        if len(args) == 1 and z3.Z3_get_decl_kind(ctx, z3.Z3_get_app_decl(ctx, ast)) in _CONNECTIVES:
+            unary.add(key)
+        stack.append((ast, True))
+        stack.extend((a, False) for a in args)
+    dirty: set[int] = set()
+    for key in order:
+        if key in unary or any(c in dirty for c in children[key]):
+            dirty.add(key)
+    return dirty
 
 
 def to_smt2(query: Query) -> str:

@@ -99,3 +99,29 @@ def test_the_c_api_build_is_z3pys_term_for_term(ieee):
         assert getattr(f, name)(x, y).eq(term), name
     assert f.relu(x).eq(z3.If(z3.fpGT(x, f.zero), x, f.zero))
     assert f.val(-0.0).eq(z3.FPVal(-0.0, f.sort)) and not f.val(-0.0).eq(f.val(0.0))  # the numeral cache keeps signs
+
+
+def _unary_connectives(e: z3.ExprRef) -> int:
+    """One-argument and/or in e, counted through z3py (independently of formal.query's C-API walk)."""
+    if not z3.is_app(e):
+        return 0
+    own = int(e.decl().kind() in (z3.Z3_OP_AND, z3.Z3_OP_OR) and e.num_args() == 1)
+    return own + sum(_unary_connectives(c) for c in e.children())
+
+
+def test_strict_drops_every_one_argument_connective_and_leaves_the_rest_as_it_was():
+    from formal.query import strict
+
+    x, y, z = z3.Bools("x y z")
+    shared = z3.Or(z3.And(z))  # a shared term: reached along two paths, rebuilt once
+    deep = z3.Not(z3.Implies(x, z3.And(z3.Or(y), shared)))
+    cases = [deep, z3.And(deep, shared, z3.Xor(shared, x)), z3.Or(z3.And(x)), z3.And(x, z3.Or(y, z))]
+    for formula in cases:
+        out = strict(formula)
+        assert _unary_connectives(out) == 0
+        proof = z3.Solver()
+        proof.add(out != formula)
+        assert proof.check() == z3.unsat
+        if _unary_connectives(formula) == 0:
+            assert out.get_id() == formula.get_id()  # nothing to drop: the very term, not a copy
+    assert _unary_connectives(cases[0]) == 3 and strict(cases[2]).eq(x)
