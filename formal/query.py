@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import z3
@@ -66,12 +67,15 @@ def solve(item: Query | Violation, timeout_s: float) -> Outcome:
     if isinstance(item, Violation):
         return Outcome(item.name, item.lemma, REFUTED, 0.0,
                        witness(item.kind, {**item.context, "violation": item.reason}), item.reason)
+    if PROVED_FORMULAS.holds(item.formula):
+        return Outcome(item.name, item.lemma, PROVED, 0.0, query=item)
     solver = make_solver(timeout_s)
     solver.add(item.formula)
     start = time.perf_counter()
     answer = solver.check()
     seconds = time.perf_counter() - start
     if answer == z3.unsat:
+        PROVED_FORMULAS.add(item.formula)
         return Outcome(item.name, item.lemma, PROVED, seconds, query=item)
     if answer == z3.sat:
         model = solver.model()
@@ -79,6 +83,43 @@ def solve(item: Query | Violation, timeout_s: float) -> Outcome:
         cex = witness(item.kind, {**item.context, **values})
         return Outcome(item.name, item.lemma, REFUTED, seconds, cex, query=item)
     return Outcome(item.name, item.lemma, UNKNOWN, seconds, reason=f"solver: {solver.reason_unknown()}", query=item)
+
+
+class ProvedFormulas:
+    """The formulas z3 has answered UNSAT in this process, so that the identical query is not asked twice: heads
+    or gates whose weights coincide, a spec proved again (the pytest helper, a test suite), specs that compile to
+    one construction. Z3 shares equal terms, so "identical" is one pointer comparison (``eq``) after a hash lookup,
+    never a printout. Only UNSAT is kept: it holds whatever the time limit, while UNKNOWN may not under a longer
+    one, and a SAT answer is solved again for its own counterexample. The most recent ``capacity`` are kept (a
+    query's terms are a few hundred nodes, held alive by the entry)."""
+
+    def __init__(self, capacity: int = 4096):
+        self.capacity = capacity
+        self._by_hash: OrderedDict[int, list[z3.BoolRef]] = OrderedDict()
+        self._count = 0
+
+    def holds(self, formula: z3.BoolRef) -> bool:
+        key = formula.hash()
+        found = any(f.eq(formula) for f in self._by_hash.get(key, ()))
+        if found:
+            self._by_hash.move_to_end(key)
+        return found
+
+    def add(self, formula: z3.BoolRef) -> None:
+        self._by_hash.setdefault(formula.hash(), []).append(formula)
+        self._by_hash.move_to_end(formula.hash())
+        self._count += 1
+        while self._count > self.capacity:
+            _, dropped = self._by_hash.popitem(last=False)
+            self._count -= len(dropped)
+
+    def clear(self) -> None:
+        """Forget every proof: what a test of the solver's own behaviour (a time limit) starts from."""
+        self._by_hash.clear()
+        self._count = 0
+
+
+PROVED_FORMULAS = ProvedFormulas()
 
 
 def strict(formula: z3.BoolRef) -> z3.BoolRef:

@@ -125,3 +125,29 @@ def test_strict_drops_every_one_argument_connective_and_leaves_the_rest_as_it_wa
         if _unary_connectives(formula) == 0:
             assert out.get_id() == formula.get_id()  # nothing to drop: the very term, not a copy
     assert _unary_connectives(cases[0]) == 3 and strict(cases[2]).eq(x)
+
+
+def test_a_formula_proved_once_is_not_asked_again_and_nothing_else_is_remembered(monkeypatch):
+    import formal.query as q
+
+    memo = q.ProvedFormulas(capacity=2)
+    monkeypatch.setattr(q, "PROVED_FORMULAS", memo)
+    x = z3.FP("x", z3.FPSort(5, 11))
+    unsat = z3.And(z3.fpGT(x, z3.FPVal(1.0, x.sort())), z3.fpLT(x, z3.FPVal(0.5, x.sort())))
+    sat = z3.fpGT(x, z3.FPVal(1.0, x.sort()))
+    first = q.solve(q.Query("a", "lemma", unsat), 10.0)
+    assert first.status == q.PROVED and first.seconds > 0
+    asked = []
+    real_make_solver = q.make_solver
+    monkeypatch.setattr(q, "make_solver", lambda t: asked.append(t) or real_make_solver(t))
+    rebuilt = z3.And(z3.fpGT(x, z3.FPVal(1.0, x.sort())), z3.fpLT(x, z3.FPVal(0.5, x.sort())))  # an equal term
+    again = q.solve(q.Query("b", "other", rebuilt), 0.001)  # proved, whatever the time limit now
+    assert (again.name, again.lemma, again.status, again.seconds, asked) == ("b", "other", q.PROVED, 0.0, [])
+    assert again.query.name == "b"
+    assert q.solve(q.Query("c", "lemma", sat), 10.0).status == q.REFUTED
+    assert q.solve(q.Query("c", "lemma", sat), 10.0).status == q.REFUTED and len(asked) == 2  # SAT: asked each time
+    for bound in (2.0, 4.0):  # two more proofs: the first one is the oldest and leaves
+        q.solve(q.Query("d", "lemma", z3.And(unsat, z3.fpLT(x, z3.FPVal(bound, x.sort())))), 10.0)
+    assert not memo.holds(unsat) and len(asked) == 4
+    memo.clear()
+    assert q.solve(q.Query("e", "lemma", z3.And(unsat, z3.fpLT(x, z3.FPVal(4.0, x.sort())))), 10.0).seconds > 0
