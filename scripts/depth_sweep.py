@@ -8,6 +8,8 @@ at every check, test accuracy on 500 held-out prompts at the end (one JSON line)
     python scripts/depth_sweep.py OUT/s5L8d --layers 8 --steps 5000 --init depth
     python scripts/depth_sweep.py OUT/isqL1 --task isq --params steps=3,min_prime=151,max_prime=199 --layers 1 \\
         --steps 6000 [--lr 2e-3]
+    python scripts/depth_sweep.py OUT/isqL1w128s2 --task isq --params steps=3,min_prime=151,max_prime=199 \
+        --layers 1 --d-model 128 --steps 8000 --seed 2   (and seeds 0, 1)
 """
 import argparse
 import json
