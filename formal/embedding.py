@@ -241,12 +241,12 @@ def _check_head_rows(model, rows: CVPRows, ck: _Checker) -> None:
         if name != "g_in" and N:
             ck.expect_rows(H, name, [(refs[1:], tail[start:start + size])],
                            "the readout shape: NA's weights outside g_in on every id row", within=[refs[1:]])
-    bias = np.flatnonzero(b[refs] != b[refs[0]])
-    before = np.flatnonzero((tail != 0) & (np.arange(tail.size) < code[0]))
-    for bad, what in ((bias, "one bias for every id row"), (before, "the id rows' weights outside g_in come after it")):
-        if bad.size and not ck.violations:
-            row = int(refs[bad[0]]) if bad is bias else int(refs[0])
+    other_bias = np.flatnonzero(b[refs] != b[refs[0]])
+    tail_before = np.any((tail != 0) & (np.arange(tail.size) < code[0]))
+    found = [(int(refs[other_bias[0]]) if other_bias.size else None, "one bias for every id row"),
+             (int(refs[0]) if tail_before else None, "the id rows' weights outside g_in come after it")]
+    for row, what in found:
+        if row is not None and not ck.violations:
             ck.violations.append(Violation("embedding", "embedding",
                                            f"head row {row} ({model.vocab[row]}) breaks the readout shape: {what}",
                                            {"table": H, "row": row, "token": model.vocab[row]}))
-

@@ -106,8 +106,9 @@ class ProvedFormulas:
         return found
 
     def add(self, formula: z3.BoolRef) -> None:
-        self._by_hash.setdefault(formula.hash(), []).append(formula)
-        self._by_hash.move_to_end(formula.hash())
+        key = formula.hash()
+        self._by_hash.setdefault(key, []).append(formula)
+        self._by_hash.move_to_end(key)
         self._count += 1
         while self._count > self.capacity:
             _, dropped = self._by_hash.popitem(last=False)

@@ -132,4 +132,3 @@ def _readout_cvp(model, fmt) -> list:
             items.append(Query(f"readout[{where}: {what}]", "readout", z3.And(*dom, beaten),
                                {**state, "ans": ans, **free}, {"role": role}, Kind.READOUT))
     return items
-

@@ -161,3 +161,23 @@ def test_the_cvp_vocabulary_names_and_finds_every_token_as_the_tuple_does():
         assert absent not in vocab
     with pytest.raises(ValueError):
         vocab.rows("@", [13])
+
+
+@pytest.mark.parametrize("break_it,said", [
+    ("bias", "one bias for every id row"),
+    ("order", "the id rows' weights outside g_in come after it"),
+])
+def test_the_readout_shape_refuses_a_second_bias_and_a_tail_before_g_in(break_it, said):
+    model = build_cvp(3, FMT)
+    weights = dict(model.weights.items())
+    W, b = weights[Keys.weight(Keys.HEAD)].copy(), weights[Keys.bias(Keys.HEAD)].copy()
+    refs = np.r_[cvp.NA, cvp.ref_token(np.arange(1, 4), 3)]
+    if break_it == "bias":
+        b[refs[2]] += 1.0
+    else:  # the same weight on every id row, so the tails still agree, but summed before g_in
+        W[refs, int(model.layout.cols("g_in")[0]) - 1] = 0.5
+    found = embedding_violations(dataclasses.replace(
+        model, weights={**weights, Keys.weight(Keys.HEAD): W, Keys.bias(Keys.HEAD): b}))
+    assert [v.reason.split(": ")[-1] for v in found] == [said]
+    row = int(refs[2] if break_it == "bias" else refs[0])
+    assert found[0].context["row"] == row
