@@ -105,8 +105,8 @@ def test_early_stopping_on_the_validation_split(tmp_path):
 
 
 def test_cells_are_parsed_or_refused(tmp_path):
-    assert parse_cells("s5:cot:1, cvp:base:4") == [("s5", "cot", 1), ("cvp", "base", 4)]
-    for bad in ("s5:cot", "s6:cot:1", "s5:cott:1", "s5:cot:0", "s5:cot:x"):
+    assert parse_cells("s5:cot:1, cvp:base:4:8") == [("s5", "cot", 1, None), ("cvp", "base", 4, 8)]
+    for bad in ("s5:cot", "s6:cot:1", "s5:cott:1", "s5:cot:0", "s5:cot:x", "s5:cot:1:0", "s5:cot:1:8:2"):
         with pytest.raises(ValueError):
             parse_cells(bad)
     full = PROFILES["full"]
@@ -123,6 +123,10 @@ def test_cells_are_parsed_or_refused(tmp_path):
     assert ordered[2] == chosen[2:4]  # cvp at 8 gates (65-token sequences) after 8-layer s5
     assert [c.length for g in ordered[3:] for c in g] == [16, 16, 8, 8, 4, 4]  # modadd, longest first
     assert run_order(full, groups, jobs=1) == groups  # one worker: in the order asked for
+    # a length picks one of a cell's lengths, or one the profile lacks; a cell named twice is run once
+    one = cells_of(full, 1, parse_cells("modadd:cot:1:8,cvp:base:32:12,modadd:cot:1"))
+    assert [(c.task, c.layers, c.length) for c in one] == [("modadd", 1, 8), ("cvp", 32, 12), ("modadd", 1, 16),
+                                                           ("modadd", 1, 4)]
     cpu = PROFILES["cpu"]  # sized for several sittings: cheapest first, so each sitting scores the most cells
     cheap = run_order(cpu, plan_groups(cpu, cells_of(cpu, 1), tmp_path, "cpu", 1e12), jobs=2)
     assert [group_cost(cpu, g) for g in cheap] == sorted(group_cost(cpu, g) for g in cheap)

@@ -160,8 +160,8 @@ def cmd_reproduce(args) -> int:
         cells = parse_cells(args.cells)
     except ParameterError as err:
         raise InputError(f"bad cell {str(err)!r}", SourceLoc("--cells"), text=str(err),
-                         expected="TASK:SETTING:LAYERS, e.g. s5:cot:1 (tasks modadd|s5|isq|cvp, settings "
-                                  "base|cot|hint)") from None
+                         expected="TASK:SETTING:LAYERS[:LENGTH], e.g. s5:cot:1 or cvp:base:2:8 (tasks "
+                                  "modadd|s5|isq|cvp, settings base|cot|hint)") from None
     from neural.model import resolve_device
 
     try:
@@ -388,7 +388,8 @@ def register(sub) -> None:
                            "paper's sizes, for a GPU")
     mode.add_argument("--quick", dest="profile", action="store_const", const="quick", help="--profile quick")
     mode.add_argument("--full", dest="profile", action="store_const", const="full", help="--profile full")
-    p.add_argument("--cells", metavar="TASK:SETTING:LAYERS[,...]", help="rerun just these cells, from scratch")
+    p.add_argument("--cells", metavar="TASK:SETTING:LAYERS[:LENGTH][,...]",
+                   help="rerun just these cells (every length the profile runs, or LENGTH), from scratch")
     p.add_argument("--rerun", action="store_true", help="retrain every cell of the profile from scratch")
     p.add_argument("--seeds", type=flags.positive_int, default=None, help="seeds per cell (default: the profile's)")
     p.add_argument("--jobs", type=flags.positive_int, default=None,

@@ -103,8 +103,9 @@ class Cell:
         return root / f"{self.task}_{self.setting}_L{self.layers}_n{self.length}_s{self.seed}"
 
 
-def parse_cells(text: str | None) -> list[tuple[str, str, int]] | None:
-    """``TASK:SETTING:LAYERS[,...]`` -> [(task, setting, layers)]; ValueError names the bad item."""
+def parse_cells(text: str | None) -> list[tuple[str, str, int, int | None]] | None:
+    """``TASK:SETTING:LAYERS[:LENGTH][,...]`` -> [(task, setting, layers, length)], length None for every length the
+    profile runs that cell at; ValueError names the bad item."""
     if text is None:
         return None
     from neural.learning.tasks import SETTINGS
@@ -112,17 +113,18 @@ def parse_cells(text: str | None) -> list[tuple[str, str, int]] | None:
     out = []
     for item in text.split(","):
         parts = item.strip().split(":")
-        if len(parts) != 3 or parts[0] not in LENGTH_PARAM or parts[1] not in SETTINGS or not parts[2].isdigit() \
-                or int(parts[2]) < 1:
+        numbers = parts[2:]
+        if len(parts) not in (3, 4) or parts[0] not in LENGTH_PARAM or parts[1] not in SETTINGS \
+                or not all(n.isdigit() and int(n) >= 1 for n in numbers):
             raise ParameterError(item.strip())
-        out.append((parts[0], parts[1], int(parts[2])))
+        out.append((parts[0], parts[1], int(parts[2]), int(parts[3]) if len(parts) == 4 else None))
     return out
 
 
 def cells_of(profile: Profile, seeds: int, chosen: list | None = None) -> list[Cell]:
     """Every cell of the profile: each setting at every depth at each of the task's lengths, then ``more_cells``;
-    ``chosen`` (task, setting, layers) selects cells, at any depth, even one the profile lacks, and orders them as
-    listed."""
+    ``chosen`` (task, setting, layers, length or None for every length) selects cells, at any depth and length, even
+    one the profile lacks (at the task's main length where none is named), and orders them as listed."""
     cells, depths_of = [], {(task, setting): depths for task, setting, depths in profile.depths_of}
     for task in profile.tasks:
         for setting in profile.settings:
@@ -134,12 +136,19 @@ def cells_of(profile: Profile, seeds: int, chosen: list | None = None) -> list[C
             cells += [Cell(task, setting, layers, length, s) for layers, length in more for s in range(seeds)]
     if chosen is None:
         return cells
-    picked = [c for c in cells if (c.task, c.setting, c.layers) in chosen]
-    have = {(c.task, c.setting, c.layers) for c in picked}
-    for task, setting, layers in chosen:  # a depth the profile does not run: at the task's main length
-        if (task, setting, layers) not in have:
-            picked += [Cell(task, setting, layers, profile.lengths[task][0], s) for s in range(seeds)]
-    return sorted(picked, key=lambda c: chosen.index((c.task, c.setting, c.layers)))  # in the order asked for
+
+    def names(i: int, c: Cell) -> bool:
+        task, setting, layers, length = chosen[i]
+        return (c.task, c.setting, c.layers) == (task, setting, layers) and length in (None, c.length)
+
+    def choice(c: Cell) -> int | None:  # the first choice that names the cell
+        return next((i for i in range(len(chosen)) if names(i, c)), None)
+
+    picked = [c for c in cells if choice(c) is not None]
+    for i, (task, setting, layers, length) in enumerate(chosen):  # a cell the profile does not run: as asked
+        if not any(names(i, c) for c in picked):
+            picked += [Cell(task, setting, layers, length or profile.lengths[task][0], s) for s in range(seeds)]
+    return sorted(picked, key=choice)  # in the order asked for
 
 
 def recipe(task: str, params: dict, setting: str, layers: int, *, d_model: int, lr: float, warmup: int, steps: int,
