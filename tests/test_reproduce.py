@@ -16,6 +16,7 @@ from helpers import ROOT, cli
 
 from neural.learning import reproduce
 from neural.learning.claims import UNDECIDED
+from neural.learning.grid_results import document, load_results, write_results
 from neural.learning.reproduce import (
     PROFILES,
     Profile,
@@ -158,7 +159,7 @@ def tiny_grid(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny_grid")
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(reproduce.PROFILES, "quick", TINY)
-        doc = run_grid("quick", root / "runs", root / "results", cells=[("cvp", "cot", 1), ("modadd", "base", 1)])
+        doc = run_grid("quick", root / "runs", root / "results", cells=parse_cells("cvp:cot:1,modadd:base:1"))
     return doc, root / "runs", root / "results"
 
 
@@ -187,7 +188,7 @@ def test_the_table_says_not_run_and_the_figures_are_drawn(tiny_grid):
     table = (results / "table.md").read_text()
     assert table.split("| task | claim")[0].count("| not run |") == 2 and TINY.finish_with in table
     assert (results / "accuracy_vs_depth_quick.png").exists()
-    assert (results / "learning_curves_quick.png").exists()  # drawn from the runs' metrics
+    assert (results / "learning_curves_quick.png").exists()  # drawn from the curves the rows hold
 
 
 def test_resuming_a_grid_runs_only_the_cells_not_yet_scored(tiny_grid, tmp_path, monkeypatch):
@@ -209,7 +210,7 @@ def test_resuming_a_grid_runs_only_the_cells_not_yet_scored(tiny_grid, tmp_path,
 
 def test_the_seeds_of_a_cell_train_as_one_group(tmp_path, monkeypatch):
     monkeypatch.setitem(reproduce.PROFILES, "quick", TINY)
-    doc = run_grid("quick", tmp_path / "runs", tmp_path / "results", seeds=2, cells=[("modadd", "cot", 1)])
+    doc = run_grid("quick", tmp_path / "runs", tmp_path / "results", seeds=2, cells=parse_cells("modadd:cot:1"))
     assert sorted((c["seed"], c["group"]) for c in doc["cells"]) == [(0, 2), (1, 2)]
     for seed in (0, 1):  # each seed's checkpoint is its own, as if it had trained alone
         meta = json.loads((tmp_path / f"runs/quick/modadd_cot_L1_n3_s{seed}/config.json").read_text())
@@ -308,15 +309,27 @@ def test_the_full_grid_on_a_cpu_says_what_is_left_and_trains_nothing(tmp_path):
     assert proc.returncode == 2 and "--cpu-anyway goes with --ablation NAME or --full" in proc.stderr
 
 
-def test_learning_curves_read_validation_accuracy_where_a_run_recorded_it():
-    from neural.learning.reproduce_report import curve_of
+def test_a_row_keeps_its_learning_curve_and_the_figure_is_drawn_from_the_rows_alone(tiny_grid, tmp_path,
+                                                                                     monkeypatch):
+    """The curve is read from the run's metrics where it was scored; the figure and the results JSON (the curve on
+    one line) regenerate from the results file with no run directory."""
+    from neural.learning.reproduce import validation_curve
+    from neural.learning.reproduce_report import plot_curves
 
-    lines = [{"step": 50, "loss": 1.0, "train_answer_acc": 0.2}, {"step": 100, "loss": 0.5, "train_answer_acc": 0.4,
-                                                                  "valid_accuracy": 0.3}]
-    assert curve_of(lines) == ("validation", [100], [0.3])
-    assert curve_of(lines[:1]) == ("training answer", [50], [0.2])  # a run from before validation was recorded
-    assert curve_of([]) is None
-
+    _, _, results = tiny_grid
+    rows = load_results(results / "quick.json")
+    assert rows and all(r["validation_curve"] for r in rows)
+    assert all(step > 0 and 0 <= acc <= 1 for r in rows for step, acc in r["validation_curve"])
+    assert '"validation_curve": [[' in (results / "quick.json").read_text()  # one line, not one per number
+    monkeypatch.setitem(reproduce.PROFILES, "quick", TINY)
+    assert plot_curves(document("quick", rows), TINY) is not None
+    write_results("quick", rows, tmp_path)
+    assert json.loads((tmp_path / "quick.json").read_text()) == json.loads((results / "quick.json").read_text())
+    assert plot_curves(document("quick", [{**r, "validation_curve": None} for r in rows]), TINY) is None
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 50, "loss": 1.0}\n{"step": 100, "loss": 0.5, '
+                                                    '"valid_accuracy": 0.30016}\n')
+    assert validation_curve(tmp_path / "run") == [[100, 0.3002]]
 
 def test_each_validation_check_is_in_its_metrics_line(tmp_path):
     from neural import checkpoint
@@ -365,23 +378,44 @@ def test_a_claim_judged_on_a_budget_bound_cell_is_undecided_never_holds_or_fails
     assert next(c for c in reproduce.claims([], cpu) if c["task"] == "s5")["verdict"] == "not run"
 
 
-@pytest.mark.parametrize("reach, cot, verdict", [
-    ({4: 1, 6: 2, 8: 8}, 1.0, "holds"),  # base needs more depth as circuits grow; CoT at 1 layer does not
-    ({4: 2, 6: 2, 8: 2}, 1.0, "fails"),  # one depth serves every size
-    ({4: 1, 6: 4, 8: None}, 1.0, "holds"),  # 8 gates: no depth run is enough
-    ({4: 1, 6: 2, 8: 4}, 0.8, "fails"),  # CoT at 1 layer misses a size
+@pytest.mark.parametrize("reach, cot, verdict, when_8_gates_1_layer_is_budget_bound", [
+    # base needs more depth as circuits grow; CoT at 1 layer does not. More training at 1 layer and 8 gates could
+    # make 1 layer enough there: the verdict could turn, so it is undecided
+    ({4: 1, 6: 2, 8: 8}, 1.0, "holds", UNDECIDED),
+    ({4: 2, 6: 2, 8: 2}, 1.0, "fails", "fails"),  # one depth serves every size; a shallower one at 8 gates: still
+    ({4: 1, 6: 4, 8: None}, 1.0, "holds", UNDECIDED),  # 8 gates: no depth run is enough
+    ({4: 1, 6: 2, 8: 4}, 0.8, "fails", "fails"),  # CoT at 1 layer misses a size, whatever base does
 ])
-def test_the_cvp_depth_question_is_decided_across_circuit_sizes(reach, cot, verdict):
+def test_the_cvp_depth_question_is_decided_across_circuit_sizes(reach, cot, verdict,
+                                                                 when_8_gates_1_layer_is_budget_bound):
     rows = []
     for gates, depth in reach.items():
         rows += [_row("cvp", "base", d, 0.95 if depth and d >= depth else 0.6, gates, seed)
                  for d in (1, 2, 4, 8) for seed in range(3)]
         rows += [_row("cvp", "cot", 1, cot, gates, seed) for seed in range(3)]
-    claim = next(c for c in reproduce.claims(rows, reproduce.PROFILES["cpu"]) if "depth question" in c["claim"])
-    assert claim["verdict"] == verdict, claim["evidence"]
-    rows[0] = {**rows[0], "converged": False, "stop_reason": "cap"}
-    claim = next(c for c in reproduce.claims(rows, reproduce.PROFILES["cpu"]) if "depth question" in c["claim"])
-    assert claim["verdict"] == UNDECIDED
+
+    def depth_claim(rows):
+        return next(c for c in reproduce.claims(rows, reproduce.PROFILES["cpu"]) if "depth question" in c["claim"])
+
+    assert depth_claim(rows)["verdict"] == verdict, depth_claim(rows)["evidence"]
+    rows = [{**r, "converged": False, "stop_reason": "cap"} if (r["setting"], r["layers"], r["length"]) ==
+            ("base", 1, 8) else r for r in rows]
+    claim = depth_claim(rows)
+    assert claim["verdict"] == when_8_gates_1_layer_is_budget_bound, claim["evidence"]
+    assert "base L1 n=8" in claim["evidence"]
+
+
+def test_a_budget_bound_cell_that_no_accuracy_could_turn_leaves_the_verdict_standing():
+    """S5 base at 0.01 is far below the 0.25 bar, but at its cap it could in principle still rise past it: undecided.
+    CoT at 1 layer at 0.995 and at its cap can only rise, and the claim already holds: it stands, and says why."""
+    cpu = reproduce.PROFILES["cpu"]
+    rows = [_row("s5", "cot", 1, 0.995, converged=False)] + [_row("s5", "base", d, 0.01) for d in (1, 2, 4, 8)]
+    s5 = next(c for c in reproduce.claims(rows, cpu) if c["task"] == "s5")
+    assert (s5["holds"], s5["verdict"]) == (True, "holds")
+    assert "no score up to 1.0 changes the verdict: cot L1 n=5" in s5["evidence"]
+    many = [_row("s5", "cot", 1, 0.995, seed=s, converged=False) for s in range(13)] + rows[1:]
+    s5 = next(c for c in reproduce.claims(many, cpu) if c["task"] == "s5")
+    assert s5["verdict"] == UNDECIDED  # more than MOST_BOUND budget-bound cells: not tried, undecided
 
 
 def test_the_cpu_profile_trains_what_the_claims_read_and_cvp_at_three_sizes():
@@ -422,8 +456,6 @@ def test_committed_results_regenerate_byte_for_byte_from_their_rows(name, tmp_pa
     nothing (the claims and verdicts, the table's marks, the provenance), so a change in how results are judged or
     drawn shows here as a diff to commit on purpose."""
     from helpers import ROOT
-
-    from neural.learning.grid_results import load_results, write_results
 
     committed = ROOT / "results"
     write_results(name, load_results(committed / f"{name}.json"), tmp_path)

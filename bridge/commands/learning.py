@@ -196,7 +196,7 @@ def _full_on_a_cpu(args) -> int:
         if not d["not_run"]:
             return _reproduce_text({"profile": "full", "cells": []})
         return (f"reproduce full: {d['not_run']} cells not yet run, sized for a GPU: {d['finish_with']} (or "
-                "--cpu-anyway; --cells TASK:SETTING:LAYERS runs chosen cells here)")
+                "--cpu-anyway; --cells TASK:SETTING:LAYERS[:LENGTH] runs chosen cells here)")
 
     emit(doc, args.json, text)
     return 0

@@ -1,9 +1,12 @@
 """The paper's claims, judged from a grid's scored rows (``neural.learning.reproduce``): one function per claim, each
-returning one ``Claim``. A claim is judged only on its deciding cells: not run until they are scored, and undecided
-where one of them is budget-bound (stopped at its step cap, not converged)."""
+returning one ``Judgement`` of the rows as scored, which ``settle`` turns into one ``Claim``. A claim is judged only on
+its deciding cells: not run until they are scored, and undecided where a budget-bound one (stopped at its step cap,
+not converged) could change the verdict with more training."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from itertools import product
 
 import numpy as np
 
@@ -30,6 +33,17 @@ THRESHOLDS = Thresholds()
 
 
 @dataclass(frozen=True)
+class Judgement:
+    """A claim as its deciding cells say it as scored: ``holds`` None where they have not all run."""
+
+    task: str
+    claim: str
+    holds: bool | None
+    evidence: str
+    deciding: list
+
+
+@dataclass(frozen=True)
 class Claim:
     """One claim as the results state it: ``holds`` True or False as judged, None where not run or undecided;
     ``verdict`` says which (holds, fails, not run, or ``UNDECIDED``)."""
@@ -40,32 +54,50 @@ class Claim:
     verdict: str
     evidence: str
 
-    @classmethod
-    def judged(cls, task: str, claim: str, holds: bool | None, evidence: str, deciding: list[dict]) -> "Claim":
-        """``holds`` as the deciding cells say it as scored; where one of them is budget-bound more training might
-        change it, so the claim is undecided rather than judged on it."""
-        bound = [r for r in deciding if budget_bound(r)]
-        if holds is not None and bound:
-            cells = ", ".join(sorted({f"{r['setting']} L{r['layers']} n={r['length']}" for r in bound}))
-            return cls(task, claim, None, UNDECIDED, f"{evidence}; budget-bound: {cells}")
-        return cls(task, claim, holds, {True: "holds", False: "fails", None: "not run"}[holds],
-                   evidence or NO_EVIDENCE)
-
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+MOST_BOUND = 12  # budget-bound deciding cells whose every outcome ``settle`` tries (2^12 judgements); more: undecided
+
+
+def settle(judge: Callable[[list[dict]], Judgement], rows: list[dict]) -> Judgement:
+    """The claim as ``judge`` says it from ``rows``, unless a budget-bound deciding cell could change it. More
+    training could raise such a cell's accuracy anywhere from its score to 1.0 (and lower a CoT cell's unsound step
+    rate to 0), so the claim is judged again with every combination of them at either end; it stands only if every
+    one gives the same verdict (the claims compare means and minima with thresholds, so the ends are where a
+    verdict can turn), and is undecided otherwise."""
+    first = judge(rows)
+    bound = [r for r in first.deciding if budget_bound(r)]
+    holds, evidence = first.holds, first.evidence or NO_EVIDENCE
+    if holds is not None and bound:
+        cells = ", ".join(sorted({f"{r['setting']} L{r['layers']} n={r['length']}" for r in bound}))
+        if len(bound) > MOST_BOUND or any(judge(_raised(rows, bound, ends)).holds != holds
+                                          for ends in product((False, True), repeat=len(bound)) if any(ends)):
+            return Claim(first.task, first.claim, None, UNDECIDED, f"{evidence}; budget-bound: {cells}")
+        evidence += f"; budget-bound, but no score up to 1.0 changes the verdict: {cells}"
+    return Claim(first.task, first.claim, holds, {True: "holds", False: "fails", None: "not run"}[holds], evidence)
+
+
+def _raised(rows: list[dict], bound: list[dict], ends: tuple[bool, ...]) -> list[dict]:
+    """``rows`` with the budget-bound rows that ``ends`` marks as the best more training could make them: accuracy
+    1.0 and, for CoT, no unsound step."""
+    up = {id(r) for r, high in zip(bound, ends) if high}
+    return [{**r, "accuracy": 1.0, **({"unsound_step_rate": 0.0} if r.get("unsound_step_rate") is not None else {})}
+            if id(r) in up else r for r in rows]
 
 
 def claims(rows: list[dict], profile) -> list[dict]:
     """Every claim the profile's rows can decide, as the results JSON holds them."""
     t = THRESHOLDS
-    out = [modadd_claim(rows, t), hard_task_claim(rows, t, "s5", "composition in S5"),
-           hard_task_claim(rows, t, "isq", "iterated squaring"), cvp_claim(rows, profile, t)]
+    judges = [lambda rs: modadd_claim(rs, t), lambda rs: hard_task_claim(rs, t, "s5", "composition in S5"),
+              lambda rs: hard_task_claim(rs, t, "isq", "iterated squaring"), lambda rs: cvp_claim(rs, profile, t)]
     if len(profile.lengths.get("cvp", ())) > 1 or len({r["length"] for r in _group(rows, "cvp", "base")}) > 1:
-        out.append(cvp_depth_claim(rows, t))  # the depth question needs several circuit sizes
-    return [c.to_dict() for c in out]
+        judges.append(lambda rs: cvp_depth_claim(rs, t))  # the depth question needs several circuit sizes
+    return [settle(judge, rows).to_dict() for judge in judges]
 
 
-def modadd_claim(rows: list[dict], t: Thresholds) -> Claim:
+def modadd_claim(rows: list[dict], t: Thresholds) -> Judgement:
     ok, text, cot_rows = _cot_one_layer(rows, t, "modadd")
     base = _group(rows, "modadd", "base")
     lengths = sorted({r["length"] for r in base})
@@ -74,15 +106,15 @@ def modadd_claim(rows: list[dict], t: Thresholds) -> Claim:
     failed = [n for n in lengths if n not in learned]
     axis = len(lengths) > 1
     holds = ok if not axis or ok is None else (ok and bool(learned) and bool(failed) and max(learned) < min(failed))
-    return Claim.judged("modadd", "CoT at 1 layer learns addition mod 7 at every input length; base learns short "
-                        "inputs but not long ones, so CoT's advantage shows as inputs grow", holds,
-                        text + f"; base learns (>= {t.base_learns:g} at some depth) at lengths {learned or 'none'}, "
-                        f"not at {failed or 'none'}" + ("" if axis else
-                                                        " (one length run: only the CoT half is judged)"),
-                        cot_rows + (base if axis else []))
+    return Judgement("modadd", "CoT at 1 layer learns addition mod 7 at every input length; base learns short "
+                     "inputs but not long ones, so CoT's advantage shows as inputs grow", holds,
+                     text + f"; base learns (>= {t.base_learns:g} at some depth) at lengths {learned or 'none'}, "
+                     f"not at {failed or 'none'}" + ("" if axis else
+                                                     " (one length run: only the CoT half is judged)"),
+                     cot_rows + (base if axis else []))
 
 
-def hard_task_claim(rows: list[dict], t: Thresholds, task: str, name: str) -> Claim:
+def hard_task_claim(rows: list[dict], t: Thresholds, task: str, name: str) -> Judgement:
     """S5 and isq: base stays near chance at every depth, CoT at 1 layer reaches the bar."""
     ok1, t1, r1 = _cot_one_layer(rows, t, task)
     base = _group(rows, task, "base")
@@ -90,11 +122,11 @@ def hard_task_claim(rows: list[dict], t: Thresholds, task: str, name: str) -> Cl
     t2 = "; ".join(f"base L{d}: {_span(_group(base, task, 'base', d))}" for d in depths)
     ok2 = all(r["accuracy"] <= t.base_stays_below for r in base) if base else None
     both = None if ok1 is None or ok2 is None else ok1 and ok2
-    return Claim.judged(task, f"{name}: base stays at or below {t.base_stays_below:g} at every depth run; CoT with 1 "
-                        f"layer reaches {t.cot_reaches:g}", both, "; ".join(x for x in (t1, t2) if x), r1 + base)
+    return Judgement(task, f"{name}: base stays at or below {t.base_stays_below:g} at every depth run; CoT with 1 "
+                     f"layer reaches {t.cot_reaches:g}", both, "; ".join(x for x in (t1, t2) if x), r1 + base)
 
 
-def cvp_claim(rows: list[dict], profile, t: Thresholds) -> Claim:
+def cvp_claim(rows: list[dict], profile, t: Thresholds) -> Judgement:
     """At the profile's main circuit size: CoT at 1 layer reaches the bar, base well below it and not falling with
     depth."""
     main = profile.lengths["cvp"][0] if "cvp" in profile.lengths else None  # a profile without cvp has no cvp rows
@@ -116,27 +148,27 @@ def cvp_claim(rows: list[dict], profile, t: Thresholds) -> Claim:
                      f"; depth at which base reaches {t.base_learns:g}: "
                      f"{reach if reach else 'none of ' + str(depths)}" +
                      f"; shallow baseline {base[0]['shallow_baseline']:.3f}")
-    return Claim.judged("cvp", f"circuit value at {main} gates: CoT with 1 layer reaches {t.cot_reaches:g}; base is "
-                        f"well below it at 1 layer (by {t.cvp_gap:g} or more) and does not get worse with depth",
-                        holds, evidence.lstrip("; "), r1 + base)
+    return Judgement("cvp", f"circuit value at {main} gates: CoT with 1 layer reaches {t.cot_reaches:g}; base is "
+                     f"well below it at 1 layer (by {t.cvp_gap:g} or more) and does not get worse with depth",
+                     holds, evidence.lstrip("; "), r1 + base)
 
 
-def cvp_depth_claim(rows: list[dict], t: Thresholds) -> Claim:
+def cvp_depth_claim(rows: list[dict], t: Thresholds) -> Judgement:
     """The depth question across circuit sizes: base needs more depth as circuits grow, CoT at 1 layer does not."""
     base = _group(rows, "cvp", "base")
     sizes = sorted({r["length"] for r in base})
     reach = [first_depth_reaching(_group(base, "cvp", "base", length=n), t.base_learns) for n in sizes]
     cot = {n: _group(rows, "cvp", "cot", 1, n) for n in sizes}
     cot_ok = all(rs and all(r["accuracy"] >= t.cot_reaches for r in rs) for rs in cot.values())
-    deepest = max((r["layers"] for r in base), default=0)
-    return Claim.judged("cvp", f"circuit value, the depth question: the depth at which base first reaches "
-                        f"{t.base_learns:g} grows with the circuit's size; CoT with 1 layer reaches "
-                        f"{t.cot_reaches:g} at every size", None if len(sizes) < 2 else
-                        bool(depth_grows(reach) and cot_ok),
-                        f"base first reaches {t.base_learns:g} at depth " +
-                        ", ".join(f"{d if d else f'none up to {deepest}'} for {n} gates" for n, d in zip(sizes, reach))
-                        + "; " + "; ".join(f"cot L1 n={n}: {_span(rs) if rs else 'not run'}" for n, rs in cot.items()),
-                        base + [r for rs in cot.values() for r in rs])
+    deepest = {n: max(r["layers"] for r in _group(base, "cvp", "base", length=n)) for n in sizes}
+    return Judgement("cvp", f"circuit value, the depth question: the depth at which base first reaches "
+                     f"{t.base_learns:g} grows with the circuit's size; CoT with 1 layer reaches "
+                     f"{t.cot_reaches:g} at every size", None if len(sizes) < 2 else
+                     bool(depth_grows(reach) and cot_ok),
+                     f"base first reaches {t.base_learns:g} at depth " +
+                     ", ".join(f"{d if d else f'none up to {deepest[n]}'} for {n} gates" for n, d in zip(sizes, reach))
+                     + "; " + "; ".join(f"cot L1 n={n}: {_span(rs) if rs else 'not run'}" for n, rs in cot.items()),
+                     base + [r for rs in cot.values() for r in rs])
 
 
 def first_depth_reaching(rows: list[dict], level: float) -> int | None:

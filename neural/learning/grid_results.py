@@ -100,22 +100,33 @@ def _provenance(rows: list[dict], key: str, current) -> str:
     return "; ".join(values) if values else current()
 
 
-def write_results(profile_name: str, rows: list[dict], results: Path, runs: Path | None = None) -> None:
-    """The results JSON, table and figures; with ``runs`` (the grid's --out), also the learning curves drawn from
-    the run directories' metrics."""
+def write_results(profile_name: str, rows: list[dict], results: Path) -> None:
+    """The results JSON, table and figures, the learning curves among them (drawn from the curves the rows hold)."""
     from neural.learning.reproduce_report import plot_curves, plot_depth, plot_length, render_table
 
     doc = document(profile_name, rows, planned=True)
-    atomic_write_text(results / f"{profile_name}.json", json.dumps(doc, indent=1) + "\n")
+    atomic_write_text(results / f"{profile_name}.json", results_json(doc))
     atomic_write_text(results / "table.md" if profile_name == "quick" else results / f"table_{profile_name}.md",
                       render_table(doc, PROFILES[profile_name]))
     for name, png in (("accuracy_vs_depth", plot_depth(doc, PROFILES[profile_name])),
-                      ("accuracy_vs_length", plot_length(doc, PROFILES[profile_name]))):
+                      ("accuracy_vs_length", plot_length(doc, PROFILES[profile_name])),
+                      ("learning_curves", plot_curves(doc, PROFILES[profile_name]))):
         if png is not None:
             atomic_write_bytes(results / f"{name}_{profile_name}.png", png)
-    if runs is not None:
-        png = plot_curves(doc, PROFILES[profile_name], lambda r: Cell(r["task"], r["setting"], r["layers"],
-                                                                     r["length"], r["seed"]).directory(
-                                                                         Path(runs) / profile_name))
-        if png is not None:
-            atomic_write_bytes(results / f"learning_curves_{profile_name}.png", png)
+
+
+def results_json(doc: dict) -> str:
+    """The results document as JSON, one field a line, except each row's learning curve, which stays on its row's
+    one line (a curve a line per number would make the file ten times as long)."""
+    curves = {}
+
+    def placeholder(row: dict) -> dict:
+        if row.get("validation_curve") is None:
+            return row
+        curves[f"@curve{len(curves)}"] = json.dumps(row["validation_curve"], separators=(",", ":"))
+        return {**row, "validation_curve": f"@curve{len(curves) - 1}"}
+
+    text = json.dumps({**doc, "cells": [placeholder(r) for r in doc["cells"]]}, indent=1) + "\n"
+    for name, curve in curves.items():
+        text = text.replace(f'"{name}"', curve, 1)
+    return text

@@ -175,7 +175,8 @@ def score_cell(profile: Profile, cell: Cell, cfg, run_dir: Path, last: dict, dev
            "weights_sha256": weights_sha256(run_dir),
            "early_stopped": bool(last.get("early_stopped")), "stop_reason": reason, "converged": reason in CONVERGED,
            "heldout_disjoint": heldout_disjoint(task, cfg, TEST_SEED, profile.test_samples),
-           "device": device, "machine": machine(), "commit": commit(), "group": group}
+           "device": device, "machine": machine(), "commit": commit(), "group": group,
+           "validation_curve": validation_curve(run_dir)}
     if cell.task == "cvp" and cell.setting == "cot":  # does the learned model read what the construction reads?
         from neural.learning.mechanism import mechanism_of
 
@@ -183,6 +184,17 @@ def score_cell(profile: Profile, cell: Cell, cfg, run_dir: Path, last: dict, dev
     print(f"{tag} {cell.name} length {cell.length} seed {cell.seed}: test accuracy {row['accuracy']:.3f} after "
           f"{row['steps']} steps, {row['seconds']:.0f} s", file=sys.stderr, flush=True)
     return row
+
+
+def validation_curve(run_dir: Path) -> list[list] | None:
+    """The cell's learning curve, ``[[step, validation accuracy], ...]`` at each early-stop check, kept in its row:
+    run directories stay on the machine that trained them, and the figure of every cell's curve is drawn from the
+    results file alone. None for a run that recorded no check."""
+    from neural.checkpoint import read_metrics
+
+    curve = [[r["step"], round(r["valid_accuracy"], 4)] for r in read_metrics(run_dir)
+             if r.get("valid_accuracy") is not None]
+    return curve or None
 
 
 def weights_sha256(run_dir: Path) -> str | None:
@@ -238,7 +250,7 @@ def run_grid(profile_name: str, out: Path, results: Path, *, seeds: int | None =
         for row in new_rows:
             ran.append(row)
             rows[row_key(row)] = row
-        write_results(profile_name, list(rows.values()), results, out)
+        write_results(profile_name, list(rows.values()), results)
 
     if jobs <= 1:
         for group, label in zip(groups, labels):

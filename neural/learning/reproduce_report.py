@@ -181,28 +181,20 @@ def plot_length(doc: dict, profile) -> bytes | None:
     return _png(plt, fig)
 
 
-def curve_of(records: list[dict]) -> tuple[str, list[int], list[float]] | None:
-    """A run's learning curve from its metrics lines: validation accuracy at each early-stop check where the run
-    recorded it, else the training answer accuracy at each logged step. None for a run with no lines."""
-    valid = [(r["step"], r["valid_accuracy"]) for r in records if r.get("valid_accuracy") is not None]
-    if valid:
-        return "validation", [s for s, _ in valid], [a for _, a in valid]
-    train = [(r["step"], r["train_answer_acc"]) for r in records if "train_answer_acc" in r]
-    return ("training answer", [s for s, _ in train], [a for _, a in train]) if train else None
-
-
-def plot_curves(doc: dict, profile, run_dir) -> bytes | None:
-    """Accuracy against training step for every scored cell at its task's main length: one panel per task, one
-    colour per (setting, depth), one line per seed. ``run_dir(row)`` is the row's run directory."""
-    from neural.checkpoint import read_metrics
-
+def plot_curves(doc: dict, profile) -> bytes | None:
+    """Validation accuracy against training step for every scored cell at its task's main length, from the curve
+    its row holds: one panel per task, one colour per (setting, depth), one line per seed. Rows scored before rows
+    held their curves are counted in a note, not drawn."""
     curves: dict[str, list] = {}
+    without = 0
     for r in doc["cells"]:
         if r["length"] != profile.lengths[r["task"]][0]:
             continue
-        curve = curve_of(read_metrics(run_dir(r)))
-        if curve is not None:
-            curves.setdefault(r["task"], []).append((r, curve))
+        if r.get("validation_curve"):
+            steps, accs = zip(*r["validation_curve"])
+            curves.setdefault(r["task"], []).append((r, ("validation", list(steps), list(accs))))
+        else:
+            without += 1
     tasks = [t for t in profile.tasks if t in curves]
     if not tasks:
         return None
@@ -223,4 +215,7 @@ def plot_curves(doc: dict, profile, run_dir) -> bytes | None:
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel(" / ".join(sorted(kinds)) + " accuracy", fontsize=7)
         ax.legend(fontsize=6, loc="best")
+    if without:
+        fig.text(0.01, 0.01, f"{without} cells scored before rows kept their learning curves are not drawn",
+                 fontsize=7, ha="left", va="bottom")
     return _png(plt, fig)

@@ -438,7 +438,7 @@ def grid_work(profile_name: str, out: Path, results: Path, options: SlurmOptions
     def collect(rows: dict) -> None:
         for row in rows.values():
             scored[rp.row_key(row)] = row
-        rp.write_results(profile_name, list(scored.values()), results, out)
+        rp.write_results(profile_name, list(scored.values()), results)
 
     return Work(profile_name, root / "slurm", list(by_dir), plan, collect)
 
