@@ -184,3 +184,35 @@ def test_isq_budget_names_the_budget_the_grid_rises_to(accuracies, budget):
     assert found["budget"] == budget and found["holds"] is (budget is not None)
     assert (f"rises to {budget} steps" in found["why"]) is (budget is not None)
     assert ABLATIONS["isq-budget"].findings([{**r, "status": "not run"} for r in rows])["holds"] is None
+
+
+@pytest.mark.parametrize("w64, w128, holds", [
+    ([0.998, 0.982, 0.944], [0.99, 1.0, 0.998], True),  # twice the steps leave width 64 short; width 128 closes it
+    ([0.998, 0.992, 0.995], [0.99, 1.0, 0.998], False),  # steps alone close it
+    ([0.998, 0.982, 0.944], [0.99, 0.97, 0.998], False),  # neither closes it
+])
+def test_isq_budget_at_cpu_scale_tells_steps_from_width(w64, w128, holds):
+    from neural.learning.ablations import ABLATIONS, ablation_document
+
+    ablation = ABLATIONS["isq-budget-cpu"]
+    accuracy = dict(enumerate(w64 + w128))
+    doc = ablation_document("isq-budget-cpu", False, "cpu",
+                            {i: {"status": "run", "accuracy": accuracy[i], "steps": 100 * i} for i in accuracy})
+    assert [r["d_model"] for r in doc["runs"]] == [64] * 3 + [128] * 3 and [r["seed"] for r in doc["runs"]] == \
+        [0, 1, 2] * 2
+    assert doc["findings"]["holds"] is holds
+    assert ablation.findings([{**r, "status": "not run"} for r in doc["runs"]])["holds"] is None
+
+
+def test_the_cpu_ablations_train_like_the_cpu_grid_and_need_no_gpu():
+    from neural.learning.ablations import ABLATIONS
+    from neural.learning.profiles import PROFILES
+
+    cpu = PROFILES["cpu"]
+    for name in ("cvp-depth-cpu", "isq-budget-cpu"):
+        ablation = ABLATIONS[name]
+        assert not ablation.gpu and ablation.converge
+        assert (ablation.d_model, ablation.lr, ablation.warmup) == (cpu.d_model, cpu.lr, cpu.warmup)
+    cvp = ABLATIONS["cvp-depth-cpu"]
+    assert {(r.setting, dict(r.params)["gates"], r.layers) for r in cvp.runs} == \
+        {("base", g, d) for g in (4, 8) for d in (1, 2)} | {("cot", 4, 1), ("cot", 8, 1)}

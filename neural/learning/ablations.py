@@ -4,8 +4,9 @@ written to ``results/ablations/NAME.json``.
 An ablation is a list of runs (a task, its parameters, a setting, a depth, a step budget) and the question they
 answer. Each run trains one model (``neural.learning.train``) and is scored on held-out test prompts like a grid
 cell. ``cvp-depth`` and ``isq-budget`` are sized for a GPU: on a CPU they are written as "not run", with the command
-that runs them, unless ``--ablation NAME --cpu-anyway`` asks for hours of CPU. ``--smoke`` runs any ablation at toy
-sizes (what CI runs).
+that runs them, unless ``--ablation NAME --cpu-anyway`` asks for hours of CPU. ``cvp-depth-cpu`` and
+``isq-budget-cpu`` ask their questions at the cpu profile's sizes and recipe, each run to convergence, on a 2-core
+CPU. ``--smoke`` runs any ablation at toy sizes (what CI runs).
 """
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ class Run:
     params: tuple  # (name, value) pairs
     setting: str
     layers: int
-    steps: int
+    steps: int  # the budget: every step, or a cap where the ablation trains to convergence
+    seed: int = 0
+    d_model: int | None = None  # None: the ablation's width
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,8 @@ class Ablation:
     test_samples: int = 500  # held-out test prompts each run is scored on
     notes: tuple[str, ...] = field(default=())
     findings: Callable[[list[dict]], dict] | None = None  # what the runs decide, from their rows
+    warmup: int | None = None  # None: a tenth of the budget, at most 200 steps
+    converge: bool = False  # train to convergence as the cpu profile's cells do (its early stop and plateau)
 
 
 def _modadd_length() -> Ablation:
@@ -128,7 +133,68 @@ def _isq_budget_findings(rows: list[dict]) -> dict:
     return {"budget": budget, "holds": budget is not None, "why": f"CoT at 1 layer: {scores}; {then}"}
 
 
-ABLATIONS = {a.name: a for a in (_modadd_length(), _metrics(), _cvp_depth(), _isq_budget())}
+def _cpu_recipe(ablation: Ablation) -> Ablation:
+    """The ablation at the cpu profile's recipe: its width, learning rate and warmup, each run trained to
+    convergence with the budget as a cap, so that a finding is read from converged runs as the grid's claims are."""
+    from dataclasses import replace
+
+    from neural.learning.profiles import PROFILES
+
+    cpu = PROFILES["cpu"]
+    return replace(ablation, d_model=cpu.d_model, lr=cpu.lr, warmup=cpu.warmup, test_samples=cpu.test_samples,
+                   converge=True, gpu=False)
+
+
+CPU_CVP_SIZES, CPU_CVP_DEPTHS = (4, 8), (1, 2)
+
+
+def _cvp_depth_cpu() -> Ablation:
+    base = tuple(Run(f"base {gates} gates L{layers} {last}", "cvp",
+                     (("gates", gates),) + ((("last_gate", last),) if last != "balanced" else ()), "base", layers,
+                     8000)
+                 for last in ("balanced", "unconditioned") for gates in CPU_CVP_SIZES for layers in CPU_CVP_DEPTHS)
+    cot = tuple(Run(f"cot {gates} gates L1 balanced", "cvp", (("gates", gates),), "cot", 1, 8000)
+                for gates in CPU_CVP_SIZES)
+    return _cpu_recipe(Ablation(
+        "cvp-depth-cpu", f"cvp-depth at CPU scale: at which depth (1 or 2) does base first reach {CVP_LEARNS:g} on "
+        "circuits of 4 and 8 gates, with the last gate balanced (the grid's distribution) and as generated? Does "
+        "base need more depth at 8 gates while CoT at 1 layer does not?", base + cot,
+        findings=_cvp_depth_findings,
+        notes=("The cpu profile's recipe (width 64, lr 1e-3), one seed, each run to convergence with a cap of "
+               "8,000 steps; the grid's cvp cells are the balanced half at 3 seeds and 1, 2 and 4 layers.",)))
+
+
+def _isq_budget_cpu() -> Ablation:
+    task = (("steps", 3), ("min_prime", 151), ("max_prime", 199))
+    runs = tuple(Run(f"cot L1 width {width} seed {seed} cap {cap}", "isq", task, "cot", 1, cap, seed, width)
+                 for width, cap in ((64, 16000), (128, 8000)) for seed in range(3))
+    return _cpu_recipe(Ablation(
+        "isq-budget-cpu", "isq-budget at CPU scale: the cpu profile's isq CoT at 1 layer reaches 0.99 in one seed of "
+        "3 at width 64 within 8,000 steps. Does twice the budget close it, or does the width?", runs,
+        findings=_isq_budget_cpu_findings,
+        notes=("Each run trains to convergence (the grid's early stop) with its budget as a cap: the step it stops "
+               "at is when it reached the target, where it did.",)))
+
+
+def _isq_budget_cpu_findings(rows: list[dict]) -> dict:
+    """For each width, the seeds that reach ``ISQ_REACHES`` within their cap; the finding holds (width, not steps)
+    where every seed at width 128 reaches it within 8,000 steps and some seed at width 64 does not within 16,000."""
+    ran = [r for r in rows if r["status"] != NOT_RUN]
+    widths = sorted({r["d_model"] for r in ran})
+    if widths != [64, 128] or len(ran) < len(rows):
+        return {"holds": None, "why": "not every run has run"}
+    reached = {w: [r for r in ran if r["d_model"] == w and r["accuracy"] >= ISQ_REACHES] for w in widths}
+    text = "; ".join(f"width {w}: {len(reached[w])} of {sum(r['d_model'] == w for r in ran)} seeds reach "
+                     f"{ISQ_REACHES:g} (" + ", ".join(f"{r['accuracy']:.3f} at step {r['steps']}" for r in ran
+                                                      if r["d_model"] == w) + ")" for w in widths)
+    holds = len(reached[128]) == sum(r["d_model"] == 128 for r in ran) and len(reached[64]) < sum(
+        r["d_model"] == 64 for r in ran)
+    return {"holds": holds, "why": text + ("; more steps do not close isq CoT at width 64, width 128 does" if holds
+                                            else "")}
+
+
+ABLATIONS = {a.name: a for a in (_modadd_length(), _metrics(), _cvp_depth(), _isq_budget(), _cvp_depth_cpu(),
+                                 _isq_budget_cpu())}
 
 
 def smoke(ablation: Ablation) -> Ablation:
@@ -138,7 +204,7 @@ def smoke(ablation: Ablation) -> Ablation:
     def small(run: Run) -> Run:
         params = tuple((k, min(v, 4) if k in ("length", "gates", "steps") and not isinstance(v, bool) else v)
                        for k, v in run.params)
-        return replace(run, params=params, layers=min(run.layers, 2), steps=20)
+        return replace(run, params=params, layers=min(run.layers, 2), steps=20, d_model=None)
 
     runs = tuple(small(r) for r in ablation.runs)[:2]
     return replace(ablation, runs=runs, d_model=32, test_samples=40)
@@ -198,13 +264,14 @@ def ablation_document(name: str, toy: bool, device: str, scored: dict[int, dict]
     -> those fields), "not run" elsewhere, and what the runs decide."""
     ablation = _sized(name, toy)
     rows = [{"label": run.label, "task": run.task, "params": dict(run.params), "setting": run.setting,
-             "layers": run.layers, "budget": run.steps, "status": NOT_RUN, **scored.get(i, {})}
+             "layers": run.layers, "budget": run.steps, "seed": run.seed, "d_model": run.d_model or ablation.d_model,
+             "status": NOT_RUN, **scored.get(i, {})}
             for i, run in enumerate(ablation.runs)]
     return {"ablation": name, "question": ablation.question, "smoke": toy, "device": device,
             "d_model": ablation.d_model, "lr": ablation.lr, "test_samples": ablation.test_samples,
             "notes": list(ablation.notes), "runs": rows,
             **({"findings": ablation.findings(rows)} if ablation.findings else {}),
-            **({"finish_with": f"cotproof reproduce --ablation {name} --device cuda"}
+            **({"finish_with": f"cotproof reproduce --ablation {name}" + (" --device cuda" if ablation.gpu else "")}
                if any(r["status"] == NOT_RUN for r in rows) else {})}
 
 
@@ -266,17 +333,33 @@ def score_run(name: str, toy: bool, index: int, out: str, device: str | None) ->
     ablation = _sized(name, toy)
     run = ablation.runs[index]
     device = device or worker_device()
-    cfg = recipe(run.task, dict(run.params), run.setting, run.layers, d_model=ablation.d_model, lr=ablation.lr,
-                 warmup=min(200, run.steps // 10), steps=run.steps, seed=0, eval_samples=256,
-                 save_every=max(1, min(run.steps, 1000)), log_every=max(1, run.steps // 10), device=device,
-                 early_stop=None)
+    converge = {"early_stop": None}
+    if ablation.converge:
+        from neural.learning.profiles import EARLY_STOP, PROFILES
+
+        cpu = PROFILES["cpu"]
+        converge = {"early_stop": EARLY_STOP, "plateau_patience": cpu.plateau_patience,
+                    "plateau_from": cpu.plateau_from}
+    cfg = recipe(run.task, dict(run.params), run.setting, run.layers, d_model=run.d_model or ablation.d_model,
+                 lr=ablation.lr, warmup=min(200, run.steps // 10) if ablation.warmup is None else ablation.warmup,
+                 steps=run.steps, seed=run.seed, eval_samples=256 if not ablation.converge else 512,
+                 save_every=max(1, min(run.steps, 1000 if not ablation.converge else 250)),
+                 log_every=max(1, run.steps // 10), device=device, **converge)
     directory = run_directory(name, toy, index, out)
-    train(cfg, directory, resume=True, progress=False)
+    last = train(cfg, directory, resume=True, progress=False)
     model, task, setting, meta = load_trained(directory)
     model.to(torch.device(device))
     ev = evaluate_model(model, task, setting, ablation.test_samples, seed=TEST_SEED, split="test")
-    return {"status": "run", **scored_fields(ev, meta),
-            "train_answer_accuracy": _last_train_accuracy(read_metrics(directory))}
+    row = {"status": "run", **scored_fields(ev, meta),
+           "train_answer_accuracy": _last_train_accuracy(read_metrics(directory))}
+    if ablation.converge:
+        from neural.learning.reproduce import validation_curve
+        from neural.learning.runs import CONVERGED, stop_reason_of
+
+        reason = stop_reason_of(last, cfg.steps)
+        row |= {"stop_reason": reason, "converged": reason in CONVERGED,
+                "validation_curve": validation_curve(directory)}
+    return row
 
 
 def _last_train_accuracy(records: list[dict]) -> float | None:
