@@ -362,7 +362,7 @@ def _row(task, setting, layers, accuracy, length=None, seed=0, converged=True):
 
 
 def test_a_claim_judged_on_a_budget_bound_cell_is_undecided_never_holds_or_fails():
-    cpu = reproduce.PROFILES["cpu"]
+    cpu = dataclasses.replace(reproduce.PROFILES["cpu"], seeds=1)  # one seed a cell: the rows below are every seed
     rows = [_row("s5", "cot", 1, 1.0)] + [_row("s5", "base", d, 0.01) for d in (1, 2, 4, 8)]
     s5 = next(c for c in reproduce.claims(rows, cpu) if c["task"] == "s5")
     assert (s5["holds"], s5["verdict"]) == (True, "holds")
@@ -408,14 +408,28 @@ def test_the_cvp_depth_question_is_decided_across_circuit_sizes(reach, cot, verd
 def test_a_budget_bound_cell_that_no_accuracy_could_turn_leaves_the_verdict_standing():
     """S5 base at 0.01 is far below the 0.25 bar, but at its cap it could in principle still rise past it: undecided.
     CoT at 1 layer at 0.995 and at its cap can only rise, and the claim already holds: it stands, and says why."""
-    cpu = reproduce.PROFILES["cpu"]
+    cpu = dataclasses.replace(reproduce.PROFILES["cpu"], seeds=1)
     rows = [_row("s5", "cot", 1, 0.995, converged=False)] + [_row("s5", "base", d, 0.01) for d in (1, 2, 4, 8)]
     s5 = next(c for c in reproduce.claims(rows, cpu) if c["task"] == "s5")
     assert (s5["holds"], s5["verdict"]) == (True, "holds")
     assert "no score up to 1.0 changes the verdict: cot L1 n=5" in s5["evidence"]
-    many = [_row("s5", "cot", 1, 0.995, seed=s, converged=False) for s in range(13)] + rows[1:]
+    many = rows + [_row("s5", "base", d, 0.01, length=n, converged=False) for d in (1, 2) for n in range(10, 17)]
     s5 = next(c for c in reproduce.claims(many, cpu) if c["task"] == "s5")
-    assert s5["verdict"] == UNDECIDED  # more than MOST_BOUND budget-bound cells: not tried, undecided
+    assert s5["verdict"] == UNDECIDED  # more than MOST_OPEN open cells: not tried, undecided
+
+
+def test_a_claim_waits_on_a_cell_not_run_only_where_its_score_could_turn_the_verdict():
+    """The profile's cells not yet scored are tried at accuracy 0 and 1: s5's claim does not read CoT beyond 1
+    layer or hint, so it holds without them, but without base at 8 layers it waits on that cell."""
+    cpu = dataclasses.replace(reproduce.PROFILES["cpu"], seeds=1)
+    rows = [_row("s5", "cot", 1, 1.0)] + [_row("s5", "base", d, 0.01) for d in (1, 2, 4, 8)]
+    s5 = next(c for c in reproduce.claims(rows, cpu) if c["task"] == "s5")
+    assert s5["verdict"] == "holds" and "not run" not in s5["evidence"]
+    s5 = next(c for c in reproduce.claims(rows[:-1], cpu) if c["task"] == "s5")
+    assert (s5["holds"], s5["verdict"]) == (None, "not run")
+    assert s5["evidence"].endswith("waits on cells not run: base L8 n=5")
+    three = reproduce.PROFILES["cpu"]  # 3 seeds a cell: seeds 1 and 2 of every cell are still open
+    assert next(c for c in reproduce.claims(rows, three) if c["task"] == "s5")["verdict"] == "not run"
 
 
 def test_the_cpu_profile_trains_what_the_claims_read_and_cvp_at_three_sizes():

@@ -58,43 +58,92 @@ class Claim:
         return asdict(self)
 
 
-MOST_BOUND = 12  # budget-bound deciding cells whose every outcome ``settle`` tries (2^12 judgements); more: undecided
+MOST_OPEN = 12  # open cells (budget-bound or not run) whose every outcome ``settle`` tries: 2^12 judgements at most
 
 
-def settle(judge: Callable[[list[dict]], Judgement], rows: list[dict]) -> Judgement:
-    """The claim as ``judge`` says it from ``rows``, unless a budget-bound deciding cell could change it. More
-    training could raise such a cell's accuracy anywhere from its score to 1.0 (and lower a CoT cell's unsound step
-    rate to 0), so the claim is judged again with every combination of them at either end; it stands only if every
-    one gives the same verdict (the claims compare means and minima with thresholds, so the ends are where a
-    verdict can turn), and is undecided otherwise."""
+def settle(judge: Callable[[list[dict]], Judgement], rows: list[dict], missing: tuple = ()) -> Claim:
+    """The claim as ``judge`` says it from ``rows``, unless a cell still open could change it.
+
+    A cell is open where it is budget-bound (more training could raise its accuracy anywhere from its score to 1.0
+    and lower a CoT cell's unsound step rate to 0) or not run (``missing``: anything from 0 to 1). The claim is
+    judged again with every combination of its open cells at either end, all seeds of a cell together (the claims
+    compare means and minima with thresholds, so the ends are where a verdict can turn). It stands only if every
+    combination gives the verdict the scored rows give; else it is undecided, where budget-bound cells alone can
+    turn it, or not run, where it waits on cells not yet scored."""
     first = judge(rows)
-    bound = [r for r in first.deciding if budget_bound(r)]
-    holds, evidence = first.holds, first.evidence or NO_EVIDENCE
-    if holds is not None and bound:
-        cells = ", ".join(sorted({f"{r['setting']} L{r['layers']} n={r['length']}" for r in bound}))
-        if len(bound) > MOST_BOUND or any(judge(_raised(rows, bound, ends)).holds != holds
-                                          for ends in product((False, True), repeat=len(bound)) if any(ends)):
-            return Claim(first.task, first.claim, None, UNDECIDED, f"{evidence}; budget-bound: {cells}")
-        evidence += f"; budget-bound, but no score up to 1.0 changes the verdict: {cells}"
-    return Claim(first.task, first.claim, holds, {True: "holds", False: "fails", None: "not run"}[holds], evidence)
+    evidence = first.evidence or NO_EVIDENCE
+    if first.holds is None:
+        return Claim(first.task, first.claim, None, "not run", evidence)
+    bound = _by_cell(r for r in first.deciding if budget_bound(r))
+    waiting = _by_cell(_unscored_row(c, rows) for c in missing if c.task == first.task)
+
+    def turning(open_cells: dict) -> list[str]:
+        """The open cells whose score can turn the verdict: those where two combinations that differ in that cell
+        alone give different verdicts (all of them where there are too many to try, or where every combination
+        agrees but differs from the scored rows')."""
+        names, groups = list(open_cells), list(open_cells.values())
+        if len(groups) > MOST_OPEN:
+            return names
+        verdict = {ends: judge(_at_ends(rows, groups, ends)).holds for ends in product((False, True),
+                                                                                      repeat=len(groups))}
+        if all(v == first.holds for v in verdict.values()):
+            return []
+        some = [name for i, name in enumerate(names)
+                if any(v != verdict[ends[:i] + (not ends[i],) + ends[i + 1:]] for ends, v in verdict.items())]
+        return some or names
+
+    if bound and (turn := turning(bound)):
+        return Claim(first.task, first.claim, None, UNDECIDED, f"{evidence}; budget-bound: {', '.join(turn)}")
+    if waiting and (turn := turning({**bound, **waiting})):
+        return Claim(first.task, first.claim, None, "not run", f"{evidence}; waits on cells not run: "
+                     f"{', '.join(n for n in turn if n in waiting) or ', '.join(waiting)}")
+    if bound:
+        evidence += f"; budget-bound, but no score up to 1.0 changes the verdict: {', '.join(bound)}"
+    return Claim(first.task, first.claim, first.holds, "holds" if first.holds else "fails", evidence)
 
 
-def _raised(rows: list[dict], bound: list[dict], ends: tuple[bool, ...]) -> list[dict]:
-    """``rows`` with the budget-bound rows that ``ends`` marks as the best more training could make them: accuracy
-    1.0 and, for CoT, no unsound step."""
-    up = {id(r) for r, high in zip(bound, ends) if high}
-    return [{**r, "accuracy": 1.0, **({"unsound_step_rate": 0.0} if r.get("unsound_step_rate") is not None else {})}
-            if id(r) in up else r for r in rows]
+def _by_cell(rows) -> dict[str, list[dict]]:
+    """Rows grouped by cell (the seeds of one setting, depth and length), named as the evidence names them."""
+    cells: dict[str, list[dict]] = {}
+    for r in rows:
+        cells.setdefault(f"{r['setting']} L{r['layers']} n={r['length']}", []).append(r)
+    return dict(sorted(cells.items()))
+
+
+def _unscored_row(cell, rows: list[dict]) -> dict:
+    """A stand-in for a cell not yet scored, for ``settle`` to try at either end: its chance levels are those of a
+    scored row of its task and length, where there is one."""
+    like = next((r for r in rows if (r["task"], r["length"]) == (cell.task, cell.length)), {})
+    return {"task": cell.task, "setting": cell.setting, "layers": cell.layers, "length": cell.length,
+            "seed": cell.seed, "accuracy": 0.0, "unsound_step_rate": None if cell.setting == "base" else 1.0,
+            "majority_baseline": like.get("majority_baseline"), "shallow_baseline": like.get("shallow_baseline"),
+            "stop_reason": None, "converged": True, "not_run": True}
+
+
+def _at_ends(rows: list[dict], groups: list[list[dict]], ends: tuple[bool, ...]) -> list[dict]:
+    """``rows`` with each open cell at the end ``ends`` marks: a budget-bound cell as scored or at its best (accuracy
+    1.0 and, for CoT, no unsound step); a cell not run at its worst (accuracy 0, every step unsound) or its best."""
+    chosen = {id(r): high for group, high in zip(groups, ends) for r in group}
+    out = [_best(r) if chosen.get(id(r)) else r for r in rows]
+    return out + [_best(r) if high else r for group, high in zip(groups, ends) for r in group if r.get("not_run")]
+
+
+def _best(row: dict) -> dict:
+    return {**row, "accuracy": 1.0, **({} if row.get("unsound_step_rate") is None else {"unsound_step_rate": 0.0})}
 
 
 def claims(rows: list[dict], profile) -> list[dict]:
     """Every claim the profile's rows can decide, as the results JSON holds them."""
+    from neural.learning.profiles import cells_of
+
     t = THRESHOLDS
     judges = [lambda rs: modadd_claim(rs, t), lambda rs: hard_task_claim(rs, t, "s5", "composition in S5"),
               lambda rs: hard_task_claim(rs, t, "isq", "iterated squaring"), lambda rs: cvp_claim(rs, profile, t)]
     if len(profile.lengths.get("cvp", ())) > 1 or len({r["length"] for r in _group(rows, "cvp", "base")}) > 1:
         judges.append(lambda rs: cvp_depth_claim(rs, t))  # the depth question needs several circuit sizes
-    return [settle(judge, rows).to_dict() for judge in judges]
+    scored = {tuple(r[k] for k in ("task", "setting", "layers", "length", "seed")) for r in rows}
+    missing = tuple(c for c in cells_of(profile, profile.seeds) if c.key not in scored)
+    return [settle(judge, rows, missing).to_dict() for judge in judges]
 
 
 def modadd_claim(rows: list[dict], t: Thresholds) -> Judgement:
@@ -147,7 +196,8 @@ def cvp_claim(rows: list[dict], profile, t: Thresholds) -> Judgement:
                      f"; base falls with depth beyond its seed spread: {'yes' if falls else 'no'}" +
                      f"; depth at which base reaches {t.base_learns:g}: "
                      f"{reach if reach else 'none of ' + str(depths)}" +
-                     f"; shallow baseline {base[0]['shallow_baseline']:.3f}")
+                     (f"; shallow baseline {base[0]['shallow_baseline']:.3f}"
+                      if base[0].get("shallow_baseline") is not None else ""))
     return Judgement("cvp", f"circuit value at {main} gates: CoT with 1 layer reaches {t.cot_reaches:g}; base is "
                      f"well below it at 1 layer (by {t.cvp_gap:g} or more) and does not get worse with depth",
                      holds, evidence.lstrip("; "), r1 + base)
