@@ -104,9 +104,15 @@ def _cvp_depth_findings(rows: list[dict]) -> dict:
     grows = depth_grows(depth)
     cot_ok = set(cot) == set(sizes) and all(a >= 0.99 for a in cot.values())
     deepest = max((r["layers"] for r in ran if r["setting"] == "base"), default=0)
-    return {"reach_depth": reach, "cot_l1": cot, "holds": bool(grows and cot_ok),
-            "why": f"balanced last gate: base first reaches {CVP_LEARNS:g} at depth {depth} for {sizes} gates "
-                   f"(None: never, up to {deepest} layers); CoT at 1 layer {cot}"}
+    why = (f"balanced last gate: base first reaches {CVP_LEARNS:g} at depth {depth} for {sizes} gates (None: never, "
+           f"up to {deepest} layers); CoT at 1 layer {cot}")
+    # where runs train to convergence, one that stopped at its cap below the bar might still reach it
+    bound = [r["label"] for r in ran if r.get("converged") is False and r["accuracy"] < (
+        CVP_LEARNS if r["setting"] == "base" else 0.99)]
+    if bound:
+        return {"reach_depth": reach, "cot_l1": cot, "holds": None,
+                "why": f"{why}; undecided: budget-bound below the bar: {', '.join(bound)}"}
+    return {"reach_depth": reach, "cot_l1": cot, "holds": bool(grows and cot_ok), "why": why}
 
 
 def _isq_budget() -> Ablation:
