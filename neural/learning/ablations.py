@@ -350,7 +350,7 @@ def score_run(name: str, toy: bool, index: int, out: str, device: str | None) ->
                  lr=ablation.lr, warmup=min(200, run.steps // 10) if ablation.warmup is None else ablation.warmup,
                  steps=run.steps, seed=run.seed, eval_samples=256 if not ablation.converge else 512,
                  save_every=max(1, min(run.steps, 1000 if not ablation.converge else 250)),
-                 log_every=max(1, run.steps // 10), device=device, **converge)
+                 log_every=50 if ablation.converge else max(1, run.steps // 10), device=device, **converge)
     directory = run_directory(name, toy, index, out)
     last = train(cfg, directory, resume=True, progress=False)
     model, task, setting, meta = load_trained(directory)
