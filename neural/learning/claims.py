@@ -13,7 +13,7 @@ import numpy as np
 from neural.learning.reproduce_report import budget_bound
 
 NO_EVIDENCE = "no deciding cell has run"  # a claim's evidence before any of its cells is scored
-UNDECIDED = "undecided: budget-bound"  # a claim whose deciding cells include one that used its whole budget
+UNDECIDED = "undecided: budget-bound"  # a claim that a cell which used its whole budget could still turn
 
 
 @dataclass(frozen=True)
