@@ -159,6 +159,8 @@ def plot_depth(doc: dict, profile) -> bytes | None:
 
 def plot_length(doc: dict, profile) -> bytes | None:
     """Accuracy against input length for tasks run at several lengths: one line per (setting, depth)."""
+    from neural.learning.profiles import LENGTH_PARAM
+
     cells = doc["cells"]
     tasks = [t for t in profile.tasks if len({r["length"] for r in cells if r["task"] == t}) > 1]
     if not tasks:
@@ -173,7 +175,7 @@ def plot_length(doc: dict, profile) -> bytes | None:
                     _errorbar(ax, lengths, [groups[(task, setting, depth, n)] for n in lengths],
                               f"{setting} L{depth}", setting)
         ax.set_title(task)
-        ax.set_xlabel("input length")
+        ax.set_xlabel(f"input length ({LENGTH_PARAM[task]})")
         ax.set_ylim(-0.02, 1.02)
     axes[0].set_ylabel("held-out accuracy")
     axes[0].legend(fontsize=6)
