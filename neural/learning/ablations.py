@@ -176,7 +176,8 @@ def _isq_budget_cpu() -> Ablation:
                  for width, cap in ((64, 16000), (128, 8000)) for seed in range(3))
     return _cpu_recipe(Ablation(
         "isq-budget-cpu", "isq-budget at CPU scale: the cpu profile's isq CoT at 1 layer reaches 0.99 in one seed of "
-        "3 at width 64 within 8,000 steps. Does twice the budget close it, or does the width?", runs,
+        "3 at width 64 within 8,000 steps. Trained to convergence, does it reach 0.99 at width 64 with twice the cap, "
+        "or at width 128 within the grid's cap?", runs,
         findings=_isq_budget_cpu_findings,
         notes=("Each run trains to convergence (the grid's early stop) with its budget as a cap: the step it stops "
                "at is when it reached the target, where it did.",)))
