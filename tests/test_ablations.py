@@ -213,17 +213,21 @@ def test_the_cpu_ablations_train_like_the_cpu_grid_and_need_no_gpu():
         ablation = ABLATIONS[name]
         assert not ablation.gpu and ablation.converge
         assert (ablation.d_model, ablation.lr, ablation.warmup) == (cpu.d_model, cpu.lr, cpu.warmup)
-    cvp = ABLATIONS["cvp-depth-cpu"]
+    cvp = ABLATIONS["cvp-depth-cpu"]  # the other half of the grid's cvp cells: the last gate as generated
     assert {(r.setting, dict(r.params)["gates"], r.layers) for r in cvp.runs} == \
         {("base", g, d) for g in (4, 8) for d in (1, 2)} | {("cot", 4, 1), ("cot", 8, 1)}
+    assert all(dict(r.params)["last_gate"] == "unconditioned" for r in cvp.runs)
 
 
-def test_cvp_depth_at_cpu_scale_is_undecided_where_a_run_below_the_bar_stopped_at_its_cap():
+def test_cvp_depth_is_undecided_where_a_run_below_the_bar_stopped_at_its_cap_and_judges_its_own_half():
     from neural.learning.ablations import ABLATIONS
 
     rows = _cvp_rows({8: 2, 12: 4, 16: None}, 1.0)
-    assert ABLATIONS["cvp-depth-cpu"].findings([{**r, "converged": True} for r in rows])["holds"] is True
+    assert ABLATIONS["cvp-depth"].findings([{**r, "converged": True} for r in rows])["holds"] is True
     capped = [{**r, "label": f"{r['setting']} {r['params']['gates']} gates L{r['layers']}",
                "converged": not (r["setting"] == "base" and r["accuracy"] < 0.9 and r["layers"] == 8)} for r in rows]
-    found = ABLATIONS["cvp-depth-cpu"].findings(capped)
+    found = ABLATIONS["cvp-depth"].findings(capped)
     assert found["holds"] is None and "budget-bound below the bar: base 16 gates L8" in found["why"]
+    as_generated = [{**r, "params": {**r["params"], "last_gate": "unconditioned"}, "converged": True} for r in rows]
+    assert ABLATIONS["cvp-depth"].findings(as_generated)["holds"] is False  # it judges the balanced half ...
+    assert ABLATIONS["cvp-depth-cpu"].findings(as_generated)["holds"] is True  # ... and the cpu one the other
