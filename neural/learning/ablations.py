@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from neural.checkpoint import atomic_write_text
+from neural.checkpoint import atomic_write_bytes, atomic_write_text
 
 NOT_RUN = "not run"
 
@@ -244,7 +244,15 @@ def run_ablation(name: str, out: Path, results: Path, *, toy: bool = False, cpu_
         scored[i] = row
         print(f"ablation {name}: {ablation.runs[i].label}: accuracy {row['accuracy']:.3f}", file=sys.stderr,
               flush=True)
-        atomic_write_text(path, json.dumps(document(), indent=1) + "\n")
+        write(document())
+
+    def write(doc: dict) -> None:
+        from neural.learning.reproduce_report import plot_ablation_curves
+
+        atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+        png = plot_ablation_curves(doc)
+        if png is not None:
+            atomic_write_bytes(path.with_name(f"{path.stem}_curves.png"), png)
 
     if not skip:
         workers = worker_devices(device, jobs)
@@ -260,7 +268,7 @@ def run_ablation(name: str, out: Path, results: Path, *, toy: bool = False, cpu_
                 for f in as_completed(futures):
                     done(futures[f], f.result())
     doc = document()
-    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+    write(doc)
     return doc
 
 

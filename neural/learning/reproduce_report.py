@@ -221,3 +221,22 @@ def plot_curves(doc: dict, profile) -> bytes | None:
         fig.text(0.01, 0.01, f"{without} cells scored before rows kept their learning curves are not drawn",
                  fontsize=7, ha="left", va="bottom")
     return _png(plt, fig)
+
+
+def plot_ablation_curves(doc: dict) -> bytes | None:
+    """An ablation's runs' validation accuracy against step, one line per run that kept its curve (runs trained to
+    convergence do): what a finding about steps or width is read from."""
+    runs = [r for r in doc["runs"] if r.get("validation_curve")]
+    if not runs:
+        return None
+    plt, fig, (ax,) = _figure(1)
+    fig.set_size_inches(7.0, 3.8)
+    for i, r in enumerate(runs):
+        steps, accs = zip(*r["validation_curve"])
+        ax.plot(steps, accs, color=f"C{i % 10}", lw=1, label=f"{r['label']}: test {r['accuracy']:.3f}")
+    ax.set_title(doc["ablation"])
+    ax.set_xlabel("step")
+    ax.set_ylabel("validation accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=6, loc="lower right")
+    return _png(plt, fig)
