@@ -116,6 +116,7 @@ def test_an_ablation_trained_to_convergence_records_how_each_run_stopped_and_dra
     assert [(r["stop_reason"], r["converged"]) for r in doc["runs"] if r["status"] == "run"] == [("cap", False)] * 2
     assert all(r["validation_curve"][-1][0] == r["steps"] for r in doc["runs"] if r["status"] == "run")
     assert (tmp_path / "results/ablations/isq-budget-cpu-smoke_curves.png").stat().st_size > 1000
+    assert '"validation_curve": [[' in (tmp_path / "results/ablations/isq-budget-cpu-smoke.json").read_text()
     from neural.learning.ablations import ablation_document
 
     assert ablation_document("isq-budget-cpu", False, "cpu", {})["finish_with"] == \

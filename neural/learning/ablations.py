@@ -11,7 +11,6 @@ CPU. ``--smoke`` runs any ablation at toy sizes (what CI runs).
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -247,9 +246,10 @@ def run_ablation(name: str, out: Path, results: Path, *, toy: bool = False, cpu_
         write(document())
 
     def write(doc: dict) -> None:
+        from neural.learning.grid_results import results_json
         from neural.learning.reproduce_report import plot_ablation_curves
 
-        atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+        atomic_write_text(path, results_json(doc, rows="runs"))
         png = plot_ablation_curves(doc)
         if png is not None:
             atomic_write_bytes(path.with_name(f"{path.stem}_curves.png"), png)

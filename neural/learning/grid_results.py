@@ -115,9 +115,9 @@ def write_results(profile_name: str, rows: list[dict], results: Path) -> None:
             atomic_write_bytes(results / f"{name}_{profile_name}.png", png)
 
 
-def results_json(doc: dict) -> str:
-    """The results document as JSON, one field a line, except each row's learning curve, which stays on its row's
-    one line (a curve a line per number would make the file ten times as long)."""
+def results_json(doc: dict, rows: str = "cells") -> str:
+    """The results document as JSON, one field a line, except each row's learning curve (the rows under ``rows``),
+    which stays on its row's one line (a curve a line per number would make the file ten times as long)."""
     curves = {}
 
     def placeholder(row: dict) -> dict:
@@ -126,7 +126,7 @@ def results_json(doc: dict) -> str:
         curves[f"@curve{len(curves)}"] = json.dumps(row["validation_curve"], separators=(",", ":"))
         return {**row, "validation_curve": f"@curve{len(curves) - 1}"}
 
-    text = json.dumps({**doc, "cells": [placeholder(r) for r in doc["cells"]]}, indent=1) + "\n"
+    text = json.dumps({**doc, rows: [placeholder(r) for r in doc[rows]]}, indent=1) + "\n"
     for name, curve in curves.items():
         text = text.replace(f'"{name}"', curve, 1)
     return text
