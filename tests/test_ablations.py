@@ -239,9 +239,15 @@ def test_cvp_depth_is_undecided_where_a_run_below_the_bar_stopped_at_its_cap_and
     rows = _cvp_rows({8: 2, 12: 4, 16: None}, 1.0)
     assert ABLATIONS["cvp-depth"].findings([{**r, "converged": True} for r in rows])["holds"] is True
     capped = [{**r, "label": f"{r['setting']} {r['params']['gates']} gates L{r['layers']}",
-               "converged": not (r["setting"] == "base" and r["accuracy"] < 0.9 and r["layers"] == 8)} for r in rows]
-    found = ABLATIONS["cvp-depth"].findings(capped)
-    assert found["holds"] is None and "budget-bound below the bar: base 16 gates L8" in found["why"]
+               "converged": not (r["setting"] == "base" and r["params"]["gates"] == 16)} for r in rows]
+    found = ABLATIONS["cvp-depth"].findings(capped)  # 1 layer reaching 0.9 at 16 gates would turn it
+    assert found["holds"] is None and "budget-bound below the bar: base 16 gates L1" in found["why"]
+    one_depth = [{**r, "converged": r["converged"] or r["params"]["gates"] != 16} for r in
+                 [{**r, "label": f"{r['setting']} {r['params']['gates']} gates L{r['layers']}",
+                   "converged": not (r["setting"] == "base" and r["layers"] == 1)} for r in _cvp_rows({8: 2, 12: 2,
+                                                                                                      16: 2})]]
+    found = ABLATIONS["cvp-depth"].findings(one_depth)  # 1 layer at 16 gates at its cap: reaching 0.9 there ...
+    assert found["holds"] is False and "no score up to 1.0 changes the finding: base 16 gates L1" in found["why"]
     as_generated = [{**r, "params": {**r["params"], "last_gate": "unconditioned"}, "converged": True} for r in rows]
     assert ABLATIONS["cvp-depth"].findings(as_generated)["holds"] is False  # it judges the balanced half ...
     assert ABLATIONS["cvp-depth-cpu"].findings(as_generated)["holds"] is True  # ... and the cpu one the other

@@ -14,6 +14,7 @@ import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import product
 from pathlib import Path
 
 from neural.checkpoint import atomic_write_bytes, atomic_write_text
@@ -106,13 +107,26 @@ def _cvp_depth_findings(rows: list[dict], judged: str = "balanced") -> dict:
     deepest = max((r["layers"] for r in ran if r["setting"] == "base"), default=0)
     why = (f"{judged} last gate: base first reaches {CVP_LEARNS:g} at depth {depth} for {sizes} gates (None: never, "
            f"up to {deepest} layers); CoT at 1 layer {cot}")
-    # where runs train to convergence, one that stopped at its cap below the bar might still reach it
-    bound = [r["label"] for r in ran if r.get("converged") is False and r["accuracy"] < (
+    holds = bool(grows and cot_ok)
+    # where runs train to convergence, one that stopped at its cap below the bar might still reach it: the finding
+    # stands only if it would with every such run at 1.0, in every combination (as ``claims.settle`` judges claims)
+    bound = [r for r in ran if r.get("converged") is False and r["accuracy"] < (
         CVP_LEARNS if r["setting"] == "base" else 0.99)]
     if bound:
-        return {"reach_depth": reach, "cot_l1": cot, "holds": None,
-                "why": f"{why}; undecided: budget-bound below the bar: {', '.join(bound)}"}
-    return {"reach_depth": reach, "cot_l1": cot, "holds": bool(grows and cot_ok), "why": why}
+        names = ", ".join(r["label"] for r in bound)
+        if any(_cvp_depth_findings([{**r, "accuracy": 1.0, "converged": True} if up else r
+                                    for r, up in _marked(rows, bound, ends)], judged)["holds"] != holds
+               for ends in product((False, True), repeat=len(bound)) if any(ends)):
+            return {"reach_depth": reach, "cot_l1": cot, "holds": None,
+                    "why": f"{why}; undecided: budget-bound below the bar: {names}"}
+        why += f"; budget-bound below the bar, but no score up to 1.0 changes the finding: {names}"
+    return {"reach_depth": reach, "cot_l1": cot, "holds": holds, "why": why}
+
+
+def _marked(rows: list[dict], bound: list[dict], ends: tuple[bool, ...]) -> list[tuple[dict, bool]]:
+    """Each row, and whether ``ends`` raises it (the budget-bound rows, in order)."""
+    up = {id(r) for r, high in zip(bound, ends) if high}
+    return [(r, id(r) in up) for r in rows]
 
 
 def _isq_budget() -> Ablation:
