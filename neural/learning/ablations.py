@@ -186,9 +186,13 @@ def _cvp_depth_cpu() -> Ablation:
 
 
 def _isq_budget_cpu() -> Ablation:
-    task = (("steps", 3), ("min_prime", 151), ("max_prime", 199))
+    from neural.learning.profiles import LENGTH_PARAM, PROFILES
+
+    cpu = PROFILES["cpu"]  # its isq task, its width and cap, against twice the cap and twice the width
+    task = ((LENGTH_PARAM["isq"], cpu.lengths["isq"][0]),) + tuple(cpu.tasks["isq"].items())
     runs = tuple(Run(f"cot L1 width {width} seed {seed} cap {cap}", "isq", task, "cot", 1, cap, seed, width)
-                 for width, cap in ((64, 16000), (128, 8000)) for seed in range(3))
+                 for width, cap in ((cpu.d_model, 2 * cpu.budget("isq")), (2 * cpu.d_model, cpu.budget("isq")))
+                 for seed in range(cpu.seeds))
     return _cpu_recipe(Ablation(
         "isq-budget-cpu", "isq-budget at CPU scale: the cpu profile's isq CoT at 1 layer reaches 0.99 in one seed of "
         "3 at width 64 within 8,000 steps. Trained to convergence, does it reach 0.99 at width 64 with twice the cap, "
