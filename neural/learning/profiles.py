@@ -1,9 +1,10 @@
 """The experiments ``cotproof reproduce`` runs: profiles (which cells, which budgets), the cell, and the one training
 recipe every cell and ablation run shares.
 
-A *cell* is (task, setting, layers, length, seed). Every cell of a profile gets the same learning-rate schedule,
-whatever its depth, and stops early once its accuracy on the validation split reaches ``EARLY_STOP``; a profile
-with ``plateau_patience`` trains every cell to convergence, with its budget as a hard cap.
+A *cell* is (task, setting, layers, length, seed). Every cell of every profile gets the same learning-rate schedule,
+whatever its depth, and trains to convergence: it stops once its accuracy on the validation split reaches
+``EARLY_STOP``, or once ``plateau_patience`` checks after step ``plateau_from`` have brought it nothing, with its
+step budget as a hard cap.
 """
 from __future__ import annotations
 
@@ -33,8 +34,11 @@ class Profile:
     # (task, setting, layers, length) cells beyond the grid of ``depths`` x ``settings`` x ``lengths``
     more_cells: tuple = ()
     depths_of: tuple = ()  # (task, setting, depths): where the grid runs other depths than ``depths``
-    plateau_patience: int | None = None  # also stop, converged, after this many checks without a new best ...
-    plateau_from: int = 0  # ... from this step on (TrainConfig.plateau_from)
+    # also stop, converged, after this many checks without a new best validation accuracy or a 1% lower validation
+    # loss (1,500 steps) ... counting only checks after this step: S5 CoT sits at chance for up to 2,250 steps
+    # before it learns, and an initial plateau is not convergence (TrainConfig.plateau_patience, plateau_from)
+    plateau_patience: int | None = 6
+    plateau_from: int = 2000
     # a profile run over several sittings trains its cheapest groups first, so a sitting that ends scores the most
     # cells it can; otherwise the costliest go first, for the shortest whole run (``run_order``)
     cheapest_first: bool = False
@@ -45,28 +49,27 @@ class Profile:
 
 
 PROFILES = {
-    # 2-core CPU, meant to fit an hour (24 cells: 40 minutes with --jobs 2 by the committed cells' times, 96 in a
-    # rerun on 2026-12-06, README): the claims small scale can show (CoT at 1
-    # layer; base failing at 1 and 2 layers). Depth is the cpu profile's question: at 4 layers these fixed budgets
-    # bind (S5 CoT and cvp base did not converge in them), and its 12 cells took 58 minutes more
+    # 2-core CPU, meant to fit an hour with --jobs 2 (README): the claims small scale can show (CoT at 1 layer; base
+    # failing at 1 and 2 layers); depth is the cpu profile's question. A cap of 5,000 steps (isq 6,000) leaves the
+    # plateau rule, which counts from step 2,000, room to say that a base cell has converged.
     # isq's primes are large enough that squaring orbits are long: with small primes an answer often repeats at
     # another k of the same (p, r), or is forced (p = 3, 5, 17), and base scores well above chance by recall
     "quick": Profile(tasks={"modadd": {"modulus": 7}, "s5": {}, "isq": {"min_prime": 151, "max_prime": 199},
                             "cvp": {}},
                      lengths={"modadd": (8,), "s5": (8,), "isq": (4,), "cvp": (6,)},
-                     settings=("base", "cot", "hint"), depths=(1, 2), steps=3000, seeds=1, test_samples=500, lr=2e-3,
+                     settings=("base", "cot", "hint"), depths=(1, 2), steps=5000, seeds=1, test_samples=500, lr=2e-3,
                      task_steps=(("isq", 6000),), finish_with="cotproof reproduce --quick --jobs 2"),
-    # 2-core CPU, resumable: every cell trains to convergence (early stop, or 6 checks after step 2,000 with neither
-    # a new best validation accuracy nor a 1% lower validation loss, so never before step 3,500) or to a cap of 8,000
-    # steps. Width 64: a step costs about a third of width 128's here. 3 seeds. Base and CoT at depths 1-8 for
-    # modadd, s5 and isq; hint at 1 and 2 layers only (no claim reads hint, and its deep cells run to the cap); the
-    # cvp depth question (base at 1, 2 and 4 layers, CoT at 1) at 4, 6 and 8 gates: base at 8 layers and 6-8 gates
-    # alone would cost more than the rest of the profile. One learning rate, 1e-3, at every depth (README's sweep)
+    # 2-core CPU, resumable: every cell trains to convergence (early stop, or the plateau rule, so never before step
+    # 3,500) or to a cap of 8,000 steps. Width 64: a step costs about a third of width 128's here. 3 seeds. Base and
+    # CoT at depths 1-8 for modadd, s5 and isq; hint at 1 and 2 layers only (no claim reads hint, and its deep cells
+    # run to the cap); the cvp depth question (base at 1, 2 and 4 layers, CoT at 1) at 4, 6 and 8 gates: base at 8
+    # layers and 6-8 gates alone would cost more than the rest of the profile. One learning rate, 1e-3, at every
+    # depth (README's sweep)
     "cpu": Profile(tasks={"modadd": {"modulus": 7}, "s5": {}, "isq": {"min_prime": 151, "max_prime": 199},
                           "cvp": {}},
                    lengths={"modadd": (6,), "s5": (5,), "isq": (3,), "cvp": (4,)},
                    settings=("base", "cot", "hint"), depths=(1, 2, 4, 8), steps=8000, seeds=3, d_model=64,
-                   test_samples=500, lr=1e-3, warmup=200, plateau_patience=6, plateau_from=2000,
+                   test_samples=500, lr=1e-3, warmup=200,
                    depths_of=(("modadd", "hint", (1, 2)), ("s5", "hint", (1, 2)), ("isq", "hint", (1, 2)),
                               ("cvp", "base", (1, 2, 4)), ("cvp", "cot", (1,)), ("cvp", "hint", (1,))),
                    more_cells=tuple(("cvp", "base", layers, gates) for gates in (6, 8) for layers in (1, 2, 4)) +

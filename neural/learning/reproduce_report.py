@@ -49,7 +49,8 @@ def render_table(doc: dict, profile) -> str:
              "against the step applied to the one before). Chance: the majority answer; for cvp also the shallow "
              "guess from the last gate's type. Every cell of a task had the same step budget "
              f"({', '.join(f'{t} {profile.budget(t)}' for t in profile.tasks)}) and stopped early at validation "
-             f"accuracy 0.995{plateau}. * marks a budget-bound cell: a seed used its whole budget without converging.",
+             f"accuracy 0.995{plateau}. * marks a budget-bound cell: a seed used its whole budget without converging."
+             + _before_stop_reasons(doc["cells"]),
              "",
              "| task | length | setting | " + " | ".join(f"L={d}" for d in depths) + " | majority | shallow |",
              "|---|---|---|" + "---|" * len(depths) + "---|---|"]
@@ -93,6 +94,13 @@ def _png(plt, fig) -> bytes:
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     return buf.getvalue()
+
+
+def _before_stop_reasons(rows: list) -> str:
+    """Rows trained before cells converged record no stop reason: the table says how it reads them."""
+    old = sum("stop_reason" not in r for r in rows)
+    return "" if not old else (f" {old} of the {len(rows)} rows were trained before the plateau rule and record no "
+                               "stop reason: those that did not stop early count as budget-bound.")
 
 
 def budget_bound(row: dict) -> bool:
