@@ -165,24 +165,29 @@ def _cpu_recipe(ablation: Ablation) -> Ablation:
                    converge=True, gpu=False)
 
 
-CPU_CVP_SIZES, CPU_CVP_DEPTHS = (4, 8), (1, 2)
+CPU_CVP_DEPTHS = (1, 2)
 
 
 def _cvp_depth_cpu() -> Ablation:
-    last = (("last_gate", "unconditioned"),)
+    from neural.learning.profiles import PROFILES, cells_of
+
+    cpu = PROFILES["cpu"]  # its smallest and largest circuits, at its cap
+    gates_run = sorted({c.length for c in cells_of(cpu, 1) if c.task == "cvp"})
+    sizes, cap, last = (gates_run[0], gates_run[-1]), cpu.budget("cvp"), (("last_gate", "unconditioned"),)
+    lr = f"{cpu.lr:.0e}".replace("e-0", "e-")  # 1e-3, as the README writes it
     base = tuple(Run(f"base {gates} gates L{layers} unconditioned", "cvp", (("gates", gates),) + last, "base", layers,
-                     8000) for gates in CPU_CVP_SIZES for layers in CPU_CVP_DEPTHS)
-    cot = tuple(Run(f"cot {gates} gates L1 unconditioned", "cvp", (("gates", gates),) + last, "cot", 1, 8000)
-                for gates in CPU_CVP_SIZES)
+                     cap) for gates in sizes for layers in CPU_CVP_DEPTHS)
+    cot = tuple(Run(f"cot {gates} gates L1 unconditioned", "cvp", (("gates", gates),) + last, "cot", 1, cap)
+                for gates in sizes)
     return _cpu_recipe(Ablation(
         "cvp-depth-cpu", f"cvp-depth at CPU scale, its other half: the cpu grid asks the depth question with the last "
         f"gate balanced given its type; with the last gate as generated (its type alone predicts about 0.7 of the "
-        f"answers), at which depth (1 or 2) does base first reach {CVP_LEARNS:g} on circuits of 4 and 8 gates, and "
-        "does CoT at 1 layer still reach 0.99?", base + cot,
+        f"answers), at which depth (1 or 2) does base first reach {CVP_LEARNS:g} on circuits of {sizes[0]} and "
+        f"{sizes[1]} gates, and does CoT at 1 layer still reach 0.99?", base + cot,
         findings=functools.partial(_cvp_depth_findings, judged="unconditioned"),
-        notes=("The cpu profile's recipe (width 64, lr 1e-3), one seed, each run to convergence with a cap of "
-               "8,000 steps. Its balanced half is the cpu grid's own cvp cells (3 seeds; 1, 2 and 4 layers at 4, 6 "
-               "and 8 gates), which the grid's depth claim judges.",)))
+        notes=(f"The cpu profile's recipe (width {cpu.d_model}, lr {lr}), one seed, each run to convergence "
+               f"with a cap of {cap:,} steps. Its balanced half is the cpu grid's own cvp cells (3 seeds; 1, 2 and 4 "
+               "layers at 4, 6 and 8 gates), which the grid's depth claim judges.",)))
 
 
 def _isq_budget_cpu() -> Ablation:
@@ -360,37 +365,30 @@ def score_run(name: str, toy: bool, index: int, out: str, device: str | None) ->
 
     from neural.checkpoint import read_metrics
     from neural.learning.evaluation import evaluate_model, load_trained
-    from neural.learning.profiles import recipe, scored_fields
+    from neural.learning.profiles import PROFILES, convergence, recipe, scored_fields
+    from neural.learning.reproduce import validation_curve
+    from neural.learning.runs import CONVERGED, stop_reason_of
     from neural.learning.tasks import TEST_SEED
     from neural.learning.train import train
     from neural.learning.workers import worker_device
 
     ablation = _sized(name, toy)
     run = ablation.runs[index]
-    device = device or worker_device()
-    converge = {"early_stop": None}
-    if ablation.converge:
-        from neural.learning.profiles import EARLY_STOP, PROFILES
-
-        cpu = PROFILES["cpu"]
-        converge = {"early_stop": EARLY_STOP, "plateau_patience": cpu.plateau_patience,
-                    "plateau_from": cpu.plateau_from}
+    # a converging ablation stops as the cpu grid's cells do; the others spend their whole budget
+    checks = convergence(PROFILES["cpu"]) if ablation.converge else {
+        "early_stop": None, "eval_samples": 256, "save_every": max(1, min(run.steps, 1000)),
+        "log_every": max(1, run.steps // 10)}
     cfg = recipe(run.task, dict(run.params), run.setting, run.layers, d_model=run.d_model or ablation.d_model,
                  lr=ablation.lr, warmup=min(200, run.steps // 10) if ablation.warmup is None else ablation.warmup,
-                 steps=run.steps, seed=run.seed, eval_samples=256 if not ablation.converge else 512,
-                 save_every=max(1, min(run.steps, 1000 if not ablation.converge else 250)),
-                 log_every=50 if ablation.converge else max(1, run.steps // 10), device=device, **converge)
+                 steps=run.steps, seed=run.seed, device=device or worker_device(), **checks)
     directory = run_directory(name, toy, index, out)
     last = train(cfg, directory, resume=True, progress=False)
     model, task, setting, meta = load_trained(directory)
-    model.to(torch.device(device))
+    model.to(torch.device(cfg.device))
     ev = evaluate_model(model, task, setting, ablation.test_samples, seed=TEST_SEED, split="test")
     row = {"status": "run", **scored_fields(ev, meta),
            "train_answer_accuracy": _last_train_accuracy(read_metrics(directory))}
-    if ablation.converge:
-        from neural.learning.reproduce import validation_curve
-        from neural.learning.runs import CONVERGED, stop_reason_of
-
+    if ablation.converge:  # whether each run converged, and its curve; a fixed-budget run is read by its score alone
         reason = stop_reason_of(last, cfg.steps)
         row |= {"stop_reason": reason, "converged": reason in CONVERGED,
                 "validation_curve": validation_curve(directory)}

@@ -173,9 +173,16 @@ def scored_fields(ev: dict, meta: dict) -> dict:
             "steps": int(meta["step"]), "seconds": round(float(meta.get("elapsed_seconds", 0.0)), 1)}
 
 
+def convergence(profile: Profile) -> dict:
+    """How a cell's training is checked, stopped and saved: the early stop and the profile's plateau rule at checks
+    on 512 validation prompts, a checkpoint every 250 steps, a log line every 50. An ablation that trains its runs
+    to convergence (``Ablation.converge``) takes these too, so its runs stop as the grid's cells do."""
+    return {"early_stop": EARLY_STOP, "plateau_patience": profile.plateau_patience,
+            "plateau_from": profile.plateau_from, "eval_samples": 512, "save_every": 250, "log_every": 50}
+
+
 def train_config(profile: Profile, cell: Cell, precision: str = "auto"):
     params = {**profile.tasks[cell.task], LENGTH_PARAM[cell.task]: cell.length}
     return recipe(cell.task, params, cell.setting, cell.layers, d_model=profile.d_model, lr=profile.lr,
-                  warmup=profile.warmup, steps=profile.budget(cell.task), seed=cell.seed, early_stop=EARLY_STOP,
-                  plateau_patience=profile.plateau_patience, plateau_from=profile.plateau_from, eval_samples=512,
-                  save_every=250, log_every=50, precision=precision)
+                  warmup=profile.warmup, steps=profile.budget(cell.task), seed=cell.seed, precision=precision,
+                  **convergence(profile))
