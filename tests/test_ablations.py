@@ -239,6 +239,7 @@ def test_the_committed_cpu_ablations_are_the_runs_their_definitions_name(name):
     import json
 
     from helpers import ROOT
+
     from neural.learning.ablations import ABLATIONS
 
     ablation, doc = ABLATIONS[name], json.loads((ROOT / f"results/ablations/{name}.json").read_text())
