@@ -185,6 +185,9 @@ def test_a_cancelled_task_resumes_from_its_checkpoint_and_finished_cells_are_not
                                   lengths={"s5": (3,), "modadd": (3,)}, steps=1000)
     root = tmp_path / "slurm"
     s5_dir, modadd_dir = (c.directory(root / "runs/quick") for c in reproduce.cells_of(profile, 1))
+    # 20 ms a step at least: 15 s between the first checkpoint and the last step, for the cancel to land in (on a
+    # fast core the cell would otherwise finish within the second the test polls at)
+    monkeypatch.setenv(MIN_STEP_SECONDS_ENV, "0.02")
     first = slurm.drive(_grid(monkeypatch, profile, root), ONE_CPU)
     tasks = {Path(s["dirs"][0]).name: s["job"] for s in first["submitted"]}
     _until(lambda: reproduce.resume_step(s5_dir) >= 250, "the long cell past its first checkpoint")
