@@ -464,7 +464,7 @@ def test_a_row_names_the_commit_its_grid_started_at(monkeypatch):
     reproduce.commit.cache_clear()
 
 
-@pytest.mark.parametrize("name", ["quick", "full"])
+@pytest.mark.parametrize("name", ["quick", "cpu", "full"])
 def test_committed_results_regenerate_byte_for_byte_from_their_rows(name, tmp_path):
     """The JSON and table in results/ are a function of their rows: rewriting them from the rows they hold changes
     nothing (the claims and verdicts, the table's marks, the provenance), so a change in how results are judged or
