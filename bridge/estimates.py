@@ -3,7 +3,9 @@ bytes, before the work starts, so that a limit refuses what would take too long 
 prints the estimate beside what was measured.
 
 Every constant below was calibrated on this project's 2-core machine against whole measured runs
-(``bridge/benchmarks/cost_model.py``; docs/benchmarks.md shows estimate against measurement at five sizes). Each
+(``bridge/benchmarks/cost_model.py`` and ``run_estimate.py``; docs/benchmarks.md shows estimate against measurement
+at five sizes). The seconds are this machine's: the one that replaced it on 2026-12-06 runs 2-5x faster, and they
+were calibrated again there (a machine that differs that much needs the benchmarks run and the rates set anew). Each
 estimate prices the command's own work after its input is read (parsing is the user's file, not the model).
 """
 from __future__ import annotations
@@ -36,12 +38,12 @@ def instance_work(model: ConstructedModel, proved_attention: bool = False) -> fl
 # Calibrated on this project's 2-core machine (docs/benchmarks.md, "run's estimate"): the multiply-adds a second
 # each path achieves over a whole run (reference evaluation, one pass, argmax and checks included), by where it
 # computes (torch: float32 or an IEEE dtype; numpy: F(e,s) itself, below TORCH_WORTH_IT) and by attention kernel
-# (the proved one is bound by per-position work, the dense one by the attention products); a run's fixed cost; and
-# the bytes a pass holds per position per unit of its width (residual, q/k/v, FFN hidden, the selection's copies),
-# twice that in numpy's float64.
-RUN_RATE = {("torch", "dense"): 2.0e10, ("torch", "proved"): 2.5e9, ("numpy", "dense"): 2.6e7,
-            ("numpy", "proved"): 1.2e8}
-RUN_FIXED_SECONDS = 0.15
+# (the proved one is bound by per-position work, the dense one by the attention products); a run's fixed cost by
+# kernel; and the bytes a pass holds per position per unit of its width (residual, q/k/v, FFN hidden, the
+# selection's copies), twice that in numpy's float64.
+RUN_RATE = {("torch", "dense"): 3.0e10, ("torch", "proved"): 1.0e10, ("numpy", "dense"): 5.0e7,
+            ("numpy", "proved"): 2.2e8}
+RUN_FIXED_SECONDS = {"dense": 0.02, "proved": 0.08}  # by kernel: the proved one sorts every key code first
 PASS_BYTES_PER_WIDTH = {"torch": 8.0, "numpy": 16.0}
 TORCH_IMPORT_BYTES = 2.1e8  # what importing torch adds to a process's peak here (10 -> 219 MiB)
 NUMPY_BLOCK_COPIES = 4  # float64 arrays of a block's score products live at once in F(e,s) attention
@@ -70,8 +72,8 @@ def run_estimate(model: ConstructedModel, vectors: int, proved_attention: bool, 
 
     cfg = model.config
     where = "torch" if in_torch else "numpy"
-    rate = RUN_RATE[where, "proved" if proved_attention else "dense"]
-    seconds = RUN_FIXED_SECONDS + vectors * instance_work(model, proved_attention) / rate
+    kernel = "proved" if proved_attention else "dense"
+    seconds = RUN_FIXED_SECONDS[kernel] + vectors * instance_work(model, proved_attention) / RUN_RATE[where, kernel]
     rows = min(vectors, max(1, ACTIVATIONS_PER_PASS // max(1, cfg.max_len * cfg.d_model))) if in_torch else 1
     return Estimate(seconds, _peak_bytes(model, rows, in_torch, proved_attention))
 
@@ -113,7 +115,7 @@ def _peak_bytes(model: ConstructedModel, rows: int, in_torch: bool, proved_atten
 
 # verify's lemmas: the solver's part is flat in the model's size (a few seconds here: every query is the same at
 # every size), the embedding check reads every table entry once (docs/benchmarks.md, "verify's estimate")
-PROOF_SECONDS = 2.5
+PROOF_SECONDS = 1.0
 EMBEDDING_SECONDS_PER_ENTRY = 2.5e-8
 
 
@@ -135,9 +137,9 @@ def verify_estimate(model: ConstructedModel, plan) -> Estimate:
 
 
 # compile: building the tables and writing them (safetensors) with the circuit (config.json) a gate at a time
-COMPILE_FIXED_SECONDS = 0.05
-BUILD_SECONDS_PER_ENTRY = 1.5e-8
-SECONDS_PER_GATE = 6e-6
+COMPILE_FIXED_SECONDS = 0.02
+BUILD_SECONDS_PER_ENTRY = 1.05e-8
+SECONDS_PER_GATE = 4.2e-6
 BUILD_BYTES_PER_ENTRY = 12.0  # a float32 table and the float64 blocks its representability check rounds
 JSON_BYTES_PER_GATE = 160.0  # the gate list as Python objects and as text
 
@@ -156,8 +158,8 @@ def compile_estimate(length: int, vocab: int, width: int, gates: int) -> Estimat
 # train: the training FLOP a step (``neural.learning.stacked.flops_per_step``) at the rate one process reached here
 # with both cores (evaluations included), the start-up (the task's splits, the model, the first evaluation), and
 # what autograd and the data hold beyond ``TrainConfig.training_bytes``
-TRAIN_FLOPS_PER_SECOND = 3.5e10
-TRAIN_FIXED_SECONDS = 3.5
+TRAIN_FLOPS_PER_SECOND = 1.1e11
+TRAIN_FIXED_SECONDS = 1.5
 TRAIN_OVERHEAD_BYTES = 1e8
 
 
