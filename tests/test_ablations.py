@@ -235,7 +235,8 @@ def test_the_cpu_ablations_train_like_the_cpu_grid_and_need_no_gpu():
 
 @pytest.mark.parametrize("name", ["cvp-depth-cpu", "isq-budget-cpu"])
 def test_the_committed_cpu_ablations_are_the_runs_their_definitions_name(name):
-    """A definition that drifts from the committed results (a size, a cap, a question reworded) shows here."""
+    """A definition that drifts from the committed results (a size, a cap, a question reworded), or a change in how
+    its findings are judged, shows here."""
     import json
 
     from helpers import ROOT
@@ -246,6 +247,7 @@ def test_the_committed_cpu_ablations_are_the_runs_their_definitions_name(name):
     assert (doc["question"], tuple(doc["notes"])) == (ablation.question, ablation.notes)
     assert [(r["label"], r["budget"], r["seed"], r["d_model"], r["params"]) for r in doc["runs"]] == \
         [(r.label, r.steps, r.seed, r.d_model or ablation.d_model, dict(r.params)) for r in ablation.runs]
+    assert json.loads(json.dumps(ablation.findings(doc["runs"]))) == doc["findings"]  # as judged today
 
 
 def test_cvp_depth_is_undecided_where_a_run_below_the_bar_stopped_at_its_cap_and_judges_its_own_half():

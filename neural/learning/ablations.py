@@ -87,7 +87,7 @@ def _cvp_depth_findings(rows: list[dict], judged: str = "balanced") -> dict:
     """For each size and last-gate distribution, the first depth at which base reaches ``CVP_LEARNS`` (None: it
     never does at the depths run); and whether the claim holds on the ``judged`` distribution: CoT at 1 layer
     reaches 0.99 at every size while base's depth grows with size (never counts as beyond every depth)."""
-    from neural.learning.claims import depth_grows
+    from neural.learning.claims import at_ends, depth_grows
 
     ran = [r for r in rows if r["status"] != NOT_RUN]
     if not ran:
@@ -114,19 +114,12 @@ def _cvp_depth_findings(rows: list[dict], judged: str = "balanced") -> dict:
         CVP_LEARNS if r["setting"] == "base" else 0.99)]
     if bound:
         names = ", ".join(r["label"] for r in bound)
-        if any(_cvp_depth_findings([{**r, "accuracy": 1.0, "converged": True} if up else r
-                                    for r, up in _marked(rows, bound, ends)], judged)["holds"] != holds
+        if any(_cvp_depth_findings(at_ends(rows, [[r] for r in bound], ends), judged)["holds"] != holds
                for ends in product((False, True), repeat=len(bound)) if any(ends)):
             return {"reach_depth": reach, "cot_l1": cot, "holds": None,
                     "why": f"{why}; undecided: budget-bound below the bar: {names}"}
         why += f"; budget-bound below the bar, but no score up to 1.0 changes the finding: {names}"
     return {"reach_depth": reach, "cot_l1": cot, "holds": holds, "why": why}
-
-
-def _marked(rows: list[dict], bound: list[dict], ends: tuple[bool, ...]) -> list[tuple[dict, bool]]:
-    """Each row, and whether ``ends`` raises it (the budget-bound rows, in order)."""
-    up = {id(r) for r, high in zip(bound, ends) if high}
-    return [(r, id(r) in up) for r in rows]
 
 
 def _isq_budget() -> Ablation:

@@ -84,7 +84,7 @@ def settle(judge: Callable[[list[dict]], Judgement], rows: list[dict], missing: 
         names, groups = list(open_cells), list(open_cells.values())
         if len(groups) > MOST_OPEN:
             return names
-        verdict = {ends: judge(_at_ends(rows, groups, ends)).holds for ends in product((False, True),
+        verdict = {ends: judge(at_ends(rows, groups, ends)).holds for ends in product((False, True),
                                                                                       repeat=len(groups))}
         if all(v == first.holds for v in verdict.values()):
             return []
@@ -120,9 +120,10 @@ def _unscored_row(cell, rows: list[dict]) -> dict:
             "stop_reason": None, "converged": True, "not_run": True}
 
 
-def _at_ends(rows: list[dict], groups: list[list[dict]], ends: tuple[bool, ...]) -> list[dict]:
+def at_ends(rows: list[dict], groups: list[list[dict]], ends: tuple[bool, ...]) -> list[dict]:
     """``rows`` with each open cell at the end ``ends`` marks: a budget-bound cell as scored or at its best (accuracy
-    1.0 and, for CoT, no unsound step); a cell not run at its worst (accuracy 0, every step unsound) or its best."""
+    1.0 and, for CoT, no unsound step); a cell not run at its worst (accuracy 0, every step unsound) or its best.
+    ``ablations`` tries its capped runs the same way."""
     chosen = {id(r): high for group, high in zip(groups, ends) for r in group}
     out = [_best(r) if chosen.get(id(r)) else r for r in rows]
     return out + [_best(r) if high else r for group, high in zip(groups, ends) for r in group if r.get("not_run")]
