@@ -185,8 +185,8 @@ def cmd_reproduce(args) -> int:
 def _full_on_a_cpu(args) -> int:
     """The full grid is sized for a GPU: on a CPU it says what is left and the command that runs it, as a GPU
     ablation does, rather than start days of training (``--cpu-anyway`` does; ``--cells`` runs chosen cells)."""
-    from neural.learning.grid_results import load_results, unscored
-    from neural.learning.profiles import PROFILES
+    from neural.learning.grid_results import load_results
+    from neural.learning.profiles import PROFILES, unscored
 
     full = PROFILES["full"]
     left = unscored(full, load_results(Path(args.results) / "full.json"), args.seeds or full.seeds)

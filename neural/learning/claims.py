@@ -135,15 +135,14 @@ def _best(row: dict) -> dict:
 
 def claims(rows: list[dict], profile) -> list[dict]:
     """Every claim the profile's rows can decide, as the results JSON holds them."""
-    from neural.learning.profiles import cells_of
+    from neural.learning.profiles import unscored
 
     t = THRESHOLDS
     judges = [lambda rs: modadd_claim(rs, t), lambda rs: hard_task_claim(rs, t, "s5", "composition in S5"),
               lambda rs: hard_task_claim(rs, t, "isq", "iterated squaring"), lambda rs: cvp_claim(rs, profile, t)]
     if len(profile.lengths.get("cvp", ())) > 1 or len({r["length"] for r in _group(rows, "cvp", "base")}) > 1:
         judges.append(lambda rs: cvp_depth_claim(rs, t))  # the depth question needs several circuit sizes
-    scored = {tuple(r[k] for k in ("task", "setting", "layers", "length", "seed")) for r in rows}
-    missing = tuple(c for c in cells_of(profile, profile.seeds) if c.key not in scored)
+    missing = tuple(unscored(profile, rows, profile.seeds))
     return [settle(judge, rows, missing).to_dict() for judge in judges]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from neural.checkpoint import atomic_write_bytes, atomic_write_text
 from neural.learning.claims import claims
-from neural.learning.profiles import LENGTH_PARAM, PROFILES, Cell, Profile, cells_of
+from neural.learning.profiles import LENGTH_PARAM, PROFILES, unscored
 
 
 def machine() -> str:
@@ -61,17 +61,6 @@ def load_results(path: Path) -> list[dict]:
     # A row keeps the provenance of the run that produced it; rows from before rows carried their own get the
     # file's.
     return [{"commit": doc.get("commit", "unknown"), "machine": doc.get("machine", "unknown"), **r} for r in cells]
-
-
-def unscored(profile: Profile, rows, seeds: int) -> list[Cell]:
-    """The profile's cells (``seeds`` each) that ``rows`` has not scored: what a resumed grid runs, and what a
-    results file lists as not run."""
-    done = {row_key(r) for r in rows}
-    return [c for c in cells_of(profile, seeds) if c.key not in done]
-
-
-def row_key(row: dict) -> tuple:
-    return tuple(row[k] for k in ("task", "setting", "layers", "length", "seed"))
 
 
 def document(profile_name: str, rows: list[dict], planned: bool = False) -> dict:

@@ -106,6 +106,18 @@ class Cell:
         return root / f"{self.task}_{self.setting}_L{self.layers}_n{self.length}_s{self.seed}"
 
 
+def row_key(row: dict) -> tuple:
+    """A scored row's cell, as ``Cell.key`` names it."""
+    return tuple(row[k] for k in ("task", "setting", "layers", "length", "seed"))
+
+
+def unscored(profile: Profile, rows, seeds: int) -> list[Cell]:
+    """The profile's cells (``seeds`` each) that ``rows`` has not scored: what a resumed grid runs, what a results
+    file lists as not run, and the cells a claim may still wait on."""
+    done = {row_key(r) for r in rows}
+    return [c for c in cells_of(profile, seeds) if c.key not in done]
+
+
 def parse_cells(text: str | None) -> list[tuple[str, str, int, int | None]] | None:
     """``TASK:SETTING:LAYERS[:LENGTH][,...]`` -> [(task, setting, layers, length)], length None for every length the
     profile runs that cell at; ValueError names the bad item."""

@@ -26,8 +26,6 @@ from neural.learning.grid_results import (
     document,
     load_results,
     machine,
-    row_key,
-    unscored,
     write_results,
 )
 from neural.learning.grouping import checkpoint_config, group_cost, plan_groups, resume_step, run_order
@@ -41,8 +39,10 @@ from neural.learning.profiles import (
     cells_of,
     parse_cells,
     recipe,
+    row_key,
     scored_fields,
     train_config,
+    unscored,
 )
 from neural.learning.workers import device_memory, worker_device, worker_devices, worker_pool
 
