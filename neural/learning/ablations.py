@@ -86,12 +86,33 @@ def _cvp_depth() -> Ablation:
 def _cvp_depth_findings(rows: list[dict], judged: str = "balanced") -> dict:
     """For each size and last-gate distribution, the first depth at which base reaches ``CVP_LEARNS`` (None: it
     never does at the depths run); and whether the claim holds on the ``judged`` distribution: CoT at 1 layer
-    reaches 0.99 at every size while base's depth grows with size (never counts as beyond every depth)."""
-    from neural.learning.claims import at_ends, depth_grows
+    reaches 0.99 at every size while base's depth grows with size (never counts as beyond every depth).
+
+    Where runs train to convergence, one that stopped at its cap below the bar might still reach it: the finding
+    stands only if it would with every such run at 1.0, in every combination (as ``claims.settle`` judges claims)."""
+    from neural.learning.claims import at_ends
 
     ran = [r for r in rows if r["status"] != NOT_RUN]
     if not ran:
         return {"reach_depth": None, "holds": None, "why": "not run"}
+    reach, cot, holds, why = _cvp_depth_as_scored(ran, judged)
+    bound = [r for r in ran if r.get("converged") is False and r["accuracy"] < (
+        CVP_LEARNS if r["setting"] == "base" else 0.99)]
+    if bound:
+        names = ", ".join(r["label"] for r in bound)
+        if any(_cvp_depth_as_scored(at_ends(ran, [[r] for r in bound], ends), judged)[2] != holds
+               for ends in product((False, True), repeat=len(bound)) if any(ends)):
+            return {"reach_depth": reach, "cot_l1": cot, "holds": None,
+                    "why": f"{why}; undecided: budget-bound below the bar: {names}"}
+        why += f"; budget-bound below the bar, but no score up to 1.0 changes the finding: {names}"
+    return {"reach_depth": reach, "cot_l1": cot, "holds": holds, "why": why}
+
+
+def _cvp_depth_as_scored(ran: list[dict], judged: str) -> tuple[dict, dict, bool, str]:
+    """(first depth reaching the bar per size and distribution, CoT at 1 layer per size, holds, why) from the runs
+    as they scored."""
+    from neural.learning.claims import depth_grows
+
     sizes = sorted({r["params"]["gates"] for r in ran})
     reach = {}
     for last in ("balanced", "unconditioned"):
@@ -102,24 +123,11 @@ def _cvp_depth_findings(rows: list[dict], judged: str = "balanced") -> dict:
                 reach[f"{gates} gates {last}"] = next((r["layers"] for r in mine if r["accuracy"] >= CVP_LEARNS), None)
     cot = {r["params"]["gates"]: r["accuracy"] for r in ran if r["setting"] == "cot"}
     depth = [reach.get(f"{g} gates {judged}") for g in sizes]
-    grows = depth_grows(depth)
     cot_ok = set(cot) == set(sizes) and all(a >= 0.99 for a in cot.values())
     deepest = max((r["layers"] for r in ran if r["setting"] == "base"), default=0)
     why = (f"{judged} last gate: base first reaches {CVP_LEARNS:g} at depth {depth} for {sizes} gates (None: never, "
            f"up to {deepest} layers); CoT at 1 layer {cot}")
-    holds = bool(grows and cot_ok)
-    # where runs train to convergence, one that stopped at its cap below the bar might still reach it: the finding
-    # stands only if it would with every such run at 1.0, in every combination (as ``claims.settle`` judges claims)
-    bound = [r for r in ran if r.get("converged") is False and r["accuracy"] < (
-        CVP_LEARNS if r["setting"] == "base" else 0.99)]
-    if bound:
-        names = ", ".join(r["label"] for r in bound)
-        if any(_cvp_depth_findings(at_ends(rows, [[r] for r in bound], ends), judged)["holds"] != holds
-               for ends in product((False, True), repeat=len(bound)) if any(ends)):
-            return {"reach_depth": reach, "cot_l1": cot, "holds": None,
-                    "why": f"{why}; undecided: budget-bound below the bar: {names}"}
-        why += f"; budget-bound below the bar, but no score up to 1.0 changes the finding: {names}"
-    return {"reach_depth": reach, "cot_l1": cot, "holds": holds, "why": why}
+    return reach, cot, bool(depth_grows(depth) and cot_ok), why
 
 
 def _isq_budget() -> Ablation:
@@ -192,9 +200,9 @@ def _isq_budget_cpu() -> Ablation:
                  for width, cap in ((cpu.d_model, 2 * cpu.budget("isq")), (2 * cpu.d_model, cpu.budget("isq")))
                  for seed in range(cpu.seeds))
     return _cpu_recipe(Ablation(
-        "isq-budget-cpu", "isq-budget at CPU scale: the cpu profile's isq CoT at 1 layer reaches 0.99 in one seed of "
-        "3 at width 64 within 8,000 steps. Trained to convergence, does it reach 0.99 at width 64 with twice the cap, "
-        "or at width 128 within the grid's cap?", runs,
+        "isq-budget-cpu", f"isq-budget at CPU scale: the cpu profile's isq CoT at 1 layer reaches 0.99 in one seed of "
+        f"3 at width {cpu.d_model} within {cpu.budget('isq'):,} steps. Trained to convergence, does it reach 0.99 at "
+        f"width {cpu.d_model} with twice the cap, or at width {2 * cpu.d_model} within the grid's cap?", runs,
         findings=_isq_budget_cpu_findings,
         notes=("Each run trains to convergence (the grid's early stop) with its budget as a cap: the step it stops "
                "at is when it reached the target, where it did.",)))
@@ -202,19 +210,20 @@ def _isq_budget_cpu() -> Ablation:
 
 def _isq_budget_cpu_findings(rows: list[dict]) -> dict:
     """For each width, the seeds that reach ``ISQ_REACHES`` within their cap; the finding holds (width, not steps)
-    where every seed at width 128 reaches it within 8,000 steps and some seed at width 64 does not within 16,000."""
+    where every seed at the wider width reaches it within the grid's cap and some seed at the grid's width does not
+    within twice that."""
     ran = [r for r in rows if r["status"] != NOT_RUN]
-    widths = sorted({r["d_model"] for r in ran})
-    if widths != [64, 128] or len(ran) < len(rows):
+    widths = sorted({r["d_model"] for r in rows})
+    if len(ran) < len(rows) or len(widths) != 2:
         return {"holds": None, "why": "not every run has run"}
-    reached = {w: [r for r in ran if r["d_model"] == w and r["accuracy"] >= ISQ_REACHES] for w in widths}
-    text = "; ".join(f"width {w}: {len(reached[w])} of {sum(r['d_model'] == w for r in ran)} seeds reach "
-                     f"{ISQ_REACHES:g} (" + ", ".join(f"{r['accuracy']:.3f} at step {r['steps']}" for r in ran
-                                                      if r["d_model"] == w) + ")" for w in widths)
-    holds = len(reached[128]) == sum(r["d_model"] == 128 for r in ran) and len(reached[64]) < sum(
-        r["d_model"] == 64 for r in ran)
-    return {"holds": holds, "why": text + ("; more steps do not close isq CoT at width 64, width 128 does" if holds
-                                            else "")}
+    runs = {w: [r for r in ran if r["d_model"] == w] for w in widths}
+    reached = {w: [r for r in runs[w] if r["accuracy"] >= ISQ_REACHES] for w in widths}
+    text = "; ".join(f"width {w}: {len(reached[w])} of {len(runs[w])} seeds reach {ISQ_REACHES:g} (" +
+                     ", ".join(f"{r['accuracy']:.3f} at step {r['steps']}" for r in runs[w]) + ")" for w in widths)
+    narrow, wide = widths
+    holds = len(reached[wide]) == len(runs[wide]) and len(reached[narrow]) < len(runs[narrow])
+    return {"holds": holds,
+            "why": text + (f"; more steps do not close isq CoT at width {narrow}, width {wide} does" if holds else "")}
 
 
 ABLATIONS = {a.name: a for a in (_modadd_length(), _metrics(), _cvp_depth(), _isq_budget(), _cvp_depth_cpu(),
