@@ -4,8 +4,8 @@ prints the estimate beside what was measured.
 
 Every constant below was calibrated on this project's 2-core machine against whole measured runs
 (``bridge/benchmarks/cost_model.py`` and ``run_estimate.py``; docs/benchmarks.md shows estimate against measurement
-at five sizes). The seconds are this machine's: the one that replaced it on 2026-12-06 runs 2-5x faster, and they
-were calibrated again there (a machine that differs that much needs the benchmarks run and the rates set anew). Each
+at five sizes). The seconds are a machine's: they were set again on 2026-12-06 on the machine that replaced the
+first one, which ran the same work 2-5x faster (one that differs that much needs the benchmarks run anew). Each
 estimate prices the command's own work after its input is read (parsing is the user's file, not the model).
 """
 from __future__ import annotations

@@ -110,15 +110,13 @@ def test_a_smoke_ablation_writes_its_results_and_resumes(tmp_path):
 
 
 def test_an_ablation_trained_to_convergence_records_how_each_run_stopped_and_draws_its_curves(tmp_path):
-    from neural.learning.ablations import run_ablation
+    from neural.learning.ablations import ablation_document, run_ablation
 
     doc = run_ablation("isq-budget-cpu", tmp_path / "runs", tmp_path / "results", toy=True)
     assert [(r["stop_reason"], r["converged"]) for r in doc["runs"] if r["status"] == "run"] == [("cap", False)] * 2
     assert all(r["validation_curve"][-1][0] == r["steps"] for r in doc["runs"] if r["status"] == "run")
     assert (tmp_path / "results/ablations/isq-budget-cpu-smoke_curves.png").stat().st_size > 1000
     assert '"validation_curve": [[' in (tmp_path / "results/ablations/isq-budget-cpu-smoke.json").read_text()
-    from neural.learning.ablations import ablation_document
-
     assert ablation_document("isq-budget-cpu", False, "cpu", {})["finish_with"] == \
         "cotproof reproduce --ablation isq-budget-cpu"  # its runs not yet run need no GPU
 
